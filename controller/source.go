@@ -1,0 +1,28 @@
+package controller
+
+import (
+	"context"
+
+	"github.com/scopeflags/scopeflags/rules"
+)
+
+// RuleSource is the storage the controller keeps its snapshot from.
+// sqlstore.Store satisfies it.
+type RuleSource interface {
+	// LoadRules returns every rule and the revision they belong to.
+	LoadRules(ctx context.Context) ([]rules.Rule, int64, error)
+	// Revision returns the current revision of the rules, cheaply, so a
+	// poller can tell whether to reload.
+	Revision(ctx context.Context) (int64, error)
+}
+
+// ScopeResolver answers for one request's active scopes in the database
+// itself. sqlstore.Store satisfies it.
+type ScopeResolver interface {
+	// ScopeNames returns the distinct scopes the rules mention: the
+	// candidates whose activity must be known before resolving.
+	ScopeNames(ctx context.Context) ([]string, error)
+	// ResolveRules runs the single prioritized query: for each flag, the
+	// rule with the highest priority whose scope is in active.
+	ResolveRules(ctx context.Context, active []string) ([]rules.Rule, error)
+}

@@ -1,0 +1,213 @@
+package rules
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// ScopeChecker tells Parse whether a scope string is claimed by a scope
+// handler and, if so, whether that handler accepts it. The scopes package's
+// Registry satisfies it.
+type ScopeChecker interface {
+	CheckScope(scope string) (claimed bool, err error)
+}
+
+// Error is a problem with one line of rule text. Its message reads
+// "line N: message"; it unwraps to one of the package's sentinel errors.
+type Error struct {
+	Line int    // 1-based line number
+	Kind error  // ErrSyntax, ErrFlagName, ErrScope, ErrPriority, ErrDuplicate or ErrUnclaimed
+	Msg  string // message without the line prefix
+}
+
+func (e *Error) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Msg) }
+
+// Unwrap returns the sentinel kind.
+func (e *Error) Unwrap() error { return e.Kind }
+
+// ErrorList is every problem Parse found, in line order. Its message is one
+// problem a line.
+type ErrorList []*Error
+
+func (l ErrorList) Error() string {
+	var b strings.Builder
+	for i, e := range l {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString(e.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the individual errors, so errors.Is sees every kind.
+func (l ErrorList) Unwrap() []error {
+	out := make([]error, len(l))
+	for i, e := range l {
+		out[i] = e
+	}
+	return out
+}
+
+func lineError(line int, err error) *Error {
+	e := &Error{Line: line, Kind: ErrSyntax, Msg: err.Error()}
+	if ke, ok := err.(*kindError); ok {
+		e.Kind = ke.kind
+	}
+	return e
+}
+
+// Parse reads rule text. Each non-blank line that does not start with '#'
+// is "flag scope priority value": fields separated by runs of spaces or
+// tabs, the value being the rest of the line with inner spaces kept. CRLF
+// line ends are accepted. When sc is non-nil every scope is checked with it:
+// a scope a handler claims but rejects is an error; a scope no handler claims
+// is allowed and reported as a warning.
+//
+// Parse either returns every rule or, when any line is bad, a nil slice and an
+// ErrorList naming each bad line. Warnings are returned in both cases.
+func Parse(text string, sc ScopeChecker) (rs []Rule, warnings []*Error, err error) {
+	var errs ErrorList
+	type key struct{ flag, scope string }
+	scopeLine := map[key]int{}
+	prioLine := map[struct {
+		flag string
+		prio int
+	}]int{}
+	checked := map[string]error{}
+
+	n := 0
+	for len(text) > 0 {
+		n++
+		var line string
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			line, text = text, ""
+		}
+		line = strings.TrimSuffix(line, "\r")
+		trimmed := strings.TrimLeft(line, " \t")
+		if strings.TrimRight(trimmed, " \t") == "" || trimmed[0] == '#' {
+			continue
+		}
+		if !utf8.ValidString(line) {
+			errs = append(errs, &Error{Line: n, Kind: ErrSyntax, Msg: "invalid UTF-8"})
+			continue
+		}
+		if len(trimmed) != len(line) {
+			errs = append(errs, &Error{Line: n, Kind: ErrSyntax, Msg: "unexpected indented line (a rule starts at the beginning of its line)"})
+			continue
+		}
+		r, lerr := parseLine(strings.TrimRight(line, " \t"))
+		if lerr != nil {
+			errs = append(errs, lineError(n, lerr))
+			continue
+		}
+		r.Line = n
+		if sc != nil {
+			cerr, seen := checked[r.Scope]
+			if !seen {
+				claimed, err := sc.CheckScope(r.Scope)
+				switch {
+				case err != nil:
+					cerr = errorf(ErrScope, "bad scope %q: %v", r.Scope, err)
+				case !claimed:
+					cerr = errorf(ErrUnclaimed, "scope %q is not claimed by any scope handler: it is active only when a job names it outright", r.Scope)
+				}
+				checked[r.Scope] = cerr
+			}
+			if cerr != nil {
+				e := lineError(n, cerr)
+				if e.Kind == ErrUnclaimed {
+					warnings = append(warnings, e)
+				} else {
+					errs = append(errs, e)
+					continue
+				}
+			}
+		}
+		k := key{r.Flag, r.Scope}
+		if first, dup := scopeLine[k]; dup {
+			errs = append(errs, &Error{Line: n, Kind: ErrDuplicate,
+				Msg: fmt.Sprintf("duplicate scope for flag %q: %q (first on line %d)", r.Flag, r.Scope, first)})
+			continue
+		}
+		pk := struct {
+			flag string
+			prio int
+		}{r.Flag, r.Priority}
+		if _, dup := prioLine[pk]; dup {
+			errs = append(errs, &Error{Line: n, Kind: ErrDuplicate,
+				Msg: fmt.Sprintf("duplicate priority for flag %q: %d", r.Flag, r.Priority)})
+			continue
+		}
+		scopeLine[k] = n
+		prioLine[pk] = n
+		rs = append(rs, r)
+	}
+	if len(errs) > 0 {
+		return nil, warnings, errs
+	}
+	return rs, warnings, nil
+}
+
+// parseLine splits one rule line that has no leading or trailing blanks.
+func parseLine(line string) (Rule, error) {
+	var f [3]string
+	rest := line
+	for i := range f {
+		j := strings.IndexAny(rest, " \t")
+		if j < 0 {
+			return Rule{}, missing(i + 1)
+		}
+		f[i] = rest[:j]
+		rest = strings.TrimLeft(rest[j:], " \t")
+	}
+	if rest == "" {
+		return Rule{}, missing(3)
+	}
+	r := Rule{Flag: f[0], Scope: f[1], Value: rest}
+	p, err := strconv.ParseInt(f[2], 10, 64)
+	if err != nil {
+		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+			return Rule{}, errorf(ErrPriority, "priority %s out of range", f[2])
+		}
+		return Rule{}, errorf(ErrPriority, "priority %q is not an integer", f[2])
+	}
+	r.Priority = int(p)
+	if err := r.Validate(); err != nil {
+		return Rule{}, err
+	}
+	return r, nil
+}
+
+var fieldNames = [...]string{"flag", "scope", "priority", "value"}
+
+func missing(have int) error {
+	return errorf(ErrSyntax, "missing %s: want \"flag scope priority value\", got %d field(s)", fieldNames[have], have)
+}
+
+// Format writes rules in normalised form: tab-separated fields, sorted by
+// flag then descending priority, one rule a line with a trailing newline.
+// An empty rule set formats as "". Format does not modify rs.
+// For any text Parse accepts, Format(Parse(Format(Parse(text)))) equals
+// Format(Parse(text)).
+func Format(rs []Rule) string {
+	sorted := make([]Rule, len(rs))
+	copy(sorted, rs)
+	Sort(sorted)
+	var b strings.Builder
+	for _, r := range sorted {
+		b.WriteString(r.Flag)
+		b.WriteByte('\t')
+		b.WriteString(r.Scope)
+		b.WriteByte('\t')
+		b.WriteString(strconv.Itoa(r.Priority))
+		b.WriteByte('\t')
+		b.WriteString(r.Value)
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
