@@ -1,0 +1,137 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/scopes"
+)
+
+// DefaultPollInterval is how often Live.Run asks for the rules revision. It
+// keeps every server within a second of a change.
+const DefaultPollInterval = 250 * time.Millisecond
+
+// Live holds the current Snapshot behind an atomic pointer. Readers never
+// lock; a reload builds a whole new snapshot and swaps it in. When the rule
+// source fails, Live keeps serving the last snapshot it had.
+type Live struct {
+	reg  *scopes.Registry
+	cur  atomic.Pointer[Snapshot]
+	src  RuleSource
+	log  *slog.Logger
+	mu   sync.Mutex // serialises reloads
+	err  atomic.Pointer[error]
+	done atomic.Bool // a snapshot from src has been published
+
+	// Known, if set, names flags to include in every snapshot even without
+	// rules (documented flags), so looking them up stays lock-free.
+	Known func() []string
+}
+
+// NewLive returns a Live serving an empty snapshot until the first Reload
+// or Publish. src may be nil when snapshots are only published directly.
+func NewLive(src RuleSource, reg *scopes.Registry, log *slog.Logger) *Live {
+	if log == nil {
+		log = slog.Default()
+	}
+	l := &Live{reg: reg, src: src, log: log}
+	l.cur.Store(Build(nil, reg, -1))
+	return l
+}
+
+// Registry returns the scope registry snapshots are compiled with.
+func (l *Live) Registry() *scopes.Registry { return l.reg }
+
+// Current returns the current snapshot. It never returns nil.
+func (l *Live) Current() *Snapshot { return l.cur.Load() }
+
+// Snapshot implements Source: every controller gets the current snapshot.
+func (l *Live) Snapshot(context.Context, *scopes.Set) (*Snapshot, error) {
+	return l.cur.Load(), nil
+}
+
+// Build compiles rs with l's registry and known flags.
+func (l *Live) Build(rs []rules.Rule, revision int64) *Snapshot {
+	var known []string
+	if l.Known != nil {
+		known = l.Known()
+	}
+	return Build(rs, l.reg, revision, known...)
+}
+
+// Publish replaces the current snapshot.
+func (l *Live) Publish(s *Snapshot) { l.cur.Store(s) }
+
+// Ready reports whether a snapshot loaded from the source (or published)
+// is being served.
+func (l *Live) Ready() bool { return l.done.Load() || l.src == nil }
+
+// Err returns the last reload error, or nil after a successful reload.
+func (l *Live) Err() error {
+	if p := l.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Reload loads every rule from the source and publishes a new snapshot if
+// the revision changed (or force is set).
+func (l *Live) Reload(ctx context.Context, force bool) error {
+	if l.src == nil {
+		return errors.New("controller: reload: no rule source")
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	cur := l.cur.Load()
+	if !force && l.done.Load() {
+		rev, err := l.src.Revision(ctx)
+		if err != nil {
+			return l.fail(fmt.Errorf("controller: read revision: %w", err))
+		}
+		if rev == cur.Revision() {
+			l.err.Store(nil)
+			return nil
+		}
+	}
+	rs, rev, err := l.src.LoadRules(ctx)
+	if err != nil {
+		return l.fail(fmt.Errorf("controller: load rules: %w", err))
+	}
+	l.cur.Store(l.Build(rs, rev))
+	l.done.Store(true)
+	l.err.Store(nil)
+	return nil
+}
+
+func (l *Live) fail(err error) error {
+	if prev := l.Err(); prev == nil || prev.Error() != err.Error() {
+		l.log.Warn("rules reload failed; serving the last known rules", "err", err, "revision", l.cur.Load().Revision())
+	}
+	l.err.Store(&err)
+	return err
+}
+
+// Run reloads on every tick of interval (DefaultPollInterval if <= 0) until
+// ctx is done. Failures are logged once per distinct error and retried on
+// the next tick; the last good snapshot stays published meanwhile.
+func (l *Live) Run(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		interval = DefaultPollInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			_ = l.Reload(ctx, false) // logged by fail; retried next tick
+		}
+	}
+}
