@@ -1,0 +1,126 @@
+package controller_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/scopes"
+)
+
+// benchRules returns nFlags dotted flags with perFlag rules each. The top
+// perFlag-1 rules of every flag use team scopes the user is not in; the
+// last is default. So the first lookup of a flag checks perFlag scopes.
+func benchRules(nFlags, perFlag int) ([]rules.Rule, []string) {
+	rs := make([]rules.Rule, 0, nFlags*perFlag)
+	names := make([]string, nFlags)
+	for f := range nFlags {
+		names[f] = fmt.Sprintf("app%d.feature%d.effect", f%17, f)
+		for r := range perFlag - 1 {
+			rs = append(rs, rules.Rule{Flag: names[f], Scope: fmt.Sprintf("team:t%d", (f+r)%50), Priority: 100 - r, Value: "team"})
+		}
+		rs = append(rs, rules.Rule{Flag: names[f], Scope: "default", Priority: 0, Value: "on"})
+	}
+	return rs, names
+}
+
+type baselineFlag struct{ value string }
+type baselineSnap struct{ flags map[string]*baselineFlag }
+
+// BenchmarkBaselineAtomicMap is the floor GetFlagWarm is compared with: an
+// atomic.Pointer to a snapshot and a map lookup over 1,000 dotted keys.
+func BenchmarkBaselineAtomicMap(b *testing.B) {
+	_, names := benchRules(1000, 1)
+	s := &baselineSnap{flags: map[string]*baselineFlag{}}
+	for _, n := range names {
+		s.flags[n] = &baselineFlag{value: "on"}
+	}
+	var p atomic.Pointer[baselineSnap]
+	p.Store(s)
+	name := names[500]
+	b.ReportAllocs()
+	var v string
+	for b.Loop() {
+		if f := p.Load().flags[name]; f != nil {
+			v = f.value
+		}
+	}
+	runtime.KeepAlive(v)
+}
+
+// BenchmarkGetFlagWarm looks up a memoised flag on an existing controller.
+func BenchmarkGetFlagWarm(b *testing.B) {
+	rs, names := benchRules(1000, 5)
+	live := controller.NewLive(nil, scopes.NewRegistry(), nil)
+	live.Publish(live.Build(rs, 1))
+	c := controller.New(context.Background(), live, scopes.Env{User: scopes.StaticUser{ID: 1}}, controller.Options{})
+	name := names[500]
+	if c.GetFlag(name) != "on" {
+		b.Fatal("unexpected value")
+	}
+	b.ReportAllocs()
+	var v string
+	for b.Loop() {
+		v = c.GetFlag(name)
+	}
+	runtime.KeepAlive(v)
+}
+
+// BenchmarkGetFlagWarmParallel is GetFlagWarm from every core at once on
+// one shared controller.
+func BenchmarkGetFlagWarmParallel(b *testing.B) {
+	rs, names := benchRules(1000, 5)
+	live := controller.NewLive(nil, scopes.NewRegistry(), nil)
+	live.Publish(live.Build(rs, 1))
+	c := controller.New(context.Background(), live, scopes.Env{}, controller.Options{})
+	name := names[500]
+	c.GetFlag(name)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			c.GetFlag(name)
+		}
+	})
+}
+
+// BenchmarkRequestFirstFlag makes a new request controller over a snapshot
+// of 1,000 flags x 5 rules and looks up one flag whose first lookup checks
+// 3 scopes (two team scopes the user is not in, then default).
+func BenchmarkRequestFirstFlag(b *testing.B) {
+	rs, names := benchRules(1000, 3)
+	// Pad every flag to 5 rules with lower-priority rules never reached.
+	for f, n := range names {
+		rs = append(rs, rules.Rule{Flag: n, Scope: fmt.Sprintf("server.s%d", f%5), Priority: -1, Value: "x"},
+			rules.Rule{Flag: n, Scope: "script:never", Priority: -2, Value: "y"})
+	}
+	live := controller.NewLive(nil, scopes.NewRegistry(), nil)
+	live.Publish(live.Build(rs, 1))
+	env := scopes.Env{User: scopes.StaticUser{ID: 42, Teams: []string{"other"}}, PageID: "Person:+index"}
+	name := names[500]
+	ctx := context.Background()
+	c := controller.New(ctx, live, env, controller.Options{})
+	if c.GetFlag(name) != "on" || len(c.UsedScopes()) != 3 {
+		b.Fatalf("setup: want 3 scopes checked, got %v", c.UsedScopes())
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c := controller.New(ctx, live, env, controller.Options{})
+		if c.GetFlag(name) != "on" {
+			b.Fatal("wrong value")
+		}
+	}
+}
+
+// BenchmarkSnapshotBuild100k compiles 100,000 rules (20,000 flags x 5).
+func BenchmarkSnapshotBuild100k(b *testing.B) {
+	rs, _ := benchRules(20000, 5)
+	reg := scopes.NewRegistry()
+	b.ReportAllocs()
+	for b.Loop() {
+		controller.Build(rs, reg, 1)
+	}
+}
