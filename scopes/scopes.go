@@ -48,8 +48,10 @@ type Env struct {
 	// after the Env was made.
 	PageID     string
 	PageIDFunc func() string
-	// User is the current user; nil for anonymous.
-	User User
+	// User is the current user; nil for anonymous. When nil, UserFunc (if
+	// set) is called the first time a team or userslice scope is checked.
+	User     User
+	UserFunc func() User
 	// Script is the name of the running script or job, for script: scopes.
 	Script string
 	// ServerRole is the configured role of this server (edge, staging,
@@ -59,6 +61,17 @@ type Env struct {
 	Fixed []string
 
 	pageResolved bool
+	userResolved bool
+}
+
+// CurrentUser returns the user, calling UserFunc at most once; nil for an
+// anonymous visitor.
+func (e *Env) CurrentUser() User {
+	if e.User == nil && !e.userResolved && e.UserFunc != nil {
+		e.User = e.UserFunc()
+	}
+	e.userResolved = true
+	return e.User
 }
 
 // Page returns the page id, calling PageIDFunc at most once.
@@ -272,7 +285,10 @@ func compileTeam(scope string) (Predicate, error) {
 	if team == "" {
 		return nil, errors.New("team name is empty")
 	}
-	return func(env *Env) bool { return env.User != nil && env.User.InTeam(team) }, nil
+	return func(env *Env) bool {
+		u := env.CurrentUser()
+		return u != nil && u.InTeam(team)
+	}, nil
 }
 
 func compileUserSlice(scope string) (Predicate, error) {
@@ -292,10 +308,11 @@ func compileUserSlice(scope string) (Predicate, error) {
 		return nil, fmt.Errorf("remainder %d must be in [0, %d)", a, b)
 	}
 	return func(env *Env) bool {
-		if env.User == nil {
+		u := env.CurrentUser()
+		if u == nil {
 			return false
 		}
-		m := env.User.UserID() % b
+		m := u.UserID() % b
 		if m < 0 {
 			m += b
 		}

@@ -1,0 +1,9 @@
+// Package features is the application API: features.GetFlag(ctx, name) in
+// handlers and jobs, the HTTP middleware and job helper that put a
+// controller in the context, the registry of documented flags (Launchpad's
+// flag_info), and the /+feature-info and /+feature-rules pages.
+//
+// An Engine ties the parts together: the Live snapshot (or another
+// controller.Source), the scope registry, the flag documentation and the
+// server's role.
+package features

@@ -1,0 +1,127 @@
+package features
+
+import (
+	"bytes"
+	"embed"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/scopes"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var templates = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+
+type docRow struct {
+	FlagDoc
+	Rules int
+}
+
+type undocRow struct {
+	Name  string
+	Used  bool
+	Rules int
+}
+
+type rejectedScope struct {
+	Name string
+	Err  error
+}
+
+type infoData struct {
+	Title        string
+	Revision     int64
+	Documented   []docRow
+	Undocumented []undocRow
+	Domains      []ValueDomain
+	Handlers     []scopes.Handler
+	Unclaimed    []string
+	Rejected     []rejectedScope
+}
+
+// InfoHandler serves /+feature-info: documented flags, undocumented flags
+// looked up or present in rules, value domains, scope handlers with their
+// syntax, and scopes in rules that no handler claims.
+func (e *Engine) InfoHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		snap := e.Live.Current()
+		ruleCount := map[string]int{}
+		for _, rl := range snap.Rules() {
+			ruleCount[rl.Flag]++
+		}
+		d := infoData{Title: "Feature flag information", Revision: snap.Revision(), Domains: ValueDomains, Handlers: e.Scopes.Handlers()}
+		documented := map[string]bool{}
+		for _, doc := range e.Docs.Docs() {
+			documented[doc.Name] = true
+			d.Documented = append(d.Documented, docRow{doc, ruleCount[doc.Name]})
+		}
+		undoc := map[string]*undocRow{}
+		for _, n := range e.Docs.Undocumented() {
+			undoc[n] = &undocRow{Name: n, Used: true}
+		}
+		for n, c := range ruleCount {
+			if documented[n] {
+				continue
+			}
+			if undoc[n] == nil {
+				undoc[n] = &undocRow{Name: n}
+			}
+			undoc[n].Rules = c
+		}
+		for _, u := range undoc {
+			d.Undocumented = append(d.Undocumented, *u)
+		}
+		slices.SortFunc(d.Undocumented, func(a, b undocRow) int { return strings.Compare(a.Name, b.Name) })
+		for _, sc := range snap.Scopes() {
+			switch {
+			case sc.Handler == nil:
+				d.Unclaimed = append(d.Unclaimed, sc.Name)
+			case sc.Err != nil:
+				d.Rejected = append(d.Rejected, rejectedScope{sc.Name, sc.Err})
+			}
+		}
+		render(w, r, "info.html", d)
+	})
+}
+
+type rulesData struct {
+	Title    string
+	Revision int64
+	Rules    []rules.Rule
+	Text     string
+}
+
+// RulesHandler serves /+feature-rules: a read-only listing of the current
+// rules, as a table and as normalised text.
+func (e *Engine) RulesHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		snap := e.Live.Current()
+		rs := snap.Rules()
+		render(w, r, "rules.html", rulesData{Title: "Feature rules", Revision: snap.Revision(), Rules: rs, Text: rules.Format(rs)})
+	})
+}
+
+// render executes a template into a buffer so a template error becomes a
+// clean 500 rather than half a page.
+func render(w http.ResponseWriter, r *http.Request, name string, data any) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	var buf bytes.Buffer
+	if err := templates.ExecuteTemplate(&buf, name, data); err != nil {
+		slog.Error("render page", "page", name, "err", err)
+		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = w.Write(buf.Bytes())
+}

@@ -1,0 +1,140 @@
+package features
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/scopeflags/scopeflags/rules"
+)
+
+// ErrDocumented is returned when a flag is documented twice.
+var ErrDocumented = errors.New("features: flag already documented")
+
+// FlagDoc documents one flag, as Launchpad's flag_info does.
+type FlagDoc struct {
+	// Name is the dotted flag name.
+	Name string
+	// Domain is the name of the value domain: one of ValueDomains, or
+	// the application's own.
+	Domain string
+	// Description says what the flag controls.
+	Description string
+	// Default describes the behaviour when the flag is unset.
+	Default string
+	// Title is a short human title.
+	Title string
+	// Link points to more documentation; may be empty.
+	Link string
+}
+
+// ValueDomain names a kind of flag value and how to read it.
+type ValueDomain struct {
+	Name        string
+	Description string
+}
+
+// ValueDomains are Launchpad's value domains. Values are strings; unset and
+// "" are false, so "false", "off" and "0" are all true under boolean: name
+// flags so that unset means off.
+var ValueDomains = []ValueDomain{
+	{"boolean", "Any non-empty value is true; unset or empty is false. \"false\", \"off\" and \"0\" are true."},
+	{"int", "A decimal integer."},
+	{"float", "A decimal number."},
+	{"space-delimited", "Words separated by spaces."},
+	{"datetime", "An ISO 8601 date and time, such as 2026-11-22T13:00:00Z."},
+}
+
+// Registry documents flags and records the undocumented flags this process
+// has looked up. It is safe for concurrent use.
+type Registry struct {
+	mu   sync.RWMutex
+	docs map[string]FlagDoc
+	used sync.Map // undocumented flag name -> struct{}
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{docs: map[string]FlagDoc{}} }
+
+// Document adds d. The name must be a valid flag name and documented once.
+func (r *Registry) Document(d FlagDoc) error {
+	if err := rules.ValidFlag(d.Name); err != nil {
+		return fmt.Errorf("features: document: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.docs[d.Name]; dup {
+		return fmt.Errorf("%w: %q", ErrDocumented, d.Name)
+	}
+	r.docs[d.Name] = d
+	r.used.Delete(d.Name)
+	return nil
+}
+
+// MustDocument is Document for package initialisation; it panics on error.
+func (r *Registry) MustDocument(docs ...FlagDoc) {
+	for _, d := range docs {
+		if err := r.Document(d); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// Docs returns the documented flags sorted by name.
+func (r *Registry) Docs() []FlagDoc {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]FlagDoc, 0, len(r.docs))
+	for _, d := range r.docs {
+		out = append(out, d)
+	}
+	slices.SortFunc(out, func(a, b FlagDoc) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Doc returns the documentation of one flag.
+func (r *Registry) Doc(name string) (FlagDoc, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, ok := r.docs[name]
+	return d, ok
+}
+
+// Names returns the documented flag names, sorted.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.docs))
+	for n := range r.docs {
+		out = append(out, n)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Undocumented returns the flags looked up by this process that are not
+// documented, sorted.
+func (r *Registry) Undocumented() []string {
+	var out []string
+	r.used.Range(func(k, _ any) bool {
+		out = append(out, k.(string))
+		return true
+	})
+	slices.Sort(out)
+	return out
+}
+
+// noteUsed records a flag's first use in a controller.
+func (r *Registry) noteUsed(name string) {
+	if _, seen := r.used.Load(name); seen {
+		return
+	}
+	r.mu.RLock()
+	_, documented := r.docs[name]
+	r.mu.RUnlock()
+	if !documented {
+		r.used.Store(name, struct{}{})
+	}
+}
