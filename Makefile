@@ -1,0 +1,34 @@
+# scopeflags: make run starts the server on the embedded SQLite default with
+# example rules; make test runs every test against real SQLite and PostgreSQL.
+
+ADDR ?= 127.0.0.1:8080
+DB   ?= scopeflags.db
+# Tests that need PostgreSQL read this DSN; they fail (not skip) if it is set
+# and the server is unreachable.
+SCOPEFLAGS_TEST_POSTGRES ?= postgres://postgres@127.0.0.1:5432/test?sslmode=disable
+export SCOPEFLAGS_TEST_POSTGRES
+
+GO ?= go
+
+.PHONY: run test bench lint fuzz build
+
+run:
+	$(GO) run ./cmd/feature-info serve -addr $(ADDR) -db $(DB)
+
+build:
+	$(GO) build -o bin/feature-info ./cmd/feature-info
+
+test: lint
+	$(GO) test -race -count=1 -timeout 9m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+# Longer fuzzing runs; the seed corpora already run in make test.
+fuzz:
+	$(GO) test ./rules -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./scopes -run '^$$' -fuzz FuzzCompileScope -fuzztime 60s
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
