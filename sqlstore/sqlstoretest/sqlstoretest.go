@@ -1,0 +1,107 @@
+// Package sqlstoretest gives tests real, isolated stores: a SQLite file in
+// a temporary directory, and a fresh schema in the PostgreSQL named by the
+// SCOPEFLAGS_TEST_POSTGRES environment variable.
+//
+// When SCOPEFLAGS_TEST_POSTGRES is unset, PostgreSQL tests are skipped,
+// unless CI=true, when they fail. When it is set but PostgreSQL cannot be
+// reached, they fail: they never skip silently.
+package sqlstoretest
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"net/url"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/scopeflags/scopeflags/sqlstore"
+)
+
+// EnvDSN names the environment variable holding the PostgreSQL test DSN.
+const EnvDSN = "SCOPEFLAGS_TEST_POSTGRES"
+
+// SQLite returns a store on a new SQLite file, closed at the end of the test.
+func SQLite(t testing.TB) *sqlstore.Store {
+	t.Helper()
+	return open(t, filepath.Join(t.TempDir(), "rules.db"))
+}
+
+// Postgres returns a store on a fresh PostgreSQL schema, dropped at the end
+// of the test. It skips or fails as the package doc says.
+func Postgres(t testing.TB) *sqlstore.Store {
+	t.Helper()
+	dsn := PostgresDSN(t)
+	if dsn == "" {
+		t.Skipf("%s is not set: skipping PostgreSQL", EnvDSN)
+	}
+	return open(t, dsn)
+}
+
+// Stores returns a SQLite store and, when configured, a PostgreSQL store.
+func Stores(t testing.TB) []*sqlstore.Store {
+	t.Helper()
+	stores := []*sqlstore.Store{SQLite(t)}
+	if dsn := PostgresDSN(t); dsn != "" {
+		stores = append(stores, open(t, dsn))
+	}
+	return stores
+}
+
+func open(t testing.TB, dsn string) *sqlstore.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := sqlstore.Open(ctx, dsn)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
+}
+
+// PostgresDSN creates a fresh schema and returns a DSN whose search_path
+// selects it; the schema is dropped at the end of the test. It returns ""
+// when SCOPEFLAGS_TEST_POSTGRES is unset outside CI.
+func PostgresDSN(t testing.TB) string {
+	t.Helper()
+	base := os.Getenv(EnvDSN)
+	if base == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s must be set in CI", EnvDSN)
+		}
+		return ""
+	}
+	db, err := sql.Open("postgres", base)
+	if err != nil {
+		t.Fatalf("postgres %s: %v", EnvDSN, err)
+	}
+	defer db.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	schema := "sf_test_" + hex.EncodeToString(b[:])
+	if _, err := db.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatalf("PostgreSQL at %s is unreachable or refused CREATE SCHEMA: %v", EnvDSN, err)
+	}
+	t.Cleanup(func() {
+		db, err := sql.Open("postgres", base)
+		if err != nil {
+			return
+		}
+		defer db.Close()
+		_, _ = db.Exec("DROP SCHEMA " + schema + " CASCADE")
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("parse %s: %v", EnvDSN, err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}

@@ -1,0 +1,424 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	sq "github.com/Masterminds/squirrel"
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq" // PostgreSQL driver
+	"github.com/pmezard/go-difflib/difflib"
+	_ "modernc.org/sqlite" // SQLite driver
+
+	"github.com/scopeflags/scopeflags"
+	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/rules"
+)
+
+// Dialect names.
+const (
+	Postgres = "postgres"
+	SQLite   = "sqlite"
+)
+
+// AnyRevision as Change.BaseRevision replaces the rules whatever their
+// current revision.
+const AnyRevision int64 = -1
+
+// Sentinel errors.
+var (
+	// ErrConflict: the rules changed since the revision a change was based on.
+	ErrConflict = errors.New("sqlstore: conflict")
+	// ErrInvalid: the input was refused before anything was written.
+	ErrInvalid = errors.New("sqlstore: invalid input")
+	// ErrUnavailable: the database could not be reached or is overloaded.
+	ErrUnavailable = errors.New("sqlstore: database unavailable")
+)
+
+var (
+	_ controller.RuleSource    = (*Store)(nil)
+	_ controller.ScopeResolver = (*Store)(nil)
+)
+
+// Store is rule storage in one database. It is safe for concurrent use.
+type Store struct {
+	db      *sqlx.DB
+	dialect string
+	sb      sq.StatementBuilderType
+}
+
+// Open connects to dsn and applies the schema. A DSN starting with
+// postgres:// or postgresql:// selects PostgreSQL; anything else is the path
+// of a SQLite file, created if missing.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	s := &Store{dialect: SQLite}
+	driver, source := "sqlite", sqliteDSN(dsn)
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		s.dialect, driver, source = Postgres, "postgres", dsn
+	}
+	// The one place placeholders are chosen.
+	var ph sq.PlaceholderFormat = sq.Question
+	if s.dialect == Postgres {
+		ph = sq.Dollar
+	}
+	s.sb = sq.StatementBuilder.PlaceholderFormat(ph)
+
+	db, err := sqlx.Open(driver, source)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open: %w", translate(err))
+	}
+	s.db = db
+	if s.dialect == SQLite {
+		// One writer at a time is all SQLite allows; readers use WAL.
+		db.SetMaxOpenConns(8)
+	} else {
+		db.SetMaxOpenConns(16)
+		db.SetConnMaxIdleTime(5 * time.Minute)
+	}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlstore: apply schema: %w", err)
+	}
+	return s, nil
+}
+
+// sqliteDSN adds the settings every connection needs: WAL, a busy timeout,
+// and write transactions that take the write lock up front (so concurrent
+// savers queue instead of deadlocking on lock upgrade).
+func sqliteDSN(path string) string {
+	q := url.Values{}
+	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", "journal_mode(WAL)")
+	q.Add("_pragma", "synchronous(NORMAL)")
+	q.Add("_txlock", "immediate")
+	q.Add("_time_format", "sqlite")
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	return "file:" + path + sep + q.Encode()
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return translate(err)
+	}
+	defer tx.Rollback()
+	schema := scopeflags.Schema
+	if s.dialect == Postgres {
+		// Concurrent opens must not race on CREATE TABLE IF NOT EXISTS.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305141130)`); err != nil {
+			return translate(err)
+		}
+	} else {
+		schema = scopeflags.SQLiteSchema()
+	}
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return translate(err)
+	}
+	return translate(tx.Commit())
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Dialect returns Postgres or SQLite.
+func (s *Store) Dialect() string { return s.dialect }
+
+// Ping checks the database is reachable.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.db.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlstore: ping: %w", translate(err))
+	}
+	return nil
+}
+
+const ruleColumns = "flag, scope, priority, value"
+
+// LoadRules returns every rule in normalised order and the revision they
+// belong to, read in one transaction.
+func (s *Store) LoadRules(ctx context.Context) ([]rules.Rule, int64, error) {
+	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: s.dialect == Postgres, Isolation: s.readIsolation()})
+	if err != nil {
+		return nil, 0, fmt.Errorf("sqlstore: load rules: %w", translate(err))
+	}
+	defer tx.Rollback()
+	var rev int64
+	if err := tx.GetContext(ctx, &rev, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
+		return nil, 0, fmt.Errorf("sqlstore: load rules: %w", translate(err))
+	}
+	var rs []rules.Rule
+	if err := tx.SelectContext(ctx, &rs, `SELECT `+ruleColumns+` FROM feature_rules ORDER BY flag, priority DESC`); err != nil {
+		return nil, 0, fmt.Errorf("sqlstore: load rules: %w", translate(err))
+	}
+	return rs, rev, translate(tx.Commit())
+}
+
+func (s *Store) readIsolation() sql.IsolationLevel {
+	if s.dialect == Postgres {
+		return sql.LevelRepeatableRead
+	}
+	return sql.LevelDefault
+}
+
+// Revision returns the current revision: the number of saves so far.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	var rev int64
+	if err := s.db.GetContext(ctx, &rev, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
+		return 0, fmt.Errorf("sqlstore: revision: %w", translate(err))
+	}
+	return rev, nil
+}
+
+// ScopeNames returns the distinct scopes the rules mention, sorted.
+func (s *Store) ScopeNames(ctx context.Context) ([]string, error) {
+	var names []string
+	if err := s.db.SelectContext(ctx, &names, `SELECT DISTINCT scope FROM feature_rules ORDER BY scope`); err != nil {
+		return nil, fmt.Errorf("sqlstore: scope names: %w", translate(err))
+	}
+	return names, nil
+}
+
+// ResolveQuery returns the single prioritized statement for active scopes
+// and its arguments: for each flag, the highest-priority rule whose scope is
+// in active, ordered by flag.
+func (s *Store) ResolveQuery(active []string) (string, []any, error) {
+	inner := s.sb.Select(ruleColumns, "row_number() OVER (PARTITION BY flag ORDER BY priority DESC) AS rn").
+		From("feature_rules").Where(sq.Eq{"scope": active})
+	return s.sb.Select(ruleColumns).FromSelect(inner, "ranked").Where("rn = 1").OrderBy("flag").ToSql()
+}
+
+// ResolveRules runs the single prioritized query (one statement) and
+// returns one rule a flag.
+func (s *Store) ResolveRules(ctx context.Context, active []string) ([]rules.Rule, error) {
+	if len(active) == 0 {
+		return nil, nil
+	}
+	query, args, err := s.ResolveQuery(active)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: resolve: %w", err)
+	}
+	var rs []rules.Rule
+	if err := s.db.SelectContext(ctx, &rs, query, args...); err != nil {
+		return nil, fmt.Errorf("sqlstore: resolve: %w", translate(err))
+	}
+	return rs, nil
+}
+
+// Change describes a save of the rules.
+type Change struct {
+	// Comment says who asked for the change and why. Required.
+	Comment string
+	// Actor is who made the change. Required.
+	Actor string
+	// BaseRevision is the revision the new rules were edited from; the
+	// save is refused with ErrConflict if the rules have changed since.
+	// AnyRevision skips the check.
+	BaseRevision int64
+}
+
+// Entry is one changelog entry.
+type Entry struct {
+	ID       int64     `db:"id"`
+	Time     time.Time `db:"changed_at"`
+	Actor    string    `db:"actor"`
+	Comment  string    `db:"comment"`
+	Diff     string    `db:"diff"`
+	Revision int64     `db:"revision"`
+}
+
+// insertBatch rows per INSERT: 4 parameters a row stays far below SQLite's
+// 32,766 and PostgreSQL's 65,535 parameter limits.
+const insertBatch = 1000
+
+// ReplaceText parses text (checking scopes with sc when non-nil) and
+// replaces every rule with the result. Parse errors are a rules.ErrorList
+// that also matches ErrInvalid. Warnings are returned either way.
+func (s *Store) ReplaceText(ctx context.Context, text string, sc rules.ScopeChecker, c Change) (Entry, []*rules.Error, error) {
+	rs, warnings, err := rules.Parse(text, sc)
+	if err != nil {
+		return Entry{}, warnings, &invalidError{err}
+	}
+	e, err := s.ReplaceRules(ctx, rs, c)
+	return e, warnings, err
+}
+
+// invalidError carries a validation error and matches ErrInvalid.
+type invalidError struct{ err error }
+
+func (e *invalidError) Error() string   { return e.err.Error() }
+func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
+
+// ReplaceRules replaces every rule with rs in one transaction that bumps
+// the revision (refusing with ErrConflict if it is no longer
+// c.BaseRevision) and appends a changelog entry with the unified diff of the
+// normalised text. Invalid input is refused with ErrInvalid before anything
+// is written.
+func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (Entry, error) {
+	if err := validate(rs, c); err != nil {
+		return Entry{}, err
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
+	}
+	defer tx.Rollback()
+
+	bump := s.sb.Update("feature_revision").Set("revision", sq.Expr("revision + 1")).Where(sq.Eq{"id": 1})
+	if c.BaseRevision != AnyRevision {
+		bump = bump.Where(sq.Eq{"revision": c.BaseRevision})
+	}
+	res, err := bump.RunWith(tx).ExecContext(ctx)
+	if err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
+	} else if n == 0 {
+		return Entry{}, fmt.Errorf("%w: the rules changed since revision %d", ErrConflict, c.BaseRevision)
+	}
+	var rev int64
+	if err := tx.GetContext(ctx, &rev, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
+	}
+
+	var old []rules.Rule
+	if err := tx.SelectContext(ctx, &old, `SELECT `+ruleColumns+` FROM feature_rules`); err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM feature_rules`); err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
+	}
+	for start := 0; start < len(rs); start += insertBatch {
+		ins := s.sb.Insert("feature_rules").Columns("flag", "scope", "priority", "value")
+		for _, r := range rs[start:min(start+insertBatch, len(rs))] {
+			ins = ins.Values(r.Flag, r.Scope, r.Priority, r.Value)
+		}
+		if _, err := ins.RunWith(tx).ExecContext(ctx); err != nil {
+			return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
+		}
+	}
+
+	e := Entry{Time: time.Now().UTC().Truncate(time.Microsecond), Actor: c.Actor, Comment: c.Comment,
+		Diff: Diff(rules.Format(old), rules.Format(rs)), Revision: rev}
+	ins := s.sb.Insert("feature_changelog").Columns("changed_at", "actor", "comment", "diff", "revision").
+		Values(e.Time, e.Actor, e.Comment, e.Diff, e.Revision).Suffix("RETURNING id")
+	query, args, err := ins.ToSql()
+	if err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", err)
+	}
+	if err := tx.GetContext(ctx, &e.ID, query, args...); err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
+	}
+	if err := tx.Commit(); err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
+	}
+	return e, nil
+}
+
+func validate(rs []rules.Rule, c Change) error {
+	if strings.TrimSpace(c.Comment) == "" {
+		return fmt.Errorf("%w: a comment is required: say who asked for this change and why", ErrInvalid)
+	}
+	if strings.TrimSpace(c.Actor) == "" {
+		return fmt.Errorf("%w: an actor is required", ErrInvalid)
+	}
+	type fs struct{ flag, scope string }
+	type fp struct {
+		flag string
+		prio int
+	}
+	scopes, prios := make(map[fs]bool, len(rs)), make(map[fp]bool, len(rs))
+	for i, r := range rs {
+		where := fmt.Sprintf("rule %d", i+1)
+		if r.Line > 0 {
+			where = fmt.Sprintf("line %d", r.Line)
+		}
+		if err := r.Validate(); err != nil {
+			return fmt.Errorf("%w: %s: %v", ErrInvalid, where, err)
+		}
+		if scopes[fs{r.Flag, r.Scope}] {
+			return fmt.Errorf("%w: %s: duplicate scope for flag %q: %q", ErrInvalid, where, r.Flag, r.Scope)
+		}
+		if prios[fp{r.Flag, r.Priority}] {
+			return fmt.Errorf("%w: %s: duplicate priority for flag %q: %d", ErrInvalid, where, r.Flag, r.Priority)
+		}
+		scopes[fs{r.Flag, r.Scope}], prios[fp{r.Flag, r.Priority}] = true, true
+	}
+	return nil
+}
+
+// Diff returns the unified diff of two normalised rule texts without the
+// file header lines, as Launchpad's changelog shows it. Equal texts give "".
+func Diff(before, after string) string {
+	if before == after {
+		return ""
+	}
+	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: lines(before), B: lines(after), Context: 1})
+	if err != nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, l := range lines(d) {
+		if strings.HasPrefix(l, "--- ") || strings.HasPrefix(l, "+++ ") {
+			continue
+		}
+		b.WriteString(l)
+	}
+	return b.String()
+}
+
+// lines splits text after each newline. (difflib.SplitLines would add an
+// empty last line.)
+func lines(text string) []string {
+	if text == "" {
+		return nil
+	}
+	ls := strings.SplitAfter(text, "\n")
+	if ls[len(ls)-1] == "" {
+		ls = ls[:len(ls)-1]
+	}
+	return ls
+}
+
+// ChangelogQuery pages through the changelog, newest first.
+type ChangelogQuery struct {
+	// Limit is the page size: 10 when 0, at most 1000.
+	Limit int
+	// Before, when positive, returns entries with IDs below it: pass the
+	// last ID of the previous page.
+	Before int64
+}
+
+// Changelog returns changelog entries newest first.
+func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error) {
+	switch {
+	case q.Limit <= 0:
+		q.Limit = 10
+	case q.Limit > 1000:
+		q.Limit = 1000
+	}
+	sel := s.sb.Select("id", "changed_at", "actor", "comment", "diff", "revision").From("feature_changelog").
+		OrderBy("id DESC").Limit(uint64(q.Limit))
+	if q.Before > 0 {
+		sel = sel.Where(sq.Lt{"id": q.Before})
+	}
+	query, args, err := sel.ToSql()
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: changelog: %w", err)
+	}
+	var es []Entry
+	if err := s.db.SelectContext(ctx, &es, query, args...); err != nil {
+		return nil, fmt.Errorf("sqlstore: changelog: %w", translate(err))
+	}
+	for i := range es {
+		es[i].Time = es[i].Time.UTC()
+	}
+	return es, nil
+}
