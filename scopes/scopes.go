@@ -201,12 +201,20 @@ func (r *Registry) Compile(scope string) *Scope {
 	}
 	pred, err := sc.Handler.Compile(scope)
 	if err != nil {
-		sc.Err = fmt.Errorf("%w: %w", ErrBadScope, err)
+		sc.Err = &badScopeError{err}
 		return sc
 	}
 	sc.pred = pred
 	return sc
 }
+
+// badScopeError is a handler's complaint about a scope. It reads as the
+// handler wrote it (shown after the scope and the rule's line) and matches
+// ErrBadScope.
+type badScopeError struct{ err error }
+
+func (e *badScopeError) Error() string   { return e.err.Error() }
+func (e *badScopeError) Unwrap() []error { return []error{ErrBadScope, e.err} }
 
 // Builtins returns the built-in handlers: default, pageid, team, userslice,
 // script and server.

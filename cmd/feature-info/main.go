@@ -1,0 +1,117 @@
+// Command feature-info runs and administers scopeflags: it serves the
+// /+feature-info and /+feature-rules pages, checks, imports and exports rule
+// text, shows the changelog and evaluates flags for given scopes.
+//
+//	feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE]
+//	feature-info check FILE
+//	feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
+//	feature-info export [-db DSN]
+//	feature-info changelog [-db DSN] [-limit N]
+//	feature-info eval (-rules FILE | -db DSN) [-scope S]... [-pageid ID] [-user ID] [-team NAME]... [-script NAME] [-server ROLE] [-json] FLAG...
+//
+// A DSN starting with postgres:// or postgresql:// selects PostgreSQL;
+// anything else is the path of an embedded SQLite file. The default is
+// scopeflags.db in the working directory.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// DefaultDSN is the embedded SQLite file used when -db is not given.
+const DefaultDSN = "scopeflags.db"
+
+// errUsage marks errors the user can fix by reading the usage.
+var errUsage = errors.New("usage")
+
+const usage = `usage:
+  feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE]
+  feature-info check FILE
+  feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
+  feature-info export [-db DSN]
+  feature-info changelog [-db DSN] [-limit N]
+  feature-info eval (-rules FILE | -db DSN) [-scope S]... [-pageid ID] [-user ID]
+                    [-team NAME]... [-script NAME] [-server ROLE] [-json] FLAG...
+DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run executes one command and returns the process exit code: 0 on
+// success, 1 when the command failed, 2 on a usage error.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"serve":     cmdServe,
+		"check":     cmdCheck,
+		"import":    cmdImport,
+		"export":    cmdExport,
+		"changelog": cmdChangelog,
+		"eval":      cmdEval,
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+			fmt.Fprint(stdout, usage)
+			return 0
+		}
+		fmt.Fprintf(stderr, "feature-info: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	err := cmd(ctx, args[1:], stdout, stderr)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(stderr, "feature-info %s: %v\n", args[0], err)
+		return 2
+	case errors.Is(err, errReported):
+		return 1
+	default:
+		fmt.Fprintf(stderr, "feature-info %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+// errReported means the command already printed its errors.
+var errReported = errors.New("errors reported")
+
+// newFlagSet returns a flag set that reports to stderr and does not exit.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+// multi is a repeatable string flag.
+type multi []string
+
+func (m *multi) String() string     { return fmt.Sprint([]string(*m)) }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }

@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files")
+
+var binary string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "feature-info-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "feature-info")
+	out, err := exec.Command("go", "build", "-race", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		os.Stderr.Write(out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func runCLI(t *testing.T, dir string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Dir = dir
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := result{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		res.code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return res
+}
+
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Equal(t, string(want), got, "golden file %s (run with -update to rewrite)", path)
+}
+
+func testdata(t *testing.T, name string) string {
+	p, err := filepath.Abs(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return p
+}
+
+func TestCheck(t *testing.T) {
+	dir := t.TempDir()
+	ok := runCLI(t, dir, "check", testdata(t, "valid.rules"))
+	assert.Equal(t, 0, ok.code, ok.stderr)
+	assert.Equal(t, "", ok.stdout)
+	assert.Contains(t, ok.stderr, "valid.rules:5: warning: scope \"job:nightly\" is not claimed")
+
+	bad := runCLI(t, "", "check", "testdata/invalid.rules")
+	assert.Equal(t, 1, bad.code)
+	golden(t, "check-invalid.golden", bad.stderr)
+
+	usage := runCLI(t, dir, "check")
+	assert.Equal(t, 2, usage.code)
+	missing := runCLI(t, dir, "check", "no-such-file")
+	assert.Equal(t, 1, missing.code)
+	assert.Contains(t, missing.stderr, "no-such-file")
+}
+
+// TestStoreCommands runs import, export, eval -db and changelog against a
+// SQLite file and a real PostgreSQL schema.
+func TestStoreCommands(t *testing.T) {
+	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "flags.db")}
+	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
+		dsns["postgres"] = dsn
+	}
+	for name, dsn := range dsns {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			noComment := runCLI(t, dir, "import", "-db", dsn, testdata(t, "valid.rules"))
+			assert.Equal(t, 2, noComment.code)
+			assert.Contains(t, noComment.stderr, "-comment is required")
+
+			bad := runCLI(t, dir, "import", "-db", dsn, "-comment", "bad", testdata(t, "invalid.rules"))
+			assert.Equal(t, 1, bad.code)
+			empty := runCLI(t, dir, "export", "-db", dsn)
+			assert.Equal(t, 0, empty.code, empty.stderr)
+			assert.Equal(t, "", empty.stdout, "a refused import writes nothing")
+
+			imp := runCLI(t, dir, "import", "-db", dsn, "-comment", "QA asked for chocolate", "-actor", "alice", testdata(t, "valid.rules"))
+			require.Equal(t, 0, imp.code, imp.stderr)
+			assert.Equal(t, "imported 6 rule(s) as revision 1\n", imp.stdout)
+
+			exp := runCLI(t, dir, "export", "-db", dsn)
+			require.Equal(t, 0, exp.code, exp.stderr)
+			golden(t, "export.golden", exp.stdout)
+
+			args := []string{"-user", "4", "-team", "qa", "-pageid", "Person:+index", "-scope", "job:nightly", "-server", "edge", "-json",
+				"ui.icing", "ops.mode", "slice.test", "no.such.flag"}
+			fromDB := runCLI(t, dir, append([]string{"eval", "-db", dsn}, args...)...)
+			require.Equal(t, 0, fromDB.code, fromDB.stderr)
+			golden(t, "eval.golden.json", fromDB.stdout)
+			fromFile := runCLI(t, dir, append([]string{"eval", "-rules", testdata(t, "valid.rules")}, args...)...)
+			require.Equal(t, 0, fromFile.code, fromFile.stderr)
+			assert.JSONEq(t, fromDB.stdout, fromFile.stdout, "the database's query and the in-memory snapshot agree")
+
+			anon := runCLI(t, dir, "eval", "-db", dsn, "ui.icing", "slice.test")
+			assert.Equal(t, "ui.icing\tvanilla\t(scope default, priority 0)\nslice.test\t(unset)\n", anon.stdout)
+
+			cl := runCLI(t, dir, "changelog", "-db", dsn)
+			require.Equal(t, 0, cl.code, cl.stderr)
+			assert.Regexp(t, regexp.MustCompile(`^revision 1  \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  alice\n    QA asked for chocolate\n`), cl.stdout)
+			assert.Contains(t, cl.stdout, "    +ui.icing\tteam:qa\t100\tchocolate\n")
+		})
+	}
+}
+
+func TestEvalUsage(t *testing.T) {
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"eval", "x"},
+		{"eval", "-rules", "a", "-db", "b", "x"},
+		{"eval", "-rules", testdata(t, "valid.rules")},
+		{"eval", "-rules", testdata(t, "valid.rules"), "-team", "qa", "x"},
+		{"eval", "-rules", testdata(t, "valid.rules"), "-user", "abc", "x"},
+		{"nonsense"},
+	} {
+		res := runCLI(t, dir, args...)
+		assert.Equal(t, 2, res.code, "%v: %s", args, res.stderr)
+	}
+}
+
+// TestServe starts the binary on the embedded default in an empty
+// directory, reads the pages, and stops it with SIGINT.
+func TestServe(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "serve", "-addr", "127.0.0.1:0")
+	cmd.Dir = dir
+	stderr, err := cmd.StderrPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	urlCh := make(chan string, 1)
+	var logs strings.Builder
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		re := regexp.MustCompile(`url=(http://\S+)/\+feature-info`)
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				urlCh <- m[1]
+			}
+		}
+	}()
+	var base string
+	select {
+	case base = <-urlCh:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server did not start:\n%s", logs.String())
+	}
+
+	get := func(path string) (int, string) {
+		resp, err := http.Get(base + path)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, string(body)
+	}
+	code, body := get("/healthz")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "ok\n", body)
+	code, body = get("/+feature-info")
+	assert.Equal(t, 200, code)
+	for _, want := range []string{"Scope handlers", "userslice:A,B", "pageid:PAGEID", "ui.icing", "Undocumented flags"} {
+		assert.Contains(t, body, want)
+	}
+	code, body = get("/+feature-rules")
+	assert.Equal(t, 200, code)
+	assert.Contains(t, body, "jobs.reindex.batch_size\tscript:reindex\t10\t2000", "example rules loaded on first start")
+	code, _ = get("/nope")
+	assert.Equal(t, 404, code)
+
+	require.NoError(t, cmd.Process.Signal(syscall.SIGINT))
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		assert.NoError(t, err, "clean exit on SIGINT")
+	case <-time.After(15 * time.Second):
+		t.Fatal("server did not stop on SIGINT")
+	}
+	_, err = os.Stat(filepath.Join(dir, DefaultDSN))
+	assert.NoError(t, err, "the default database is a SQLite file in the working directory")
+
+	// A second start keeps the rules (and the examples are not loaded again).
+	res := runCLI(t, dir, "changelog")
+	assert.Equal(t, 1, strings.Count(res.stdout, "revision "), res.stdout)
+}
+
+// TestMainReloads uses the server wiring in process: a change saved by
+// another writer is served within a second.
+func TestMainReloads(t *testing.T) {
+	ctx := context.Background()
+	dsn := filepath.Join(t.TempDir(), "m.db")
+	m := &Main{DSN: dsn, Addr: "127.0.0.1:0"}
+	require.NoError(t, m.Run(ctx))
+	t.Cleanup(func() { m.Close() })
+	res := runCLI(t, t.TempDir(), "import", "-db", dsn, "-comment", "swap", testdata(t, "valid.rules"))
+	require.Equal(t, 0, res.code, res.stderr)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(m.URL() + "/+feature-rules")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), "slice.test")
+	}, 2*time.Second, 50*time.Millisecond)
+}
