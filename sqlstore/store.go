@@ -422,3 +422,36 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	}
 	return es, nil
 }
+
+// Analyze refreshes the planner's statistics for the rules table.
+func (s *Store) Analyze(ctx context.Context) error {
+	_, err := s.db.ExecContext(ctx, `ANALYZE feature_rules`)
+	return translate(err)
+}
+
+// ExplainResolve returns the query plan of the prioritized query for active.
+func (s *Store) ExplainResolve(ctx context.Context, active []string) (string, error) {
+	query, args, err := s.ResolveQuery(active)
+	if err != nil {
+		return "", err
+	}
+	prefix := "EXPLAIN "
+	if s.dialect == SQLite {
+		prefix = "EXPLAIN QUERY PLAN "
+	}
+	rows, err := s.db.QueryxContext(ctx, prefix+query, args...)
+	if err != nil {
+		return "", fmt.Errorf("sqlstore: explain: %w", translate(err))
+	}
+	defer rows.Close()
+	var b strings.Builder
+	for rows.Next() {
+		cols, err := rows.SliceScan()
+		if err != nil {
+			return "", fmt.Errorf("sqlstore: explain: %w", translate(err))
+		}
+		// PostgreSQL gives one text column; SQLite gives id, parent, notused, detail.
+		fmt.Fprintln(&b, cols[len(cols)-1])
+	}
+	return b.String(), translate(rows.Err())
+}

@@ -1,0 +1,171 @@
+package controller_test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/scopes"
+	"github.com/scopeflags/scopeflags/sqlstore"
+	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
+)
+
+func save(t *testing.T, st *sqlstore.Store, text string) {
+	t.Helper()
+	_, _, err := st.ReplaceText(context.Background(), text, nil, sqlstore.Change{Comment: "test", Actor: "test", BaseRevision: sqlstore.AnyRevision})
+	require.NoError(t, err)
+}
+
+func flagNow(live *controller.Live, name string) string {
+	return controller.New(context.Background(), live, scopes.Env{}, controller.Options{}).GetFlag(name)
+}
+
+// TestLiveSeesChangesFromAnotherWriter: two "servers" share one database;
+// a save through one store reaches the other's Live within a second.
+func TestLiveSeesChangesFromAnotherWriter(t *testing.T) {
+	for _, st := range sqlstoretest.Stores(t) {
+		t.Run(st.Dialect(), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			live := controller.NewLive(st, scopes.NewRegistry(), nil)
+			assert.False(t, live.Ready())
+			require.NoError(t, live.Reload(ctx, true))
+			assert.True(t, live.Ready())
+			assert.Equal(t, "", flagNow(live, "a"))
+			go live.Run(ctx, 50*time.Millisecond)
+
+			save(t, st, "a default 1 one\n")
+			require.Eventually(t, func() bool { return flagNow(live, "a") == "one" }, time.Second, 10*time.Millisecond)
+			before := live.Current()
+			require.NoError(t, live.Reload(ctx, false))
+			assert.Same(t, before, live.Current(), "an unchanged revision does not rebuild the snapshot")
+			save(t, st, "a default 1 two\n")
+			require.Eventually(t, func() bool { return flagNow(live, "a") == "two" }, time.Second, 10*time.Millisecond)
+		})
+	}
+}
+
+// proxy forwards loopback TCP connections to target until cut.
+type proxy struct {
+	ln    net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
+	down  bool
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	p := &proxy{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.down {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			u, err := net.Dial("tcp", target)
+			if err != nil {
+				p.mu.Unlock()
+				c.Close()
+				continue
+			}
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			go func() { io.Copy(u, c); u.Close() }()
+			go func() { io.Copy(c, u); c.Close() }()
+		}
+	}()
+	t.Cleanup(func() { ln.Close(); p.cut() })
+	return p
+}
+
+// cut drops every connection and refuses new ones: the database is gone.
+func (p *proxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = true
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func (p *proxy) restore() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = false
+}
+
+// TestLiveSurvivesOutage: when PostgreSQL becomes unreachable, evaluation
+// goes on with the last rules, and picks up changes once it is back.
+func TestLiveSurvivesOutage(t *testing.T) {
+	dsn := sqlstoretest.PostgresDSN(t)
+	if dsn == "" {
+		t.Skip("no PostgreSQL configured")
+	}
+	ctx := context.Background()
+	direct, err := sqlstore.Open(ctx, dsn)
+	require.NoError(t, err)
+	defer direct.Close()
+	save(t, direct, "a default 1 before\n")
+
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	p := newProxy(t, u.Host)
+	u.Host = p.ln.Addr().String()
+	q := u.Query()
+	q.Set("connect_timeout", "2")
+	u.RawQuery = q.Encode()
+	viaProxy, err := sqlstore.Open(ctx, u.String())
+	require.NoError(t, err)
+	defer viaProxy.Close()
+
+	live := controller.NewLive(viaProxy, scopes.NewRegistry(), nil)
+	require.NoError(t, live.Reload(ctx, true))
+	assert.Equal(t, "before", flagNow(live, "a"))
+
+	p.cut()
+	save(t, direct, "a default 1 after\n")
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = live.Reload(rctx, false)
+	cancel()
+	require.Error(t, err)
+	assert.ErrorIs(t, live.Err(), err)
+	assert.Equal(t, "before", flagNow(live, "a"), "the last known rules keep serving")
+
+	p.restore()
+	require.Eventually(t, func() bool {
+		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		return live.Reload(rctx, false) == nil
+	}, 15*time.Second, 100*time.Millisecond)
+	assert.NoError(t, live.Err())
+	assert.Equal(t, "after", flagNow(live, "a"))
+}
+
+// TestSQLSourceOutage: a controller over the SQL source evaluates as unset,
+// reports the error, and does not panic, when the database is gone.
+func TestSQLSourceOutage(t *testing.T) {
+	st := sqlstoretest.SQLite(t)
+	save(t, st, "a default 1 x\n")
+	require.NoError(t, st.Close())
+	c := controller.New(context.Background(), controller.NewSQL(st, scopes.NewRegistry()), scopes.Env{}, controller.Options{})
+	v, ok := c.Lookup("a")
+	assert.False(t, ok)
+	assert.Equal(t, "", v)
+	assert.Error(t, c.Err())
+}
