@@ -212,6 +212,10 @@ func TestServe(t *testing.T) {
 	code, body = get("/+feature-rules")
 	assert.Equal(t, 200, code)
 	assert.Contains(t, body, "jobs.reindex.batch_size\tscript:reindex\t10\t2000", "example rules loaded on first start")
+	if dom := chromiumDOM(t, base+"/+feature-info"); dom != "" {
+		assert.Contains(t, dom, `<tr id="flag-ui.icing">`, "documented example flag rendered in a real browser")
+		assert.Contains(t, dom, "Scope handlers")
+	}
 	code, _ = get("/nope")
 	assert.Equal(t, 404, code)
 
@@ -251,4 +255,25 @@ func TestMainReloads(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return strings.Contains(string(b), "slice.test")
 	}, 2*time.Second, 50*time.Millisecond)
+}
+
+// chromiumDOM loads url in headless Chromium and returns the DOM it built.
+// Without Chromium it skips the check, except in CI where that fails.
+func chromiumDOM(t *testing.T, url string) string {
+	t.Helper()
+	bin, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("chromium is not installed; .ci/run installs it")
+		}
+		t.Log("chromium not installed: skipping the browser check")
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+		"--user-data-dir="+t.TempDir(), "--dump-dom", url).Output()
+	require.NoError(t, err, "chromium --dump-dom")
+	return string(out)
 }

@@ -21,6 +21,16 @@ import (
 //go:embed examples.rules
 var exampleRules string
 
+// exampleDocs document the flags of the example rules, so the info page
+// shows what documentation looks like. Applications document their own.
+var exampleDocs = []features.FlagDoc{
+	{Name: "ui.icing", Domain: "space-delimited", Title: "Icing", Description: "Which icing the cake page shows.", Default: "No icing."},
+	{Name: "checkout.new_flow.enabled", Domain: "boolean", Title: "New checkout", Description: "Use the new checkout flow.", Default: "The old checkout flow."},
+	{Name: "mail.outgoing.disabled", Domain: "boolean", Title: "Stop mail", Description: "Queue outgoing mail instead of sending it.", Default: "Mail is sent."},
+	{Name: "notification.global.message", Domain: "text", Title: "Site notice", Description: "A notice shown at the top of every page.", Default: "No notice."},
+	{Name: "jobs.reindex.batch_size", Domain: "int", Title: "Reindex batch", Description: "Rows the reindex job handles per batch.", Default: "100."},
+}
+
 // Main is the feature-info server: the store, the live snapshot kept
 // fresh from it, and the HTTP server. Tests reuse it end to end.
 type Main struct {
@@ -56,6 +66,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.Live = controller.NewLive(st, scopes.NewRegistry(), m.Log)
 	m.Engine = features.NewEngine(m.Live, m.ServerRole)
+	m.Engine.Docs.MustDocument(exampleDocs...)
 	if err := m.Live.Reload(ctx, true); err != nil {
 		return err
 	}
