@@ -1,7 +1,9 @@
 package rules
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -17,12 +19,17 @@ type ScopeChecker interface {
 // Error is a problem with one line of rule text. Its message reads
 // "line N: message"; it unwraps to one of the package's sentinel errors.
 type Error struct {
-	Line int    // 1-based line number
+	Line int    // 1-based line number; 0 when the rule did not come from text
 	Kind error  // ErrSyntax, ErrFlagName, ErrScope, ErrPriority, ErrDuplicate or ErrUnclaimed
 	Msg  string // message without the line prefix
 }
 
-func (e *Error) Error() string { return fmt.Sprintf("line %d: %s", e.Line, e.Msg) }
+func (e *Error) Error() string {
+	if e.Line == 0 {
+		return e.Msg
+	}
+	return fmt.Sprintf("line %d: %s", e.Line, e.Msg)
+}
 
 // Unwrap returns the sentinel kind.
 func (e *Error) Unwrap() error { return e.Kind }
@@ -62,7 +69,9 @@ func lineError(line int, err error) *Error {
 // Parse reads rule text. Each non-blank line that does not start with '#'
 // is "flag scope priority value": fields separated by runs of spaces or
 // tabs, the value being the rest of the line with inner spaces kept. CRLF
-// line ends are accepted. When sc is non-nil every scope is checked with it:
+// line ends are accepted. An indented "when CONDITION" line directly under
+// a rule gives it a condition, compiled here so a bad one is reported with
+// its line. When sc is non-nil every scope is checked with it:
 // a scope a handler claims but rejects is an error; a scope no handler claims
 // is allowed and reported as a warning.
 //
@@ -70,15 +79,12 @@ func lineError(line int, err error) *Error {
 // ErrorList naming each bad line. Warnings are returned in both cases.
 func Parse(text string, sc ScopeChecker) (rs []Rule, warnings []*Error, err error) {
 	var errs ErrorList
-	type key struct{ flag, scope string }
-	scopeLine := map[key]int{}
-	prioLine := map[struct {
-		flag string
-		prio int
-	}]int{}
 	checked := map[string]error{}
 
 	n := 0
+	// last is the index in rs of the rule on line lastLine; a "when" line
+	// must directly follow it. lastBad is the line of the last rejected rule.
+	last, lastLine, lastBad := -1, -1, -1
 	for len(text) > 0 {
 		n++
 		var line string
@@ -97,9 +103,32 @@ func Parse(text string, sc ScopeChecker) (rs []Rule, warnings []*Error, err erro
 			continue
 		}
 		if len(trimmed) != len(line) {
-			errs = append(errs, &Error{Line: n, Kind: ErrSyntax, Msg: "unexpected indented line (a rule starts at the beginning of its line)"})
+			cond, ok := whenLine(trimmed)
+			switch {
+			case !ok:
+				errs = append(errs, &Error{Line: n, Kind: ErrSyntax, Msg: "unexpected indented line (a rule starts at the beginning of its line; only \"when CONDITION\" may be indented under it)"})
+			case lastBad == n-1:
+				// The rule above was refused and reported; so is its condition.
+				lastBad = n
+			case last < 0 || lastLine != n-1:
+				errs = append(errs, &Error{Line: n, Kind: ErrSyntax, Msg: "a \"when\" line must directly follow the rule it belongs to"})
+			case rs[last].Condition != "":
+				errs = append(errs, &Error{Line: n, Kind: ErrSyntax, Msg: fmt.Sprintf("the rule on line %d already has a condition", rs[last].Line)})
+			default:
+				if cond == "" {
+					errs = append(errs, &Error{Line: n, Kind: ErrCondition, Msg: "empty condition after \"when\""})
+				} else if err := validCondition(cond); err != nil {
+					errs = append(errs, lineError(n, err))
+				} else if _, err := CompileCondition(cond, rs[last].Flag); err != nil {
+					errs = append(errs, lineError(n, err))
+				} else {
+					rs[last].Condition = cond
+				}
+				lastLine = n // a second "when" is reported as such
+			}
 			continue
 		}
+		lastBad = n // until the line is accepted
 		r, lerr := parseLine(strings.TrimRight(line, " \t"))
 		if lerr != nil {
 			errs = append(errs, lineError(n, lerr))
@@ -128,29 +157,72 @@ func Parse(text string, sc ScopeChecker) (rs []Rule, warnings []*Error, err erro
 				}
 			}
 		}
-		k := key{r.Flag, r.Scope}
-		if first, dup := scopeLine[k]; dup {
-			errs = append(errs, &Error{Line: n, Kind: ErrDuplicate,
-				Msg: fmt.Sprintf("duplicate scope for flag %q: %q (first on line %d)", r.Flag, r.Scope, first)})
-			continue
-		}
-		pk := struct {
-			flag string
-			prio int
-		}{r.Flag, r.Priority}
-		if _, dup := prioLine[pk]; dup {
-			errs = append(errs, &Error{Line: n, Kind: ErrDuplicate,
-				Msg: fmt.Sprintf("duplicate priority for flag %q: %d", r.Flag, r.Priority)})
-			continue
-		}
-		scopeLine[k] = n
-		prioLine[pk] = n
 		rs = append(rs, r)
+		last, lastLine, lastBad = len(rs)-1, n, -1
 	}
+	// Duplicates are known only once conditions are attached.
+	errs = append(errs, Duplicates(rs)...)
 	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
 		return nil, warnings, errs
 	}
 	return rs, warnings, nil
+}
+
+// Duplicates reports rules that repeat an earlier rule's priority within a
+// flag, or its scope and condition (the later one could never match).
+// Rules are named by line, or by position when they did not come from
+// text.
+func Duplicates(rs []Rule) ErrorList {
+	type scopeKey struct{ flag, scope, cond string }
+	type prioKey struct {
+		flag string
+		prio int
+	}
+	scopes := make(map[scopeKey]int, len(rs))
+	prios := make(map[prioKey]bool, len(rs))
+	var errs ErrorList
+	for i, r := range rs {
+		where, first := "", func(j int) string { return fmt.Sprintf("first on line %d", j) }
+		if r.Line == 0 {
+			where = fmt.Sprintf("rule %d: ", i+1)
+			first = func(j int) string { return fmt.Sprintf("first as rule %d", j) }
+		}
+		sk, pk := scopeKey{r.Flag, r.Scope, r.Condition}, prioKey{r.Flag, r.Priority}
+		if j, dup := scopes[sk]; dup {
+			msg := fmt.Sprintf("%sduplicate scope for flag %q: %q (%s)", where, r.Flag, r.Scope, first(j))
+			if r.Condition != "" {
+				msg = fmt.Sprintf("%sduplicate scope and condition for flag %q: %q when %s (%s)", where, r.Flag, r.Scope, r.Condition, first(j))
+			}
+			errs = append(errs, &Error{Line: r.Line, Kind: ErrDuplicate, Msg: msg})
+			continue
+		}
+		if prios[pk] {
+			errs = append(errs, &Error{Line: r.Line, Kind: ErrDuplicate,
+				Msg: fmt.Sprintf("%sduplicate priority for flag %q: %d", where, r.Flag, r.Priority)})
+			continue
+		}
+		if r.Line == 0 {
+			scopes[sk] = i + 1
+		} else {
+			scopes[sk] = r.Line
+		}
+		prios[pk] = true
+	}
+	return errs
+}
+
+// conditionIndent starts a condition line in normalised text.
+const conditionIndent = "    "
+
+// whenLine returns the condition of an indented "when CONDITION" line
+// (leading blanks already removed).
+func whenLine(trimmed string) (string, bool) {
+	rest, ok := strings.CutPrefix(trimmed, "when")
+	if !ok || (rest != "" && rest[0] != ' ' && rest[0] != '\t') {
+		return "", false
+	}
+	return strings.Trim(rest, " \t"), true
 }
 
 // parseLine splits one rule line that has no leading or trailing blanks.
@@ -208,6 +280,12 @@ func Format(rs []Rule) string {
 		b.WriteByte('\t')
 		b.WriteString(r.Value)
 		b.WriteByte('\n')
+		if r.Condition != "" {
+			b.WriteString(conditionIndent)
+			b.WriteString("when ")
+			b.WriteString(r.Condition)
+			b.WriteByte('\n')
+		}
 	}
 	return b.String()
 }

@@ -84,7 +84,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty segment", "a..b default 1 on\n", `line 1: bad flag name "a..b": empty segment`, rules.ErrFlagName},
 		{"trailing dot", "a. default 1 on\n", `line 1: bad flag name "a.": empty segment`, rules.ErrFlagName},
 		{"claimed but rejected scope", "key userslice:1,0 1 on\n", `line 1: bad scope "userslice:1,0": divisor must be positive`, rules.ErrScope},
-		{"indented line", "key default 1 on\n  when x\n", `line 2: unexpected indented line (a rule starts at the beginning of its line)`, rules.ErrSyntax},
+		{"indented line", "key default 1 on\n  other default 1 on\n", `line 2: unexpected indented line (a rule starts at the beginning of its line; only "when CONDITION" may be indented under it)`, rules.ErrSyntax},
 		{"invalid utf8", "key default 1 \xff\n", `line 1: invalid UTF-8`, rules.ErrSyntax},
 		{"control char in value", "key default 1 a\x01b\n", `line 1: value contains a control character or invalid UTF-8`, rules.ErrSyntax},
 		{"control char in scope", "key def\x01ault 1 on\n", `line 1: bad scope "def\x01ault": contains whitespace, a control character or invalid UTF-8`, rules.ErrScope},
@@ -135,6 +135,8 @@ func FuzzParse(f *testing.F) {
 		"", "\n", "a b 1 c", "a b -1 c d  e\r\n", "# c\nx.y default 10 on\nx.y team:a 20 off\n",
 		"a b 1 c\na b 2 c\n", "a b 1\n", "a\tb\t1\t\tc\n", "a b 1 c\n  when x\n", "\xff", "a. b 1 c",
 		"a b 99999999999 c", "a b +3 c", "a b 1 \u00a0",
+		"f default 3 true\n    when plan == \"x\" && country in [\"US\"]\nf default 2 true\n\twhen percent(10)\nf default 1 false\n",
+		"f default 2 a\n  when bucket() < 5000\nf default 1 b\n  when\n", "  when )(\n", "a b 1 c\n when now()\n",
 	} {
 		f.Add(seed)
 	}

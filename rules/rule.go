@@ -18,8 +18,13 @@ type Rule struct {
 	Scope string `db:"scope" json:"scope"`
 	// Priority orders the rules of one flag; higher wins. Unique per flag.
 	Priority int `db:"priority" json:"priority"`
-	// Value is the flag's value as text.
+	// Value is the flag's value as text. For a declared flag it must parse
+	// as the flag's type, or name one of its variants.
 	Value string `db:"value" json:"value"`
+	// Condition, when not empty, is an expr-lang expression over the
+	// evaluation context that must also hold for the rule to match. In
+	// text it is the indented "when ..." line under the rule.
+	Condition string `db:"condition" json:"condition,omitempty"`
 	// Line is the 1-based line the rule was parsed from; 0 when the rule
 	// did not come from text. It is never stored.
 	Line int `db:"-" json:"-"`
@@ -33,6 +38,10 @@ var (
 	ErrScope     = errors.New("rules: bad scope")
 	ErrPriority  = errors.New("rules: bad priority")
 	ErrDuplicate = errors.New("rules: duplicate rule")
+	// ErrCondition: a condition does not compile.
+	ErrCondition = errors.New("rules: bad condition")
+	// ErrValue: a value does not parse as its flag's declared type.
+	ErrValue = errors.New("rules: bad value")
 	// ErrUnclaimed marks the warning for a scope no handler claims.
 	ErrUnclaimed = errors.New("rules: unclaimed scope")
 )
@@ -125,7 +134,31 @@ func (r Rule) Validate() error {
 	if err := ValidPriority(r.Priority); err != nil {
 		return err
 	}
-	return validValue(r.Value)
+	if err := validValue(r.Value); err != nil {
+		return err
+	}
+	return validCondition(r.Condition)
+}
+
+// MaxConditionLen bounds a condition's text.
+const MaxConditionLen = 4000
+
+func validCondition(c string) error {
+	if c == "" {
+		return nil
+	}
+	if len(c) > MaxConditionLen {
+		return errorf(ErrCondition, "condition longer than %d bytes", MaxConditionLen)
+	}
+	for _, r := range c {
+		if r == '\uFFFD' || (r < ' ' && r != '\t') || r == 0x7f {
+			return errorf(ErrCondition, "condition contains a line break, a control character or invalid UTF-8")
+		}
+	}
+	if strings.TrimSpace(c) != c {
+		return errorf(ErrCondition, "condition has leading or trailing whitespace")
+	}
+	return nil
 }
 
 func validValue(v string) error {

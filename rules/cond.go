@@ -1,0 +1,414 @@
+package rules
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/builtin"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+)
+
+// ErrNoTargetingKey is reported when a rollout (percent or bucket) is
+// evaluated without a targeting key: the rule does not match.
+var ErrNoTargetingKey = errors.New("rules: targeting key missing")
+
+// Target is the evaluation context: the targeting key that sticky rollouts
+// hash, and attributes that conditions read by name. It is immutable once
+// made and safe for concurrent use.
+type Target struct {
+	key   string
+	attrs map[string]any
+	env   map[string]any // attrs plus targetingKey, what conditions see
+}
+
+// NewTarget returns a Target. The attributes are copied; "targetingKey" is
+// always key, whatever attrs says.
+func NewTarget(key string, attrs map[string]any) *Target {
+	env := make(map[string]any, len(attrs)+1)
+	for k, v := range attrs {
+		env[k] = v
+	}
+	env["targetingKey"] = key
+	return &Target{key: key, attrs: attrs, env: env}
+}
+
+var emptyTarget = NewTarget("", nil)
+
+// Key returns the targeting key; "" for a nil Target.
+func (t *Target) Key() string {
+	if t == nil {
+		return ""
+	}
+	return t.key
+}
+
+// Attrs returns the attributes the Target was made with. Do not modify.
+func (t *Target) Attrs() map[string]any {
+	if t == nil {
+		return nil
+	}
+	return t.attrs
+}
+
+// Buckets is the number of rollout buckets: bucket() is in [0, Buckets).
+const Buckets = 10000
+
+// Hash is the rollout hash of key under salt: the first four bytes, read
+// big-endian, of SHA-256 of salt, ":" and key. It depends on nothing else,
+// so a key lands in the same place in every process, machine and release.
+func Hash(salt, key string) uint32 {
+	var buf [256]byte
+	b := buf[:0]
+	if n := len(salt) + 1 + len(key); n > len(buf) {
+		b = make([]byte, 0, n)
+	}
+	b = append(b, salt...)
+	b = append(b, ':')
+	b = append(b, key...)
+	sum := sha256.Sum256(b)
+	return binary.BigEndian.Uint32(sum[:4])
+}
+
+// Bucket returns key's bucket under salt: floor(Hash × 10000 / 2³²), in
+// [0, Buckets).
+func Bucket(salt, key string) int { return int(uint64(Hash(salt, key)) * Buckets >> 32) }
+
+// InPercent reports whether key is in the first p percent under salt:
+// Hash < ceil(p × 2³² / 100). Raising p only adds keys, and
+// InPercent(salt, key, b/100) equals Bucket(salt, key) < b.
+func InPercent(salt, key string, p float64) bool {
+	return uint64(Hash(salt, key)) < percentThreshold(p)
+}
+
+func percentThreshold(p float64) uint64 {
+	switch {
+	case !(p > 0): // also NaN
+		return 0
+	case p >= 100:
+		return 1 << 32
+	}
+	return uint64(math.Ceil(p * (1 << 32) / 100))
+}
+
+// Condition is a compiled rule condition. Conditions that are only a
+// rollout (percent(P), bucket() < N and the like) are evaluated without the
+// expression VM.
+type Condition struct {
+	text    string
+	salt    string
+	rollout bool // uses percent() or bucket()
+
+	// native forms
+	kind   condKind
+	thresh uint64 // condPercent
+	op     string // condBucket: <, <=, >, >=, ==, !=
+	n      int    // condBucket
+
+	program *vm.Program // condExpr
+}
+
+type condKind uint8
+
+const (
+	condExpr condKind = iota
+	condPercent
+	condBucket
+)
+
+// Bounds on conditions: the node count at compile time, and the memory a
+// single evaluation may allocate (in expr's units).
+const (
+	MaxConditionNodes = 500
+	conditionMemory   = 10000
+)
+
+var vms = sync.Pool{New: func() any { return &vm.VM{MemoryBudget: conditionMemory} }}
+
+// CompileCondition compiles an expr-lang condition. Names are the targeting
+// key (targetingKey) and the attributes; a missing attribute is nil. The
+// rollout functions percent(p[, salt]) and bucket([salt]) hash the
+// targeting key with salt (the flag name unless given). Builtins that read
+// the clock are disabled: a rule that needs the time gets it as an attribute.
+func CompileCondition(text, salt string) (*Condition, error) {
+	if err := validCondition(text); err != nil {
+		return nil, err
+	}
+	if text == "" {
+		return nil, errorf(ErrCondition, "empty condition")
+	}
+	c := &Condition{text: text, salt: salt}
+	tree, err := parser.Parse(text)
+	if err != nil {
+		return nil, errorf(ErrCondition, "bad condition: %s", firstLine(err))
+	}
+	var bad badPercent
+	ast.Walk(&tree.Node, &bad)
+	if bad.err != nil {
+		return nil, bad.err
+	}
+	c.native(tree.Node)
+	program, err := expr.Compile(text,
+		expr.Env(map[string]any{}),
+		expr.AllowUndefinedVariables(),
+		expr.AsBool(),
+		expr.MaxNodes(MaxConditionNodes),
+		expr.DisableBuiltin("now"),
+		expr.DisableBuiltin("date"),
+		expr.DisableBuiltin("timezone"),
+		expr.DisableBuiltin("duration"),
+		expr.Function("percent", c.percentFunc),
+		expr.Function("bucket", c.bucketFunc),
+		expr.Patch(keyArg{c: c}),
+	)
+	if err != nil {
+		return nil, errorf(ErrCondition, "bad condition: %s", firstLine(err))
+	}
+	c.program = program
+	return c, nil
+}
+
+func firstLine(err error) string {
+	s, _, _ := strings.Cut(err.Error(), "\n")
+	return s
+}
+
+// keyArg appends targetingKey to every percent() and bucket() call, so the
+// functions see the key without the author writing it.
+type keyArg struct{ c *Condition }
+
+func (k keyArg) Visit(node *ast.Node) {
+	call, ok := (*node).(*ast.CallNode)
+	if !ok {
+		return
+	}
+	if id, ok := call.Callee.(*ast.IdentifierNode); ok && (id.Value == "percent" || id.Value == "bucket") {
+		k.c.rollout = true
+		call.Arguments = append(call.Arguments, &ast.IdentifierNode{Value: "targetingKey"})
+	}
+}
+
+// badPercent finds percent() calls whose constant p is out of range.
+type badPercent struct{ err error }
+
+func (b *badPercent) Visit(node *ast.Node) {
+	if b.err != nil {
+		return
+	}
+	if p, _, ok := percentCall(*node); ok && !(p >= 0 && p <= 100) {
+		b.err = errorf(ErrCondition, "bad condition: percent(%v): p must be between 0 and 100", p)
+		return
+	}
+	if bn, ok := (*node).(*ast.BuiltinNode); ok && impure[bn.Name] {
+		b.err = errorf(ErrCondition, "bad condition: %s() reads the clock; pass the time as an attribute instead", bn.Name)
+		return
+	}
+	call, ok := (*node).(*ast.CallNode)
+	if !ok {
+		return
+	}
+	if id, ok := call.Callee.(*ast.IdentifierNode); ok {
+		switch _, builtin := builtin.Index[id.Value]; {
+		case impure[id.Value]:
+			b.err = errorf(ErrCondition, "bad condition: %s() reads the clock; pass the time as an attribute instead", id.Value)
+		case !builtin && id.Value != "percent" && id.Value != "bucket":
+			b.err = errorf(ErrCondition, "bad condition: unknown function %s()", id.Value)
+		}
+	}
+}
+
+// impure builtins are disabled: a condition's answer depends only on the
+// evaluation context.
+var impure = map[string]bool{"now": true, "date": true, "timezone": true, "duration": true}
+
+// native recognises a condition that is only a rollout.
+func (c *Condition) native(n ast.Node) {
+	if p, salt, ok := percentCall(n); ok && p >= 0 && p <= 100 {
+		c.kind, c.thresh, c.rollout = condPercent, percentThreshold(p), true
+		if salt != "" {
+			c.salt = salt
+		}
+		return
+	}
+	bin, ok := n.(*ast.BinaryNode)
+	if !ok {
+		return
+	}
+	switch bin.Operator {
+	case "<", "<=", ">", ">=", "==", "!=":
+	default:
+		return
+	}
+	salt, ok := bucketCall(bin.Left)
+	num, isInt := bin.Right.(*ast.IntegerNode)
+	if !ok || !isInt {
+		return
+	}
+	c.kind, c.op, c.n, c.rollout = condBucket, bin.Operator, num.Value, true
+	if salt != "" {
+		c.salt = salt
+	}
+}
+
+func percentCall(n ast.Node) (p float64, salt string, ok bool) {
+	call, ok := n.(*ast.CallNode)
+	if !ok {
+		return 0, "", false
+	}
+	if id, isID := call.Callee.(*ast.IdentifierNode); !isID || id.Value != "percent" || len(call.Arguments) < 1 || len(call.Arguments) > 2 {
+		return 0, "", false
+	}
+	switch a := call.Arguments[0].(type) {
+	case *ast.IntegerNode:
+		p = float64(a.Value)
+	case *ast.FloatNode:
+		p = a.Value
+	default:
+		return 0, "", false
+	}
+	if len(call.Arguments) == 2 {
+		s, isStr := call.Arguments[1].(*ast.StringNode)
+		if !isStr || s.Value == "" {
+			return 0, "", false
+		}
+		salt = s.Value
+	}
+	return p, salt, true
+}
+
+func bucketCall(n ast.Node) (salt string, ok bool) {
+	call, ok := n.(*ast.CallNode)
+	if !ok {
+		return "", false
+	}
+	if id, isID := call.Callee.(*ast.IdentifierNode); !isID || id.Value != "bucket" || len(call.Arguments) > 1 {
+		return "", false
+	}
+	if len(call.Arguments) == 1 {
+		s, isStr := call.Arguments[0].(*ast.StringNode)
+		if !isStr || s.Value == "" {
+			return "", false
+		}
+		salt = s.Value
+	}
+	return salt, true
+}
+
+// percentFunc implements percent(p[, salt]) inside the VM; the patch adds
+// the targeting key as the last argument.
+func (c *Condition) percentFunc(params ...any) (any, error) {
+	if len(params) < 2 || len(params) > 3 {
+		return nil, errors.New("percent(p) or percent(p, salt)")
+	}
+	var p float64
+	switch v := params[0].(type) {
+	case int:
+		p = float64(v)
+	case float64:
+		p = v
+	default:
+		return nil, fmt.Errorf("percent: p must be a number, not %T", params[0])
+	}
+	if !(p >= 0 && p <= 100) {
+		return nil, fmt.Errorf("percent: p must be between 0 and 100, not %v", p)
+	}
+	salt, err := c.saltArg(params[1 : len(params)-1])
+	if err != nil {
+		return nil, err
+	}
+	key, _ := params[len(params)-1].(string)
+	if key == "" {
+		return false, nil
+	}
+	return InPercent(salt, key, p), nil
+}
+
+// bucketFunc implements bucket([salt]).
+func (c *Condition) bucketFunc(params ...any) (any, error) {
+	if len(params) < 1 || len(params) > 2 {
+		return nil, errors.New("bucket() or bucket(salt)")
+	}
+	salt, err := c.saltArg(params[:len(params)-1])
+	if err != nil {
+		return nil, err
+	}
+	key, _ := params[len(params)-1].(string)
+	if key == "" {
+		return nil, ErrNoTargetingKey
+	}
+	return Bucket(salt, key), nil
+}
+
+func (c *Condition) saltArg(p []any) (string, error) {
+	if len(p) == 0 {
+		return c.salt, nil
+	}
+	s, ok := p[0].(string)
+	if !ok || s == "" {
+		return "", errors.New("salt must be a non-empty string")
+	}
+	return s, nil
+}
+
+// String returns the condition's text.
+func (c *Condition) String() string { return c.text }
+
+// Rollout reports whether the condition uses percent() or bucket().
+func (c *Condition) Rollout() bool { return c.rollout }
+
+// Native reports whether the condition is evaluated without the VM.
+func (c *Condition) Native() bool { return c.kind != condExpr }
+
+// Match evaluates the condition for t (nil: no key, no attributes). A
+// run-time error means no match and is returned; so is ErrNoTargetingKey
+// when a rollout could not be decided for want of a key.
+func (c *Condition) Match(t *Target) (bool, error) {
+	if t == nil {
+		t = emptyTarget
+	}
+	switch c.kind {
+	case condPercent:
+		if t.key == "" {
+			return false, ErrNoTargetingKey
+		}
+		return uint64(Hash(c.salt, t.key)) < c.thresh, nil
+	case condBucket:
+		if t.key == "" {
+			return false, ErrNoTargetingKey
+		}
+		b := Bucket(c.salt, t.key)
+		switch c.op {
+		case "<":
+			return b < c.n, nil
+		case "<=":
+			return b <= c.n, nil
+		case ">":
+			return b > c.n, nil
+		case ">=":
+			return b >= c.n, nil
+		case "==":
+			return b == c.n, nil
+		default:
+			return b != c.n, nil
+		}
+	}
+	m := vms.Get().(*vm.VM)
+	out, err := m.Run(c.program, t.env)
+	vms.Put(m)
+	if err != nil || out != true {
+		if c.rollout && t.key == "" {
+			return false, ErrNoTargetingKey
+		}
+		if err != nil {
+			return false, fmt.Errorf("rules: condition %q: %s", c.text, firstLine(err))
+		}
+	}
+	return out == true, nil
+}

@@ -1,0 +1,299 @@
+package rules
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// Type is a declared flag's value type.
+type Type string
+
+// The flag types. Undeclared flags have no type: their values are text.
+const (
+	Boolean Type = "boolean" // exactly "true" or "false"
+	String  Type = "string"  // any text
+	Int     Type = "int"     // a decimal 64-bit integer
+	Float   Type = "float"   // a finite decimal number
+	JSON    Type = "json"    // a JSON document on one line, optionally checked by a JSON Schema
+)
+
+// Types lists every Type.
+var Types = []Type{Boolean, String, Int, Float, JSON}
+
+// ErrDefinition: a flag declaration is invalid.
+var ErrDefinition = errors.New("rules: bad flag declaration")
+
+// Variant is a named value of a declared flag. A rule whose value is a
+// variant's name takes that variant's value.
+type Variant struct {
+	Name  string `json:"name"`
+	Value string `json:"value"` // in the text form of the flag's type
+}
+
+// Definition declares a typed flag. Values, the default and variants are in
+// the text form rules use.
+type Definition struct {
+	Name        string    `json:"name"`
+	Type        Type      `json:"type"`
+	Default     string    `json:"default"`
+	Description string    `json:"description,omitempty"`
+	External    bool      `json:"external,omitempty"`
+	Variants    []Variant `json:"variants,omitempty"`
+	Schema      string    `json:"schema,omitempty"` // JSON Schema, for Type JSON
+	Salt        string    `json:"salt,omitempty"`   // rollout salt; the flag name when empty
+}
+
+// RolloutSalt returns the salt rollouts of this flag hash with.
+func (d Definition) RolloutSalt() string {
+	if d.Salt != "" {
+		return d.Salt
+	}
+	return d.Name
+}
+
+// Equal reports whether two definitions declare the same thing.
+func (d Definition) Equal(o Definition) bool {
+	return d.Name == o.Name && d.Type == o.Type && d.Default == o.Default && d.Description == o.Description &&
+		d.External == o.External && slices.Equal(d.Variants, o.Variants) && d.Schema == o.Schema && d.Salt == o.Salt
+}
+
+// Value is a typed rule value, parsed once.
+type Value struct {
+	// Text is the value's text; for a variant, the variant's value.
+	Text string
+	// Variant names the variant the value is, or "".
+	Variant string
+	// Any is the parsed value: bool, string, int64, float64, or for json
+	// the decoded document (numbers as json.Number).
+	Any any
+}
+
+// Codec parses values of one declared flag. Make one with
+// Definition.Codec; it is safe for concurrent use.
+type Codec struct {
+	def      Definition
+	schema   *jsonschema.Schema
+	variants map[string]string
+}
+
+// Codec validates d and returns its parser.
+func (d Definition) Codec() (*Codec, error) {
+	if err := ValidFlag(d.Name); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrDefinition, err)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w: flag %q: %s", ErrDefinition, d.Name, fmt.Sprintf(format, args...))
+	}
+	if !slices.Contains(Types, d.Type) {
+		return nil, bad("unknown type %q (want one of boolean, string, int, float, json)", d.Type)
+	}
+	c := &Codec{def: d, variants: make(map[string]string, len(d.Variants))}
+	if d.Schema != "" {
+		if d.Type != JSON {
+			return nil, bad("a schema is only for json flags")
+		}
+		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(d.Schema))
+		if err != nil {
+			return nil, bad("schema is not JSON: %v", err)
+		}
+		comp := jsonschema.NewCompiler()
+		url := "scopeflags:///" + d.Name + ".json"
+		if err := comp.AddResource(url, doc); err != nil {
+			return nil, bad("schema: %v", err)
+		}
+		if c.schema, err = comp.Compile(url); err != nil {
+			return nil, bad("schema: %s", firstLine(err))
+		}
+	}
+	for _, v := range d.Variants {
+		if v.Name == "" || strings.ContainsAny(v.Name, " \t\r\n") {
+			return nil, bad("variant name %q must be non-empty with no whitespace", v.Name)
+		}
+		if _, dup := c.variants[v.Name]; dup {
+			return nil, bad("variant %q declared twice", v.Name)
+		}
+		if _, err := c.parse(v.Value); err != nil {
+			return nil, bad("variant %q: %v", v.Name, err)
+		}
+		c.variants[v.Name] = v.Value
+	}
+	if _, err := c.parse(d.Default); err != nil {
+		return nil, bad("default: %v", err)
+	}
+	return c, nil
+}
+
+// Definition returns the definition the codec was made from.
+func (c *Codec) Definition() Definition { return c.def }
+
+// Parse parses a rule value: a variant name, or a value of the flag's type.
+func (c *Codec) Parse(text string) (Value, error) {
+	if v, ok := c.variants[text]; ok {
+		a, _ := c.parse(v) // checked by Codec
+		return Value{Text: v, Variant: text, Any: a}, nil
+	}
+	a, err := c.parse(text)
+	if err != nil {
+		return Value{}, err
+	}
+	return Value{Text: text, Any: a}, nil
+}
+
+// Default returns the parsed code default.
+func (c *Codec) Default() Value {
+	v, _ := c.Parse(c.def.Default) // checked by Codec
+	return v
+}
+
+func (c *Codec) parse(text string) (any, error) {
+	switch c.def.Type {
+	case Boolean:
+		switch text {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+		return nil, fmt.Errorf("%q is not a boolean: want exactly true or false", text)
+	case String:
+		return text, nil
+	case Int:
+		n, err := strconv.ParseInt(text, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not an int", text)
+		}
+		return n, nil
+	case Float:
+		f, err := strconv.ParseFloat(text, 64)
+		if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, fmt.Errorf("%q is not a finite float", text)
+		}
+		return f, nil
+	}
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(text))
+	if err != nil {
+		return nil, fmt.Errorf("not JSON: %v", err)
+	}
+	if c.schema != nil {
+		if err := c.schema.Validate(doc); err != nil {
+			return nil, fmt.Errorf("does not match the schema: %s", schemaError(err))
+		}
+	}
+	return doc, nil
+}
+
+// schemaError flattens a validation error to one line.
+func schemaError(err error) string {
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &ve) {
+		out := ve.BasicOutput()
+		var msgs []string
+		for _, u := range out.Errors {
+			if u.Error == nil {
+				continue
+			}
+			at := u.InstanceLocation
+			if at == "" {
+				at = "/"
+			}
+			msgs = append(msgs, at+": "+u.Error.String())
+		}
+		if len(msgs) > 0 {
+			return strings.Join(msgs, "; ")
+		}
+	}
+	return strings.Join(strings.Fields(err.Error()), " ")
+}
+
+// TextOf returns the text form of a Go value for a flag of type t.
+func TextOf(t Type, v any) (string, error) {
+	switch t {
+	case String:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+	case Boolean:
+		if b, ok := v.(bool); ok {
+			return strconv.FormatBool(b), nil
+		}
+	case Int:
+		switch n := v.(type) {
+		case int:
+			return strconv.Itoa(n), nil
+		case int64:
+			return strconv.FormatInt(n, 10), nil
+		case int32:
+			return strconv.FormatInt(int64(n), 10), nil
+		case float64:
+			if n == math.Trunc(n) && math.Abs(n) < 1<<63 {
+				return strconv.FormatInt(int64(n), 10), nil
+			}
+		case json.Number:
+			if _, err := n.Int64(); err == nil {
+				return n.String(), nil
+			}
+		}
+	case Float:
+		switch n := v.(type) {
+		case float64:
+			return strconv.FormatFloat(n, 'g', -1, 64), nil
+		case float32:
+			return strconv.FormatFloat(float64(n), 'g', -1, 32), nil
+		case int:
+			return strconv.Itoa(n), nil
+		case int64:
+			return strconv.FormatInt(n, 10), nil
+		case json.Number:
+			return n.String(), nil
+		}
+	case JSON:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return "", err
+		}
+		return string(b), nil
+	}
+	return "", fmt.Errorf("%v (%T) is not a %s value", v, v, t)
+}
+
+// Check validates rules against declarations: values of declared flags must
+// parse as their type (or name a variant), and every condition must
+// compile. codecs maps flag names to their codecs; undeclared flags are
+// text. Problems are reported with the rule's line (the condition's line
+// for a condition), or "rule N" when rules did not come from text.
+func Check(rs []Rule, codecs map[string]*Codec) ErrorList {
+	var errs ErrorList
+	for i, r := range rs {
+		where := func(cond bool, kind error, format string, args ...any) *Error {
+			msg := fmt.Sprintf(format, args...)
+			if r.Line == 0 {
+				return &Error{Kind: kind, Msg: fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, msg)}
+			}
+			line := r.Line
+			if cond {
+				line++
+			}
+			return &Error{Line: line, Kind: kind, Msg: msg}
+		}
+		salt := r.Flag
+		if c := codecs[r.Flag]; c != nil {
+			salt = c.def.RolloutSalt()
+			if _, err := c.Parse(r.Value); err != nil {
+				errs = append(errs, where(false, ErrValue, "bad value for %s flag %q: %v", c.def.Type, r.Flag, err))
+			}
+		}
+		if r.Condition != "" {
+			if _, err := CompileCondition(r.Condition, salt); err != nil {
+				errs = append(errs, where(true, ErrCondition, "%v", err))
+			}
+		}
+	}
+	return errs
+}
