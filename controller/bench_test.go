@@ -121,6 +121,6 @@ func BenchmarkSnapshotBuild100k(b *testing.B) {
 	reg := scopes.NewRegistry()
 	b.ReportAllocs()
 	for b.Loop() {
-		controller.Build(rs, reg, 1)
+		controller.Build(rs, reg, 1, controller.BuildOptions{})
 	}
 }

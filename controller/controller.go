@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 )
 
@@ -17,15 +18,56 @@ type Source interface {
 	Snapshot(ctx context.Context, set *scopes.Set) (*Snapshot, error)
 }
 
-// Result is one flag's answer.
+// Reason says why a flag has its value. The names are OpenFeature's, plus
+// OVERRIDE for values set by features.Override.
+type Reason string
+
+// Reasons.
+const (
+	// ReasonStatic: an unconditional rule with the default scope matched.
+	ReasonStatic Reason = "STATIC"
+	// ReasonTargetingMatch: a rule matched by a scope other than default
+	// or by a condition.
+	ReasonTargetingMatch Reason = "TARGETING_MATCH"
+	// ReasonSplit: a rule whose condition is a rollout matched.
+	ReasonSplit Reason = "SPLIT"
+	// ReasonDefault: no rule matched; the value is the code default
+	// (unset, "", for an undeclared flag).
+	ReasonDefault Reason = "DEFAULT"
+	// ReasonError: the matched rule's stored value fails the flag's type;
+	// the value is the code default and Err says why.
+	ReasonError Reason = "ERROR"
+	// ReasonOverride: the value was overridden for a context.
+	ReasonOverride Reason = "OVERRIDE"
+)
+
+// Result is one flag's answer with its details.
 type Result struct {
 	Flag string
 	// Set is false when no rule matched: the flag is unset.
 	Set bool
-	// Value, Scope and Priority come from the winning rule when Set.
-	Value    string
-	Scope    string
-	Priority int
+	// Value is the value's text: the winning rule's (a variant name
+	// resolved to the variant's value), or the code default of a declared
+	// flag when no rule matched or the rule's value is bad.
+	Value string
+	// Typed is the declared flag's value, parsed (or converted for the
+	// application); nil for an undeclared flag.
+	Typed any
+	// Variant names the variant the value is, if any.
+	Variant string
+	// Scope, Priority and Condition identify the winning rule when Set.
+	Scope     string
+	Priority  int
+	Condition string
+	// Reason says why the flag has its value.
+	Reason Reason
+	// Err is the value's error (Reason ERROR) or else the first error met
+	// while evaluating: a condition that failed at run time, or a rollout
+	// without a targeting key (rules.ErrNoTargetingKey). Rules whose
+	// condition failed did not match; a lower rule may have.
+	Err error
+	// Declared reports whether the flag has a declaration.
+	Declared bool
 }
 
 // Controller evaluates flags for one request or job. It is safe for
@@ -33,13 +75,24 @@ type Result struct {
 type Controller struct {
 	ctx context.Context
 	src Source
-	// OnFirstUse, if set before the first lookup, is called (under the
-	// controller's lock) the first time each flag is looked up.
+	// onFirstUse, if set, is called (under the lock) the first time each
+	// flag is looked up.
 	onFirstUse func(flag string)
 
 	snap   atomic.Pointer[Snapshot]
 	chunks []atomic.Pointer[memoChunk] // written before snap is stored
 
+	sh *shared
+
+	// The evaluation context, resolved under sh.mu on first need.
+	target     *rules.Target
+	targetFunc func() *rules.Target
+}
+
+// shared is the state a controller shares with those WithTarget derives
+// from it: the scope set (each scope is still checked once per request)
+// and what was looked up.
+type shared struct {
 	mu      sync.Mutex
 	set     scopes.Set
 	unknown []string // flags looked up that the snapshot does not know
@@ -54,6 +107,12 @@ type Options struct {
 	// OnFirstUse is called the first time each flag is looked up, under
 	// the controller's lock. Keep it cheap.
 	OnFirstUse func(flag string)
+	// Target is the evaluation context conditions and rollouts read.
+	Target *rules.Target
+	// TargetFunc, used when Target is nil, gives the evaluation context
+	// lazily: it is called at most once, when a condition is first
+	// evaluated.
+	TargetFunc func() *rules.Target
 }
 
 // New returns a controller that evaluates env's scopes against src's rules.
@@ -66,9 +125,35 @@ func New(ctx context.Context, src Source, env scopes.Env, opts Options) *Control
 	if env.Context == nil {
 		env.Context = ctx
 	}
-	c := &Controller{ctx: ctx, src: src, onFirstUse: opts.OnFirstUse}
-	c.set.Reset(env)
+	c := &Controller{ctx: ctx, src: src, onFirstUse: opts.OnFirstUse, sh: &shared{},
+		target: opts.Target, targetFunc: opts.TargetFunc}
+	c.sh.set.Reset(env)
 	return c
+}
+
+// WithTarget returns a controller for the same request with another
+// evaluation context. It shares this controller's snapshot, scope checks
+// and record of flags used; flag answers are memoised afresh.
+func (c *Controller) WithTarget(t *rules.Target) *Controller {
+	s := c.Snapshot()
+	n := &Controller{ctx: c.ctx, src: c.src, onFirstUse: c.onFirstUse, sh: c.sh, target: t}
+	n.chunks = make([]atomic.Pointer[memoChunk], (s.numFlags()+63)/64)
+	n.snap.Store(s)
+	return n
+}
+
+// Target returns the evaluation context (nil if none).
+func (c *Controller) Target() *rules.Target {
+	c.sh.mu.Lock()
+	defer c.sh.mu.Unlock()
+	return c.targetLocked()
+}
+
+func (c *Controller) targetLocked() *rules.Target {
+	if c.target == nil && c.targetFunc != nil {
+		c.target, c.targetFunc = c.targetFunc(), nil
+	}
+	return c.target
 }
 
 // GetFlag returns the flag's value, or "" when it is unset.
@@ -77,32 +162,65 @@ func (c *Controller) GetFlag(name string) string {
 	return v
 }
 
-// Lookup returns the flag's value and whether any rule matched.
+// Lookup returns the flag's value text and whether any rule matched.
 func (c *Controller) Lookup(name string) (string, bool) {
 	if r := c.match(name); r != nil {
-		return r.Value, true
+		return r.val.Text, true
 	}
 	return "", false
 }
 
-// Evaluate returns the flag's full answer: value and winning rule.
-func (c *Controller) Evaluate(name string) Result {
-	res := Result{Flag: name}
-	if r := c.match(name); r != nil {
-		res.Set, res.Value, res.Scope, res.Priority = true, r.Value, r.Scope, r.Priority
+// Typed returns a declared flag's typed value: the matched rule's, or the
+// code default when no rule matched or the rule's value is bad. ok is false
+// for undeclared flags. A memoised lookup takes no lock and allocates
+// nothing.
+func (c *Controller) Typed(name string) (v any, ok bool) {
+	f, r := c.find(name)
+	if f == nil || f.def == nil {
+		return nil, false
 	}
-	return res
+	if r == nil || r.valErr != nil {
+		return f.dfltTyped, true
+	}
+	return r.typed, true
+}
+
+// Evaluate returns the flag's answer with its details.
+func (c *Controller) Evaluate(name string) Result {
+	f, r := c.find(name)
+	if f == nil {
+		return Result{Flag: name, Reason: ReasonDefault}
+	}
+	if f.conditional {
+		// Walk again for the error details: scopes are memoised and
+		// conditions are pure, so the answer is the one memoised.
+		c.sh.mu.Lock()
+		i, err := f.resolve(&c.sh.set, c.targetLocked())
+		c.sh.mu.Unlock()
+		return f.result(i, err)
+	}
+	if r == nil {
+		return f.result(-1, nil)
+	}
+	return f.result(int(r.index(f)), nil)
 }
 
 // match returns the winning rule, memoised.
 func (c *Controller) match(name string) *rule {
+	_, r := c.find(name)
+	return r
+}
+
+// find returns the flag's entry (nil if the snapshot does not know it) and
+// winning rule, memoised.
+func (c *Controller) find(name string) (*flagEntry, *rule) {
 	if s := c.snap.Load(); s != nil {
 		if f := s.flags[name]; f != nil {
 			if ch := c.chunks[f.idx>>6].Load(); ch != nil {
 				if v := ch[f.idx&63].Load(); v == 1 {
-					return nil
+					return f, nil
 				} else if v > 1 {
-					return &f.rules[v-2]
+					return f, &f.rules[v-2]
 				}
 			}
 		}
@@ -111,20 +229,21 @@ func (c *Controller) match(name string) *rule {
 }
 
 // slow evaluates a flag not yet memoised: it walks the flag's rules in
-// descending priority and the first active scope wins.
-func (c *Controller) slow(name string) *rule {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// descending priority and the first rule whose scope is active and whose
+// condition holds wins.
+func (c *Controller) slow(name string) (*flagEntry, *rule) {
+	c.sh.mu.Lock()
+	defer c.sh.mu.Unlock()
 	s := c.pinLocked()
 	f := s.flags[name]
 	if f == nil {
-		if !slices.Contains(c.unknown, name) {
-			c.unknown = append(c.unknown, name)
+		if !slices.Contains(c.sh.unknown, name) {
+			c.sh.unknown = append(c.sh.unknown, name)
 			if c.onFirstUse != nil {
 				c.onFirstUse(name)
 			}
 		}
-		return nil
+		return nil, nil
 	}
 	slot := &c.chunks[f.idx>>6]
 	ch := slot.Load()
@@ -135,31 +254,43 @@ func (c *Controller) slow(name string) *rule {
 	switch v := ch[f.idx&63].Load(); v { // another goroutine may have won
 	case 0:
 	case 1:
-		return nil
+		return f, nil
 	default:
-		return &f.rules[v-2]
+		return f, &f.rules[v-2]
 	}
 	if c.onFirstUse != nil {
 		c.onFirstUse(name)
 	}
-	for i := range f.rules {
-		if c.set.Active(f.rules[i].scope) {
-			ch[f.idx&63].Store(int32(i) + 2)
-			return &f.rules[i]
-		}
+	var t *rules.Target
+	if f.conditional {
+		t = c.targetLocked()
 	}
-	ch[f.idx&63].Store(1)
-	return nil
+	i, _ := f.resolve(&c.sh.set, t)
+	ch[f.idx&63].Store(int32(i) + 2)
+	if i < 0 {
+		return f, nil
+	}
+	return f, &f.rules[i]
 }
 
-// pinLocked loads the controller's snapshot on first use. c.mu is held.
+// index returns r's position among f's rules.
+func (r *rule) index(f *flagEntry) int {
+	for i := range f.rules {
+		if &f.rules[i] == r {
+			return i
+		}
+	}
+	return -1
+}
+
+// pinLocked loads the controller's snapshot on first use. c.sh.mu is held.
 func (c *Controller) pinLocked() *Snapshot {
 	if s := c.snap.Load(); s != nil {
 		return s
 	}
 	var s *Snapshot
 	if c.src != nil {
-		s, c.err = c.src.Snapshot(c.ctx, &c.set)
+		s, c.sh.err = c.src.Snapshot(c.ctx, &c.sh.set)
 	}
 	if s == nil {
 		s = emptySnapshot
@@ -175,8 +306,8 @@ func (c *Controller) Snapshot() *Snapshot {
 	if s := c.snap.Load(); s != nil {
 		return s
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.sh.mu.Lock()
+	defer c.sh.mu.Unlock()
 	return c.pinLocked()
 }
 
@@ -184,9 +315,9 @@ func (c *Controller) Snapshot() *Snapshot {
 // any. The controller then evaluated against whatever the source could
 // still offer (the last known rules, or none).
 func (c *Controller) Err() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
+	c.sh.mu.Lock()
+	defer c.sh.mu.Unlock()
+	return c.sh.err
 }
 
 // AllFlags evaluates every flag that has rules, sorted by name; flags whose
@@ -216,11 +347,11 @@ func (c *Controller) UsedFlags() []Result {
 			out = append(out, c.Evaluate(n))
 		}
 	}
-	c.mu.Lock()
-	for _, n := range c.unknown {
-		out = append(out, Result{Flag: n})
+	c.sh.mu.Lock()
+	for _, n := range c.sh.unknown {
+		out = append(out, Result{Flag: n, Reason: ReasonDefault})
 	}
-	c.mu.Unlock()
+	c.sh.mu.Unlock()
 	slices.SortFunc(out, func(a, b Result) int {
 		switch {
 		case a.Flag < b.Flag:
@@ -235,16 +366,16 @@ func (c *Controller) UsedFlags() []Result {
 
 // UsedScopes returns the scopes checked so far, in order, with answers.
 func (c *Controller) UsedScopes() []scopes.Check {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.set.Checked()
+	c.sh.mu.Lock()
+	defer c.sh.mu.Unlock()
+	return c.sh.set.Checked()
 }
 
 // UnclaimedScopes returns scopes checked so far that no handler claims.
 func (c *Controller) UnclaimedScopes() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.set.Unclaimed()
+	c.sh.mu.Lock()
+	defer c.sh.mu.Unlock()
+	return c.sh.set.Unclaimed()
 }
 
 // CurrentScope returns the scope of the flag's winning rule.
@@ -255,14 +386,14 @@ func (c *Controller) CurrentScope(name string) (string, bool) {
 	return "", false
 }
 
-// DefaultValue returns the value of the flag's rule with scope "default",
-// checking no scopes.
+// DefaultValue returns the value of the flag's unconditional rule with
+// scope "default", checking no scopes.
 func (c *Controller) DefaultValue(name string) (string, bool) {
 	s := c.Snapshot()
 	if f := s.flags[name]; f != nil {
 		for _, r := range f.rules {
-			if r.Scope == "default" {
-				return r.Value, true
+			if r.Scope == "default" && r.Condition == "" {
+				return r.val.Text, true
 			}
 		}
 	}

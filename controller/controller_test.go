@@ -111,10 +111,10 @@ f3 c:a 1  a3
 	assert.Equal(t, []scopes.Check{{Scope: "c:a", Active: false, Claimed: true}, {Scope: "c:b", Active: true, Claimed: true}}, c.UsedScopes())
 
 	assert.Equal(t, []controller.Result{
-		{Flag: "f1", Set: true, Value: "b", Scope: "c:b", Priority: 20},
-		{Flag: "f2", Set: true, Value: "b2", Scope: "c:b", Priority: 5},
-		{Flag: "f3"},
-		{Flag: "no.rules"},
+		{Flag: "f1", Set: true, Value: "b", Scope: "c:b", Priority: 20, Reason: controller.ReasonTargetingMatch},
+		{Flag: "f2", Set: true, Value: "b2", Scope: "c:b", Priority: 5, Reason: controller.ReasonTargetingMatch},
+		{Flag: "f3", Reason: controller.ReasonDefault},
+		{Flag: "no.rules", Reason: controller.ReasonDefault},
 	}, c.UsedFlags())
 }
 
@@ -134,9 +134,9 @@ c c:x     1 never
 	assert.False(t, ok)
 
 	assert.Equal(t, []controller.Result{
-		{Flag: "a", Set: true, Value: "on", Scope: "default", Priority: 1},
-		{Flag: "b", Set: true, Value: "plain", Scope: "default", Priority: 2},
-		{Flag: "c"},
+		{Flag: "a", Set: true, Value: "on", Scope: "default", Priority: 1, Reason: controller.ReasonStatic},
+		{Flag: "b", Set: true, Value: "plain", Scope: "default", Priority: 2, Reason: controller.ReasonStatic},
+		{Flag: "c", Reason: controller.ReasonDefault},
 	}, c.AllFlags(), "every flag with rules, unset where nothing matched")
 	_, ok = c.CurrentScope("c")
 	assert.False(t, ok)
@@ -202,7 +202,7 @@ func TestControllerPinsSnapshot(t *testing.T) {
 func TestKnownFlagsAndFirstUse(t *testing.T) {
 	reg := scopes.NewRegistry()
 	live := controller.NewLive(nil, reg, nil)
-	live.Known = func() []string { return []string{"documented.flag", "a"} }
+	live.Options = func() controller.BuildOptions { return controller.BuildOptions{Known: []string{"documented.flag", "a"}} }
 	live.Publish(live.Build(mustParse(t, "a default 1 x\n"), 1))
 	assert.Equal(t, []string{"a"}, live.Current().Flags(), "known flags without rules are not listed as having rules")
 	var first []string

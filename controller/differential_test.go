@@ -2,6 +2,8 @@ package controller_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -54,16 +56,69 @@ func naiveActive(scope string, env scopes.Env) bool {
 	return false
 }
 
+// conditionPool are the conditions random rules carry, each with a
+// reference evaluation written out by hand (the rollout hash recomputed
+// from its documented definition).
+var conditionPool = []struct {
+	text string
+	eval func(flag string, key string, attrs map[string]any) bool
+}{
+	{`plan == "pro"`, func(_, _ string, a map[string]any) bool { return a["plan"] == "pro" }},
+	{`country in ["US", "CA"]`, func(_, _ string, a map[string]any) bool { return a["country"] == "US" || a["country"] == "CA" }},
+	{`age > 30`, func(_, _ string, a map[string]any) bool { n, ok := a["age"].(float64); return ok && n > 30 }},
+	{`plan != "pro" && country == "DE"`, func(_, _ string, a map[string]any) bool { return a["plan"] != "pro" && a["country"] == "DE" }},
+	{`percent(30)`, func(f, k string, _ map[string]any) bool { return k != "" && refBucket(f, k) < 3000 }},
+	{`bucket() >= 5000`, func(f, k string, _ map[string]any) bool { return k != "" && refBucket(f, k) >= 5000 }},
+	{`percent(50) || plan == "pro"`, func(f, k string, a map[string]any) bool {
+		return (k != "" && refBucket(f, k) < 5000) || a["plan"] == "pro"
+	}},
+}
+
+func refBucket(salt, key string) uint64 {
+	sum := sha256.Sum256([]byte(salt + ":" + key))
+	return uint64(binary.BigEndian.Uint32(sum[:4])) * 10000 >> 32
+}
+
+type target struct {
+	key   string
+	attrs map[string]any
+}
+
 // naiveResolve is the reference: for each flag, the highest-priority rule
-// whose scope is active.
-func naiveResolve(rs []rules.Rule, env scopes.Env, flag string) controller.Result {
-	best := controller.Result{Flag: flag}
+// whose scope is active and whose condition holds.
+func naiveResolve(rs []rules.Rule, env scopes.Env, tg target, flag string) answer {
+	best := answer{}
 	for _, r := range rs {
-		if r.Flag == flag && naiveActive(r.Scope, env) && (!best.Set || r.Priority > best.Priority) {
-			best = controller.Result{Flag: flag, Set: true, Value: r.Value, Scope: r.Scope, Priority: r.Priority}
+		if r.Flag != flag || !naiveActive(r.Scope, env) || (best.Set && r.Priority < best.Priority) {
+			continue
 		}
+		if r.Condition != "" {
+			i := slices.IndexFunc(conditionPool, func(c struct {
+				text string
+				eval func(string, string, map[string]any) bool
+			}) bool {
+				return c.text == r.Condition
+			})
+			if !conditionPool[i].eval(flag, tg.key, tg.attrs) {
+				continue
+			}
+		}
+		best = answer{Set: true, Value: r.Value, Scope: r.Scope, Priority: r.Priority, Condition: r.Condition}
 	}
 	return best
+}
+
+// answer is what the engines must agree on.
+type answer struct {
+	Set       bool
+	Value     string
+	Scope     string
+	Priority  int
+	Condition string
+}
+
+func answerOf(r controller.Result) answer {
+	return answer{r.Set, r.Value, r.Scope, r.Priority, r.Condition}
 }
 
 func randomRules(rng *rand.Rand, nFlags int) []rules.Rule {
@@ -71,14 +126,48 @@ func randomRules(rng *rand.Rand, nFlags int) []rules.Rule {
 	for f := range nFlags {
 		flag := fmt.Sprintf("app.f%d.effect", f)
 		n := rng.IntN(len(scopePool) + 1)
-		prios := rng.Perm(40)
-		for i, si := range rng.Perm(len(scopePool))[:n] {
-			rs = append(rs, rules.Rule{Flag: flag, Scope: scopePool[si], Priority: prios[i] - 20,
-				Value: fmt.Sprintf("v%d %s", i, scopePool[si])})
+		prios := rng.Perm(60)
+		i := 0
+		for _, si := range rng.Perm(len(scopePool))[:n] {
+			// Some scopes get conditional rules, and may repeat with
+			// other conditions; about half stay unconditional.
+			conds := []string{""}
+			if rng.IntN(2) == 0 {
+				conds = nil
+				for _, ci := range rng.Perm(len(conditionPool))[:1+rng.IntN(2)] {
+					conds = append(conds, conditionPool[ci].text)
+				}
+				if rng.IntN(2) == 0 {
+					conds = append(conds, "")
+				}
+			}
+			for _, c := range conds {
+				if i == len(prios) {
+					break
+				}
+				rs = append(rs, rules.Rule{Flag: flag, Scope: scopePool[si], Priority: prios[i] - 30, Condition: c,
+					Value: fmt.Sprintf("v%d %s", i, scopePool[si])})
+				i++
+			}
 		}
 	}
 	rng.Shuffle(len(rs), func(i, j int) { rs[i], rs[j] = rs[j], rs[i] })
 	return rs
+}
+
+func randomTarget(rng *rand.Rand) target {
+	pick := func(opts ...any) any { return opts[rng.IntN(len(opts))] }
+	t := target{key: pick("", "u1", "u2", "u3", "user-42", "acct:9").(string), attrs: map[string]any{}}
+	for name, opts := range map[string][]any{
+		"plan":    {"pro", "free", nil},
+		"country": {"US", "CA", "DE", nil},
+		"age":     {12.0, 31.0, 60.0, "old", nil},
+	} {
+		if v := pick(opts...); v != nil {
+			t.attrs[name] = v
+		}
+	}
+	return t
 }
 
 func randomEnv(rng *rand.Rand) scopes.Env {
@@ -105,9 +194,10 @@ func randomEnv(rng *rand.Rand) scopes.Env {
 	return env
 }
 
-// TestDifferential checks, for random rule sets and random requests, that
-// the snapshot controller, the single SQL query on each dialect and the
-// naive reference give the same answer for every flag.
+// TestDifferential checks, for random rule sets (with conditions and
+// rollouts) and random requests and evaluation contexts, that the snapshot
+// controller, the single SQL query on each dialect and the naive reference
+// give the same answer for every flag.
 func TestDifferential(t *testing.T) {
 	ctx := context.Background()
 	stores := sqlstoretest.Stores(t)
@@ -124,20 +214,22 @@ func TestDifferential(t *testing.T) {
 		}
 		for range envsPerSet {
 			env := randomEnv(rng)
-			snapC := controller.New(ctx, live, env, controller.Options{})
+			tg := randomTarget(rng)
+			opts := controller.Options{Target: rules.NewTarget(tg.key, tg.attrs)}
+			snapC := controller.New(ctx, live, env, opts)
 			sqlCs := make([]*controller.Controller, len(stores))
 			for i, st := range stores {
-				sqlCs[i] = controller.New(ctx, controller.NewSQL(st, reg), env, controller.Options{})
+				sqlCs[i] = controller.New(ctx, controller.NewSQL(st, reg), env, opts)
 			}
 			for f := range nFlags + 1 { // one flag more than have rules
 				flag := fmt.Sprintf("app.f%d.effect", f)
-				want := naiveResolve(rs, env, flag)
-				if got := snapC.Evaluate(flag); got != want {
-					t.Fatalf("set %d flag %s env %+v: snapshot %+v, reference %+v\nrules:\n%s", set, flag, env, got, want, rules.Format(rs))
+				want := naiveResolve(rs, env, tg, flag)
+				if got := answerOf(snapC.Evaluate(flag)); got != want {
+					t.Fatalf("set %d flag %s env %+v target %+v: snapshot %+v, reference %+v\nrules:\n%s", set, flag, env, tg, got, want, rules.Format(rs))
 				}
 				for i, c := range sqlCs {
-					if got := c.Evaluate(flag); got != want {
-						t.Fatalf("set %d flag %s env %+v: SQL on %s %+v, reference %+v\nrules:\n%s", set, flag, env, stores[i].Dialect(), got, want, rules.Format(rs))
+					if got := answerOf(c.Evaluate(flag)); got != want {
+						t.Fatalf("set %d flag %s env %+v target %+v: SQL on %s %+v, reference %+v\nrules:\n%s", set, flag, env, tg, stores[i].Dialect(), got, want, rules.Format(rs))
 					}
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,9 +30,12 @@ type Live struct {
 	err  atomic.Pointer[error]
 	done atomic.Bool // a snapshot from src has been published
 
-	// Known, if set, names flags to include in every snapshot even without
-	// rules (documented flags), so looking them up stays lock-free.
-	Known func() []string
+	// Options, if set, gives the build options for every snapshot: known
+	// (documented) flags, so looking them up stays lock-free, and flags
+	// declared in code, which follow (and so replace) stored declarations.
+	Options func() BuildOptions
+
+	stored []rules.Definition // declarations from the last load; under mu
 }
 
 // NewLive returns a Live serving an empty snapshot until the first Reload
@@ -41,7 +45,7 @@ func NewLive(src RuleSource, reg *scopes.Registry, log *slog.Logger) *Live {
 		log = slog.Default()
 	}
 	l := &Live{reg: reg, src: src, log: log}
-	l.cur.Store(Build(nil, reg, -1))
+	l.cur.Store(Build(nil, reg, -1, BuildOptions{}))
 	return l
 }
 
@@ -56,13 +60,27 @@ func (l *Live) Snapshot(context.Context, *scopes.Set) (*Snapshot, error) {
 	return l.cur.Load(), nil
 }
 
-// Build compiles rs with l's registry and known flags.
+// Build compiles rs with l's registry and options, and the declarations
+// last loaded from the source. Problems in the snapshot (stored values that
+// fail their type, conditions that do not compile) are logged once here.
 func (l *Live) Build(rs []rules.Rule, revision int64) *Snapshot {
-	var known []string
-	if l.Known != nil {
-		known = l.Known()
+	l.mu.Lock()
+	stored := l.stored
+	l.mu.Unlock()
+	return l.build(rs, revision, stored)
+}
+
+func (l *Live) build(rs []rules.Rule, revision int64, stored []rules.Definition) *Snapshot {
+	var opts BuildOptions
+	if l.Options != nil {
+		opts = l.Options()
 	}
-	return Build(rs, l.reg, revision, known...)
+	opts.Defs = append(slices.Clip(stored), opts.Defs...)
+	s := Build(rs, l.reg, revision, opts)
+	for _, p := range s.Problems() {
+		l.log.Error("rules: problem in stored rules; the rule evaluates to an error", "err", p, "revision", revision)
+	}
+	return s
 }
 
 // Publish replaces the current snapshot.
@@ -99,11 +117,12 @@ func (l *Live) Reload(ctx context.Context, force bool) error {
 			return nil
 		}
 	}
-	rs, rev, err := l.src.LoadRules(ctx)
+	cfg, err := l.src.Load(ctx)
 	if err != nil {
 		return l.fail(fmt.Errorf("controller: load rules: %w", err))
 	}
-	l.cur.Store(l.Build(rs, rev))
+	l.stored = cfg.Flags
+	l.cur.Store(l.build(cfg.Rules, cfg.Revision, cfg.Flags))
 	l.done.Store(true)
 	l.err.Store(nil)
 	return nil

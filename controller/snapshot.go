@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -9,8 +10,9 @@ import (
 	"github.com/scopeflags/scopeflags/scopes"
 )
 
-// Snapshot is an immutable, compiled set of rules. It is safe for
-// concurrent use.
+// Snapshot is an immutable, compiled set of rules: scopes compiled, values
+// of declared flags parsed and conditions compiled, each once. It is safe
+// for concurrent use.
 type Snapshot struct {
 	revision int64
 	built    time.Time
@@ -18,26 +20,73 @@ type Snapshot struct {
 	names    []string // flag names, sorted
 	all      []rule   // every rule, normalised order; flagEntry.rules slice it
 	scopes   []*scopes.Scope
+	problems []error
 }
 
 type flagEntry struct {
 	idx   int32
 	name  string
 	rules []rule // descending priority
+
+	def         *rules.Definition // nil: undeclared, values are text
+	dflt        rules.Value       // the code default, parsed
+	dfltTyped   any               // the code default converted for the application
+	conditional bool              // some rule has a condition
 }
 
 type rule struct {
 	rules.Rule
-	scope *scopes.Scope
+	scope   *scopes.Scope
+	cond    *rules.Condition // nil: unconditional (or condErr)
+	condErr error            // the stored condition does not compile: never matches
+	val     rules.Value      // parsed value; Text is Value for undeclared flags
+	typed   any              // val converted for the application
+	valErr  error            // the stored value fails the flag's type
+}
+
+// Converter turns a parsed value into the Go value an application reads,
+// such as a struct for a json flag.
+type Converter func(rules.Value) (any, error)
+
+// BuildOptions tell Build about flags beyond their rules.
+type BuildOptions struct {
+	// Known names flags to include even when they have no rules
+	// (documented flags), so their lookups are memoised lock-free too.
+	Known []string
+	// Defs declare typed flags. A later declaration of a name replaces an
+	// earlier one, so code declarations can follow stored ones.
+	Defs []rules.Definition
+	// Convert returns the converter for a declared flag, or nil to keep
+	// the parsed value (bool, string, int64, float64 or decoded JSON).
+	Convert func(flag string) Converter
 }
 
 // Build compiles rs into a Snapshot for revision. Scope strings are compiled
-// with reg, once each. extra names flags to include even when they have no
-// rules (documented flags), so their lookups are memoised lock-free too.
+// with reg, once each. A stored value that fails its flag's type or a
+// condition that does not compile does not stop the build: the rule
+// evaluates to an error (see Result) and the problem is listed by Problems.
 // Build does not modify rs.
-func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, extra ...string) *Snapshot {
+func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOptions) *Snapshot {
 	s := &Snapshot{revision: revision, built: time.Now(), all: make([]rule, len(rs))}
+
+	defs := make(map[string]*flagDef, len(opts.Defs))
+	for _, d := range opts.Defs {
+		fd := &flagDef{def: d}
+		codec, err := d.Codec()
+		if err != nil {
+			s.problems = append(s.problems, err)
+			continue // an invalid declaration is ignored: the flag is text
+		}
+		fd.codec = codec
+		if opts.Convert != nil {
+			fd.convert = opts.Convert(d.Name)
+		}
+		defs[d.Name] = fd
+	}
+
 	compiled := make(map[string]*scopes.Scope)
+	type condKey struct{ text, salt string }
+	conds := make(map[condKey]*rules.Condition)
 	for i, r := range rs {
 		r.Line = 0
 		sc := compiled[r.Scope]
@@ -46,13 +95,38 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, extra ...strin
 			compiled[r.Scope] = sc
 			s.scopes = append(s.scopes, sc)
 		}
-		s.all[i] = rule{Rule: r, scope: sc}
+		cr := rule{Rule: r, scope: sc, val: rules.Value{Text: r.Value}}
+		fd := defs[r.Flag]
+		if fd != nil {
+			cr.val, cr.typed, cr.valErr = fd.parse(r.Value)
+			if cr.valErr != nil {
+				cr.val = rules.Value{Text: r.Value}
+				s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: stored value: %w", r.Flag, r.Scope, r.Priority, cr.valErr))
+			}
+		}
+		if r.Condition != "" {
+			salt := r.Flag
+			if fd != nil {
+				salt = fd.def.RolloutSalt()
+			}
+			k := condKey{r.Condition, salt}
+			if c, ok := conds[k]; ok {
+				cr.cond = c
+			} else if c, err := rules.CompileCondition(r.Condition, salt); err != nil {
+				cr.condErr = err
+				s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: %w", r.Flag, r.Scope, r.Priority, err))
+			} else {
+				conds[k], cr.cond = c, c
+			}
+		}
+		s.all[i] = cr
 	}
 	slices.SortStableFunc(s.all, func(a, b rule) int { return rules.Compare(a.Rule, b.Rule) })
 	slices.SortFunc(s.scopes, func(a, b *scopes.Scope) int { return strings.Compare(a.Name, b.Name) })
 
-	s.flags = make(map[string]*flagEntry, len(rs)/2+len(extra))
-	entries := make([]flagEntry, 0, len(rs)/2+len(extra))
+	extra := len(opts.Known) + len(defs)
+	s.flags = make(map[string]*flagEntry, len(rs)/2+extra)
+	entries := make([]flagEntry, 0, len(rs)/2+extra)
 	for i := 0; i < len(s.all); {
 		j := i + 1
 		for j < len(s.all) && s.all[j].Flag == s.all[i].Flag {
@@ -62,10 +136,16 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, extra ...strin
 		i = j
 	}
 	withRules := len(entries) // entries[:withRules] is sorted by name
-	for _, name := range extra {
+	addName := func(name string) {
 		if _, ok := slices.BinarySearchFunc(entries[:withRules], name, func(e flagEntry, n string) int { return strings.Compare(e.name, n) }); !ok {
 			entries = append(entries, flagEntry{name: name})
 		}
+	}
+	for _, name := range opts.Known {
+		addName(name)
+	}
+	for name := range defs {
+		addName(name)
 	}
 	// entries may have been reallocated by append: take pointers only now.
 	s.names = make([]string, 0, len(entries))
@@ -74,12 +154,44 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, extra ...strin
 		if _, dup := s.flags[e.name]; dup {
 			continue
 		}
+		if fd := defs[e.name]; fd != nil {
+			e.def = &fd.def
+			e.dflt = fd.codec.Default()
+			e.dfltTyped = e.dflt.Any
+			if fd.convert != nil {
+				var err error
+				if e.dfltTyped, err = fd.convert(e.dflt); err != nil {
+					s.problems = append(s.problems, fmt.Errorf("flag %q: default: %w", e.name, err))
+				}
+			}
+		}
+		for _, r := range e.rules {
+			e.conditional = e.conditional || r.Condition != ""
+		}
 		e.idx = int32(len(s.names))
 		s.flags[e.name] = e
 		s.names = append(s.names, e.name)
 	}
 	slices.Sort(s.names)
 	return s
+}
+
+type flagDef struct {
+	def     rules.Definition
+	codec   *rules.Codec
+	convert Converter
+}
+
+func (fd *flagDef) parse(text string) (rules.Value, any, error) {
+	v, err := fd.codec.Parse(text)
+	if err != nil {
+		return v, nil, err
+	}
+	if fd.convert == nil {
+		return v, v.Any, nil
+	}
+	typed, err := fd.convert(v)
+	return v, typed, err
 }
 
 // Revision is the revision of the rules the snapshot was built from; -1
@@ -91,6 +203,10 @@ func (s *Snapshot) Built() time.Time { return s.built }
 
 // Len is the number of rules.
 func (s *Snapshot) Len() int { return len(s.all) }
+
+// Problems lists stored values that fail their flag's type, conditions
+// that do not compile and invalid declarations met while building.
+func (s *Snapshot) Problems() []error { return slices.Clone(s.problems) }
 
 // Rules returns a copy of every rule in normalised order.
 func (s *Snapshot) Rules() []rules.Rule {
@@ -112,10 +228,99 @@ func (s *Snapshot) Flags() []string {
 	return out
 }
 
+// Definition returns the declaration the snapshot evaluates name with.
+func (s *Snapshot) Definition(name string) (rules.Definition, bool) {
+	if f := s.flags[name]; f != nil && f.def != nil {
+		return *f.def, true
+	}
+	return rules.Definition{}, false
+}
+
+// Definitions returns every declaration, sorted by name.
+func (s *Snapshot) Definitions() []rules.Definition {
+	var out []rules.Definition
+	for _, n := range s.names {
+		if f := s.flags[n]; f.def != nil {
+			out = append(out, *f.def)
+		}
+	}
+	return out
+}
+
 // Scopes returns the distinct scopes the rules mention, compiled, sorted by
 // name.
 func (s *Snapshot) Scopes() []*scopes.Scope { return slices.Clone(s.scopes) }
 
 func (s *Snapshot) numFlags() int { return len(s.names) }
 
-var emptySnapshot = Build(nil, scopes.NewRegistry(), -1)
+// Evaluate evaluates one flag without memoising: the flag's rules in
+// descending priority, the first whose scope is active in set and whose
+// condition holds for t gives the value. set is not safe for concurrent
+// use; Controller serialises it.
+func (s *Snapshot) Evaluate(name string, set *scopes.Set, t *rules.Target) Result {
+	f := s.flags[name]
+	if f == nil {
+		return Result{Flag: name, Reason: ReasonDefault}
+	}
+	i, err := f.resolve(set, t)
+	return f.result(i, err)
+}
+
+// resolve returns the index of the winning rule (-1: none) and the first
+// error met on the way (a condition that failed at run time or could not be
+// compiled, or a missing targeting key).
+func (f *flagEntry) resolve(set *scopes.Set, t *rules.Target) (int, error) {
+	var first error
+	for i := range f.rules {
+		r := &f.rules[i]
+		if !set.Active(r.scope) {
+			continue
+		}
+		if r.Condition == "" {
+			return i, first
+		}
+		if r.cond == nil {
+			if first == nil {
+				first = r.condErr
+			}
+			continue
+		}
+		ok, err := r.cond.Match(t)
+		if err != nil && first == nil {
+			first = err
+		}
+		if ok {
+			return i, first
+		}
+	}
+	return -1, first
+}
+
+// result describes the outcome of resolve.
+func (f *flagEntry) result(i int, err error) Result {
+	res := Result{Flag: f.name, Err: err, Declared: f.def != nil}
+	if i < 0 {
+		res.Reason, res.Typed = ReasonDefault, f.dfltTyped
+		if f.def != nil {
+			res.Value = f.dflt.Text
+		}
+		return res
+	}
+	r := &f.rules[i]
+	res.Set, res.Scope, res.Priority, res.Condition = true, r.Scope, r.Priority, r.Condition
+	res.Value, res.Variant, res.Typed = r.val.Text, r.val.Variant, r.typed
+	switch {
+	case r.valErr != nil:
+		res.Reason, res.Err, res.Variant = ReasonError, r.valErr, ""
+		res.Value, res.Typed = f.dflt.Text, f.dfltTyped
+	case r.cond != nil && r.cond.Rollout():
+		res.Reason = ReasonSplit
+	case r.cond != nil || r.Scope != "default":
+		res.Reason = ReasonTargetingMatch
+	default:
+		res.Reason = ReasonStatic
+	}
+	return res
+}
+
+var emptySnapshot = Build(nil, scopes.NewRegistry(), -1, BuildOptions{})

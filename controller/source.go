@@ -6,11 +6,20 @@ import (
 	"github.com/scopeflags/scopeflags/rules"
 )
 
+// Config is everything a snapshot is built from, read together.
+type Config struct {
+	Revision int64
+	Rules    []rules.Rule
+	// Flags are the declarations stored beside the rules.
+	Flags []rules.Definition
+}
+
 // RuleSource is the storage the controller keeps its snapshot from.
 // sqlstore.Store satisfies it.
 type RuleSource interface {
-	// LoadRules returns every rule and the revision they belong to.
-	LoadRules(ctx context.Context) ([]rules.Rule, int64, error)
+	// Load returns every rule and flag declaration and the revision they
+	// belong to.
+	Load(ctx context.Context) (*Config, error)
 	// Revision returns the current revision of the rules, cheaply, so a
 	// poller can tell whether to reload.
 	Revision(ctx context.Context) (int64, error)
@@ -23,6 +32,8 @@ type ScopeResolver interface {
 	// candidates whose activity must be known before resolving.
 	ScopeNames(ctx context.Context) ([]string, error)
 	// ResolveRules runs the single prioritized query: for each flag, the
-	// rule with the highest priority whose scope is in active.
+	// rule with the highest priority whose scope is in active, preceded by
+	// the conditional rules above it (candidates the controller filters
+	// by their conditions).
 	ResolveRules(ctx context.Context, active []string) ([]rules.Rule, error)
 }

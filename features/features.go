@@ -6,20 +6,33 @@ import (
 	"strings"
 
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 )
 
 type ctxKey struct{}
 
-// NewContext returns ctx carrying c.
+// state is what a context carries: the controller and the overrides.
+type state struct {
+	ctrl *controller.Controller
+	ov   *override // innermost first
+}
+
+// NewContext returns ctx carrying c (keeping any overrides in ctx).
 func NewContext(ctx context.Context, c *controller.Controller) context.Context {
-	return context.WithValue(ctx, ctxKey{}, c)
+	st := &state{ctrl: c}
+	if old, _ := ctx.Value(ctxKey{}).(*state); old != nil {
+		st.ov = old.ov
+	}
+	return context.WithValue(ctx, ctxKey{}, st)
 }
 
 // FromContext returns the controller in ctx, or nil.
 func FromContext(ctx context.Context) *controller.Controller {
-	c, _ := ctx.Value(ctxKey{}).(*controller.Controller)
-	return c
+	if st, _ := ctx.Value(ctxKey{}).(*state); st != nil {
+		return st.ctrl
+	}
+	return nil
 }
 
 // GetFlag returns the value of the named flag for the request or job in
@@ -29,13 +42,40 @@ func GetFlag(ctx context.Context, name string) string {
 	return v
 }
 
-// Lookup returns the value of the named flag and whether a rule matched.
-// With no controller in ctx it returns "", false.
+// Lookup returns the value of the named flag and whether a rule (or an
+// override) set it. With no controller in ctx it returns "", false.
 func Lookup(ctx context.Context, name string) (string, bool) {
-	if c := FromContext(ctx); c != nil {
-		return c.Lookup(name)
+	st, _ := ctx.Value(ctxKey{}).(*state)
+	if st == nil {
+		return "", false
+	}
+	if st.ov != nil {
+		if v, ok := st.ov.find(name, st.ctrl); ok {
+			return overrideText(v), true
+		}
+	}
+	if st.ctrl != nil {
+		return st.ctrl.Lookup(name)
 	}
 	return "", false
+}
+
+// Evaluate returns the named flag's answer with its details, overrides
+// included.
+func Evaluate(ctx context.Context, name string) controller.Result {
+	st, _ := ctx.Value(ctxKey{}).(*state)
+	if st == nil {
+		return controller.Result{Flag: name, Reason: controller.ReasonDefault}
+	}
+	if st.ov != nil {
+		if v, ok := st.ov.find(name, st.ctrl); ok {
+			return controller.Result{Flag: name, Set: true, Value: overrideText(v), Typed: v, Reason: controller.ReasonOverride}
+		}
+	}
+	if st.ctrl == nil {
+		return controller.Result{Flag: name, Reason: controller.ReasonDefault}
+	}
+	return st.ctrl.Evaluate(name)
 }
 
 // Engine wires flag evaluation into an application.
@@ -52,12 +92,17 @@ type Engine struct {
 	ServerRole string
 }
 
-// NewEngine returns an Engine over live with a fresh flag registry. The
-// registry's documented flags are included in every snapshot live builds,
-// so looking them up never takes a lock even before they have rules.
-func NewEngine(live *controller.Live, serverRole string) *Engine {
-	e := &Engine{Live: live, Scopes: live.Registry(), Docs: NewRegistry(), ServerRole: serverRole}
-	live.Known = e.Docs.Names
+// NewEngine returns an Engine over live whose flags are documented and
+// declared in reg (DefaultRegistry when nil, where Define declares). The
+// registry's flags are included in every snapshot live builds, so looking
+// them up never takes a lock even before they have rules, and code
+// declarations type their values.
+func NewEngine(live *controller.Live, serverRole string, reg *Registry) *Engine {
+	if reg == nil {
+		reg = DefaultRegistry
+	}
+	e := &Engine{Live: live, Scopes: live.Registry(), Docs: reg, ServerRole: serverRole}
+	live.Options = reg.BuildOptions
 	return e
 }
 
@@ -72,10 +117,13 @@ func (e *Engine) source() controller.Source {
 // env.ServerRole when that is empty; first uses of undocumented flags are
 // recorded in Docs.
 func (e *Engine) Controller(ctx context.Context, env scopes.Env) *controller.Controller {
+	return e.controller(ctx, env, controller.Options{})
+}
+
+func (e *Engine) controller(ctx context.Context, env scopes.Env, opts controller.Options) *controller.Controller {
 	if env.ServerRole == "" {
 		env.ServerRole = e.ServerRole
 	}
-	var opts controller.Options
 	if e.Docs != nil {
 		opts.OnFirstUse = e.Docs.noteUsed
 	}
@@ -95,6 +143,26 @@ func (e *Engine) ForJob(ctx context.Context, script string, fixed ...string) con
 	return e.WithScopes(ctx, scopes.Env{Script: script, Fixed: fixed})
 }
 
+// Job describes a background job's scopes and evaluation context.
+type Job struct {
+	// Script names the job: the scope script:NAME is active.
+	Script string
+	// Fixed scopes are active outright.
+	Fixed []string
+	// User, if set, feeds team and userslice scopes.
+	User scopes.User
+	// Key and Attrs are the evaluation context for conditions and
+	// rollouts: the targeting key (a user or account id) and attributes.
+	Key   string
+	Attrs map[string]any
+}
+
+// ForJobTarget returns ctx carrying a controller for j.
+func (e *Engine) ForJobTarget(ctx context.Context, j Job) context.Context {
+	env := scopes.Env{Script: j.Script, Fixed: j.Fixed, User: j.User}
+	return NewContext(ctx, e.controller(ctx, env, controller.Options{Target: rules.NewTarget(j.Key, j.Attrs)}))
+}
+
 // MiddlewareOptions tell the middleware about the application's users.
 type MiddlewareOptions struct {
 	// User returns the request's user; nil for anonymous. Called at most
@@ -103,6 +171,10 @@ type MiddlewareOptions struct {
 	// PageID overrides the page id; by default it is derived from the
 	// route pattern the request matched (see PatternPageID).
 	PageID func(r *http.Request) string
+	// Target gives the request's evaluation context: the targeting key and
+	// attributes conditions and rollouts read. Called at most once, when a
+	// condition is first evaluated.
+	Target func(r *http.Request) (key string, attrs map[string]any)
 }
 
 // Middleware returns HTTP middleware that gives each request a controller
@@ -121,7 +193,11 @@ func (e *Engine) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 			if opts.User != nil {
 				env.UserFunc = func() scopes.User { return opts.User(req) }
 			}
-			req = r.WithContext(e.WithScopes(r.Context(), env))
+			var copts controller.Options
+			if opts.Target != nil {
+				copts.TargetFunc = func() *rules.Target { return rules.NewTarget(opts.Target(req)) }
+			}
+			req = r.WithContext(NewContext(r.Context(), e.controller(r.Context(), env, copts)))
 			next.ServeHTTP(w, req)
 		})
 	}

@@ -28,7 +28,7 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 func newEngine(t testing.TB, text, role string) *features.Engine {
 	live := controller.NewLive(nil, scopes.NewRegistry(), nil)
-	e := features.NewEngine(live, role)
+	e := features.NewEngine(live, role, features.NewRegistry())
 	rs, _, err := rules.Parse(text, nil)
 	require.NoError(t, err)
 	live.Publish(live.Build(rs, 3))
@@ -211,7 +211,7 @@ func golden(t *testing.T, name, got string) {
 
 func TestPages(t *testing.T) {
 	live := controller.NewLive(nil, scopes.NewRegistry(), nil)
-	e := features.NewEngine(live, "")
+	e := features.NewEngine(live, "", features.NewRegistry())
 	e.Docs.MustDocument(
 		features.FlagDoc{Name: "ui.icing", Domain: "space-delimited", Title: "Icing", Description: "Which icing to show.", Default: "No icing.", Link: "https://example.com/icing"},
 		features.FlagDoc{Name: "mail.disabled", Domain: "boolean", Title: "Mail off", Description: "Stop outgoing mail.", Default: "Mail is sent."},

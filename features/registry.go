@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/rules"
 )
 
@@ -47,16 +48,77 @@ var ValueDomains = []ValueDomain{
 	{"datetime", "An ISO 8601 date and time, such as 2026-11-22T13:00:00Z."},
 }
 
-// Registry documents flags and records the undocumented flags this process
-// has looked up. It is safe for concurrent use.
+// Registry documents and declares flags and records the undocumented flags
+// this process has looked up. It is safe for concurrent use.
 type Registry struct {
-	mu   sync.RWMutex
-	docs map[string]FlagDoc
-	used sync.Map // undocumented flag name -> struct{}
+	mu    sync.RWMutex
+	docs  map[string]FlagDoc
+	decls map[string]declared
+	used  sync.Map // undocumented flag name -> struct{}
 }
 
+type declared struct {
+	def     rules.Definition
+	convert controller.Converter
+}
+
+// DefaultRegistry is where Define declares flags, and the registry of an
+// Engine made without one.
+var DefaultRegistry = NewRegistry()
+
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{docs: map[string]FlagDoc{}} }
+func NewRegistry() *Registry {
+	return &Registry{docs: map[string]FlagDoc{}, decls: map[string]declared{}}
+}
+
+// declare records a typed flag and its documentation.
+func (r *Registry) declare(def rules.Definition, doc FlagDoc, convert controller.Converter) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.decls[def.Name]; dup {
+		return fmt.Errorf("%w: %q", ErrDeclared, def.Name)
+	}
+	if _, dup := r.docs[def.Name]; dup {
+		return fmt.Errorf("%w: %q", ErrDocumented, def.Name)
+	}
+	r.decls[def.Name] = declared{def: def, convert: convert}
+	r.docs[def.Name] = doc
+	r.used.Delete(def.Name)
+	return nil
+}
+
+// Definitions returns the flags declared in code, sorted by name: what
+// "flags push" stores (see sqlstore.Store.PushDefinitions).
+func (r *Registry) Definitions() []rules.Definition {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]rules.Definition, 0, len(r.decls))
+	for _, d := range r.decls {
+		out = append(out, d.def)
+	}
+	slices.SortFunc(out, func(a, b rules.Definition) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Declared returns one flag's declaration.
+func (r *Registry) Declared(name string) (rules.Definition, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	d, ok := r.decls[name]
+	return d.def, ok
+}
+
+// BuildOptions gives snapshots the registry's documented and declared
+// flags, with converters to the Go types Define was given.
+func (r *Registry) BuildOptions() controller.BuildOptions {
+	return controller.BuildOptions{Known: r.Names(), Defs: r.Definitions(), Convert: r.converter}
+}
+
+func (r *Registry) converter(name string) controller.Converter {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.decls[name].convert
+}
 
 // Document adds d. The name must be a valid flag name and documented once.
 func (r *Registry) Document(d FlagDoc) error {
@@ -67,6 +129,9 @@ func (r *Registry) Document(d FlagDoc) error {
 	defer r.mu.Unlock()
 	if _, dup := r.docs[d.Name]; dup {
 		return fmt.Errorf("%w: %q", ErrDocumented, d.Name)
+	}
+	if _, dup := r.decls[d.Name]; dup {
+		return fmt.Errorf("%w: %q", ErrDeclared, d.Name)
 	}
 	r.docs[d.Name] = d
 	r.used.Delete(d.Name)

@@ -140,8 +140,9 @@ func (r Rule) Validate() error {
 	return validCondition(r.Condition)
 }
 
-// MaxConditionLen bounds a condition's text.
-const MaxConditionLen = 4000
+// MaxConditionLen bounds a condition's text, so that the stored unique
+// key (flag, scope, condition) fits an index entry.
+const MaxConditionLen = 1500
 
 func validCondition(c string) error {
 	if c == "" {

@@ -122,7 +122,48 @@ func (s *Store) migrate(ctx context.Context) error {
 	if _, err := tx.ExecContext(ctx, schema); err != nil {
 		return translate(err)
 	}
+	if err := s.upgrade(ctx, tx); err != nil {
+		return fmt.Errorf("upgrade: %w", translate(err))
+	}
 	return translate(tx.Commit())
+}
+
+// upgrade brings a database made before rules had conditions to the
+// current shape: a condition column, the primary key (flag, priority) and
+// the unique key (flag, scope, condition). Rules are kept.
+func (s *Store) upgrade(ctx context.Context, tx *sqlx.Tx) error {
+	var n int
+	q := `SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'feature_rules' AND column_name = 'condition'`
+	if s.dialect == SQLite {
+		q = `SELECT count(*) FROM pragma_table_info('feature_rules') WHERE name = 'condition'`
+	}
+	if err := tx.GetContext(ctx, &n, q); err != nil || n > 0 {
+		return err
+	}
+	var stmts []string
+	if s.dialect == Postgres {
+		stmts = []string{
+			`ALTER TABLE feature_rules ADD COLUMN condition TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE feature_rules DROP CONSTRAINT feature_rules_pkey`,
+			`ALTER TABLE feature_rules DROP CONSTRAINT feature_rules_flag_priority_key`,
+			`ALTER TABLE feature_rules ADD PRIMARY KEY (flag, priority)`,
+			`ALTER TABLE feature_rules ADD UNIQUE (flag, scope, condition)`,
+		}
+	} else {
+		stmts = []string{
+			`DROP INDEX feature_rules_scope_idx`,
+			`ALTER TABLE feature_rules RENAME TO feature_rules_old`,
+			scopeflags.SQLiteSchema(),
+			`INSERT INTO feature_rules (flag, scope, priority, value) SELECT flag, scope, priority, value FROM feature_rules_old`,
+			`DROP TABLE feature_rules_old`,
+		}
+	}
+	for _, st := range stmts {
+		if _, err := tx.ExecContext(ctx, st); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Close closes the database.
@@ -139,25 +180,37 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-const ruleColumns = "flag, scope, priority, value"
+const ruleColumns = "flag, scope, priority, value, condition"
 
 // LoadRules returns every rule in normalised order and the revision they
 // belong to, read in one transaction.
 func (s *Store) LoadRules(ctx context.Context) ([]rules.Rule, int64, error) {
+	cfg, err := s.Load(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	return cfg.Rules, cfg.Revision, nil
+}
+
+// Load returns every rule (normalised order), every flag declaration and
+// the revision they belong to, read in one transaction.
+func (s *Store) Load(ctx context.Context) (*controller.Config, error) {
 	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: s.dialect == Postgres, Isolation: s.readIsolation()})
 	if err != nil {
-		return nil, 0, fmt.Errorf("sqlstore: load rules: %w", translate(err))
+		return nil, fmt.Errorf("sqlstore: load rules: %w", translate(err))
 	}
 	defer tx.Rollback()
-	var rev int64
-	if err := tx.GetContext(ctx, &rev, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
-		return nil, 0, fmt.Errorf("sqlstore: load rules: %w", translate(err))
+	cfg := &controller.Config{}
+	if err := tx.GetContext(ctx, &cfg.Revision, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
+		return nil, fmt.Errorf("sqlstore: load rules: %w", translate(err))
 	}
-	var rs []rules.Rule
-	if err := tx.SelectContext(ctx, &rs, `SELECT `+ruleColumns+` FROM feature_rules ORDER BY flag, priority DESC`); err != nil {
-		return nil, 0, fmt.Errorf("sqlstore: load rules: %w", translate(err))
+	if err := tx.SelectContext(ctx, &cfg.Rules, `SELECT `+ruleColumns+` FROM feature_rules ORDER BY flag, priority DESC`); err != nil {
+		return nil, fmt.Errorf("sqlstore: load rules: %w", translate(err))
 	}
-	return rs, rev, translate(tx.Commit())
+	if cfg.Flags, err = definitions(ctx, tx); err != nil {
+		return nil, fmt.Errorf("sqlstore: load rules: %w", err)
+	}
+	return cfg, translate(tx.Commit())
 }
 
 func (s *Store) readIsolation() sql.IsolationLevel {
@@ -186,16 +239,21 @@ func (s *Store) ScopeNames(ctx context.Context) ([]string, error) {
 }
 
 // ResolveQuery returns the single prioritized statement for active scopes
-// and its arguments: for each flag, the highest-priority rule whose scope is
-// in active, ordered by flag.
+// and its arguments: for each flag, the highest-priority unconditional rule
+// whose scope is in active, and the conditional rules in active scopes
+// above it (candidates the engine filters by their conditions), ordered by
+// flag and descending priority.
 func (s *Store) ResolveQuery(active []string) (string, []any, error) {
-	inner := s.sb.Select(ruleColumns, "row_number() OVER (PARTITION BY flag ORDER BY priority DESC) AS rn").
+	inner := s.sb.Select(ruleColumns,
+		"MAX(CASE WHEN condition = '' THEN priority END) OVER (PARTITION BY flag) AS floor").
 		From("feature_rules").Where(sq.Eq{"scope": active})
-	return s.sb.Select(ruleColumns).FromSelect(inner, "ranked").Where("rn = 1").OrderBy("flag").ToSql()
+	return s.sb.Select(ruleColumns).FromSelect(inner, "ranked").
+		Where("floor IS NULL OR priority >= floor").OrderBy("flag", "priority DESC").ToSql()
 }
 
 // ResolveRules runs the single prioritized query (one statement) and
-// returns one rule a flag.
+// returns, for each flag, its winning unconditional rule preceded by the
+// conditional candidates above it.
 func (s *Store) ResolveRules(ctx context.Context, active []string) ([]rules.Rule, error) {
 	if len(active) == 0 {
 		return nil, nil
@@ -233,7 +291,7 @@ type Entry struct {
 	Revision int64     `db:"revision"`
 }
 
-// insertBatch rows per INSERT: 4 parameters a row stays far below SQLite's
+// insertBatch rows per INSERT: 5 parameters a row stays far below SQLite's
 // 32,766 and PostgreSQL's 65,535 parameter limits.
 const insertBatch = 1000
 
@@ -259,7 +317,10 @@ func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 // the revision (refusing with ErrConflict if it is no longer
 // c.BaseRevision) and appends a changelog entry with the unified diff of the
 // normalised text. Invalid input is refused with ErrInvalid before anything
-// is written.
+// is written: bad fields, duplicates, conditions that do not compile, and
+// values that do not parse as their flag's declared type (checked against
+// the declarations in the same transaction). Line-level problems come as a
+// rules.ErrorList inside the error.
 func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (Entry, error) {
 	if err := validate(rs, c); err != nil {
 		return Entry{}, err
@@ -288,6 +349,20 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
 	}
 
+	defs, err := definitions(ctx, tx)
+	if err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", err)
+	}
+	codecs := make(map[string]*rules.Codec, len(defs))
+	for _, d := range defs {
+		if c, err := d.Codec(); err == nil {
+			codecs[d.Name] = c
+		}
+	}
+	if errs := rules.Check(rs, codecs); len(errs) > 0 {
+		return Entry{}, &invalidError{errs}
+	}
+
 	var old []rules.Rule
 	if err := tx.SelectContext(ctx, &old, `SELECT `+ruleColumns+` FROM feature_rules`); err != nil {
 		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
@@ -296,9 +371,9 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
 	}
 	for start := 0; start < len(rs); start += insertBatch {
-		ins := s.sb.Insert("feature_rules").Columns("flag", "scope", "priority", "value")
+		ins := s.sb.Insert("feature_rules").Columns("flag", "scope", "priority", "value", "condition")
 		for _, r := range rs[start:min(start+insertBatch, len(rs))] {
-			ins = ins.Values(r.Flag, r.Scope, r.Priority, r.Value)
+			ins = ins.Values(r.Flag, r.Scope, r.Priority, r.Value, r.Condition)
 		}
 		if _, err := ins.RunWith(tx).ExecContext(ctx); err != nil {
 			return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
@@ -329,27 +404,17 @@ func validate(rs []rules.Rule, c Change) error {
 	if strings.TrimSpace(c.Actor) == "" {
 		return fmt.Errorf("%w: an actor is required", ErrInvalid)
 	}
-	type fs struct{ flag, scope string }
-	type fp struct {
-		flag string
-		prio int
-	}
-	scopes, prios := make(map[fs]bool, len(rs)), make(map[fp]bool, len(rs))
 	for i, r := range rs {
-		where := fmt.Sprintf("rule %d", i+1)
-		if r.Line > 0 {
-			where = fmt.Sprintf("line %d", r.Line)
-		}
 		if err := r.Validate(); err != nil {
+			where := fmt.Sprintf("rule %d", i+1)
+			if r.Line > 0 {
+				where = fmt.Sprintf("line %d", r.Line)
+			}
 			return fmt.Errorf("%w: %s: %v", ErrInvalid, where, err)
 		}
-		if scopes[fs{r.Flag, r.Scope}] {
-			return fmt.Errorf("%w: %s: duplicate scope for flag %q: %q", ErrInvalid, where, r.Flag, r.Scope)
-		}
-		if prios[fp{r.Flag, r.Priority}] {
-			return fmt.Errorf("%w: %s: duplicate priority for flag %q: %d", ErrInvalid, where, r.Flag, r.Priority)
-		}
-		scopes[fs{r.Flag, r.Scope}], prios[fp{r.Flag, r.Priority}] = true, true
+	}
+	if errs := rules.Duplicates(rs); len(errs) > 0 {
+		return &invalidError{errs}
 	}
 	return nil
 }

@@ -65,7 +65,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.Live = controller.NewLive(st, scopes.NewRegistry(), m.Log)
-	m.Engine = features.NewEngine(m.Live, m.ServerRole)
+	m.Engine = features.NewEngine(m.Live, m.ServerRole, features.NewRegistry())
 	m.Engine.Docs.MustDocument(exampleDocs...)
 	if err := m.Live.Reload(ctx, true); err != nil {
 		return err
