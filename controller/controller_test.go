@@ -202,7 +202,9 @@ func TestControllerPinsSnapshot(t *testing.T) {
 func TestKnownFlagsAndFirstUse(t *testing.T) {
 	reg := scopes.NewRegistry()
 	live := controller.NewLive(nil, reg, nil)
-	live.Options = func() controller.BuildOptions { return controller.BuildOptions{Known: []string{"documented.flag", "a"}} }
+	live.Options = func() controller.BuildOptions {
+		return controller.BuildOptions{Known: []string{"documented.flag", "a"}}
+	}
 	live.Publish(live.Build(mustParse(t, "a default 1 x\n"), 1))
 	assert.Equal(t, []string{"a"}, live.Current().Flags(), "known flags without rules are not listed as having rules")
 	var first []string
