@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 
@@ -123,4 +124,64 @@ func BenchmarkSnapshotBuild100k(b *testing.B) {
 	for b.Loop() {
 		controller.Build(rs, reg, 1, controller.BuildOptions{})
 	}
+}
+
+// condBench builds a one-flag snapshot from text and targets with n
+// distinct keys, so each iteration hashes a different key.
+func condBench(b *testing.B, text string, attrs map[string]any) (*controller.Snapshot, []*rules.Target) {
+	rs, _, err := rules.Parse(text, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := controller.Build(rs, scopes.NewRegistry(), 1, controller.BuildOptions{})
+	if p := s.Problems(); len(p) > 0 {
+		b.Fatal(p)
+	}
+	ts := make([]*rules.Target, 1024)
+	for i := range ts {
+		ts[i] = rules.NewTarget(fmt.Sprintf("user-%d", i), attrs)
+	}
+	return s, ts
+}
+
+func benchEvaluate(b *testing.B, s *controller.Snapshot, ts []*rules.Target, flag string) {
+	var set scopes.Set
+	set.Reset(scopes.Env{})
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		r := s.Evaluate(flag, &set, ts[i&1023])
+		if !r.Set {
+			b.Fatal("unset")
+		}
+		i++
+	}
+}
+
+// BenchmarkPercentRule evaluates a flag whose top rule is percent(50)
+// (evaluated natively, without the VM) for a new key each time.
+func BenchmarkPercentRule(b *testing.B) {
+	s, ts := condBench(b, "f default 2 on\n    when percent(50)\nf default 1 off\n", nil)
+	benchEvaluate(b, s, ts, "f")
+}
+
+// BenchmarkExprCondition3 evaluates a flag whose rule has a three-clause
+// expr condition.
+func BenchmarkExprCondition3(b *testing.B) {
+	s, ts := condBench(b, `f default 2 on
+    when plan == "enterprise" && country in ["US", "CA"] && age >= 18
+f default 1 off
+`, map[string]any{"plan": "enterprise", "country": "CA", "age": 30.0})
+	benchEvaluate(b, s, ts, "f")
+}
+
+// BenchmarkHundredConditionalRules evaluates a flag with 100 conditional
+// rules of which only the last matches.
+func BenchmarkHundredConditionalRules(b *testing.B) {
+	var text strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&text, "f default %d v%d\n    when plan == \"p%d\" && country in [\"US\", \"CA\"]\n", 200-i, i, 99-i)
+	}
+	s, ts := condBench(b, text.String(), map[string]any{"plan": "p0", "country": "US"})
+	benchEvaluate(b, s, ts, "f")
 }

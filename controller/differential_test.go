@@ -2,8 +2,7 @@ package controller_test
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
+	"hash/fnv"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -74,9 +73,17 @@ var conditionPool = []struct {
 	}},
 }
 
+// refBucket recomputes the bucket from docs/rollouts.md.
 func refBucket(salt, key string) uint64 {
-	sum := sha256.Sum256([]byte(salt + ":" + key))
-	return uint64(binary.BigEndian.Uint32(sum[:4])) * 10000 >> 32
+	h := fnv.New64a()
+	h.Write([]byte(salt + ":" + key))
+	x := h.Sum64()
+	x ^= x >> 33
+	x *= 0xff51afd7ed558ccd
+	x ^= x >> 33
+	x *= 0xc4ceb9fe1a85ec53
+	x ^= x >> 33
+	return (x >> 32) * 10000 >> 32
 }
 
 type target struct {

@@ -1,8 +1,6 @@
 package rules
 
 import (
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -61,21 +59,35 @@ func (t *Target) Attrs() map[string]any {
 // Buckets is the number of rollout buckets: bucket() is in [0, Buckets).
 const Buckets = 10000
 
-// Hash is the rollout hash of key under salt: the first four bytes, read
-// big-endian, of SHA-256 of salt, ":" and key. It depends on nothing else,
-// so a key lands in the same place in every process, machine and release.
+// Hash is the rollout hash of key under salt: 64-bit FNV-1a over the bytes
+// of salt, ":" and key, then MurmurHash3's 64-bit finaliser (fmix64), of
+// which the high 32 bits are kept. It depends on nothing else, so a key
+// lands in the same place in every process, machine and release; the
+// finaliser spreads similar keys (user-1, user-2) evenly.
 func Hash(salt, key string) uint32 {
-	var buf [256]byte
-	b := buf[:0]
-	if n := len(salt) + 1 + len(key); n > len(buf) {
-		b = make([]byte, 0, n)
+	h := uint64(fnvOffset)
+	for i := 0; i < len(salt); i++ {
+		h ^= uint64(salt[i])
+		h *= fnvPrime
 	}
-	b = append(b, salt...)
-	b = append(b, ':')
-	b = append(b, key...)
-	sum := sha256.Sum256(b)
-	return binary.BigEndian.Uint32(sum[:4])
+	h ^= ':'
+	h *= fnvPrime
+	for i := 0; i < len(key); i++ {
+		h ^= uint64(key[i])
+		h *= fnvPrime
+	}
+	h ^= h >> 33
+	h *= 0xff51afd7ed558ccd
+	h ^= h >> 33
+	h *= 0xc4ceb9fe1a85ec53
+	h ^= h >> 33
+	return uint32(h >> 32)
 }
+
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
 
 // Bucket returns key's bucket under salt: floor(Hash × 10000 / 2³²), in
 // [0, Buckets).
