@@ -260,7 +260,7 @@ func TextOf(t Type, v any) (string, error) {
 		}
 		return string(b), nil
 	}
-	return "", fmt.Errorf("%v (%T) is not a %s value", v, v, t)
+	return "", fmt.Errorf("%v (%T) is not a valid %s value", v, v, t)
 }
 
 // Check validates rules against declarations: values of declared flags must
