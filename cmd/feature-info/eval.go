@@ -6,16 +6,38 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 )
+
+// parseTarget builds the evaluation context from -key and -attr options.
+func parseTarget(key string, attrs []string) (*rules.Target, error) {
+	m := make(map[string]any, len(attrs))
+	for _, a := range attrs {
+		name, val, ok := strings.Cut(a, "=")
+		if !ok || name == "" {
+			return nil, fmt.Errorf("%w: -attr %q: want NAME=VALUE", errUsage, a)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(val), &v); err != nil {
+			v = val
+		}
+		m[name] = v
+	}
+	return rules.NewTarget(key, m), nil
+}
 
 // evalEntry is one flag in eval -json output; nil means no rule matched.
 type evalEntry struct {
 	Value    string `json:"value"`
 	Scope    string `json:"scope"`
 	Priority int    `json:"priority"`
+	Variant  string `json:"variant"`
+	Reason   string `json:"reason"`
+	Error    string `json:"error,omitempty"`
 }
 
 func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -30,6 +52,10 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	script := fs.String("script", "", "the running script, for script: scopes")
 	server := fs.String("server", "", "the server role, for server. scopes")
 	asJSON := fs.Bool("json", false, "print a JSON object")
+	key := fs.String("key", "", "the targeting key rollouts hash")
+	var attrs multi
+	fs.Var(&attrs, "attr", "an attribute NAME=VALUE for conditions (repeatable; VALUE is JSON if it parses, else a string)")
+	defsFile := fs.String("defs", "", "with -rules: type values by the declarations in this file")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -50,25 +76,45 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("%w: -team needs -user (anonymous visitors are in no team)", errUsage)
 	}
 
+	target, err := parseTarget(*key, attrs)
+	if err != nil {
+		return err
+	}
+
 	reg := scopes.NewRegistry()
 	var src controller.Source
 	if *rulesFile != "" {
+		defs, err := loadDefs(ctx, *defsFile, "")
+		if err != nil {
+			return err
+		}
 		rs, err := readRules(*rulesFile, stderr)
 		if err != nil {
 			return err
 		}
-		live := controller.NewLive(nil, reg, nil)
-		live.Publish(live.Build(rs, -1))
-		src = live
+		if err := reportErrors(*rulesFile, rules.Check(rs, codecs(defs)), stderr); err != nil {
+			return err
+		}
+		src = controller.NewLive(nil, reg, nil)
+		src.(*controller.Live).Publish(controller.Build(rs, reg, -1, controller.BuildOptions{Defs: defs}))
 	} else {
+		if *defsFile != "" {
+			return fmt.Errorf("%w: -defs is for -rules; with -db the stored declarations are used", errUsage)
+		}
 		st, err := openStore(ctx, *dsn)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
-		src = controller.NewSQL(st, reg)
+		defs, err := st.Definitions(ctx)
+		if err != nil {
+			return err
+		}
+		sqlSrc := controller.NewSQL(st, reg)
+		sqlSrc.Options.Defs = defs
+		src = sqlSrc
 	}
-	c := controller.New(ctx, src, env, controller.Options{})
+	c := controller.New(ctx, src, env, controller.Options{Target: target})
 	c.Snapshot()
 	if err := c.Err(); err != nil {
 		return err
@@ -78,7 +124,10 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		for _, name := range fs.Args() {
 			out[name] = nil
 			if r := c.Evaluate(name); r.Set {
-				out[name] = &evalEntry{Value: r.Value, Scope: r.Scope, Priority: r.Priority}
+				out[name] = &evalEntry{Value: r.Value, Scope: r.Scope, Priority: r.Priority, Variant: r.Variant, Reason: string(r.Reason)}
+				if r.Err != nil {
+					out[name].Error = r.Err.Error()
+				}
 			}
 		}
 		enc := json.NewEncoder(stdout)
@@ -86,10 +135,17 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return enc.Encode(out)
 	}
 	for _, name := range fs.Args() {
-		if r := c.Evaluate(name); r.Set {
-			fmt.Fprintf(stdout, "%s\t%s\t(scope %s, priority %d)\n", name, r.Value, r.Scope, r.Priority)
-		} else {
+		r := c.Evaluate(name)
+		switch {
+		case r.Set:
+			fmt.Fprintf(stdout, "%s\t%s\t(scope %s, priority %d, %s)\n", name, r.Value, r.Scope, r.Priority, r.Reason)
+		case r.Declared:
+			fmt.Fprintf(stdout, "%s\t%s\t(no rule matched: code default)\n", name, r.Value)
+		default:
 			fmt.Fprintf(stdout, "%s\t(unset)\n", name)
+		}
+		if r.Err != nil {
+			fmt.Fprintf(stdout, "%s\t(error: %v)\n", name, r.Err)
 		}
 	}
 	return nil

@@ -3,11 +3,16 @@
 // text, shows the changelog and evaluates flags for given scopes.
 //
 //	feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE]
-//	feature-info check FILE
+//	feature-info check [-defs FILE | -db DSN] FILE
 //	feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
 //	feature-info export [-db DSN]
 //	feature-info changelog [-db DSN] [-limit N]
-//	feature-info eval (-rules FILE | -db DSN) [-scope S]... [-pageid ID] [-user ID] [-team NAME]... [-script NAME] [-server ROLE] [-json] FLAG...
+//	feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID] [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]... [-json] FLAG...
+//	feature-info flags push [-db DSN] [-dry-run] [-strict] [-json] FILE
+//	feature-info flags validate [-db DSN] [-json] FILE
+//	feature-info flags list [-db DSN]
+//
+// Declarations files (JSON) are described in docs/typed-flags.md.
 //
 // A DSN starting with postgres:// or postgresql:// selects PostgreSQL;
 // anything else is the path of an embedded SQLite file. The default is
@@ -33,12 +38,16 @@ var errUsage = errors.New("usage")
 
 const usage = `usage:
   feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE]
-  feature-info check FILE
+  feature-info check [-defs FILE | -db DSN] FILE
   feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
   feature-info export [-db DSN]
   feature-info changelog [-db DSN] [-limit N]
-  feature-info eval (-rules FILE | -db DSN) [-scope S]... [-pageid ID] [-user ID]
-                    [-team NAME]... [-script NAME] [-server ROLE] [-json] FLAG...
+  feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID]
+                    [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]...
+                    [-json] FLAG...
+  feature-info flags push [-db DSN] [-dry-run] [-strict] [-json] FILE
+  feature-info flags validate [-db DSN] [-json] FILE
+  feature-info flags list [-db DSN]
 DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
 `
 
@@ -63,6 +72,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"export":    cmdExport,
 		"changelog": cmdChangelog,
 		"eval":      cmdEval,
+		"flags":     cmdFlags,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

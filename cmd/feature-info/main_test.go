@@ -138,7 +138,7 @@ func TestStoreCommands(t *testing.T) {
 			assert.JSONEq(t, fromDB.stdout, fromFile.stdout, "the database's query and the in-memory snapshot agree")
 
 			anon := runCLI(t, dir, "eval", "-db", dsn, "ui.icing", "slice.test")
-			assert.Equal(t, "ui.icing\tvanilla\t(scope default, priority 0)\nslice.test\t(unset)\n", anon.stdout)
+			assert.Equal(t, "ui.icing\tvanilla\t(scope default, priority 0, STATIC)\nslice.test\t(unset)\n", anon.stdout)
 
 			cl := runCLI(t, dir, "changelog", "-db", dsn)
 			require.Equal(t, 0, cl.code, cl.stderr)
@@ -276,4 +276,73 @@ func chromiumDOM(t *testing.T, url string) string {
 		"--user-data-dir="+t.TempDir(), "--dump-dom", url).Output()
 	require.NoError(t, err, "chromium --dump-dom")
 	return string(out)
+}
+
+// TestTypedFlagsCommands runs flags push/validate, check -defs, and eval
+// with an evaluation context, on SQLite and PostgreSQL.
+func TestTypedFlagsCommands(t *testing.T) {
+	dir := t.TempDir()
+	bad := runCLI(t, "", "check", "-defs", "testdata/flags.json", "testdata/typed-bad.rules")
+	assert.Equal(t, 1, bad.code)
+	golden(t, "check-typed.golden", bad.stderr)
+	good := runCLI(t, dir, "check", "-defs", testdata(t, "flags.json"), testdata(t, "typed.rules"))
+	assert.Equal(t, 0, good.code, good.stderr)
+
+	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "flags.db")}
+	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
+		dsns["postgres"] = dsn
+	}
+	for name, dsn := range dsns {
+		t.Run(name, func(t *testing.T) {
+			val := runCLI(t, dir, "flags", "validate", "-db", dsn, testdata(t, "flags.json"))
+			require.Equal(t, 0, val.code, val.stderr)
+			assert.Equal(t, "would create checkout.new_flow\nwould create jobs.retries\nwould create ui.color\ndry run: nothing written\n", val.stdout)
+
+			push := runCLI(t, dir, "flags", "push", "-db", dsn, testdata(t, "flags.json"))
+			require.Equal(t, 0, push.code, push.stderr)
+			assert.Contains(t, push.stdout, "created checkout.new_flow\n")
+			again := runCLI(t, dir, "flags", "push", "-db", dsn, testdata(t, "flags.json"))
+			assert.Contains(t, again.stdout, "unchanged ui.color\nnothing to write\n")
+
+			refused := runCLI(t, dir, "import", "-db", dsn, "-comment", "typed", testdata(t, "typed-bad.rules"))
+			assert.Equal(t, 1, refused.code)
+			assert.Contains(t, refused.stderr, `typed-bad.rules:1: bad value for boolean flag "checkout.new_flow": "yes" is not a boolean`)
+			assert.Contains(t, refused.stderr, `typed-bad.rules:4: bad value for int flag "jobs.retries": "3.5" is not an int`)
+			imp := runCLI(t, dir, "import", "-db", dsn, "-comment", "typed rollout", testdata(t, "typed.rules"))
+			require.Equal(t, 0, imp.code, imp.stderr)
+
+			// user-2 is outside percent(10) of checkout.new_flow (bucket 9816)
+			// and in bucket() < 5000 of ui.color (bucket 1605).
+			args := []string{"-key", "user-2", "-attr", "plan=enterprise", "-attr", `country="CA"`, "-json",
+				"checkout.new_flow", "ui.color", "jobs.retries"}
+			fromDB := runCLI(t, dir, append([]string{"eval", "-db", dsn}, args...)...)
+			require.Equal(t, 0, fromDB.code, fromDB.stderr)
+			golden(t, "eval-typed.golden.json", fromDB.stdout)
+			fromFile := runCLI(t, dir, append([]string{"eval", "-rules", testdata(t, "typed.rules"), "-defs", testdata(t, "flags.json")}, args...)...)
+			require.Equal(t, 0, fromFile.code, fromFile.stderr)
+			assert.JSONEq(t, fromDB.stdout, fromFile.stdout)
+
+			nokey := runCLI(t, dir, "eval", "-db", dsn, "-attr", "plan=free", "checkout.new_flow")
+			assert.Equal(t, "checkout.new_flow\tfalse\t(scope default, priority 100, STATIC)\n"+
+				"checkout.new_flow\t(error: rules: targeting key missing)\n", nokey.stdout)
+
+			// A type change that stored values would not survive.
+			dry := runCLI(t, dir, "flags", "push", "-db", dsn, "-dry-run", testdata(t, "flags-v2.json"))
+			require.Equal(t, 0, dry.code, dry.stderr)
+			golden(t, "push-v2-dry.golden", dry.stdout)
+			strict := runCLI(t, dir, "flags", "push", "-db", dsn, "-strict", testdata(t, "flags-v2.json"))
+			assert.Equal(t, 1, strict.code)
+			assert.Contains(t, strict.stderr, "nothing was written")
+			list := runCLI(t, dir, "flags", "list", "-db", dsn)
+			assert.Contains(t, list.stdout, `"type": "boolean"`, "neither the dry run nor the strict push wrote")
+			v2 := runCLI(t, dir, "flags", "validate", "-db", dsn, testdata(t, "flags-v2.json"))
+			assert.Equal(t, 1, v2.code, "validate fails on incompatible values")
+
+			forced := runCLI(t, dir, "flags", "push", "-db", dsn, testdata(t, "flags-v2.json"))
+			require.Equal(t, 0, forced.code, forced.stderr)
+			after := runCLI(t, dir, "eval", "-db", dsn, "-json", "-key", "user-2", "ui.color")
+			assert.JSONEq(t, `{"ui.color": {"value": "0", "scope": "default", "priority": 10, "variant": "", "reason": "ERROR",
+				"error": "\"blue\" is not an int"}}`, after.stdout)
+		})
+	}
 }

@@ -41,16 +41,40 @@ func readRules(path string, stderr io.Writer) ([]rules.Rule, error) {
 	return rs, err
 }
 
-func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) error {
+func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", stderr)
+	defsFile := fs.String("defs", "", "check values against the declarations in this file")
+	dsn := fs.String("db", "", "check values against the declarations stored in this database")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one FILE", errUsage)
 	}
-	_, err := readRules(fs.Arg(0), stderr)
-	return err
+	defs, err := loadDefs(ctx, *defsFile, *dsn)
+	if err != nil {
+		return err
+	}
+	rs, err := readRules(fs.Arg(0), stderr)
+	if err != nil {
+		return err
+	}
+	return reportErrors(fs.Arg(0), rules.Check(rs, codecs(defs)), stderr)
+}
+
+// reportErrors prints line errors as FILE:LINE: message.
+func reportErrors(path string, err error, stderr io.Writer) error {
+	var list rules.ErrorList
+	if !errors.As(err, &list) {
+		return err
+	}
+	if len(list) == 0 {
+		return nil
+	}
+	for _, e := range list {
+		fmt.Fprintf(stderr, "%s:%d: %s\n", path, e.Line, e.Msg)
+	}
+	return errReported
 }
 
 func openStore(ctx context.Context, dsn string) (*sqlstore.Store, error) {
@@ -106,7 +130,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer st.Close()
 	e, err := st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: sqlstore.AnyRevision})
 	if err != nil {
-		return err
+		return reportErrors(fs.Arg(0), err, stderr)
 	}
 	fmt.Fprintf(stdout, "imported %d rule(s) as revision %d\n", len(rs), e.Revision)
 	return nil

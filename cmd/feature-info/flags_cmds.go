@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/sqlstore"
+)
+
+// readDefs reads a declarations file.
+func readDefs(path string) ([]rules.Definition, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	defs, err := rules.ParseDeclarations(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return defs, nil
+}
+
+// codecs makes the parsers check and eval type values with.
+func codecs(defs []rules.Definition) map[string]*rules.Codec {
+	out := make(map[string]*rules.Codec, len(defs))
+	for _, d := range defs {
+		if c, err := d.Codec(); err == nil {
+			out[d.Name] = c
+		}
+	}
+	return out
+}
+
+// loadDefs returns declarations from -defs FILE or, failing that, -db DSN;
+// none when neither is given.
+func loadDefs(ctx context.Context, defsFile, dsn string) ([]rules.Definition, error) {
+	switch {
+	case defsFile != "" && dsn != "":
+		return nil, fmt.Errorf("%w: give -defs FILE or -db DSN, not both", errUsage)
+	case defsFile != "":
+		return readDefs(defsFile)
+	case dsn != "":
+		st, err := openStore(ctx, dsn)
+		if err != nil {
+			return nil, err
+		}
+		defer st.Close()
+		return st.Definitions(ctx)
+	}
+	return nil, nil
+}
+
+func cmdFlags(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: flags push|validate|list", errUsage)
+	}
+	switch args[0] {
+	case "push":
+		return flagsPush(ctx, args[1:], stdout, stderr, false)
+	case "validate":
+		return flagsPush(ctx, args[1:], stdout, stderr, true)
+	case "list":
+		return flagsList(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("%w: unknown flags command %q (push, validate, list)", errUsage, args[0])
+}
+
+func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, validate bool) error {
+	name := "flags push"
+	if validate {
+		name = "flags validate"
+	}
+	fs := newFlagSet(name, stderr)
+	dsn := fs.String("db", DefaultDSN, "database DSN")
+	dry := fs.Bool("dry-run", false, "report what would change; write nothing")
+	strict := fs.Bool("strict", false, "refuse if stored rule values would not parse as the new declarations")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: want exactly one declarations FILE", errUsage)
+	}
+	defs, err := readDefs(fs.Arg(0))
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	rep, err := st.PushDefinitions(ctx, defs, sqlstore.PushOptions{DryRun: *dry || validate, Strict: *strict})
+	if err != nil && !errors.Is(err, sqlstore.ErrIncompatible) {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		printReport(stdout, rep, validate || *dry)
+	}
+	switch {
+	case err != nil:
+		fmt.Fprintf(stderr, "feature-info %s: %v; nothing was written\n", name, err)
+		return errReported
+	case validate && len(rep.Incompatible) > 0:
+		return errReported
+	case *strict && len(rep.Incompatible) > 0:
+		return errReported // a strict dry run fails as the push would
+	}
+	return nil
+}
+
+func printReport(w io.Writer, rep sqlstore.PushReport, dry bool) {
+	verb := func(done, would string) string {
+		if dry {
+			return would
+		}
+		return done
+	}
+	for _, n := range rep.Created {
+		fmt.Fprintf(w, "%s %s\n", verb("created", "would create"), n)
+	}
+	for _, u := range rep.Updated {
+		fmt.Fprintf(w, "%s %s:", verb("updated", "would update"), u.Name)
+		for _, c := range u.Changes {
+			fmt.Fprintf(w, " %s;", c)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, n := range rep.Unchanged {
+		fmt.Fprintf(w, "unchanged %s\n", n)
+	}
+	for _, in := range rep.Incompatible {
+		fmt.Fprintf(w, "incompatible rule %s %s %d %q: %s\n", in.Flag, in.Scope, in.Priority, in.Value, in.Error)
+	}
+	for _, n := range rep.Orphans {
+		fmt.Fprintf(w, "only in the database: %s\n", n)
+	}
+	switch {
+	case rep.Written:
+		fmt.Fprintf(w, "written as revision %d\n", rep.Revision)
+	case dry:
+		fmt.Fprintln(w, "dry run: nothing written")
+	default:
+		fmt.Fprintln(w, "nothing to write")
+	}
+}
+
+func flagsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("flags list", stderr)
+	dsn := fs.String("db", DefaultDSN, "database DSN")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	st, err := openStore(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	defs, err := st.Definitions(ctx)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(defs)
+}
