@@ -216,8 +216,14 @@ func TestPages(t *testing.T) {
 		features.FlagDoc{Name: "ui.icing", Domain: "space-delimited", Title: "Icing", Description: "Which icing to show.", Default: "No icing.", Link: "https://example.com/icing"},
 		features.FlagDoc{Name: "mail.disabled", Domain: "boolean", Title: "Mail off", Description: "Stop outgoing mail.", Default: "Mail is sent."},
 	)
+	_, err := features.DefineIn(e.Docs, "checkout.new_flow", false, "The new checkout flow.", features.External(),
+		features.Variant("on", true), features.Variant("off", false))
+	require.NoError(t, err)
+	_, err = features.DefineIn(e.Docs, "api.limits", map[string]int{"max": 10}, "API limits.", features.Schema(`{"type": "object"}`))
+	require.NoError(t, err)
 	// Built directly: rules.Parse with the registry would refuse userslice:1,0.
 	live.Publish(live.Build([]rules.Rule{
+		{Flag: "checkout.new_flow", Scope: "default", Priority: 2, Value: "on", Condition: `plan == "pro" && percent(10)`},
 		{Flag: "ui.icing", Scope: "default", Priority: 0, Value: "vanilla"},
 		{Flag: "ui.icing", Scope: "team:qa", Priority: 10, Value: "<script>alert(1)</script>"},
 		{Flag: "ops.mode", Scope: "job:nightly", Priority: 5, Value: "batch"},
@@ -247,11 +253,12 @@ func TestPages(t *testing.T) {
 		})
 	}
 	_, info := get(t, srv.URL+"/+feature-info")
-	for _, want := range []string{"ui.icing", "mail.disabled", "looked.up.undocumented", "ops.mode", "job:nightly", "userslice:1,0", "divisor 0 must be positive", "team:NAME", "server.ROLE", "space-delimited"} {
+	for _, want := range []string{"ui.icing", "mail.disabled", "looked.up.undocumented", "checkout.new_flow", "<td>boolean</td>", "<code>on</code> = <code>true</code>", `Schema: <code>{&#34;type&#34;: &#34;object&#34;}</code>`, "ops.mode", "job:nightly", "userslice:1,0", "divisor 0 must be positive", "team:NAME", "server.ROLE", "space-delimited"} {
 		assert.Contains(t, info, want)
 	}
 	_, rulesPage := get(t, srv.URL+"/+feature-rules")
 	assert.Contains(t, rulesPage, "&lt;script&gt;alert(1)&lt;/script&gt;")
+	assert.Contains(t, rulesPage, "    when plan == &#34;pro&#34; &amp;&amp; percent(10)\n")
 }
 
 func TestSetFlags(t *testing.T) {

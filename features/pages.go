@@ -34,9 +34,15 @@ type rejectedScope struct {
 	Err  error
 }
 
+type declRow struct {
+	rules.Definition
+	Rules int
+}
+
 type infoData struct {
 	Title        string
 	Revision     int64
+	Declared     []declRow
 	Documented   []docRow
 	Undocumented []undocRow
 	Domains      []ValueDomain
@@ -45,9 +51,11 @@ type infoData struct {
 	Rejected     []rejectedScope
 }
 
-// InfoHandler serves /+feature-info: documented flags, undocumented flags
-// looked up or present in rules, value domains, scope handlers with their
-// syntax, and scopes in rules that no handler claims.
+// InfoHandler serves /+feature-info: declared (typed) flags with their
+// type, default, variants, external mark and description; documented
+// flags; undocumented flags looked up or present in rules; value domains;
+// scope handlers with their syntax; and scopes in rules that no handler
+// claims.
 func (e *Engine) InfoHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		snap := e.Live.Current()
@@ -57,7 +65,14 @@ func (e *Engine) InfoHandler() http.Handler {
 		}
 		d := infoData{Title: "Feature flag information", Revision: snap.Revision(), Domains: ValueDomains, Handlers: e.Scopes.Handlers()}
 		documented := map[string]bool{}
+		for _, def := range snap.Definitions() {
+			documented[def.Name] = true
+			d.Declared = append(d.Declared, declRow{def, ruleCount[def.Name]})
+		}
 		for _, doc := range e.Docs.Docs() {
+			if documented[doc.Name] {
+				continue
+			}
 			documented[doc.Name] = true
 			d.Documented = append(d.Documented, docRow{doc, ruleCount[doc.Name]})
 		}

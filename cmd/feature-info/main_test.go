@@ -206,14 +206,19 @@ func TestServe(t *testing.T) {
 	assert.Equal(t, "ok\n", body)
 	code, body = get("/+feature-info")
 	assert.Equal(t, 200, code)
-	for _, want := range []string{"Scope handlers", "userslice:A,B", "pageid:PAGEID", "ui.icing", "Undocumented flags"} {
+	for _, want := range []string{"Scope handlers", "userslice:A,B", "pageid:PAGEID", "ui.icing", "Undocumented flags",
+		`<tr id="flag-checkout.express.enabled"><td><code>checkout.express.enabled</code></td><td>boolean</td>`, "<code>dark</code> = <code>#111</code>"} {
 		assert.Contains(t, body, want)
 	}
 	code, body = get("/+feature-rules")
 	assert.Equal(t, 200, code)
 	assert.Contains(t, body, "jobs.reindex.batch_size\tscript:reindex\t10\t2000", "example rules loaded on first start")
+	assert.Contains(t, body, "    when percent(10)\n")
+	ev := runCLI(t, dir, "eval", "-db", DefaultDSN, "-key", "user-1", "-attr", "plan=enterprise", "-attr", "country=US", "checkout.express.enabled")
+	assert.Equal(t, "checkout.express.enabled\ttrue\t(scope default, priority 300, TARGETING_MATCH)\n", ev.stdout, ev.stderr)
 	if dom := chromiumDOM(t, base+"/+feature-info"); dom != "" {
 		assert.Contains(t, dom, `<tr id="flag-ui.icing">`, "documented example flag rendered in a real browser")
+		assert.Contains(t, dom, `<tr id="flag-ui.theme">`, "declared example flag rendered in a real browser")
 		assert.Contains(t, dom, "Scope handlers")
 	}
 	code, _ = get("/nope")

@@ -21,6 +21,9 @@ import (
 //go:embed examples.rules
 var exampleRules string
 
+//go:embed examples.json
+var exampleDecls []byte
+
 // exampleDocs document the flags of the example rules, so the info page
 // shows what documentation looks like. Applications document their own.
 var exampleDocs = []features.FlagDoc{
@@ -109,7 +112,8 @@ func (m *Main) Run(ctx context.Context) error {
 // URL is the server's base URL, once Run has returned.
 func (m *Main) URL() string { return "http://" + m.ln.Addr().String() }
 
-// seed loads the example rules into a database that has never been saved.
+// seed loads the example rules and declarations into a database that has
+// never been saved.
 func (m *Main) seed(ctx context.Context) error {
 	rev, err := m.Store.Revision(ctx)
 	if err != nil || rev != 0 {
@@ -119,11 +123,19 @@ func (m *Main) seed(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("example rules: %w", err)
 	}
+	defs, err := rules.ParseDeclarations(exampleDecls)
+	if err != nil {
+		return fmt.Errorf("example declarations: %w", err)
+	}
 	_, err = m.Store.ReplaceRules(ctx, rs, sqlstore.Change{
 		Comment: "Example rules loaded on first start", Actor: "feature-info", BaseRevision: 0})
 	if errors.Is(err, sqlstore.ErrConflict) {
 		return nil // another server seeded first
 	}
+	if err != nil {
+		return err
+	}
+	_, err = m.Store.PushDefinitions(ctx, defs, sqlstore.PushOptions{Strict: true})
 	return err
 }
 
