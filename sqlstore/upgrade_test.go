@@ -1,0 +1,123 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/sqlstore"
+	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
+)
+
+// oldSchema is feature_rules as the first release made it, before rules had
+// conditions.
+const oldSchema = `
+CREATE TABLE feature_rules (
+    flag TEXT NOT NULL, scope TEXT NOT NULL, priority INTEGER NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (flag, scope), UNIQUE (flag, priority));
+CREATE INDEX feature_rules_scope_idx ON feature_rules (scope, flag, priority DESC);
+INSERT INTO feature_rules VALUES ('ui.icing', 'default', 0, 'vanilla'), ('ui.icing', 'team:qa', 10, 'chocolate');
+`
+
+// TestUpgradeKeepsRules opens a database made before conditions existed:
+// the rules survive and conditional rules can be saved.
+func TestUpgradeKeepsRules(t *testing.T) {
+	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "old.db")}
+	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
+		dsns["postgres"] = dsn
+	}
+	ctx := context.Background()
+	for name, dsn := range dsns {
+		t.Run(name, func(t *testing.T) {
+			driver, source := "sqlite", dsn
+			if name == "postgres" {
+				driver = "postgres"
+			}
+			raw, err := sql.Open(driver, source)
+			require.NoError(t, err)
+			_, err = raw.ExecContext(ctx, oldSchema)
+			require.NoError(t, err)
+			require.NoError(t, raw.Close())
+
+			for range 2 { // the upgrade runs once; a second open is a no-op
+				st, err := sqlstore.Open(ctx, dsn)
+				require.NoError(t, err)
+				rs, _, err := st.LoadRules(ctx)
+				require.NoError(t, err)
+				assert.Equal(t, "ui.icing\tteam:qa\t10\tchocolate\nui.icing\tdefault\t0\tvanilla\n", rules.Format(rs))
+				require.NoError(t, st.Close())
+			}
+			st, err := sqlstore.Open(ctx, dsn)
+			require.NoError(t, err)
+			defer st.Close()
+			rs, _, err := rules.Parse("ui.icing default 2 a\n  when plan == \"x\"\nui.icing default 1 b\n", nil)
+			require.NoError(t, err)
+			_, err = st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "conditions", Actor: "t", BaseRevision: sqlstore.AnyRevision})
+			require.NoError(t, err)
+			got, _, err := st.LoadRules(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, rs[0].Condition, got[0].Condition)
+		})
+	}
+}
+
+func TestPushDefinitions(t *testing.T) {
+	ctx := context.Background()
+	eachStore(t, func(t *testing.T, st *sqlstore.Store) {
+		v1 := []rules.Definition{
+			{Name: "a", Type: rules.Boolean, Default: "false", Description: "A"},
+			{Name: "b", Type: rules.String, Default: "x"},
+		}
+		rep, err := st.PushDefinitions(ctx, v1, sqlstore.PushOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"a", "b"}, rep.Created)
+		assert.True(t, rep.Written)
+		rev := rep.Revision
+
+		_, err = st.ReplaceRules(ctx, []rules.Rule{{Flag: "a", Scope: "default", Priority: 1, Value: "yes"}}, change("bad", rev))
+		require.ErrorIs(t, err, sqlstore.ErrInvalid)
+		assert.ErrorContains(t, err, `rule 1 (a default 1): bad value for boolean flag "a": "yes" is not a boolean`)
+		e, err := st.ReplaceRules(ctx, []rules.Rule{{Flag: "b", Scope: "default", Priority: 1, Value: "words"}}, change("ok", rev))
+		require.NoError(t, err)
+
+		// b becomes an int: its stored value would break; a is dropped.
+		v2 := []rules.Definition{{Name: "b", Type: rules.Int, Default: "0"}, {Name: "c", Type: rules.Float, Default: "1.5"}}
+		dry, err := st.PushDefinitions(ctx, v2, sqlstore.PushOptions{DryRun: true})
+		require.NoError(t, err)
+		assert.Equal(t, []string{"c"}, dry.Created)
+		assert.Equal(t, []sqlstore.FlagUpdate{{Name: "b", Changes: []string{"type: string -> int", `default: "x" -> "0"`}}}, dry.Updated)
+		assert.Equal(t, []sqlstore.Incompatible{{Flag: "b", Scope: "default", Priority: 1, Value: "words", Error: `"words" is not an int`}}, dry.Incompatible)
+		assert.Equal(t, []string{"a"}, dry.Orphans)
+		assert.False(t, dry.Written)
+		cur, err := st.Revision(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, e.Revision, cur, "a dry run does not bump the revision")
+
+		_, err = st.PushDefinitions(ctx, v2, sqlstore.PushOptions{Strict: true})
+		require.ErrorIs(t, err, sqlstore.ErrIncompatible)
+		defs, err := st.Definitions(ctx)
+		require.NoError(t, err)
+		require.Len(t, defs, 2)
+		assert.Equal(t, rules.String, defs[1].Type, "a refused strict push writes nothing")
+
+		rep, err = st.PushDefinitions(ctx, v2, sqlstore.PushOptions{})
+		require.NoError(t, err)
+		assert.True(t, rep.Written)
+		cfg, err := st.Load(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, rep.Revision, cfg.Revision)
+		assert.Len(t, cfg.Flags, 3, "orphans are kept")
+		require.NoError(t, st.DeleteDefinitions(ctx, []string{"a"}))
+		defs, err = st.Definitions(ctx)
+		require.NoError(t, err)
+		assert.Len(t, defs, 2)
+
+		_, err = st.PushDefinitions(ctx, []rules.Definition{{Name: "d", Type: "nope"}}, sqlstore.PushOptions{})
+		assert.ErrorIs(t, err, sqlstore.ErrInvalid)
+	})
+}
