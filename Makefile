@@ -26,7 +26,9 @@ bench:
 
 # Longer fuzzing runs; the seed corpora already run in make test.
 fuzz:
-	$(GO) test ./rules -run '^$$' -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./rules -run '^$$' -fuzz 'FuzzParse$$' -fuzztime 60s
+	$(GO) test ./rules -run '^$$' -fuzz FuzzCondition -fuzztime 60s
+	$(GO) test ./rules -run '^$$' -fuzz FuzzParseDeclarations -fuzztime 60s
 	$(GO) test ./scopes -run '^$$' -fuzz FuzzCompileScope -fuzztime 60s
 
 lint:
