@@ -82,7 +82,8 @@ type Controller struct {
 	snap   atomic.Pointer[Snapshot]
 	chunks []atomic.Pointer[memoChunk] // written before snap is stored
 
-	sh *shared
+	sh  *shared // &own, or the controller WithTarget derived this one from
+	own shared
 
 	// The evaluation context, resolved under sh.mu on first need.
 	target     *rules.Target
@@ -125,8 +126,9 @@ func New(ctx context.Context, src Source, env scopes.Env, opts Options) *Control
 	if env.Context == nil {
 		env.Context = ctx
 	}
-	c := &Controller{ctx: ctx, src: src, onFirstUse: opts.OnFirstUse, sh: &shared{},
+	c := &Controller{ctx: ctx, src: src, onFirstUse: opts.OnFirstUse,
 		target: opts.Target, targetFunc: opts.TargetFunc}
+	c.sh = &c.own
 	c.sh.set.Reset(env)
 	return c
 }
@@ -165,7 +167,7 @@ func (c *Controller) GetFlag(name string) string {
 // Lookup returns the flag's value text and whether any rule matched.
 func (c *Controller) Lookup(name string) (string, bool) {
 	if r := c.match(name); r != nil {
-		return r.val.Text, true
+		return r.text(), true
 	}
 	return "", false
 }
@@ -179,10 +181,56 @@ func (c *Controller) Typed(name string) (v any, ok bool) {
 	if f == nil || f.def == nil {
 		return nil, false
 	}
-	if r == nil || r.valErr != nil {
+	if r == nil || r.valErr() != nil {
 		return f.dfltTyped, true
 	}
-	return r.typed, true
+	return r.x.typed, true
+}
+
+// FlagRef names a flag and remembers where it was found in the last
+// snapshot it was looked up in, so lookups through it skip hashing the
+// name. Make one per flag (features.Define does) and share it.
+type FlagRef struct {
+	name  string
+	cache atomic.Pointer[refCache]
+}
+
+type refCache struct {
+	snap *Snapshot
+	f    *flagEntry
+}
+
+// NewFlagRef returns a reference to the named flag.
+func NewFlagRef(name string) *FlagRef { return &FlagRef{name: name} }
+
+// Name returns the flag's name.
+func (r *FlagRef) Name() string { return r.name }
+
+// TypedRef is Typed through a FlagRef.
+func (c *Controller) TypedRef(ref *FlagRef) (v any, ok bool) {
+	if s := c.snap.Load(); s != nil {
+		if rc := ref.cache.Load(); rc != nil && rc.snap == s {
+			f := rc.f
+			if ch := c.chunks[f.idx>>6].Load(); ch != nil && f.def != nil {
+				switch m := ch[f.idx&63].Load(); {
+				case m == 1:
+					return f.dfltTyped, true
+				case m > 1:
+					if r := &f.rules[m-2]; r.x != nil && r.x.valErr == nil {
+						return r.x.typed, true
+					}
+					return f.dfltTyped, true
+				}
+			}
+		}
+	}
+	v, ok = c.Typed(ref.name)
+	if s := c.snap.Load(); s != nil {
+		if f := s.flags[ref.name]; f != nil {
+			ref.cache.Store(&refCache{snap: s, f: f})
+		}
+	}
+	return v, ok
 }
 
 // Evaluate returns the flag's answer with its details.
@@ -393,7 +441,7 @@ func (c *Controller) DefaultValue(name string) (string, bool) {
 	if f := s.flags[name]; f != nil {
 		for _, r := range f.rules {
 			if r.Scope == "default" && r.Condition == "" {
-				return r.val.Text, true
+				return r.text(), true
 			}
 		}
 	}

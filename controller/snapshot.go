@@ -36,12 +36,33 @@ type flagEntry struct {
 
 type rule struct {
 	rules.Rule
-	scope   *scopes.Scope
+	scope *scopes.Scope
+	x     *ruleExt // nil for an unconditional rule of an undeclared flag
+}
+
+// ruleExt holds what only conditional rules and declared flags need, so
+// the common rule stays small (less for the garbage collector to scan).
+type ruleExt struct {
 	cond    *rules.Condition // nil: unconditional (or condErr)
 	condErr error            // the stored condition does not compile: never matches
-	val     rules.Value      // parsed value; Text is Value for undeclared flags
+	val     rules.Value      // parsed value
 	typed   any              // val converted for the application
 	valErr  error            // the stored value fails the flag's type
+}
+
+// text is the value's text (a variant resolved).
+func (r *rule) text() string {
+	if r.x != nil && r.x.valErr == nil && r.x.val.Text != "" {
+		return r.x.val.Text
+	}
+	return r.Value
+}
+
+func (r *rule) valErr() error {
+	if r.x == nil {
+		return nil
+	}
+	return r.x.valErr
 }
 
 // Converter turns a parsed value into the Go value an application reads,
@@ -95,13 +116,17 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 			compiled[r.Scope] = sc
 			s.scopes = append(s.scopes, sc)
 		}
-		cr := rule{Rule: r, scope: sc, val: rules.Value{Text: r.Value}}
+		cr := rule{Rule: r, scope: sc}
 		fd := defs[r.Flag]
+		if fd != nil || r.Condition != "" {
+			cr.x = &ruleExt{val: rules.Value{Text: r.Value}}
+		}
 		if fd != nil {
-			cr.val, cr.typed, cr.valErr = fd.parse(r.Value)
-			if cr.valErr != nil {
-				cr.val = rules.Value{Text: r.Value}
-				s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: stored value: %w", r.Flag, r.Scope, r.Priority, cr.valErr))
+			x := cr.x
+			x.val, x.typed, x.valErr = fd.parse(r.Value)
+			if x.valErr != nil {
+				x.val = rules.Value{Text: r.Value}
+				s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: stored value: %w", r.Flag, r.Scope, r.Priority, x.valErr))
 			}
 		}
 		if r.Condition != "" {
@@ -111,12 +136,12 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 			}
 			k := condKey{r.Condition, salt}
 			if c, ok := conds[k]; ok {
-				cr.cond = c
+				cr.x.cond = c
 			} else if c, err := rules.CompileCondition(r.Condition, salt); err != nil {
-				cr.condErr = err
+				cr.x.condErr = err
 				s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: %w", r.Flag, r.Scope, r.Priority, err))
 			} else {
-				conds[k], cr.cond = c, c
+				conds[k], cr.x.cond = c, c
 			}
 		}
 		s.all[i] = cr
@@ -279,13 +304,13 @@ func (f *flagEntry) resolve(set *scopes.Set, t *rules.Target) (int, error) {
 		if r.Condition == "" {
 			return i, first
 		}
-		if r.cond == nil {
+		if r.x.cond == nil {
 			if first == nil {
-				first = r.condErr
+				first = r.x.condErr
 			}
 			continue
 		}
-		ok, err := r.cond.Match(t)
+		ok, err := r.x.cond.Match(t)
 		if err != nil && first == nil {
 			first = err
 		}
@@ -308,14 +333,18 @@ func (f *flagEntry) result(i int, err error) Result {
 	}
 	r := &f.rules[i]
 	res.Set, res.Scope, res.Priority, res.Condition = true, r.Scope, r.Priority, r.Condition
-	res.Value, res.Variant, res.Typed = r.val.Text, r.val.Variant, r.typed
+	res.Value = r.Value
+	var cond *rules.Condition
+	if r.x != nil {
+		res.Value, res.Variant, res.Typed, cond = r.x.val.Text, r.x.val.Variant, r.x.typed, r.x.cond
+	}
 	switch {
-	case r.valErr != nil:
-		res.Reason, res.Err, res.Variant = ReasonError, r.valErr, ""
+	case r.valErr() != nil:
+		res.Reason, res.Err, res.Variant = ReasonError, r.x.valErr, ""
 		res.Value, res.Typed = f.dflt.Text, f.dfltTyped
-	case r.cond != nil && r.cond.Rollout():
+	case cond != nil && cond.Rollout():
 		res.Reason = ReasonSplit
-	case r.cond != nil || r.Scope != "default":
+	case r.Condition != "" || r.Scope != "default":
 		res.Reason = ReasonTargetingMatch
 	default:
 		res.Reason = ReasonStatic

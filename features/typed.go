@@ -29,6 +29,7 @@ var ErrTypeMismatch = errors.New("features: value is not of the flag's type")
 type Flag[T any] struct {
 	name string
 	dflt T
+	ref  *controller.FlagRef
 }
 
 // Details is a typed flag's value and how it was reached.
@@ -134,7 +135,7 @@ func DefineIn[T any](r *Registry, name string, codeDefault T, description string
 	if err := r.declare(d.def, d.doc, convert[T]); err != nil {
 		return nil, err
 	}
-	return &Flag[T]{name: name, dflt: codeDefault}, nil
+	return &Flag[T]{name: name, dflt: codeDefault, ref: controller.NewFlagRef(name)}, nil
 }
 
 // Name returns the flag's name.
@@ -162,7 +163,7 @@ func (f *Flag[T]) Get(ctx context.Context) T {
 	if st.ctrl == nil {
 		return f.dflt
 	}
-	if v, ok := st.ctrl.Typed(f.name); ok {
+	if v, ok := st.ctrl.TypedRef(f.ref); ok {
 		if t, ok := v.(T); ok {
 			return t
 		}
