@@ -181,10 +181,7 @@ func (c *Controller) Typed(name string) (v any, ok bool) {
 	if f == nil || f.def == nil {
 		return nil, false
 	}
-	if r == nil || r.valErr() != nil {
-		return f.dfltTyped, true
-	}
-	return r.x.typed, true
+	return f.typedOf(r), true
 }
 
 // FlagRef names a flag and remembers where it was found in the last
@@ -208,29 +205,20 @@ func (r *FlagRef) Name() string { return r.name }
 
 // TypedRef is Typed through a FlagRef.
 func (c *Controller) TypedRef(ref *FlagRef) (v any, ok bool) {
-	if s := c.snap.Load(); s != nil {
-		if rc := ref.cache.Load(); rc != nil && rc.snap == s {
-			f := rc.f
-			if ch := c.chunks[f.idx>>6].Load(); ch != nil && f.def != nil {
-				switch m := ch[f.idx&63].Load(); {
-				case m == 1:
-					return f.dfltTyped, true
-				case m > 1:
-					if r := &f.rules[m-2]; r.x != nil && r.x.valErr == nil {
-						return r.x.typed, true
-					}
-					return f.dfltTyped, true
-				}
-			}
+	if rc := ref.cache.Load(); rc != nil && rc.snap == c.snap.Load() && rc.f.def != nil {
+		if r, done := c.memoised(rc.f); done {
+			return rc.f.typedOf(r), true
 		}
 	}
-	v, ok = c.Typed(ref.name)
-	if s := c.snap.Load(); s != nil {
-		if f := s.flags[ref.name]; f != nil {
-			ref.cache.Store(&refCache{snap: s, f: f})
-		}
+	f, r := c.find(ref.name)
+	if f == nil {
+		return nil, false
 	}
-	return v, ok
+	ref.cache.Store(&refCache{snap: c.snap.Load(), f: f})
+	if f.def == nil {
+		return nil, false
+	}
+	return f.typedOf(r), true
 }
 
 // Evaluate returns the flag's answer with its details.
@@ -245,12 +233,9 @@ func (c *Controller) Evaluate(name string) Result {
 		c.sh.mu.Lock()
 		i, err := f.resolve(&c.sh.set, c.targetLocked())
 		c.sh.mu.Unlock()
-		return f.result(i, err)
+		return f.result(f.rule(i), err)
 	}
-	if r == nil {
-		return f.result(-1, nil)
-	}
-	return f.result(int(r.index(f)), nil)
+	return f.result(r, nil)
 }
 
 // match returns the winning rule, memoised.
@@ -264,16 +249,23 @@ func (c *Controller) match(name string) *rule {
 func (c *Controller) find(name string) (*flagEntry, *rule) {
 	if s := c.snap.Load(); s != nil {
 		if f := s.flags[name]; f != nil {
-			if ch := c.chunks[f.idx>>6].Load(); ch != nil {
-				if v := ch[f.idx&63].Load(); v == 1 {
-					return f, nil
-				} else if v > 1 {
-					return f, &f.rules[v-2]
-				}
+			if r, done := c.memoised(f); done {
+				return f, r
 			}
 		}
 	}
 	return c.slow(name)
+}
+
+// memoised returns f's memoised winning rule (nil: unset) and whether f
+// has been evaluated. f must belong to the controller's snapshot.
+func (c *Controller) memoised(f *flagEntry) (*rule, bool) {
+	if ch := c.chunks[f.idx>>6].Load(); ch != nil {
+		if v := ch[f.idx&63].Load(); v > 0 {
+			return f.rule(int(v) - 2), true
+		}
+	}
+	return nil, false
 }
 
 // slow evaluates a flag not yet memoised: it walks the flag's rules in
@@ -299,12 +291,8 @@ func (c *Controller) slow(name string) (*flagEntry, *rule) {
 		ch = new(memoChunk)
 		slot.Store(ch)
 	}
-	switch v := ch[f.idx&63].Load(); v { // another goroutine may have won
-	case 0:
-	case 1:
-		return f, nil
-	default:
-		return f, &f.rules[v-2]
+	if v := ch[f.idx&63].Load(); v > 0 { // another goroutine won
+		return f, f.rule(int(v) - 2)
 	}
 	if c.onFirstUse != nil {
 		c.onFirstUse(name)
@@ -315,20 +303,7 @@ func (c *Controller) slow(name string) (*flagEntry, *rule) {
 	}
 	i, _ := f.resolve(&c.sh.set, t)
 	ch[f.idx&63].Store(int32(i) + 2)
-	if i < 0 {
-		return f, nil
-	}
-	return f, &f.rules[i]
-}
-
-// index returns r's position among f's rules.
-func (r *rule) index(f *flagEntry) int {
-	for i := range f.rules {
-		if &f.rules[i] == r {
-			return i
-		}
-	}
-	return -1
+	return f, f.rule(i)
 }
 
 // pinLocked loads the controller's snapshot on first use. c.sh.mu is held.

@@ -52,7 +52,7 @@ type ruleExt struct {
 
 // text is the value's text (a variant resolved).
 func (r *rule) text() string {
-	if r.x != nil && r.x.valErr == nil && r.x.val.Text != "" {
+	if r.x != nil && r.x.valErr == nil {
 		return r.x.val.Text
 	}
 	return r.Value
@@ -288,7 +288,24 @@ func (s *Snapshot) Evaluate(name string, set *scopes.Set, t *rules.Target) Resul
 		return Result{Flag: name, Reason: ReasonDefault}
 	}
 	i, err := f.resolve(set, t)
-	return f.result(i, err)
+	return f.result(f.rule(i), err)
+}
+
+// rule returns f's rule i, or nil for -1 (no rule matched).
+func (f *flagEntry) rule(i int) *rule {
+	if i < 0 {
+		return nil
+	}
+	return &f.rules[i]
+}
+
+// typedOf returns the typed value for winning rule r (nil: none): the
+// code default when none matched or r's value is bad.
+func (f *flagEntry) typedOf(r *rule) any {
+	if r == nil || r.valErr() != nil {
+		return f.dfltTyped
+	}
+	return r.x.typed
 }
 
 // resolve returns the index of the winning rule (-1: none) and the first
@@ -321,17 +338,16 @@ func (f *flagEntry) resolve(set *scopes.Set, t *rules.Target) (int, error) {
 	return -1, first
 }
 
-// result describes the outcome of resolve.
-func (f *flagEntry) result(i int, err error) Result {
+// result describes winning rule r (nil: none) and the error met.
+func (f *flagEntry) result(r *rule, err error) Result {
 	res := Result{Flag: f.name, Err: err, Declared: f.def != nil}
-	if i < 0 {
+	if r == nil {
 		res.Reason, res.Typed = ReasonDefault, f.dfltTyped
 		if f.def != nil {
 			res.Value = f.dflt.Text
 		}
 		return res
 	}
-	r := &f.rules[i]
 	res.Set, res.Scope, res.Priority, res.Condition = true, r.Scope, r.Priority, r.Condition
 	res.Value = r.Value
 	var cond *rules.Condition

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"strconv"
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/rules"
@@ -72,7 +71,7 @@ func Variant(name string, value any) DefineOption {
 			return fmt.Errorf("variant %q declared twice", name)
 		}
 		d.variants[name] = value
-		text, err := textOf(reflect.ValueOf(value), d.def.Type)
+		text, err := rules.TextOf(d.def.Type, value)
 		if err != nil {
 			return fmt.Errorf("variant %q: %w", name, err)
 		}
@@ -118,7 +117,7 @@ func Define[T any](name string, codeDefault T, description string, opts ...Defin
 func DefineIn[T any](r *Registry, name string, codeDefault T, description string, opts ...DefineOption) (*Flag[T], error) {
 	typ := typeOf(reflect.TypeFor[T]())
 	d := &declaration{def: rules.Definition{Name: name, Type: typ, Description: description}}
-	text, err := textOf(reflect.ValueOf(&codeDefault).Elem(), typ)
+	text, err := rules.TextOf(typ, codeDefault)
 	if err != nil {
 		return nil, fmt.Errorf("features: define %q: default: %w", name, err)
 	}
@@ -218,29 +217,6 @@ func typeOf(t reflect.Type) rules.Type {
 		return rules.Float
 	}
 	return rules.JSON
-}
-
-// textOf writes a Go value in the text form of typ.
-func textOf(v reflect.Value, typ rules.Type) (string, error) {
-	if typ != rules.JSON && v.Kind() == reflect.Interface {
-		v = v.Elem()
-	}
-	switch {
-	case typ == rules.Boolean && v.Kind() == reflect.Bool:
-		return strconv.FormatBool(v.Bool()), nil
-	case typ == rules.String && v.Kind() == reflect.String:
-		return v.String(), nil
-	case typ == rules.Int && v.CanInt():
-		return strconv.FormatInt(v.Int(), 10), nil
-	case typ == rules.Int && v.CanUint():
-		return strconv.FormatUint(v.Uint(), 10), nil
-	case typ == rules.Float && v.CanFloat():
-		return strconv.FormatFloat(v.Float(), 'g', -1, v.Type().Bits()), nil
-	case typ == rules.JSON:
-		b, err := json.Marshal(v.Interface())
-		return string(b), err
-	}
-	return "", fmt.Errorf("%v is not a %s value", v, typ)
 }
 
 // convert turns a parsed value into T. It runs when snapshots are built,

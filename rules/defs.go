@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -212,53 +213,37 @@ func schemaError(err error) string {
 	return strings.Join(strings.Fields(err.Error()), " ")
 }
 
-// TextOf returns the text form of a Go value for a flag of type t.
+// TextOf returns the text form of a Go value for a flag of type t: bool
+// kinds for boolean, string kinds for string, integer kinds (or an
+// integral float, or a json.Number) for int, number kinds for float, and
+// anything encoding/json can marshal for json.
 func TextOf(t Type, v any) (string, error) {
-	switch t {
-	case String:
-		if s, ok := v.(string); ok {
-			return s, nil
-		}
-	case Boolean:
-		if b, ok := v.(bool); ok {
-			return strconv.FormatBool(b), nil
-		}
-	case Int:
-		switch n := v.(type) {
-		case int:
-			return strconv.Itoa(n), nil
-		case int64:
-			return strconv.FormatInt(n, 10), nil
-		case int32:
-			return strconv.FormatInt(int64(n), 10), nil
-		case float64:
-			if n == math.Trunc(n) && math.Abs(n) < 1<<63 {
-				return strconv.FormatInt(int64(n), 10), nil
-			}
-		case json.Number:
-			if _, err := n.Int64(); err == nil {
-				return n.String(), nil
-			}
-		}
-	case Float:
-		switch n := v.(type) {
-		case float64:
-			return strconv.FormatFloat(n, 'g', -1, 64), nil
-		case float32:
-			return strconv.FormatFloat(float64(n), 'g', -1, 32), nil
-		case int:
-			return strconv.Itoa(n), nil
-		case int64:
-			return strconv.FormatInt(n, 10), nil
-		case json.Number:
+	if t == JSON {
+		b, err := json.Marshal(v)
+		return string(b), err
+	}
+	if n, ok := v.(json.Number); ok {
+		if _, err := n.Int64(); err == nil && (t == Int || t == Float) {
 			return n.String(), nil
 		}
-	case JSON:
-		b, err := json.Marshal(v)
-		if err != nil {
-			return "", err
+		if _, err := n.Float64(); err == nil && t == Float {
+			return n.String(), nil
 		}
-		return string(b), nil
+	} else if rv := reflect.ValueOf(v); rv.IsValid() {
+		switch {
+		case t == Boolean && rv.Kind() == reflect.Bool:
+			return strconv.FormatBool(rv.Bool()), nil
+		case t == String && rv.Kind() == reflect.String:
+			return rv.String(), nil
+		case (t == Int || t == Float) && rv.CanInt():
+			return strconv.FormatInt(rv.Int(), 10), nil
+		case (t == Int || t == Float) && rv.CanUint():
+			return strconv.FormatUint(rv.Uint(), 10), nil
+		case t == Int && rv.CanFloat() && rv.Float() == math.Trunc(rv.Float()) && math.Abs(rv.Float()) < 1<<63:
+			return strconv.FormatInt(int64(rv.Float()), 10), nil
+		case t == Float && rv.CanFloat():
+			return strconv.FormatFloat(rv.Float(), 'g', -1, rv.Type().Bits()), nil
+		}
 	}
 	return "", fmt.Errorf("%v (%T) is not a valid %s value", v, v, t)
 }

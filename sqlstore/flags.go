@@ -142,12 +142,20 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, op
 		return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
 	}
 	defer tx.Rollback()
-	// Bump first: it serialises pushes with saves of the rules.
-	if _, err := tx.ExecContext(ctx, `UPDATE feature_revision SET revision = revision + 1 WHERE id = 1`); err != nil {
+	// A real push bumps first: the row lock serialises it with saves of
+	// the rules, so no value it has not checked can be saved meanwhile.
+	if !opts.DryRun {
+		if _, err := tx.ExecContext(ctx, `UPDATE feature_revision SET revision = revision + 1 WHERE id = 1`); err != nil {
+			return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
+		}
+	}
+	var rev int64
+	if err := tx.GetContext(ctx, &rev, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
 		return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
 	}
-	if err := tx.GetContext(ctx, &rep.Revision, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
-		return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
+	rep.Revision = rev // what it stays if nothing is written
+	if !opts.DryRun {
+		rep.Revision--
 	}
 	stored, err := definitions(ctx, tx)
 	if err != nil {
@@ -191,11 +199,9 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, op
 	slices.Sort(rep.Unchanged)
 	slices.SortFunc(rep.Updated, func(a, b FlagUpdate) int { return strings.Compare(a.Name, b.Name) })
 	if opts.DryRun || len(write) == 0 {
-		rep.Revision--
 		return rep, nil // rolled back: nothing written, revision unchanged
 	}
 	if opts.Strict && len(rep.Incompatible) > 0 {
-		rep.Revision--
 		return rep, fmt.Errorf("%w: %d rule value(s) would not parse as the new declarations", ErrIncompatible, len(rep.Incompatible))
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
@@ -214,7 +220,7 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, op
 	if err := tx.Commit(); err != nil {
 		return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
 	}
-	rep.Written = true
+	rep.Written, rep.Revision = true, rev
 	return rep, nil
 }
 

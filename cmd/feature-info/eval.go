@@ -95,8 +95,9 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := reportErrors(*rulesFile, rules.Check(rs, codecs(defs)), stderr); err != nil {
 			return err
 		}
-		src = controller.NewLive(nil, reg, nil)
-		src.(*controller.Live).Publish(controller.Build(rs, reg, -1, controller.BuildOptions{Defs: defs}))
+		live := controller.NewLive(nil, reg, nil)
+		live.Publish(controller.Build(rs, reg, -1, controller.BuildOptions{Defs: defs}))
+		src = live
 	} else {
 		if *defsFile != "" {
 			return fmt.Errorf("%w: -defs is for -rules; with -db the stored declarations are used", errUsage)
@@ -130,9 +131,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 				}
 			}
 		}
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return writeJSON(stdout, out)
 	}
 	for _, name := range fs.Args() {
 		r := c.Evaluate(name)

@@ -100,9 +100,7 @@ func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, val
 		return err
 	}
 	if *asJSON {
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		if err := writeJSON(stdout, rep); err != nil {
 			return err
 		}
 	} else {
@@ -171,7 +169,12 @@ func flagsList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	enc := json.NewEncoder(stdout)
+	return writeJSON(stdout, defs)
+}
+
+// writeJSON prints v as indented JSON.
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(defs)
+	return enc.Encode(v)
 }
