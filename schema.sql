@@ -38,18 +38,45 @@ CREATE TABLE IF NOT EXISTS feature_flags (
     updated_at    TIMESTAMPTZ NOT NULL
 );
 
--- One row a save of the rules: a unified diff of the normalised text.
+-- One row a save of the rules: a unified diff of the normalised text, and
+-- the whole normalised text after the save (so any entry can be reverted
+-- to). rules_text is NULL for entries written before it was recorded.
 CREATE TABLE IF NOT EXISTS feature_changelog (
     id         BIGSERIAL PRIMARY KEY,
     changed_at TIMESTAMPTZ NOT NULL,
     actor      TEXT   NOT NULL,
     comment    TEXT   NOT NULL,
     diff       TEXT   NOT NULL,
-    revision   BIGINT NOT NULL
+    revision   BIGINT NOT NULL,
+    rules_text TEXT
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS feature_changelog_revision_idx
     ON feature_changelog (revision);
+
+-- One row an API key. Only the SHA-256 of the key is kept (hex); hint is
+-- its first characters, so people can tell keys apart. scope is one of
+-- read_external, read, write, admin. Revoked keys stay listed.
+CREATE TABLE IF NOT EXISTS feature_api_keys (
+    id           BIGSERIAL PRIMARY KEY,
+    hash         TEXT NOT NULL UNIQUE,
+    hint         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    scope        TEXT NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    last_used_at TIMESTAMPTZ,
+    revoked_at   TIMESTAMPTZ
+);
+
+-- One row a browser session, made by logging in with a key. Only the
+-- SHA-256 of the cookie's value is kept; csrf is the token forms carry.
+CREATE TABLE IF NOT EXISTS feature_sessions (
+    hash       TEXT   PRIMARY KEY,
+    key_id     BIGINT NOT NULL REFERENCES feature_api_keys (id),
+    csrf       TEXT   NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
 
 -- A single row counting saves. Servers poll it to notice new rules; writers
 -- bump it first in their transaction, which serialises concurrent saves.

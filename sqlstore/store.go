@@ -38,6 +38,9 @@ var (
 	ErrInvalid = errors.New("sqlstore: invalid input")
 	// ErrUnavailable: the database could not be reached or is overloaded.
 	ErrUnavailable = errors.New("sqlstore: database unavailable")
+	// ErrNotFound: no such changelog entry, key or session (or the key is
+	// revoked, or the session expired).
+	ErrNotFound = errors.New("sqlstore: not found")
 )
 
 var (
@@ -128,16 +131,31 @@ func (s *Store) migrate(ctx context.Context) error {
 	return translate(tx.Commit())
 }
 
-// upgrade brings a database made before rules had conditions to the
-// current shape: a condition column, the primary key (flag, priority) and
-// the unique key (flag, scope, condition). Rules are kept.
+// upgrade brings a database made by an earlier version to the current
+// shape, keeping its rules and changelog.
 func (s *Store) upgrade(ctx context.Context, tx *sqlx.Tx) error {
-	var n int
-	q := `SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'feature_rules' AND column_name = 'condition'`
-	if s.dialect == SQLite {
-		q = `SELECT count(*) FROM pragma_table_info('feature_rules') WHERE name = 'condition'`
+	if err := s.upgradeConditions(ctx, tx); err != nil {
+		return err
 	}
-	if err := tx.GetContext(ctx, &n, q); err != nil || n > 0 {
+	return s.upgradeChangelogText(ctx, tx)
+}
+
+// hasColumn reports whether table has column.
+func (s *Store) hasColumn(ctx context.Context, tx *sqlx.Tx, table, column string) (bool, error) {
+	var n int
+	q := `SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2`
+	if s.dialect == SQLite {
+		q = `SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`
+	}
+	err := tx.GetContext(ctx, &n, q, table, column)
+	return n > 0, err
+}
+
+// upgradeConditions adds what rules with conditions need to a database
+// made before them: a condition column, the primary key (flag, priority)
+// and the unique key (flag, scope, condition).
+func (s *Store) upgradeConditions(ctx context.Context, tx *sqlx.Tx) error {
+	if ok, err := s.hasColumn(ctx, tx, "feature_rules", "condition"); err != nil || ok {
 		return err
 	}
 	var stmts []string
@@ -164,6 +182,30 @@ func (s *Store) upgrade(ctx context.Context, tx *sqlx.Tx) error {
 		}
 	}
 	return nil
+}
+
+// upgradeChangelogText adds the rules_text column to a changelog made
+// before entries recorded the whole text. The newest entry gets the
+// current rules (what they were after it), so it can be reverted to; older
+// entries keep NULL.
+func (s *Store) upgradeChangelogText(ctx context.Context, tx *sqlx.Tx) error {
+	if ok, err := s.hasColumn(ctx, tx, "feature_changelog", "rules_text"); err != nil || ok {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `ALTER TABLE feature_changelog ADD COLUMN rules_text TEXT`); err != nil {
+		return err
+	}
+	var cur []rules.Rule
+	if err := tx.SelectContext(ctx, &cur, `SELECT `+ruleColumns+` FROM feature_rules`); err != nil {
+		return err
+	}
+	q, args, err := s.sb.Update("feature_changelog").Set("rules_text", rules.Format(cur)).
+		Where("id = (SELECT MAX(id) FROM feature_changelog)").ToSql()
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, q, args...)
+	return err
 }
 
 // Close closes the database.
@@ -289,6 +331,10 @@ type Entry struct {
 	Comment  string    `db:"comment"`
 	Diff     string    `db:"diff"`
 	Revision int64     `db:"revision"`
+	// Text is the whole normalised rules text after the change. Only
+	// ChangelogEntry and ReplaceRules fill it; Valid is false for entries
+	// written before the text was recorded.
+	Text sql.NullString `db:"rules_text"`
 }
 
 // insertBatch rows per INSERT: 5 parameters a row stays far below SQLite's
@@ -380,10 +426,11 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 		}
 	}
 
+	text := rules.Format(rs)
 	e := Entry{Time: time.Now().UTC().Truncate(time.Microsecond), Actor: c.Actor, Comment: c.Comment,
-		Diff: Diff(rules.Format(old), rules.Format(rs)), Revision: rev}
-	ins := s.sb.Insert("feature_changelog").Columns("changed_at", "actor", "comment", "diff", "revision").
-		Values(e.Time, e.Actor, e.Comment, e.Diff, e.Revision).Suffix("RETURNING id")
+		Diff: Diff(rules.Format(old), text), Revision: rev, Text: sql.NullString{String: text, Valid: true}}
+	ins := s.sb.Insert("feature_changelog").Columns("changed_at", "actor", "comment", "diff", "revision", "rules_text").
+		Values(e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Text).Suffix("RETURNING id")
 	query, args, err := ins.ToSql()
 	if err != nil {
 		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", err)
@@ -459,6 +506,9 @@ type ChangelogQuery struct {
 	// Before, when positive, returns entries with IDs below it: pass the
 	// last ID of the previous page.
 	Before int64
+	// AfterRevision, when positive, returns only entries of revisions
+	// above it: the changes made since a page was loaded at that revision.
+	AfterRevision int64
 }
 
 // Changelog returns changelog entries newest first.
@@ -474,6 +524,9 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	if q.Before > 0 {
 		sel = sel.Where(sq.Lt{"id": q.Before})
 	}
+	if q.AfterRevision > 0 {
+		sel = sel.Where(sq.Gt{"revision": q.AfterRevision})
+	}
 	query, args, err := sel.ToSql()
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: changelog: %w", err)
@@ -487,6 +540,24 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	}
 	return es, nil
 }
+
+// ChangelogEntry returns one changelog entry with the rules text after it,
+// or ErrNotFound.
+func (s *Store) ChangelogEntry(ctx context.Context, id int64) (Entry, error) {
+	var e Entry
+	err := s.db.GetContext(ctx, &e, s.rebind(`SELECT id, changed_at, actor, comment, diff, revision, rules_text FROM feature_changelog WHERE id = ?`), id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Entry{}, fmt.Errorf("%w: changelog entry %d", ErrNotFound, id)
+	}
+	if err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: changelog entry: %w", translate(err))
+	}
+	e.Time = e.Time.UTC()
+	return e, nil
+}
+
+// rebind turns ? placeholders into the dialect's.
+func (s *Store) rebind(q string) string { return s.db.Rebind(q) }
 
 // Analyze refreshes the planner's statistics for the rules table.
 func (s *Store) Analyze(ctx context.Context) error {

@@ -22,6 +22,12 @@ CREATE TABLE feature_rules (
     PRIMARY KEY (flag, scope), UNIQUE (flag, priority));
 CREATE INDEX feature_rules_scope_idx ON feature_rules (scope, flag, priority DESC);
 INSERT INTO feature_rules VALUES ('ui.icing', 'default', 0, 'vanilla'), ('ui.icing', 'team:qa', 10, 'chocolate');
+CREATE TABLE feature_changelog (
+    id INTEGER PRIMARY KEY, changed_at TIMESTAMP NOT NULL, actor TEXT NOT NULL,
+    comment TEXT NOT NULL, diff TEXT NOT NULL, revision BIGINT NOT NULL);
+INSERT INTO feature_changelog VALUES (1, '2026-01-01 00:00:00', 'a', 'first', '+x', 1), (2, '2026-01-02 00:00:00', 'a', 'second', '+y', 2);
+CREATE TABLE feature_revision (id INTEGER PRIMARY KEY CHECK (id = 1), revision BIGINT NOT NULL);
+INSERT INTO feature_revision VALUES (1, 2);
 `
 
 // TestUpgradeKeepsRules opens a database made before conditions existed:
@@ -55,6 +61,14 @@ func TestUpgradeKeepsRules(t *testing.T) {
 			st, err := sqlstore.Open(ctx, dsn)
 			require.NoError(t, err)
 			defer st.Close()
+			// The newest changelog entry gets the current rules as its
+			// text, so it can be reverted to; older ones stay unrecorded.
+			e2, err := st.ChangelogEntry(ctx, 2)
+			require.NoError(t, err)
+			assert.Equal(t, sql.NullString{String: "ui.icing\tteam:qa\t10\tchocolate\nui.icing\tdefault\t0\tvanilla\n", Valid: true}, e2.Text)
+			e1, err := st.ChangelogEntry(ctx, 1)
+			require.NoError(t, err)
+			assert.False(t, e1.Text.Valid)
 			rs, _, err := rules.Parse("ui.icing default 2 a\n  when plan == \"x\"\nui.icing default 1 b\n", nil)
 			require.NoError(t, err)
 			_, err = st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "conditions", Actor: "t", BaseRevision: sqlstore.AnyRevision})
