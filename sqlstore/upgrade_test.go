@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -23,9 +24,10 @@ CREATE TABLE feature_rules (
 CREATE INDEX feature_rules_scope_idx ON feature_rules (scope, flag, priority DESC);
 INSERT INTO feature_rules VALUES ('ui.icing', 'default', 0, 'vanilla'), ('ui.icing', 'team:qa', 10, 'chocolate');
 CREATE TABLE feature_changelog (
-    id INTEGER PRIMARY KEY, changed_at TIMESTAMP NOT NULL, actor TEXT NOT NULL,
+    id ID_TYPE PRIMARY KEY, changed_at TIMESTAMP NOT NULL, actor TEXT NOT NULL,
     comment TEXT NOT NULL, diff TEXT NOT NULL, revision BIGINT NOT NULL);
-INSERT INTO feature_changelog VALUES (1, '2026-01-01 00:00:00', 'a', 'first', '+x', 1), (2, '2026-01-02 00:00:00', 'a', 'second', '+y', 2);
+INSERT INTO feature_changelog (changed_at, actor, comment, diff, revision)
+    VALUES ('2026-01-01 00:00:00', 'a', 'first', '+x', 1), ('2026-01-02 00:00:00', 'a', 'second', '+y', 2);
 CREATE TABLE feature_revision (id INTEGER PRIMARY KEY CHECK (id = 1), revision BIGINT NOT NULL);
 INSERT INTO feature_revision VALUES (1, 2);
 `
@@ -40,13 +42,13 @@ func TestUpgradeKeepsRules(t *testing.T) {
 	ctx := context.Background()
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
-			driver, source := "sqlite", dsn
+			driver, source, idType := "sqlite", dsn, "INTEGER"
 			if name == "postgres" {
-				driver = "postgres"
+				driver, idType = "postgres", "BIGSERIAL"
 			}
 			raw, err := sql.Open(driver, source)
 			require.NoError(t, err)
-			_, err = raw.ExecContext(ctx, oldSchema)
+			_, err = raw.ExecContext(ctx, strings.Replace(oldSchema, "ID_TYPE", idType, 1))
 			require.NoError(t, err)
 			require.NoError(t, raw.Close())
 
