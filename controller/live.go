@@ -29,6 +29,9 @@ type Live struct {
 	mu   sync.Mutex // serialises reloads
 	err  atomic.Pointer[error]
 	done atomic.Bool // a snapshot from src has been published
+	// synced is when the source last confirmed the current snapshot
+	// (Unix nanoseconds; 0 before the first).
+	synced atomic.Int64
 
 	// Options, if set, gives the build options for every snapshot: known
 	// (documented) flags, so looking them up stays lock-free, and flags
@@ -84,7 +87,20 @@ func (l *Live) build(rs []rules.Rule, revision int64, stored []rules.Definition)
 }
 
 // Publish replaces the current snapshot.
-func (l *Live) Publish(s *Snapshot) { l.cur.Store(s) }
+func (l *Live) Publish(s *Snapshot) {
+	l.cur.Store(s)
+	l.synced.Store(time.Now().UnixNano())
+}
+
+// Synced returns when the source last confirmed that the current snapshot
+// holds its newest rules (the zero time before the first success). Its
+// age says how stale the rules may be while the source is failing.
+func (l *Live) Synced() time.Time {
+	if n := l.synced.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
+}
 
 // Ready reports whether a snapshot loaded from the source (or published)
 // is being served.
@@ -113,6 +129,7 @@ func (l *Live) Reload(ctx context.Context, force bool) error {
 			return l.fail(fmt.Errorf("controller: read revision: %w", err))
 		}
 		if rev == cur.Revision() {
+			l.synced.Store(time.Now().UnixNano())
 			l.err.Store(nil)
 			return nil
 		}
@@ -123,6 +140,7 @@ func (l *Live) Reload(ctx context.Context, force bool) error {
 	}
 	l.stored = cfg.Flags
 	l.cur.Store(l.build(cfg.Rules, cfg.Revision, cfg.Flags))
+	l.synced.Store(time.Now().UnixNano())
 	l.done.Store(true)
 	l.err.Store(nil)
 	return nil

@@ -335,6 +335,9 @@ type Entry struct {
 	// ChangelogEntry and ReplaceRules fill it; Valid is false for entries
 	// written before the text was recorded.
 	Text sql.NullString `db:"rules_text"`
+	// Revertible says the entry's rules text was recorded, so the rules
+	// can be restored to it.
+	Revertible bool `db:"revertible"`
 }
 
 // insertBatch rows per INSERT: 5 parameters a row stays far below SQLite's
@@ -428,7 +431,7 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 
 	text := rules.Format(rs)
 	e := Entry{Time: time.Now().UTC().Truncate(time.Microsecond), Actor: c.Actor, Comment: c.Comment,
-		Diff: Diff(rules.Format(old), text), Revision: rev, Text: sql.NullString{String: text, Valid: true}}
+		Diff: Diff(rules.Format(old), text), Revision: rev, Text: sql.NullString{String: text, Valid: true}, Revertible: true}
 	ins := s.sb.Insert("feature_changelog").Columns("changed_at", "actor", "comment", "diff", "revision", "rules_text").
 		Values(e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Text).Suffix("RETURNING id")
 	query, args, err := ins.ToSql()
@@ -519,7 +522,7 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	case q.Limit > 1000:
 		q.Limit = 1000
 	}
-	sel := s.sb.Select("id", "changed_at", "actor", "comment", "diff", "revision").From("feature_changelog").
+	sel := s.sb.Select("id", "changed_at", "actor", "comment", "diff", "revision", "rules_text IS NOT NULL AS revertible").From("feature_changelog").
 		OrderBy("id DESC").Limit(uint64(q.Limit))
 	if q.Before > 0 {
 		sel = sel.Where(sq.Lt{"id": q.Before})
@@ -553,6 +556,7 @@ func (s *Store) ChangelogEntry(ctx context.Context, id int64) (Entry, error) {
 		return Entry{}, fmt.Errorf("sqlstore: changelog entry: %w", translate(err))
 	}
 	e.Time = e.Time.UTC()
+	e.Revertible = e.Text.Valid
 	return e, nil
 }
 

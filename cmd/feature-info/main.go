@@ -2,7 +2,7 @@
 // /+feature-info and /+feature-rules pages, checks, imports and exports rule
 // text, shows the changelog and evaluates flags for given scopes.
 //
-//	feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE]
+//	feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE] [-tls-cert FILE -tls-key FILE] [-secure-cookies]
 //	feature-info check [-defs FILE | -db DSN] FILE
 //	feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
 //	feature-info export [-db DSN]
@@ -11,6 +11,9 @@
 //	feature-info flags push [-db DSN] [-dry-run] [-strict] [-json] FILE
 //	feature-info flags validate [-db DSN] [-json] FILE
 //	feature-info flags list [-db DSN]
+//	feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
+//	feature-info keys list [-db DSN]
+//	feature-info keys revoke [-db DSN] ID
 //
 // Declarations files (JSON) are described in docs/typed-flags.md.
 //
@@ -37,7 +40,7 @@ const DefaultDSN = "scopeflags.db"
 var errUsage = errors.New("usage")
 
 const usage = `usage:
-  feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE]
+  feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE] [-tls-cert FILE -tls-key FILE] [-secure-cookies]
   feature-info check [-defs FILE | -db DSN] FILE
   feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
   feature-info export [-db DSN]
@@ -48,6 +51,9 @@ const usage = `usage:
   feature-info flags push [-db DSN] [-dry-run] [-strict] [-json] FILE
   feature-info flags validate [-db DSN] [-json] FILE
   feature-info flags list [-db DSN]
+  feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
+  feature-info keys list [-db DSN]
+  feature-info keys revoke [-db DSN] ID
 DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
 `
 
@@ -73,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"changelog": cmdChangelog,
 		"eval":      cmdEval,
 		"flags":     cmdFlags,
+		"keys":      cmdKeys,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

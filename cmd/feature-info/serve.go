@@ -9,8 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"time"
 
+	"github.com/scopeflags/scopeflags/admin"
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/rules"
@@ -41,10 +43,20 @@ type Main struct {
 	Addr       string
 	ServerRole string
 	Log        *slog.Logger
+	// AdminKey, if set, is the admin key made on the first start with no
+	// keys (from SCOPEFLAGS_ADMIN_KEY); otherwise one is generated and
+	// printed once to Out.
+	AdminKey string
+	Out      io.Writer
+	// TLSCert and TLSKey, if set, serve HTTPS (and session cookies are
+	// Secure). SecureCookies marks them Secure behind a TLS proxy.
+	TLSCert, TLSKey string
+	SecureCookies   bool
 
 	Store  *sqlstore.Store
 	Live   *controller.Live
 	Engine *features.Engine
+	Admin  *admin.Server
 
 	ln     net.Listener
 	srv    *http.Server
@@ -67,6 +79,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.seed(ctx); err != nil {
 		return err
 	}
+	if err := m.bootstrapKey(ctx); err != nil {
+		return err
+	}
 	m.Live = controller.NewLive(st, scopes.NewRegistry(), m.Log)
 	m.Engine = features.NewEngine(m.Live, m.ServerRole, features.NewRegistry())
 	m.Engine.Docs.MustDocument(exampleDocs...)
@@ -74,23 +89,16 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
-	mux := http.NewServeMux()
-	mux.Handle("GET /+feature-info", m.Engine.InfoHandler())
-	mux.Handle("GET /+feature-rules", m.Engine.RulesHandler())
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/+feature-info", http.StatusFound)
-	})
+	m.Admin = &admin.Server{Store: st, Live: m.Live, Engine: m.Engine, Log: m.Log, SecureCookies: m.SecureCookies}
+	handler := m.Admin.Handler()
 
 	m.ln, err = net.Listen("tcp", m.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	m.srv = &http.Server{
-		Handler:           mux,
+		Handler:           handler,
+		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -102,7 +110,11 @@ func (m *Main) Run(ctx context.Context) error {
 	go func() { _ = m.Live.Run(runCtx, 0) }()
 	go func() {
 		defer close(m.done)
-		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		serve := func() error { return m.srv.Serve(m.ln) }
+		if m.TLSCert != "" {
+			serve = func() error { return m.srv.ServeTLS(m.ln, m.TLSCert, m.TLSKey) }
+		}
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.Log.Error("serve", "err", err)
 		}
 	}()
@@ -110,7 +122,39 @@ func (m *Main) Run(ctx context.Context) error {
 }
 
 // URL is the server's base URL, once Run has returned.
-func (m *Main) URL() string { return "http://" + m.ln.Addr().String() }
+func (m *Main) URL() string {
+	if m.TLSCert != "" {
+		return "https://" + m.ln.Addr().String()
+	}
+	return "http://" + m.ln.Addr().String()
+}
+
+// bootstrapKey makes an admin key when the database has never had one:
+// AdminKey if set, else a new one printed once to Out (never to the log).
+func (m *Main) bootstrapKey(ctx context.Context) error {
+	n, err := m.Store.CountKeys(ctx)
+	if err != nil || n > 0 {
+		return err
+	}
+	key, generated := m.AdminKey, m.AdminKey == ""
+	if generated {
+		key = sqlstore.NewKey()
+	}
+	k, err := m.Store.CreateKey(ctx, key, "admin (first start)", string(admin.ScopeAdmin))
+	if err != nil {
+		return fmt.Errorf("create the first admin key: %w", err)
+	}
+	if generated {
+		out := m.Out
+		if out == nil {
+			out = os.Stdout
+		}
+		fmt.Fprintf(out, "\nThe database had no API keys, so this admin key was made (id %d). It is shown only now:\n\n    %s\n\nLog in with it at /login, or send it as Authorization: Bearer KEY. Make narrower keys with\n\"feature-info keys create -scope read|write|admin -name NAME\".\n\n", k.ID, key)
+	} else {
+		m.Log.Info("first admin key stored from SCOPEFLAGS_ADMIN_KEY", "id", k.ID, "hint", k.Hint)
+	}
+	return nil
+}
 
 // seed loads the example rules and declarations into a database that has
 // never been saved.
@@ -164,8 +208,16 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&m.DSN, "db", DefaultDSN, "database DSN")
 	fs.StringVar(&m.Addr, "addr", "127.0.0.1:8080", "listen address")
 	fs.StringVar(&m.ServerRole, "role", "", "this server's role, for server.ROLE scopes")
+	fs.StringVar(&m.TLSCert, "tls-cert", "", "serve HTTPS with this certificate file (needs -tls-key)")
+	fs.StringVar(&m.TLSKey, "tls-key", "", "the private key file of -tls-cert")
+	fs.BoolVar(&m.SecureCookies, "secure-cookies", false, "mark session cookies Secure on plain HTTP (behind a TLS proxy)")
+	m.AdminKey = os.Getenv("SCOPEFLAGS_ADMIN_KEY")
+	m.Out = stdout
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if (m.TLSCert == "") != (m.TLSKey == "") {
+		return fmt.Errorf("%w: -tls-cert and -tls-key go together", errUsage)
 	}
 	if err := m.Run(ctx); err != nil {
 		m.Close()

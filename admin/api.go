@@ -1,0 +1,710 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/scopes"
+	"github.com/scopeflags/scopeflags/sqlstore"
+)
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		http.Error(w, `{"error":{"code":"internal","message":"encoding the answer failed"}}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(b.Bytes())
+}
+
+// mediaType returns the request's media type, lower-cased, without
+// parameters.
+func mediaType(r *http.Request) string {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return ""
+	}
+	return mt
+}
+
+// decodeJSON reads a JSON object body into v, refusing other media types,
+// invalid UTF-8, unknown fields and trailing data.
+func decodeJSON(r *http.Request, v any) error {
+	if mt := mediaType(r); mt != "application/json" {
+		return errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json (got %q)", r.Header.Get("Content-Type"))
+	}
+	body, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	return unmarshalStrict(body, v)
+}
+
+func unmarshalStrict(body []byte, v any) error {
+	if !utf8.Valid(body) {
+		return errf(http.StatusBadRequest, "invalid_utf8", "the request body is not valid UTF-8 (first bad byte at offset %d)", badUTF8(body))
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errf(http.StatusBadRequest, "invalid_json", "malformed JSON: %s", jsonWhere(body, err))
+	}
+	if dec.More() {
+		return errf(http.StatusBadRequest, "invalid_json", "malformed JSON: unexpected data after the object")
+	}
+	return nil
+}
+
+// badUTF8 returns the offset of the first byte that is not valid UTF-8.
+func badUTF8(b []byte) int {
+	for i := 0; i < len(b); {
+		r, n := utf8.DecodeRune(b[i:])
+		if r == utf8.RuneError && n == 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// jsonWhere adds the line to a JSON error that has an offset.
+func jsonWhere(data []byte, err error) string {
+	var off int64 = -1
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		off = se.Offset
+	case errors.As(err, &te):
+		off = te.Offset
+	}
+	if off < 0 {
+		return err.Error()
+	}
+	return fmt.Sprintf("line %d: %v", 1+bytes.Count(data[:min(int(off), len(data))], []byte("\n")), err)
+}
+
+// etag is the entity tag of a revision of the rules.
+func etag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }
+
+// ifMatch reads the revision a write is based on from If-Match:
+// sqlstore.AnyRevision for *, else the revision in the tag. A write
+// without If-Match is refused: it would overwrite blindly.
+func ifMatch(r *http.Request) (int64, error) {
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	switch {
+	case v == "":
+		return 0, errf(http.StatusPreconditionRequired, "precondition_required", `send If-Match with the ETag of the rules you edited (or "*" to replace whatever is there)`)
+	case v == "*":
+		return sqlstore.AnyRevision, nil
+	}
+	rev, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
+	if err != nil || rev < 0 || strings.Contains(v, ",") {
+		return 0, errf(http.StatusBadRequest, "invalid_request", "If-Match: want one ETag such as \"12\", got %q", v)
+	}
+	return rev, nil
+}
+
+// ruleJSON is a rule in the API.
+type ruleJSON struct {
+	Flag      string `json:"flag"`
+	Scope     string `json:"scope"`
+	Priority  int    `json:"priority"`
+	Value     string `json:"value"`
+	Condition string `json:"condition,omitempty"`
+}
+
+type rulesDoc struct {
+	Revision int64      `json:"revision"`
+	Text     string     `json:"text"`
+	Rules    []ruleJSON `json:"rules"`
+}
+
+func toJSON(rs []rules.Rule) []ruleJSON {
+	out := make([]ruleJSON, len(rs))
+	for i, r := range rs {
+		out[i] = ruleJSON{r.Flag, r.Scope, r.Priority, r.Value, r.Condition}
+	}
+	return out
+}
+
+// apiGetRules: GET /api/v1/rules, as JSON or (Accept: text/plain or
+// ?format=text) as the rules text, with the revision as ETag.
+func (s *Server) apiGetRules(w http.ResponseWriter, r *http.Request) {
+	cfg, err := s.Store.Load(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	tag := etag(cfg.Revision)
+	w.Header().Set("ETag", tag)
+	w.Header().Set("Vary", "Accept")
+	if r.Header.Get("If-None-Match") == tag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if r.URL.Query().Get("format") == "text" || strings.HasPrefix(r.Header.Get("Accept"), "text/plain") {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Write([]byte(rules.Format(cfg.Rules)))
+		return
+	}
+	writeJSON(w, http.StatusOK, rulesDoc{cfg.Revision, rules.Format(cfg.Rules), toJSON(cfg.Rules)})
+}
+
+// putRulesBody is PUT /api/v1/rules as JSON: the comment and either the
+// rules text or the rules.
+type putRulesBody struct {
+	Comment string      `json:"comment"`
+	Text    *string     `json:"text"`
+	Rules   *[]ruleJSON `json:"rules"`
+}
+
+// saveResult answers a successful write of the rules.
+type saveResult struct {
+	Revision    int64    `json:"revision"`
+	ChangelogID int64    `json:"changelog_id"`
+	Diff        string   `json:"diff"`
+	Warnings    []Detail `json:"warnings,omitempty"`
+}
+
+// apiPutRules: PUT /api/v1/rules replaces every rule, either from rules
+// text (Content-Type: text/plain, comment in ?comment= or X-Comment) or
+// from JSON. If-Match is required.
+func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
+	base, err := ifMatch(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var text, comment string
+	var rs []rules.Rule
+	switch mediaType(r) {
+	case "text/plain":
+		body, err := readBody(r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if !utf8.Valid(body) {
+			s.fail(w, r, errf(http.StatusBadRequest, "invalid_utf8", "the rules text is not valid UTF-8 (line %d)", 1+bytes.Count(body[:badUTF8(body)], []byte("\n"))))
+			return
+		}
+		text, comment = string(body), r.URL.Query().Get("comment")
+		if comment == "" {
+			comment = r.Header.Get("X-Comment")
+		}
+	case "application/json":
+		var b putRulesBody
+		if err := decodeJSON(r, &b); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if (b.Text == nil) == (b.Rules == nil) {
+			s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", `give exactly one of "text" and "rules"`))
+			return
+		}
+		comment = b.Comment
+		if b.Text != nil {
+			text = *b.Text
+		} else {
+			rs = make([]rules.Rule, len(*b.Rules))
+			for i, x := range *b.Rules {
+				rs[i] = rules.Rule{Flag: x.Flag, Scope: x.Scope, Priority: x.Priority, Value: x.Value, Condition: x.Condition}
+			}
+		}
+	default:
+		s.fail(w, r, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the rules as text/plain or application/json (got %q)", r.Header.Get("Content-Type")))
+		return
+	}
+	c := sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base}
+	var e sqlstore.Entry
+	var warnings []*rules.Error
+	if rs != nil {
+		e, err = s.Store.ReplaceRules(r.Context(), rs, c)
+	} else {
+		e, warnings, err = s.Store.ReplaceText(r.Context(), text, s.Live.Registry(), c)
+	}
+	if err != nil {
+		s.fail(w, r, s.saveError(r, err, base))
+		return
+	}
+	s.saved(w, r, e, warnings)
+}
+
+// saved reloads the rules this server serves and answers a write.
+func (s *Server) saved(w http.ResponseWriter, r *http.Request, e sqlstore.Entry, warnings []*rules.Error) {
+	if err := s.Live.Reload(r.Context(), false); err != nil {
+		s.Log.Warn("reload after save", "err", err)
+	}
+	res := saveResult{Revision: e.Revision, ChangelogID: e.ID, Diff: e.Diff}
+	for _, w := range warnings {
+		res.Warnings = append(res.Warnings, Detail{Line: w.Line, Message: w.Msg})
+	}
+	w.Header().Set("ETag", etag(e.Revision))
+	writeJSON(w, http.StatusOK, res)
+}
+
+// saveError explains why a save of the rules was refused.
+func (s *Server) saveError(r *http.Request, err error, base int64) error {
+	var list rules.ErrorList
+	switch {
+	case errors.Is(err, sqlstore.ErrConflict) && base != sqlstore.AnyRevision:
+		e := errf(http.StatusPreconditionFailed, "precondition_failed", "the rules changed since revision %d: fetch them again, reapply your edit and send the new ETag", base)
+		if rev, rerr := s.Store.Revision(r.Context()); rerr == nil {
+			e.Revision = &rev
+		}
+		return e
+	case errors.Is(err, sqlstore.ErrConflict):
+		return errf(http.StatusConflict, "conflict", "another save happened at the same moment; try again")
+	case errors.As(err, &list):
+		e := errf(http.StatusUnprocessableEntity, "invalid_rules", "%d problem(s) in the rules; nothing was saved", len(list))
+		for _, x := range list {
+			msg := x.Msg
+			e.Details = append(e.Details, Detail{Line: x.Line, Message: msg})
+		}
+		return e
+	case errors.Is(err, sqlstore.ErrInvalid):
+		msg := strings.TrimPrefix(err.Error(), "sqlstore: invalid input: ")
+		if strings.Contains(msg, "comment is required") {
+			return errf(http.StatusUnprocessableEntity, "comment_required", "%s", msg)
+		}
+		return errf(http.StatusUnprocessableEntity, "invalid_rules", "%s; nothing was saved", msg)
+	}
+	return err
+}
+
+// apiListFlags: GET /api/v1/flags lists the stored declarations.
+func (s *Server) apiListFlags(w http.ResponseWriter, r *http.Request) {
+	defs, err := s.Store.Definitions(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if defs == nil {
+		defs = []rules.Definition{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"flags": defs})
+}
+
+// apiGetFlag: GET /api/v1/flags/{name}.
+func (s *Server) apiGetFlag(w http.ResponseWriter, r *http.Request) {
+	defs, err := s.Store.Definitions(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	name := r.PathValue("name")
+	i := slices.IndexFunc(defs, func(d rules.Definition) bool { return d.Name == name })
+	if i < 0 {
+		s.fail(w, r, errf(http.StatusNotFound, "not_found", "no flag %q is declared", name))
+		return
+	}
+	writeJSON(w, http.StatusOK, defs[i])
+}
+
+// apiPushFlags: POST /api/v1/flags/push?dry_run=true&strict=true with a
+// declarations file as the body.
+func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
+	var opts sqlstore.PushOptions
+	for name, dst := range map[string]*bool{"dry_run": &opts.DryRun, "strict": &opts.Strict} {
+		if v := r.URL.Query().Get(name); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "%s=%q: want true or false", name, v))
+				return
+			}
+			*dst = b
+		}
+	}
+	if mt := mediaType(r); mt != "application/json" {
+		s.fail(w, r, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the declarations file as application/json (got %q)", r.Header.Get("Content-Type")))
+		return
+	}
+	body, err := readBody(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !utf8.Valid(body) {
+		s.fail(w, r, errf(http.StatusBadRequest, "invalid_utf8", "the declarations are not valid UTF-8 (first bad byte at offset %d)", badUTF8(body)))
+		return
+	}
+	defs, err := rules.ParseDeclarations(body)
+	if err != nil {
+		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.ReplaceAll(err.Error(), "\n", "; ")))
+		return
+	}
+	rep, err := s.Store.PushDefinitions(r.Context(), defs, opts)
+	switch {
+	case errors.Is(err, sqlstore.ErrIncompatible):
+		writeJSON(w, http.StatusConflict, map[string]any{
+			"error":  errf(http.StatusConflict, "incompatible_values", "stored rule values do not fit the new declarations; nothing was written (push without strict to write anyway)"),
+			"report": rep,
+		})
+		return
+	case errors.Is(err, sqlstore.ErrInvalid):
+		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.TrimPrefix(err.Error(), "sqlstore: invalid input: ")))
+		return
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	}
+	if rep.Written {
+		if err := s.Live.Reload(r.Context(), false); err != nil {
+			s.Log.Warn("reload after push", "err", err)
+		}
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// entryJSON is a changelog entry in the API.
+type entryJSON struct {
+	ID         int64     `json:"id"`
+	Time       time.Time `json:"time"`
+	Actor      string    `json:"actor"`
+	Comment    string    `json:"comment"`
+	Diff       string    `json:"diff"`
+	Revision   int64     `json:"revision"`
+	Revertible bool      `json:"revertible"`
+	Text       *string   `json:"text,omitempty"`
+}
+
+func entryOf(e sqlstore.Entry) entryJSON {
+	return entryJSON{e.ID, e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Revertible, nil}
+}
+
+// apiChangelog: GET /api/v1/changelog?limit=N&before=ID, newest first.
+func (s *Server) apiChangelog(w http.ResponseWriter, r *http.Request) {
+	q, err := changelogQuery(r, 50)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	es, err := s.Store.Changelog(r.Context(), q)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := struct {
+		Entries    []entryJSON `json:"entries"`
+		NextBefore int64       `json:"next_before,omitempty"`
+	}{Entries: []entryJSON{}}
+	for _, e := range es {
+		out.Entries = append(out.Entries, entryOf(e))
+	}
+	if len(es) == q.Limit {
+		out.NextBefore = es[len(es)-1].ID
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// changelogQuery reads limit and before.
+func changelogQuery(r *http.Request, def int) (sqlstore.ChangelogQuery, error) {
+	q := sqlstore.ChangelogQuery{Limit: def}
+	for name, dst := range map[string]*int64{"limit": nil, "before": &q.Before} {
+		v := r.URL.Query().Get(name)
+		if v == "" {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 || (name == "limit" && n > 1000) {
+			return q, errf(http.StatusBadRequest, "invalid_request", "%s=%q: want a positive integer%s", name, v, map[bool]string{true: " up to 1000"}[name == "limit"])
+		}
+		if dst == nil {
+			q.Limit = int(n)
+		} else {
+			*dst = n
+		}
+	}
+	return q, nil
+}
+
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id < 1 {
+		return 0, errf(http.StatusNotFound, "not_found", "no such id %q", r.PathValue("id"))
+	}
+	return id, nil
+}
+
+// apiChangelogEntry: GET /api/v1/changelog/{id}, with the rules text
+// after the entry.
+func (s *Server) apiChangelogEntry(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	e, err := s.Store.ChangelogEntry(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := entryOf(e)
+	if e.Text.Valid {
+		out.Text = &e.Text.String
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// revert restores the rules as they were after changelog entry id, as a
+// new change based on revision base.
+func (s *Server) revert(r *http.Request, id, base int64, comment string) (sqlstore.Entry, error) {
+	if strings.TrimSpace(comment) == "" {
+		return sqlstore.Entry{}, errf(http.StatusUnprocessableEntity, "comment_required", "a comment is required: say who asked for this revert and why")
+	}
+	e, err := s.Store.ChangelogEntry(r.Context(), id)
+	if err != nil {
+		return sqlstore.Entry{}, err
+	}
+	if !e.Text.Valid {
+		return sqlstore.Entry{}, errf(http.StatusConflict, "not_revertible", "change #%d was saved before the rules text was recorded with each change, so it cannot be restored", id)
+	}
+	rs, _, err := rules.Parse(e.Text.String, nil)
+	if err != nil {
+		return sqlstore.Entry{}, s.saveError(r, fmt.Errorf("%w: %w", sqlstore.ErrInvalid, err), base)
+	}
+	c := sqlstore.Change{Comment: fmt.Sprintf("Revert to the rules after change #%d (revision %d): %s", e.ID, e.Revision, comment),
+		Actor: info(r).actor, BaseRevision: base}
+	saved, err := s.Store.ReplaceRules(r.Context(), rs, c)
+	if err != nil {
+		return sqlstore.Entry{}, s.saveError(r, err, base)
+	}
+	return saved, nil
+}
+
+// apiRevert: POST /api/v1/changelog/{id}/revert with {"comment": ...}
+// and If-Match.
+func (s *Server) apiRevert(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	base, err := ifMatch(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var b struct {
+		Comment string `json:"comment"`
+	}
+	if err := decodeJSON(r, &b); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	e, err := s.revert(r, id, base, b.Comment)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.saved(w, r, e, nil)
+}
+
+// explainRequest says whom to evaluate for: the request or job's scopes
+// and evaluation context.
+type explainRequest struct {
+	// Scopes are active outright (as a job's fixed scopes).
+	Scopes []string `json:"scopes"`
+	PageID string   `json:"page_id"`
+	User   *struct {
+		ID    int64    `json:"id"`
+		Teams []string `json:"teams"`
+	} `json:"user"`
+	Script string `json:"script"`
+	Server string `json:"server"`
+	// Context is the evaluation context: targetingKey and attributes.
+	Context map[string]any `json:"context"`
+	// Flags to explain; every flag with rules or a declaration when empty.
+	Flags []string `json:"flags"`
+}
+
+type explainRule struct {
+	Scope     string `json:"scope"`
+	Priority  int    `json:"priority"`
+	Condition string `json:"condition,omitempty"`
+	Value     string `json:"value"`
+}
+
+type explainFlag struct {
+	Value   *string      `json:"value"`
+	Variant string       `json:"variant,omitempty"`
+	Reason  string       `json:"reason"`
+	Rule    *explainRule `json:"rule"`
+	Error   string       `json:"error,omitempty"`
+}
+
+type explainScope struct {
+	Scope   string `json:"scope"`
+	Active  bool   `json:"active"`
+	Claimed bool   `json:"claimed"`
+}
+
+// apiExplain: POST /api/v1/explain evaluates flags for the given scopes
+// and context on the rules this server serves, and says why each has its
+// value and which scopes were checked to decide.
+func (s *Server) apiExplain(w http.ResponseWriter, r *http.Request) {
+	var req explainRequest
+	if err := decodeJSON(r, &req); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	env := scopes.Env{Context: r.Context(), Fixed: req.Scopes, PageID: req.PageID, Script: req.Script, ServerRole: req.Server}
+	if req.User != nil {
+		env.User = scopes.StaticUser{ID: req.User.ID, Teams: req.User.Teams}
+	}
+	key, _ := req.Context["targetingKey"].(string)
+	if v, ok := req.Context["targetingKey"]; ok && key == "" && v != nil {
+		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "context.targetingKey must be a string"))
+		return
+	}
+	c := controller.New(r.Context(), s.Live, env, controller.Options{Target: rules.NewTarget(key, req.Context)})
+	snap := c.Snapshot()
+	names := req.Flags
+	if len(names) == 0 {
+		for _, rl := range snap.Rules() {
+			names = append(names, rl.Flag)
+		}
+		for _, d := range snap.Definitions() {
+			names = append(names, d.Name)
+		}
+		slices.Sort(names)
+		names = slices.Compact(names)
+	}
+	out := struct {
+		Revision int64                   `json:"revision"`
+		Flags    map[string]*explainFlag `json:"flags"`
+		Scopes   []explainScope          `json:"scopes_checked"`
+	}{Revision: snap.Revision(), Flags: map[string]*explainFlag{}, Scopes: []explainScope{}}
+	for _, name := range names {
+		res := c.Evaluate(name)
+		f := &explainFlag{Variant: res.Variant, Reason: string(res.Reason)}
+		if res.Set || res.Declared {
+			v := res.Value
+			f.Value = &v
+		}
+		if f.Reason == "" {
+			f.Reason = string(controller.ReasonDefault)
+		}
+		if res.Set && res.Reason != controller.ReasonDefault && res.Reason != controller.ReasonError {
+			f.Rule = &explainRule{Scope: res.Scope, Priority: res.Priority, Condition: res.Condition, Value: res.Value}
+		}
+		if res.Err != nil {
+			f.Error = res.Err.Error()
+		}
+		out.Flags[name] = f
+	}
+	for _, ch := range c.UsedScopes() {
+		out.Scopes = append(out.Scopes, explainScope{ch.Scope, ch.Active, ch.Claimed})
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// keyJSON is a key in the API: never the key itself, except once in the
+// answer that creates it.
+type keyJSON struct {
+	ID       int64      `json:"id"`
+	Name     string     `json:"name"`
+	Scope    string     `json:"scope"`
+	Hint     string     `json:"hint"`
+	Created  time.Time  `json:"created"`
+	LastUsed *time.Time `json:"last_used"`
+	Revoked  *time.Time `json:"revoked"`
+	Key      string     `json:"key,omitempty"`
+}
+
+func keyOf(k sqlstore.APIKey) keyJSON {
+	out := keyJSON{ID: k.ID, Name: k.Name, Scope: k.Scope, Hint: k.Hint, Created: k.Created}
+	if k.LastUsed.Valid {
+		out.LastUsed = &k.LastUsed.Time
+	}
+	if k.Revoked.Valid {
+		out.Revoked = &k.Revoked.Time
+	}
+	return out
+}
+
+func (s *Server) apiListKeys(w http.ResponseWriter, r *http.Request) {
+	ks, err := s.Store.Keys(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	out := []keyJSON{}
+	for _, k := range ks {
+		out = append(out, keyOf(k))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+}
+
+// apiCreateKey: POST /api/v1/keys with {"name", "scope"}; the answer
+// holds the key, shown this once.
+func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
+	var b struct {
+		Name  string `json:"name"`
+		Scope string `json:"scope"`
+	}
+	if err := decodeJSON(r, &b); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sc, err := ParseScope(b.Scope)
+	if err != nil {
+		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_request", "scope: %v", strings.TrimPrefix(err.Error(), "admin: ")))
+		return
+	}
+	if strings.TrimSpace(b.Name) == "" {
+		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_request", "name: a key needs a name"))
+		return
+	}
+	key := sqlstore.NewKey()
+	k, err := s.Store.CreateKey(r.Context(), key, b.Name, string(sc))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.Log.Info("api key created", "id", k.ID, "name", k.Name, "scope", k.Scope, "by", info(r).actor)
+	out := keyOf(k)
+	out.Key = key
+	writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) apiRevokeKey(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	k, err := s.Store.RevokeKey(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.Log.Info("api key revoked", "id", k.ID, "name", k.Name, "by", info(r).actor)
+	writeJSON(w, http.StatusOK, keyOf(k))
+}
+
+// apiWhoami: GET /api/v1/whoami names the key making the request.
+func (s *Server) apiWhoami(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, keyOf(info(r).p.key))
+}

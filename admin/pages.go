@@ -1,0 +1,329 @@
+package admin
+
+import (
+	"bytes"
+	"embed"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/sqlstore"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+var templates = template.Must(template.New("").Funcs(template.FuncMap{"diffLines": diffLines}).ParseFS(templateFS, "templates/*.html"))
+
+// diffLine is one line of a unified diff, with a class for its colour.
+type diffLine struct{ Class, Text string }
+
+func diffLines(d string) []diffLine {
+	var out []diffLine
+	for _, l := range strings.SplitAfter(d, "\n") {
+		if l == "" {
+			continue
+		}
+		c := "ctx"
+		switch l[0] {
+		case '+':
+			c = "add"
+		case '-':
+			c = "del"
+		case '@':
+			c = "hunk"
+		}
+		out = append(out, diffLine{c, l})
+	}
+	return out
+}
+
+// pageData is what every admin page template gets.
+type pageData struct {
+	Title    string
+	Revision int64
+	Who      string // key name; "" when anonymous
+	Scope    Scope
+	CSRF     string // the session's token; "" for header-authenticated requests
+	CanWrite bool
+
+	// error page
+	Message, Code string
+
+	// login
+	Next       string
+	LoginError string
+
+	// rules
+	Text      string
+	Comment   string
+	Base      int64
+	Errors    []Detail
+	Conflict  []sqlstore.Entry
+	Saved     *sqlstore.Entry
+	Rules     []rules.Rule
+	ReadError string
+
+	// changelog
+	Entries  []sqlstore.Entry
+	Older    int64
+	Reverted *sqlstore.Entry
+}
+
+// page fills what every page shows about who is looking.
+func (s *Server) page(r *http.Request, title string) pageData {
+	d := pageData{Title: title}
+	if p := info(r).p; p != nil {
+		d.Who, d.Scope, d.CanWrite = p.key.Name, p.scope, p.scope.Allows(ScopeWrite)
+		if p.session != nil {
+			d.CSRF = p.session.CSRF
+		}
+	}
+	return d
+}
+
+// renderStatus renders a template into a buffer first, so a template
+// error is a clean 500 rather than half a page.
+func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) {
+	var buf bytes.Buffer
+	if err := templates.ExecuteTemplate(&buf, name, d); err != nil {
+		s.Log.Error("render page", "page", name, "err", err)
+		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// loginPage: GET /login.
+func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
+	d := s.page(r, "Log in")
+	d.Next = safeNext(r.URL.Query().Get("next"))
+	s.renderStatus(w, r, http.StatusOK, "login.html", d)
+}
+
+// safeNext keeps only local paths, so the login form cannot send people
+// to another site.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.HasPrefix(next, "/login") {
+		return "/+feature-info"
+	}
+	return next
+}
+
+// login: POST /login with a key starts a browser session.
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, bodyError(err))
+		return
+	}
+	d := s.page(r, "Log in")
+	d.Next = safeNext(r.PostForm.Get("next"))
+	key := strings.TrimSpace(r.PostForm.Get("key"))
+	k, err := s.Store.Authenticate(r.Context(), key)
+	switch {
+	case key == "":
+		d.LoginError = "Enter an API key."
+	case errors.Is(err, sqlstore.ErrNotFound):
+		s.metrics.authFailure("bad_credentials")
+		d.LoginError = "That key is not valid: it may be mistyped or revoked."
+	case err != nil:
+		s.fail(w, r, err)
+		return
+	case !Scope(k.Scope).Allows(ScopeRead):
+		s.metrics.authFailure("scope")
+		d.LoginError = "That key has the " + k.Scope + " scope, which cannot use these pages."
+	}
+	if d.LoginError != "" {
+		s.renderStatus(w, r, http.StatusUnauthorized, "login.html", d)
+		return
+	}
+	token, sess, err := s.Store.CreateSession(r.Context(), k, s.SessionTTL)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", Expires: sess.Expires,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil || s.SecureCookies})
+	s.Log.Info("logged in", "name", k.Name, "scope", k.Scope)
+	http.Redirect(w, r, d.Next, http.StatusSeeOther)
+}
+
+// logout: POST /logout ends the session.
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+		if err := s.Store.DeleteSession(r.Context(), c.Value); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil || s.SecureCookies})
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// rulesPage: GET /+feature-rules. Writers get the rules text in an
+// editor; readers a listing. ?saved=ID shows the diff of a save.
+func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
+	d := s.page(r, "Feature rules")
+	if id, err := strconv.ParseInt(r.URL.Query().Get("saved"), 10, 64); err == nil {
+		if e, err := s.Store.ChangelogEntry(r.Context(), id); err == nil {
+			d.Saved = &e
+		}
+	}
+	cfg, err := s.Store.Load(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	d.Revision, d.Base, d.Rules, d.Text = cfg.Revision, cfg.Revision, cfg.Rules, rules.Format(cfg.Rules)
+	s.renderStatus(w, r, http.StatusOK, "rules.html", d)
+}
+
+// saveRules: POST /+feature-rules saves the edited text. On any problem
+// the page comes back with the person's text and comment kept.
+func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, bodyError(err))
+		return
+	}
+	d := s.page(r, "Feature rules")
+	d.Text = strings.ReplaceAll(r.PostForm.Get("text"), "\r\n", "\n")
+	d.Comment = r.PostForm.Get("comment")
+	base, err := strconv.ParseInt(r.PostForm.Get("base"), 10, 64)
+	if err != nil || base < 0 {
+		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "the form lacks the revision it was loaded from; reload the page"))
+		return
+	}
+	d.Base = base
+	status := http.StatusOK
+	switch {
+	case !utf8.ValidString(d.Text) || !utf8.ValidString(d.Comment):
+		status, d.Errors = http.StatusBadRequest, []Detail{{Message: "the text is not valid UTF-8"}}
+	case strings.TrimSpace(d.Comment) == "":
+		status, d.Errors = http.StatusUnprocessableEntity, []Detail{{Message: "a comment is required: say who asked for this change and why"}}
+	default:
+		e, _, err := s.Store.ReplaceText(r.Context(), d.Text, s.Live.Registry(),
+			sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base})
+		if err == nil {
+			if err := s.Live.Reload(r.Context(), false); err != nil {
+				s.Log.Warn("reload after save", "err", err)
+			}
+			http.Redirect(w, r, "/+feature-rules?saved="+strconv.FormatInt(e.ID, 10), http.StatusSeeOther)
+			return
+		}
+		status = s.explainRefusal(r, &d, err, base)
+		if status == 0 {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	if cfg, err := s.Store.Load(r.Context()); err == nil {
+		d.Revision, d.Rules = cfg.Revision, cfg.Rules
+	} else {
+		d.ReadError = "The current rules could not be read: " + err.Error()
+	}
+	s.renderStatus(w, r, status, "rules.html", d)
+}
+
+// explainRefusal fills the page for a refused save and returns its
+// status, or 0 for errors that are not the person's to fix.
+func (s *Server) explainRefusal(r *http.Request, d *pageData, err error, base int64) int {
+	var list rules.ErrorList
+	switch {
+	case errors.Is(err, sqlstore.ErrConflict):
+		es, lerr := s.Store.Changelog(r.Context(), sqlstore.ChangelogQuery{AfterRevision: base, Limit: 100})
+		if lerr != nil {
+			return 0
+		}
+		d.Conflict = es
+		if rev, rerr := s.Store.Revision(r.Context()); rerr == nil {
+			d.Base = rev
+		}
+		return http.StatusConflict
+	case errors.As(err, &list):
+		for _, x := range list {
+			d.Errors = append(d.Errors, Detail{Line: x.Line, Message: x.Msg})
+		}
+		return http.StatusUnprocessableEntity
+	case errors.Is(err, sqlstore.ErrInvalid):
+		d.Errors = []Detail{{Message: strings.TrimPrefix(err.Error(), "sqlstore: invalid input: ")}}
+		return http.StatusUnprocessableEntity
+	}
+	return 0
+}
+
+// changelogPage: GET /+feature-changelog?before=ID, newest first, 20 a
+// page, each entry revertible by writers.
+func (s *Server) changelogPage(w http.ResponseWriter, r *http.Request) {
+	d := s.page(r, "Feature rules changelog")
+	q, err := changelogQuery(r, 20)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if id, err := strconv.ParseInt(r.URL.Query().Get("reverted"), 10, 64); err == nil {
+		if e, err := s.Store.ChangelogEntry(r.Context(), id); err == nil {
+			d.Reverted = &e
+		}
+	}
+	if d.Revision, err = s.Store.Revision(r.Context()); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if d.Entries, err = s.Store.Changelog(r.Context(), q); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if len(d.Entries) == q.Limit {
+		d.Older = d.Entries[len(d.Entries)-1].ID
+	}
+	s.renderStatus(w, r, http.StatusOK, "changelog.html", d)
+}
+
+// revertPage: POST /+feature-changelog/{id}/revert with a comment and the
+// revision the changelog page was loaded at.
+func (s *Server) revertPage(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, bodyError(err))
+		return
+	}
+	base, err := strconv.ParseInt(r.PostForm.Get("base"), 10, 64)
+	if err != nil {
+		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "the form lacks the revision it was loaded from; reload the page"))
+		return
+	}
+	e, err := s.revert(r, id, base, r.PostForm.Get("comment"))
+	if err != nil {
+		var ae *Error
+		if errors.As(err, &ae) && ae.Code == "precondition_failed" {
+			ae.Message = "The rules changed since you loaded the changelog; nothing was reverted. Reload it and look at the newer changes first."
+		}
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.Live.Reload(r.Context(), false); err != nil {
+		s.Log.Warn("reload after revert", "err", err)
+	}
+	http.Redirect(w, r, "/+feature-changelog?reverted="+strconv.FormatInt(e.ID, 10), http.StatusSeeOther)
+}
+
+// loginURL is where pages send anonymous visitors.
+func loginURL(r *http.Request) string {
+	return "/login?next=" + url.QueryEscape(r.URL.RequestURI())
+}

@@ -1,0 +1,353 @@
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/sqlstore"
+)
+
+// Defaults for Server's limits.
+const (
+	DefaultMaxBody    = 8 << 20 // bytes of a request body
+	DefaultSessionTTL = 12 * time.Hour
+	sessionCookie     = "scopeflags_session"
+)
+
+// Server is the admin server's handler. Fill the exported fields, then
+// call Handler once.
+type Server struct {
+	Store  *sqlstore.Store
+	Live   *controller.Live
+	Engine *features.Engine // serves /+feature-info
+	Log    *slog.Logger
+
+	// SecureCookies marks the session cookie Secure even on plain HTTP
+	// requests (behind a proxy that terminates TLS). Requests that arrive
+	// over TLS always get Secure cookies.
+	SecureCookies bool
+	// MaxBody limits request bodies; DefaultMaxBody when 0.
+	MaxBody int64
+	// SessionTTL is how long a browser session lasts; DefaultSessionTTL
+	// when 0.
+	SessionTTL time.Duration
+
+	metrics *metrics
+	routes  []Route
+}
+
+// Route is one route the server answers and the scope it needs ("" for
+// anyone).
+type Route struct {
+	Method, Path string
+	Need         Scope
+}
+
+// Routes lists every route, once Handler has been called.
+func (s *Server) Routes() []Route { return s.routes }
+
+// principal is who is making a request.
+type principal struct {
+	key     sqlstore.APIKey
+	scope   Scope
+	session *sqlstore.Session // nil when the key came in a header
+}
+
+type ctxKey struct{}
+
+// reqInfo is filled in as a request is handled, for the access log.
+type reqInfo struct {
+	actor string
+	p     *principal
+}
+
+func info(r *http.Request) *reqInfo {
+	if ri, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
+		return ri
+	}
+	return &reqInfo{}
+}
+
+// Handler returns the server's handler: every route behind access
+// logging, metrics and cross-origin protection.
+func (s *Server) Handler() http.Handler {
+	if s.Log == nil {
+		s.Log = slog.Default()
+	}
+	if s.MaxBody <= 0 {
+		s.MaxBody = DefaultMaxBody
+	}
+	if s.SessionTTL <= 0 {
+		s.SessionTTL = DefaultSessionTTL
+	}
+	s.metrics = newMetrics()
+	mux := http.NewServeMux()
+	h := func(method, path string, need Scope, f http.HandlerFunc) {
+		s.routes = append(s.routes, Route{method, path, need})
+		mux.Handle(method+" "+path, s.guard(need, f))
+	}
+	// Anyone.
+	h("GET", "/healthz", anonymous, s.healthz)
+	h("GET", "/login", anonymous, s.loginPage)
+	h("POST", "/login", anonymous, s.login)
+	h("POST", "/logout", anonymous, s.logout)
+	// Operations.
+	h("GET", "/readyz", ScopeRead, s.readyz)
+	h("GET", "/metrics", ScopeRead, s.metricsPage)
+	// Pages.
+	h("GET", "/{$}", ScopeRead, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/+feature-info", http.StatusFound)
+	})
+	h("GET", "/+feature-info", ScopeRead, s.Engine.InfoHandler().ServeHTTP)
+	h("GET", "/+feature-rules", ScopeRead, s.rulesPage)
+	h("POST", "/+feature-rules", ScopeWrite, s.saveRules)
+	h("GET", "/+feature-changelog", ScopeRead, s.changelogPage)
+	h("POST", "/+feature-changelog/{id}/revert", ScopeWrite, s.revertPage)
+	// API.
+	h("GET", "/api/v1/rules", ScopeRead, s.apiGetRules)
+	h("PUT", "/api/v1/rules", ScopeWrite, s.apiPutRules)
+	h("GET", "/api/v1/flags", ScopeRead, s.apiListFlags)
+	h("GET", "/api/v1/flags/{name}", ScopeRead, s.apiGetFlag)
+	h("POST", "/api/v1/flags/push", ScopeWrite, s.apiPushFlags)
+	h("GET", "/api/v1/changelog", ScopeRead, s.apiChangelog)
+	h("GET", "/api/v1/changelog/{id}", ScopeRead, s.apiChangelogEntry)
+	h("POST", "/api/v1/changelog/{id}/revert", ScopeWrite, s.apiRevert)
+	h("POST", "/api/v1/explain", ScopeRead, s.apiExplain)
+	h("GET", "/api/v1/keys", ScopeAdmin, s.apiListKeys)
+	h("POST", "/api/v1/keys", ScopeAdmin, s.apiCreateKey)
+	h("DELETE", "/api/v1/keys/{id}", ScopeAdmin, s.apiRevokeKey)
+	h("GET", "/api/v1/whoami", ScopeReadExternal, s.apiWhoami)
+
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.metrics.authFailure("cross_origin")
+		s.fail(w, r, errf(http.StatusForbidden, "cross_origin", "cross-origin requests that change state are refused"))
+	}))
+	return s.observe(cop.Handler(s.apiFallback(mux)))
+}
+
+// isAPI reports whether a path answers in JSON (everything but pages).
+func isAPI(path string) bool {
+	return !(path == "/" || strings.HasPrefix(path, "/+") || path == "/login" || path == "/logout")
+}
+
+// apiFallback answers unknown API paths and wrong methods in JSON, as the
+// rest of the API does.
+func (s *Server) apiFallback(mux *http.ServeMux) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := mux.Handler(r); pattern == "" && isAPI(r.URL.Path) {
+			rec := &statusRecorder{ResponseWriter: discardWriter{w.Header()}}
+			mux.ServeHTTP(rec, r)
+			if rec.code == http.StatusMethodNotAllowed {
+				s.fail(w, r, errf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, w.Header().Get("Allow")))
+				return
+			}
+			s.fail(w, r, errf(http.StatusNotFound, "not_found", "no such endpoint: %s", r.URL.Path))
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// discardWriter keeps headers (for Allow) and drops the body.
+type discardWriter struct{ h http.Header }
+
+func (d discardWriter) Header() http.Header         { return d.h }
+func (d discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d discardWriter) WriteHeader(int)             {}
+
+// guard authenticates the request, checks its scope (and, for a browser
+// session changing state, its CSRF token), limits its body, then calls f.
+func (s *Server) guard(need Scope, f http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
+		ri := info(r)
+		p, err := s.authenticate(r)
+		switch {
+		case errors.Is(err, sqlstore.ErrUnavailable) && need != anonymous:
+			s.fail(w, r, errf(http.StatusServiceUnavailable, "unavailable", "the database is unavailable; try again shortly"))
+			return
+		case err != nil && need != anonymous:
+			s.metrics.authFailure("bad_credentials")
+			s.unauthenticated(w, r, "the API key or session is not valid (revoked, expired or mistyped)")
+			return
+		}
+		if p != nil {
+			ri.p, ri.actor = p, p.key.Name
+		}
+		if need != anonymous {
+			if p == nil {
+				s.metrics.authFailure("anonymous")
+				s.unauthenticated(w, r, "log in, or send an API key as Authorization: Bearer KEY or X-API-Key: KEY")
+				return
+			}
+			if !p.scope.Allows(need) {
+				s.metrics.authFailure("scope")
+				s.fail(w, r, errf(http.StatusForbidden, "forbidden", "this needs the %s scope; the key %q has %s", need, p.key.Name, p.scope))
+				return
+			}
+		}
+		if p != nil && p.session != nil && !safeMethod(r.Method) {
+			if err := s.checkCSRF(r, p.session); err != nil {
+				s.metrics.authFailure("csrf")
+				s.fail(w, r, err)
+				return
+			}
+		}
+		f(w, r)
+	})
+}
+
+func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions }
+
+// authenticate finds the key of a request: from the Authorization or
+// X-API-Key header, else from the session cookie. No credentials is (nil,
+// nil); bad credentials are an error.
+func (s *Server) authenticate(r *http.Request) (*principal, error) {
+	key := r.Header.Get("X-API-Key")
+	if a := r.Header.Get("Authorization"); a != "" {
+		scheme, tok, ok := strings.Cut(a, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+			return nil, errors.New("admin: Authorization must be Bearer KEY")
+		}
+		key = strings.TrimSpace(tok)
+	}
+	if key != "" {
+		k, err := s.Store.Authenticate(r.Context(), key)
+		if err != nil {
+			return nil, err
+		}
+		return &principal{key: k, scope: Scope(k.Scope)}, nil
+	}
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || c.Value == "" {
+		return nil, nil
+	}
+	sess, err := s.Store.SessionByToken(r.Context(), c.Value)
+	if err != nil {
+		return nil, err
+	}
+	return &principal{key: sess.Key, scope: Scope(sess.Key.Scope), session: &sess}, nil
+}
+
+// checkCSRF wants the session's token in the csrf form field or the
+// X-CSRF-Token header.
+func (s *Server) checkCSRF(r *http.Request, sess *sqlstore.Session) error {
+	tok := r.Header.Get("X-CSRF-Token")
+	if tok == "" {
+		if err := r.ParseForm(); err != nil {
+			return bodyError(err)
+		}
+		tok = r.PostForm.Get("csrf")
+	}
+	if subtle.ConstantTimeCompare([]byte(tok), []byte(sess.CSRF)) != 1 {
+		return errf(http.StatusForbidden, "csrf", "the form's anti-forgery token is missing or stale; reload the page and try again")
+	}
+	return nil
+}
+
+// unauthenticated sends pages to the login form and API clients a 401.
+func (s *Server) unauthenticated(w http.ResponseWriter, r *http.Request, msg string) {
+	if !isAPI(r.URL.Path) && safeMethod(r.Method) {
+		http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true})
+		http.Redirect(w, r, loginURL(r), http.StatusSeeOther)
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="scopeflags"`)
+	s.fail(w, r, errf(http.StatusUnauthorized, "unauthorized", "%s", msg))
+}
+
+// Error is an API error: an HTTP status, a stable code and a message that
+// names the field or line at fault. Details, when present, list line
+// errors of rule text.
+type Error struct {
+	Status  int      `json:"-"`
+	Code    string   `json:"code"`
+	Message string   `json:"message"`
+	Details []Detail `json:"details,omitempty"`
+	// Revision is the current revision, on precondition failures.
+	Revision *int64 `json:"revision,omitempty"`
+}
+
+// Detail is one problem in rule text.
+type Detail struct {
+	Line    int    `json:"line,omitempty"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Code + ": " + e.Message }
+
+func errf(status int, code, format string, args ...any) *Error {
+	return &Error{Status: status, Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// fail answers with err: JSON on API paths, a short page otherwise.
+// Errors that are not *Error become 500s, logged but not shown.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = s.storeError(r, err)
+	}
+	if isAPI(r.URL.Path) {
+		writeJSON(w, e.Status, map[string]*Error{"error": e})
+		return
+	}
+	s.renderStatus(w, r, e.Status, "error.html", pageData{Title: http.StatusText(e.Status), Message: e.Message, Code: e.Code})
+}
+
+// storeError turns a store error into an API error.
+func (s *Server) storeError(r *http.Request, err error) *Error {
+	switch {
+	case errors.Is(err, sqlstore.ErrUnavailable):
+		return errf(http.StatusServiceUnavailable, "unavailable", "the database is unavailable; try again shortly")
+	case errors.Is(err, sqlstore.ErrNotFound):
+		return errf(http.StatusNotFound, "not_found", "%s", strings.TrimPrefix(err.Error(), "sqlstore: not found: "))
+	case errors.Is(err, context.Canceled):
+		return errf(499, "canceled", "the request was canceled")
+	}
+	s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	return errf(http.StatusInternalServerError, "internal", "internal error; the server log has the details")
+}
+
+// bodyError reports a body that could not be read.
+func bodyError(err error) *Error {
+	var mb *http.MaxBytesError
+	if errors.As(err, &mb) {
+		return errf(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than %d bytes", mb.Limit)
+	}
+	return errf(http.StatusBadRequest, "invalid_request", "reading the request body: %v", err)
+}
+
+// readBody reads the whole (limited) body.
+func readBody(r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		return nil, bodyError(err)
+	}
+	return b, nil
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "ok\n")
+}
+
+// readyz is 200 once rules have been loaded from the database, else 503.
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if !s.Live.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "rules not loaded yet\n")
+		return
+	}
+	fmt.Fprintf(w, "ready: rules revision %d\n", s.Live.Current().Revision())
+}
