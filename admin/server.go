@@ -207,7 +207,9 @@ func (s *Server) guard(need Scope, f http.HandlerFunc) http.Handler {
 	})
 }
 
-func safeMethod(m string) bool { return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions }
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
 
 // authenticate finds the key of a request: from the Authorization or
 // X-API-Key header, else from the session cookie. No credentials is (nil,
