@@ -277,11 +277,8 @@ func (s *Server) saveError(r *http.Request, err error, base int64) error {
 	case errors.Is(err, sqlstore.ErrConflict):
 		return errf(http.StatusConflict, "conflict", "another save happened at the same moment; try again")
 	case errors.As(err, &list):
-		e := errf(http.StatusUnprocessableEntity, "invalid_rules", "%d problem(s) in the rules; nothing was saved", len(list))
-		for _, x := range list {
-			msg := x.Msg
-			e.Details = append(e.Details, Detail{Line: x.Line, Message: msg})
-		}
+		e := errf(http.StatusUnprocessableEntity, "invalid_rules", "%s; nothing was saved", problems(len(list)))
+		e.Details = details(list)
 		return e
 	case errors.Is(err, sqlstore.ErrInvalid):
 		msg := strings.TrimPrefix(err.Error(), "sqlstore: invalid input: ")
@@ -291,6 +288,29 @@ func (s *Server) saveError(r *http.Request, err error, base int64) error {
 		return errf(http.StatusUnprocessableEntity, "invalid_rules", "%s; nothing was saved", msg)
 	}
 	return err
+}
+
+// maxDetails bounds the line errors an answer lists.
+const maxDetails = 100
+
+// problems says how many problems there are and how many are listed.
+func problems(n int) string {
+	switch {
+	case n == 1:
+		return "1 problem in the rules"
+	case n > maxDetails:
+		return fmt.Sprintf("%d problems in the rules (the first %d are listed)", n, maxDetails)
+	}
+	return fmt.Sprintf("%d problems in the rules", n)
+}
+
+// details lists the first maxDetails line errors.
+func details(list rules.ErrorList) []Detail {
+	out := make([]Detail, 0, min(len(list), maxDetails))
+	for _, x := range list[:min(len(list), maxDetails)] {
+		out = append(out, Detail{Line: x.Line, Message: x.Msg})
+	}
+	return out
 }
 
 // apiListFlags: GET /api/v1/flags lists the stored declarations.

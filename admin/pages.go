@@ -60,14 +60,16 @@ type pageData struct {
 	LoginError string
 
 	// rules
-	Text      string
-	Comment   string
-	Base      int64
-	Errors    []Detail
-	Conflict  []sqlstore.Entry
-	Saved     *sqlstore.Entry
-	Rules     []rules.Rule
-	ReadError string
+	Text    string
+	Comment string
+	Base    int64
+	Errors  []Detail
+	// ErrorSummary counts the problems when some are not listed.
+	ErrorSummary string
+	Conflict     []sqlstore.Entry
+	Saved        *sqlstore.Entry
+	Rules        []rules.Rule
+	ReadError    string
 
 	// changelog
 	Entries  []sqlstore.Entry
@@ -252,9 +254,7 @@ func (s *Server) explainRefusal(r *http.Request, d *pageData, err error, base in
 		}
 		return http.StatusConflict
 	case errors.As(err, &list):
-		for _, x := range list {
-			d.Errors = append(d.Errors, Detail{Line: x.Line, Message: x.Msg})
-		}
+		d.Errors, d.ErrorSummary = details(list), problems(len(list))
 		return http.StatusUnprocessableEntity
 	case errors.Is(err, sqlstore.ErrInvalid):
 		d.Errors = []Detail{{Message: strings.TrimPrefix(err.Error(), "sqlstore: invalid input: ")}}
