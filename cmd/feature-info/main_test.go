@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -65,6 +66,26 @@ func runCLI(t *testing.T, dir string, args ...string) result {
 		require.NoError(t, err)
 	}
 	return res
+}
+
+// syncBuffer is a strings.Builder safe for one writer and other readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) WriteString(p string) (int, error) { return s.Write([]byte(p)) }
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 // quietLog sends a server's log to the test log, shown only on failure.
@@ -186,13 +207,13 @@ func TestServe(t *testing.T) {
 	cmd.Dir = dir
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
-	var stdout strings.Builder
+	var stdout syncBuffer
 	cmd.Stdout = &stdout
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill() })
 
 	urlCh := make(chan string, 1)
-	var logs strings.Builder
+	var logs syncBuffer
 	go func() {
 		sc := bufio.NewScanner(stderr)
 		re := regexp.MustCompile(`url=(http://\S+)/\+feature-info`)
@@ -210,9 +231,13 @@ func TestServe(t *testing.T) {
 		t.Fatalf("server did not start:\n%s", logs.String())
 	}
 
-	// The first start made an admin key and printed it (only) to stdout.
-	key := regexp.MustCompile(`sf_[A-Za-z0-9_-]{43}`).FindString(stdout.String())
-	require.NotEmpty(t, key, "first start prints an admin key:\n%s", stdout.String())
+	// The first start made an admin key and printed it (only) to stdout,
+	// before it started serving.
+	var key string
+	require.Eventually(t, func() bool {
+		key = regexp.MustCompile(`sf_[A-Za-z0-9_-]{43}`).FindString(stdout.String())
+		return key != ""
+	}, 5*time.Second, 10*time.Millisecond, "first start prints an admin key")
 	assert.NotContains(t, logs.String(), key, "keys never appear in logs")
 
 	get := func(path string) (int, string) {
