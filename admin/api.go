@@ -66,7 +66,7 @@ func unmarshalStrict(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errf(http.StatusBadRequest, "invalid_json", "malformed JSON: %s", jsonWhere(body, err))
+		return errf(http.StatusBadRequest, "invalid_json", "malformed JSON: %s", rules.JSONError(body, err))
 	}
 	if dec.More() {
 		return errf(http.StatusBadRequest, "invalid_json", "malformed JSON: unexpected data after the object")
@@ -84,23 +84,6 @@ func badUTF8(b []byte) int {
 		i += n
 	}
 	return -1
-}
-
-// jsonWhere adds the line to a JSON error that has an offset.
-func jsonWhere(data []byte, err error) string {
-	var off int64 = -1
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		off = se.Offset
-	case errors.As(err, &te):
-		off = te.Offset
-	}
-	if off < 0 {
-		return err.Error()
-	}
-	return fmt.Sprintf("line %d: %v", 1+bytes.Count(data[:min(int(off), len(data))], []byte("\n")), err)
 }
 
 // etag is the entity tag of a revision of the rules.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -95,12 +96,7 @@ func (m *metrics) write(b *strings.Builder) {
 	}
 	b.WriteString("# HELP scopeflags_http_request_duration_seconds HTTP request latency by route pattern.\n")
 	b.WriteString("# TYPE scopeflags_http_request_duration_seconds histogram\n")
-	routes := make([]string, 0, len(m.hist))
-	for r := range m.hist {
-		routes = append(routes, r)
-	}
-	slices.Sort(routes)
-	for _, r := range routes {
+	for _, r := range slices.Sorted(maps.Keys(m.hist)) {
 		h := m.hist[r]
 		var cum uint64
 		for i, le := range durationBuckets {
@@ -113,12 +109,7 @@ func (m *metrics) write(b *strings.Builder) {
 	}
 	b.WriteString("# HELP scopeflags_auth_failures_total Refused requests by reason (anonymous, bad_credentials, scope, csrf, cross_origin).\n")
 	b.WriteString("# TYPE scopeflags_auth_failures_total counter\n")
-	reasons := make([]string, 0, len(m.authFail))
-	for r := range m.authFail {
-		reasons = append(reasons, r)
-	}
-	slices.Sort(reasons)
-	for _, r := range reasons {
+	for _, r := range slices.Sorted(maps.Keys(m.authFail)) {
 		fmt.Fprintf(b, "scopeflags_auth_failures_total{reason=%q} %d\n", r, m.authFail[r])
 	}
 }

@@ -35,7 +35,7 @@ func ParseDeclarations(data []byte) ([]Definition, error) {
 	dec.DisallowUnknownFields()
 	var f declFile
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrDefinition, jsonError(data, err))
+		return nil, fmt.Errorf("%w: %s", ErrDefinition, JSONError(data, err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: unexpected data after the declarations object", ErrDefinition)
@@ -121,8 +121,9 @@ func jsonText(t Type, raw json.RawMessage) (string, error) {
 	return TextOf(t, v)
 }
 
-// jsonError adds the line to a JSON syntax or type error.
-func jsonError(data []byte, err error) string {
+// JSONError describes a JSON syntax or type error in data, with its line
+// when the error has an offset.
+func JSONError(data []byte, err error) string {
 	var off int64 = -1
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
