@@ -386,3 +386,42 @@ func TestTypedFlagsCommands(t *testing.T) {
 		})
 	}
 }
+
+// TestKeysCommands makes, lists and revokes keys from the command line.
+func TestKeysCommands(t *testing.T) {
+	dir := t.TempDir()
+	mk := runCLI(t, dir, "keys", "create", "-scope", "write", "-name", "deploy pipeline")
+	require.Equal(t, 0, mk.code, mk.stderr)
+	key := strings.TrimSpace(mk.stdout)
+	assert.Regexp(t, `^sf_[A-Za-z0-9_-]{43}$`, key, "only the key on stdout")
+	assert.Contains(t, mk.stderr, `key 1 "deploy pipeline" with scope write; it is shown only now`)
+
+	st, err := sqlstore.Open(context.Background(), filepath.Join(dir, DefaultDSN))
+	require.NoError(t, err)
+	k, err := st.Authenticate(context.Background(), key)
+	require.NoError(t, err)
+	assert.Equal(t, "write", k.Scope)
+	require.NoError(t, st.Close())
+
+	list := runCLI(t, dir, "keys", "list")
+	assert.Regexp(t, `(?m)^1\s+deploy pipeline\s+write\s+sf_.{4}…\s+\S+\s+\S+\s+-$`, list.stdout)
+	assert.NotContains(t, list.stdout, key)
+	rv := runCLI(t, dir, "keys", "revoke", "1")
+	assert.Equal(t, 0, rv.code, rv.stderr)
+	assert.Contains(t, rv.stdout, `revoked key 1 "deploy pipeline"`)
+	list = runCLI(t, dir, "keys", "list")
+	assert.NotRegexp(t, `(?m)\s-$`, list.stdout, "revoked time shown")
+
+	for _, args := range [][]string{
+		{"keys", "create", "-scope", "root", "-name", "x"},
+		{"keys", "create", "-scope", "read"},
+		{"keys", "revoke", "one"},
+		{"keys", "rotate"},
+	} {
+		res := runCLI(t, dir, args...)
+		assert.Equal(t, 2, res.code, "%v: %s", args, res.stderr)
+	}
+	res := runCLI(t, dir, "keys", "revoke", "99")
+	assert.Equal(t, 1, res.code)
+	assert.Contains(t, res.stderr, "not found: key 99")
+}

@@ -223,7 +223,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		m.Close()
 		return err
 	}
-	m.Log.Info("serving", "url", m.URL()+"/+feature-info", "db", redactDSN(m.DSN), "revision", m.Live.Current().Revision())
+	m.Log.Info("serving", "url", m.URL()+"/+feature-info", "login", m.URL()+"/login", "db", redactDSN(m.DSN), "revision", m.Live.Current().Revision())
 	<-ctx.Done()
 	m.Log.Info("shutting down")
 	return m.Close()
