@@ -35,7 +35,7 @@ var regexpCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // env is an admin server on loopback over a real store, with one key of
 // each scope and a revoked key.
 type env struct {
-	t    *testing.T
+	t    testing.TB
 	st   *sqlstore.Store
 	srv  *admin.Server
 	url  string
@@ -46,7 +46,7 @@ type env struct {
 const seedRules = "a default 1 true\nb default 1 x\nb team:qa 5 y\n    when plan == \"pro\"\n"
 const seedDecls = `{"flags":[{"name":"a","type":"boolean","default":false,"external":true},{"name":"b","type":"string","default":"none"}]}`
 
-func newEnv(t *testing.T, st *sqlstore.Store) *env {
+func newEnv(t testing.TB, st *sqlstore.Store) *env {
 	ctx := context.Background()
 	defs, err := rules.ParseDeclarations([]byte(seedDecls))
 	require.NoError(t, err)
@@ -138,7 +138,7 @@ func (e *env) changelogLen() int {
 	return len(es)
 }
 
-func errCode(t *testing.T, body string) string {
+func errCode(t testing.TB, body string) string {
 	t.Helper()
 	var v struct {
 		Error struct{ Code, Message string }
