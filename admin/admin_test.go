@@ -324,3 +324,24 @@ func TestSessions(t *testing.T) {
 	login = e.do("", "POST", "/login", formType, form("key", e.keys["read"], "next", "//evil.example/x"))
 	assert.Equal(t, "/+feature-info", login.header.Get("Location"))
 }
+
+// TestRulesPageSave: a page save redirects to the page showing the diff,
+// and warnings about the saved text (a scope no handler claims).
+func TestRulesPageSave(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	text := "a default 1 true\na job:nightly 9 false\nb default 1 x\n"
+	r := e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "nightly job off", "base", fmt.Sprint(e.revision())))
+	require.Equal(t, 303, r.code, r.body)
+	loc := r.header.Get("Location")
+	require.True(t, strings.HasPrefix(loc, "/+feature-rules?saved="), loc)
+	page := e.do("write", "GET", loc, "", nil)
+	require.Equal(t, 200, page.code)
+	assert.Contains(t, page.body, `<div class="notice" id="saved">`)
+	assert.Contains(t, page.body, `<span class="add">&#43;a	job:nightly	9	false`)
+	assert.Contains(t, page.body, "nightly job off")
+	assert.Contains(t, page.body, `id="warnings"`)
+	assert.Contains(t, page.body, `line 1: scope &#34;job:nightly&#34; is not claimed by any scope handler`, "line of the saved (normalised) text")
+	read := e.do("read", "GET", "/+feature-rules", "", nil)
+	assert.NotContains(t, read.body, "<textarea", "readers get no editor")
+	assert.Contains(t, read.body, `<pre id="rules-text">`)
+}

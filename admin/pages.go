@@ -66,10 +66,12 @@ type pageData struct {
 	Errors  []Detail
 	// ErrorSummary counts the problems when some are not listed.
 	ErrorSummary string
-	Conflict     []sqlstore.Entry
-	Saved        *sqlstore.Entry
-	Rules        []rules.Rule
-	ReadError    string
+	// Warnings about the saved text (line numbers of the saved text).
+	Warnings  []Detail
+	Conflict  []sqlstore.Entry
+	Saved     *sqlstore.Entry
+	Rules     []rules.Rule
+	ReadError string
 
 	// changelog
 	Entries  []sqlstore.Entry
@@ -181,6 +183,13 @@ func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
 	if id, err := strconv.ParseInt(r.URL.Query().Get("saved"), 10, 64); err == nil {
 		if e, err := s.Store.ChangelogEntry(r.Context(), id); err == nil {
 			d.Saved = &e
+			// Warnings (such as scopes no handler claims) do not stop a
+			// save; show them for the text as saved.
+			if _, ws, err := rules.Parse(e.Text.String, s.Live.Registry()); err == nil {
+				for _, w := range ws {
+					d.Warnings = append(d.Warnings, Detail{Line: w.Line, Message: w.Msg})
+				}
+			}
 		}
 	}
 	cfg, err := s.Store.Load(r.Context())
