@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"mime"
 	"net/http"
 	"slices"
@@ -234,11 +235,18 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 	s.saved(w, r, e, warnings)
 }
 
+// reload brings the rules this server serves up to date after a write,
+// so the writer sees it at once (other servers poll). A failure is only
+// logged: the write happened.
+func (s *Server) reload(r *http.Request, what string) {
+	if err := s.Live.Reload(r.Context(), false); err != nil {
+		s.Log.Warn("reload after "+what, "err", err)
+	}
+}
+
 // saved reloads the rules this server serves and answers a write.
 func (s *Server) saved(w http.ResponseWriter, r *http.Request, e sqlstore.Entry, warnings []*rules.Error) {
-	if err := s.Live.Reload(r.Context(), false); err != nil {
-		s.Log.Warn("reload after save", "err", err)
-	}
+	s.reload(r, "save")
 	res := saveResult{Revision: e.Revision, ChangelogID: e.ID, Diff: e.Diff}
 	for _, w := range warnings {
 		res.Warnings = append(res.Warnings, Detail{Line: w.Line, Message: w.Msg})
@@ -373,9 +381,7 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rep.Written {
-		if err := s.Live.Reload(r.Context(), false); err != nil {
-			s.Log.Warn("reload after push", "err", err)
-		}
+		s.reload(r, "push")
 	}
 	writeJSON(w, http.StatusOK, rep)
 }
@@ -421,25 +427,29 @@ func (s *Server) apiChangelog(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// changelogQuery reads limit and before.
+// changelogQuery reads limit (at most 1000) and before.
 func changelogQuery(r *http.Request, def int) (sqlstore.ChangelogQuery, error) {
 	q := sqlstore.ChangelogQuery{Limit: def}
-	for name, dst := range map[string]*int64{"limit": nil, "before": &q.Before} {
+	positive := func(name string, max int64) (int64, error) {
 		v := r.URL.Query().Get(name)
 		if v == "" {
-			continue
+			return 0, nil
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n < 1 || (name == "limit" && n > 1000) {
-			return q, errf(http.StatusBadRequest, "invalid_request", "%s=%q: want a positive integer%s", name, v, map[bool]string{true: " up to 1000"}[name == "limit"])
+		if err != nil || n < 1 || n > max {
+			return 0, errf(http.StatusBadRequest, "invalid_request", "%s=%q: want an integer from 1 to %d", name, v, max)
 		}
-		if dst == nil {
-			q.Limit = int(n)
-		} else {
-			*dst = n
-		}
+		return n, nil
 	}
-	return q, nil
+	limit, err := positive("limit", 1000)
+	if err != nil {
+		return q, err
+	}
+	if limit > 0 {
+		q.Limit = int(limit)
+	}
+	q.Before, err = positive("before", math.MaxInt64)
+	return q, err
 }
 
 func pathID(r *http.Request) (int64, error) {

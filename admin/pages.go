@@ -64,7 +64,7 @@ type pageData struct {
 	Comment string
 	Base    int64
 	Errors  []Detail
-	// ErrorSummary counts the problems when some are not listed.
+	// ErrorSummary counts the problems (and says when not all are listed).
 	ErrorSummary string
 	// Warnings about the saved text (line numbers of the saved text).
 	Warnings  []Detail
@@ -227,9 +227,7 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 		e, _, err := s.Store.ReplaceText(r.Context(), d.Text, s.Live.Registry(),
 			sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base})
 		if err == nil {
-			if err := s.Live.Reload(r.Context(), false); err != nil {
-				s.Log.Warn("reload after save", "err", err)
-			}
+			s.reload(r, "save")
 			http.Redirect(w, r, "/+feature-rules?saved="+strconv.FormatInt(e.ID, 10), http.StatusSeeOther)
 			return
 		}
@@ -247,27 +245,30 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 	s.renderStatus(w, r, status, "rules.html", d)
 }
 
-// explainRefusal fills the page for a refused save and returns its
-// status, or 0 for errors that are not the person's to fix.
+// explainRefusal fills the page for a refused save, classified as the
+// API classifies it (saveError), and returns its status, or 0 for errors
+// that are not the person's to fix.
 func (s *Server) explainRefusal(r *http.Request, d *pageData, err error, base int64) int {
-	var list rules.ErrorList
-	switch {
-	case errors.Is(err, sqlstore.ErrConflict):
+	var e *Error
+	if !errors.As(s.saveError(r, err, base), &e) {
+		return 0
+	}
+	switch e.Code {
+	case "precondition_failed":
 		es, lerr := s.Store.Changelog(r.Context(), sqlstore.ChangelogQuery{AfterRevision: base, Limit: 100})
-		if lerr != nil {
+		if lerr != nil || e.Revision == nil {
 			return 0
 		}
-		d.Conflict = es
-		if rev, rerr := s.Store.Revision(r.Context()); rerr == nil {
-			d.Base = rev
-		}
+		d.Conflict, d.Base = es, *e.Revision
 		return http.StatusConflict
-	case errors.As(err, &list):
-		d.Errors, d.ErrorSummary = details(list), problems(len(list))
-		return http.StatusUnprocessableEntity
-	case errors.Is(err, sqlstore.ErrInvalid):
-		d.Errors = []Detail{{Message: strings.TrimPrefix(err.Error(), "sqlstore: invalid input: ")}}
-		return http.StatusUnprocessableEntity
+	case "invalid_rules", "comment_required":
+		d.Errors = e.Details
+		if len(d.Errors) == 0 {
+			d.Errors = []Detail{{Message: e.Message}}
+		} else {
+			d.ErrorSummary = strings.TrimSuffix(e.Message, "; nothing was saved")
+		}
+		return e.Status
 	}
 	return 0
 }
@@ -326,9 +327,7 @@ func (s *Server) revertPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := s.Live.Reload(r.Context(), false); err != nil {
-		s.Log.Warn("reload after revert", "err", err)
-	}
+	s.reload(r, "revert")
 	http.Redirect(w, r, "/+feature-changelog?reverted="+strconv.FormatInt(e.ID, 10), http.StatusSeeOther)
 }
 
