@@ -6,20 +6,12 @@ import (
 	"github.com/scopeflags/scopeflags/rules"
 )
 
-// Config is everything a snapshot is built from, read together.
-type Config struct {
-	Revision int64
-	Rules    []rules.Rule
-	// Flags are the declarations stored beside the rules.
-	Flags []rules.Definition
-}
-
 // RuleSource is the storage the controller keeps its snapshot from.
 // sqlstore.Store satisfies it.
 type RuleSource interface {
 	// Load returns every rule and flag declaration and the revision they
 	// belong to.
-	Load(ctx context.Context) (*Config, error)
+	Load(ctx context.Context) (*rules.Config, error)
 	// Revision returns the current revision of the rules, cheaply, so a
 	// poller can tell whether to reload.
 	Revision(ctx context.Context) (int64, error)

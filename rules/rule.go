@@ -30,6 +30,17 @@ type Rule struct {
 	Line int `db:"-" json:"-"`
 }
 
+// Config is the whole evaluable configuration at one revision: every rule
+// and every stored flag declaration, read together. Rule sources (the SQL
+// store, a remote server) return it; snapshots are built from it.
+type Config struct {
+	// Revision is the store's revision the rules and declarations belong to.
+	Revision int64
+	Rules    []Rule
+	// Flags are the declarations stored beside the rules.
+	Flags []Definition
+}
+
 // Sentinel errors. Validation errors wrap one of them so callers can tell
 // the kind of problem with errors.Is.
 var (

@@ -16,7 +16,6 @@ import (
 	_ "modernc.org/sqlite" // SQLite driver
 
 	"github.com/scopeflags/scopeflags"
-	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/rules"
 )
 
@@ -41,11 +40,6 @@ var (
 	// ErrNotFound: no such changelog entry, key or session (or the key is
 	// revoked, or the session expired).
 	ErrNotFound = errors.New("sqlstore: not found")
-)
-
-var (
-	_ controller.RuleSource    = (*Store)(nil)
-	_ controller.ScopeResolver = (*Store)(nil)
 )
 
 // Store is rule storage in one database. It is safe for concurrent use.
@@ -236,13 +230,13 @@ func (s *Store) LoadRules(ctx context.Context) ([]rules.Rule, int64, error) {
 
 // Load returns every rule (normalised order), every flag declaration and
 // the revision they belong to, read in one transaction.
-func (s *Store) Load(ctx context.Context) (*controller.Config, error) {
+func (s *Store) Load(ctx context.Context) (*rules.Config, error) {
 	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: s.dialect == Postgres, Isolation: s.readIsolation()})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: load rules: %w", translate(err))
 	}
 	defer tx.Rollback()
-	cfg := &controller.Config{}
+	cfg := &rules.Config{}
 	if err := tx.GetContext(ctx, &cfg.Revision, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
 		return nil, fmt.Errorf("sqlstore: load rules: %w", translate(err))
 	}
