@@ -20,10 +20,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/admin"
-	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/rules"
-	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
@@ -57,9 +55,10 @@ func newEnv(t testing.TB, st *sqlstore.Store) *env {
 
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil))
-	live := controller.NewLive(st, scopes.NewRegistry(), log)
+	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Log: log})
+	live := engine.Live()
 	require.NoError(t, live.Reload(ctx, true))
-	srv := &admin.Server{Store: st, Live: live, Engine: features.NewEngine(live, "", features.NewRegistry()), Log: log, MaxBody: testMaxBody}
+	srv := &admin.Server{Store: st, Live: live, Engine: engine, Log: log, MaxBody: testMaxBody}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	e := &env{t: t, st: st, srv: srv, url: ts.URL, keys: map[string]string{}, logs: logs}

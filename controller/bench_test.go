@@ -56,7 +56,7 @@ func BenchmarkBaselineAtomicMap(b *testing.B) {
 // BenchmarkGetFlagWarm looks up a memoised flag on an existing controller.
 func BenchmarkGetFlagWarm(b *testing.B) {
 	rs, names := benchRules(1000, 5)
-	live := controller.NewLive(nil, scopes.NewRegistry(), nil)
+	live := controller.NewLive(nil, controller.LiveOptions{})
 	live.Publish(live.Build(rs, 1))
 	c := controller.New(context.Background(), live, scopes.Env{User: scopes.StaticUser{ID: 1}}, controller.Options{})
 	name := names[500]
@@ -75,7 +75,7 @@ func BenchmarkGetFlagWarm(b *testing.B) {
 // one shared controller.
 func BenchmarkGetFlagWarmParallel(b *testing.B) {
 	rs, names := benchRules(1000, 5)
-	live := controller.NewLive(nil, scopes.NewRegistry(), nil)
+	live := controller.NewLive(nil, controller.LiveOptions{})
 	live.Publish(live.Build(rs, 1))
 	c := controller.New(context.Background(), live, scopes.Env{}, controller.Options{})
 	name := names[500]
@@ -98,7 +98,7 @@ func BenchmarkRequestFirstFlag(b *testing.B) {
 		rs = append(rs, rules.Rule{Flag: n, Scope: fmt.Sprintf("server.s%d", f%5), Priority: -1, Value: "x"},
 			rules.Rule{Flag: n, Scope: "script:never", Priority: -2, Value: "y"})
 	}
-	live := controller.NewLive(nil, scopes.NewRegistry(), nil)
+	live := controller.NewLive(nil, controller.LiveOptions{})
 	live.Publish(live.Build(rs, 1))
 	env := scopes.Env{User: scopes.StaticUser{ID: 42, Teams: []string{"other"}}, PageID: "Person:+index"}
 	name := names[500]

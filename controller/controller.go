@@ -2,6 +2,9 @@ package controller
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -34,8 +37,11 @@ const (
 	// ReasonDefault: no rule matched; the value is the code default
 	// (unset, "", for an undeclared flag).
 	ReasonDefault Reason = "DEFAULT"
-	// ReasonError: the matched rule's stored value fails the flag's type;
-	// the value is the code default and Err says why.
+	// ReasonError: the value is the code default (unset for an undeclared
+	// flag) and Err says why: the matched rule's stored value fails the
+	// flag's type, or a rule reached could not be decided (its stored
+	// condition is refused, or application code it needed panicked or was
+	// still running).
 	ReasonError Reason = "ERROR"
 	// ReasonOverride: the value was overridden for a context.
 	ReasonOverride Reason = "OVERRIDE"
@@ -55,7 +61,8 @@ type Result struct {
 	Typed any
 	// Variant names the variant the value is, if any.
 	Variant string
-	// Scope, Priority and Condition identify the winning rule when Set.
+	// Scope, Priority and Condition identify the winning rule when Set,
+	// or the rule that could not be decided (Reason ERROR).
 	Scope     string
 	Priority  int
 	Condition string
@@ -72,41 +79,68 @@ type Result struct {
 
 // Controller evaluates flags for one request or job. It is safe for
 // concurrent use; memoised lookups take no lock and do not allocate.
+//
+// Application code the controller calls (scope predicates, the user, page
+// and target functions) never runs under its lock: such a callback may read
+// flags of the same request. A value a callback needs while it is itself
+// being resolved makes that lookup answer ERROR (scopes.ErrInProgress),
+// unmemoised, instead of deadlocking. A panic in a callback becomes reason
+// ERROR for the flags that needed it, logged once per callback site.
 type Controller struct {
 	ctx context.Context
 	src Source
-	// onFirstUse, if set, is called (under the lock) the first time each
+	// onFirstUse, if set, is called (under no lock) the first time each
 	// flag is looked up.
 	onFirstUse func(flag string)
+	log        *slog.Logger
 
 	snap   atomic.Pointer[Snapshot]
 	chunks []atomic.Pointer[memoChunk] // written before snap is stored
+	errs   sync.Map                    // flag index -> error of its memoised answer
 
 	sh  *shared // &own, or the controller WithTarget derived this one from
 	own shared
 
-	// The evaluation context, resolved under sh.mu on first need.
+	// The evaluation context: target, or targetFunc's answer resolved
+	// once (tstate goes lazyNew -> lazyRunning -> lazyDone).
 	target     *rules.Target
 	targetFunc func() *rules.Target
+	tstate     atomic.Int32
+	tval       *rules.Target
+	terr       error
 }
 
 // shared is the state a controller shares with those WithTarget derives
 // from it: the scope set (each scope is still checked once per request)
-// and what was looked up.
+// and what was looked up. mu is never held while application code runs.
 type shared struct {
 	mu      sync.Mutex
 	set     scopes.Set
 	unknown []string // flags looked up that the snapshot does not know
+	dropped int      // unknown flags not recorded: over MaxUnknownPerRequest
 	err     error
 }
 
-// memoChunk memoises 64 flags: 0 not yet looked up, 1 unset, k+2 rule k.
+// MaxUnknownPerRequest bounds the flags a controller records as looked up
+// but unknown to its snapshot; further ones are only counted.
+const MaxUnknownPerRequest = 64
+
+// memoChunk memoises 64 flags; see the memo constants.
 type memoChunk [64]atomic.Int32
+
+// A memoised answer: 0 not yet looked up, else (index of the rule + 2) |
+// flag bits; index -1 (value 1) is no rule matched.
+const (
+	memoIdx  = 1<<29 - 1
+	memoFail = 1 << 29 // the answer is ERROR, at the rule the index names
+	memoErr  = 1 << 30 // Controller.errs holds the answer's error
+)
 
 // Options configure a Controller.
 type Options struct {
-	// OnFirstUse is called the first time each flag is looked up, under
-	// the controller's lock. Keep it cheap.
+	// OnFirstUse is called the first time each flag is looked up (for a
+	// flag the snapshot does not know: the first MaxUnknownPerRequest
+	// valid names). It runs under no lock; keep it cheap.
 	OnFirstUse func(flag string)
 	// Target is the evaluation context conditions and rollouts read.
 	Target *rules.Target
@@ -114,6 +148,9 @@ type Options struct {
 	// lazily: it is called at most once, when a condition is first
 	// evaluated.
 	TargetFunc func() *rules.Target
+	// Log receives, once per site, panics recovered from application
+	// callbacks; slog.Default() when nil.
+	Log *slog.Logger
 }
 
 // New returns a controller that evaluates env's scopes against src's rules.
@@ -126,7 +163,7 @@ func New(ctx context.Context, src Source, env scopes.Env, opts Options) *Control
 	if env.Context == nil {
 		env.Context = ctx
 	}
-	c := &Controller{ctx: ctx, src: src, onFirstUse: opts.OnFirstUse,
+	c := &Controller{ctx: ctx, src: src, onFirstUse: opts.OnFirstUse, log: opts.Log,
 		target: opts.Target, targetFunc: opts.TargetFunc}
 	c.sh = &c.own
 	c.sh.set.Reset(env)
@@ -138,25 +175,46 @@ func New(ctx context.Context, src Source, env scopes.Env, opts Options) *Control
 // and record of flags used; flag answers are memoised afresh.
 func (c *Controller) WithTarget(t *rules.Target) *Controller {
 	s := c.Snapshot()
-	n := &Controller{ctx: c.ctx, src: c.src, onFirstUse: c.onFirstUse, sh: c.sh, target: t}
+	n := &Controller{ctx: c.ctx, src: c.src, onFirstUse: c.onFirstUse, log: c.log, sh: c.sh, target: t}
 	n.chunks = make([]atomic.Pointer[memoChunk], (s.numFlags()+63)/64)
 	n.snap.Store(s)
 	return n
 }
 
-// Target returns the evaluation context (nil if none).
+// Target returns the evaluation context (nil if none, or if its function
+// failed).
 func (c *Controller) Target() *rules.Target {
-	c.sh.mu.Lock()
-	defer c.sh.mu.Unlock()
-	return c.targetLocked()
+	t, _ := c.evalTarget()
+	return t
 }
 
-func (c *Controller) targetLocked() *rules.Target {
-	if c.target == nil && c.targetFunc != nil {
-		c.target, c.targetFunc = c.targetFunc(), nil
+// evalTarget returns the evaluation context, calling TargetFunc once. The
+// error is a *scopes.PanicError if it panicked, or wraps
+// scopes.ErrInProgress while it runs (it read a conditional flag).
+func (c *Controller) evalTarget() (*rules.Target, error) {
+	if c.target != nil || c.targetFunc == nil {
+		return c.target, nil
 	}
-	return c.target
+	if c.tstate.Load() == lazyDone {
+		return c.tval, c.terr
+	}
+	if c.tstate.CompareAndSwap(lazyNew, lazyRunning) {
+		c.terr = scopes.Call("Target", func() { c.tval = c.targetFunc() })
+		c.tstate.Store(lazyDone)
+		c.report(c.terr)
+		return c.tval, c.terr
+	}
+	if c.tstate.Load() == lazyDone {
+		return c.tval, c.terr
+	}
+	return nil, fmt.Errorf("%w: the evaluation context (MiddlewareOptions.Target or Options.TargetFunc)", scopes.ErrInProgress)
 }
+
+const (
+	lazyNew int32 = iota
+	lazyRunning
+	lazyDone
+)
 
 // GetFlag returns the flag's value, or "" when it is unset.
 func (c *Controller) GetFlag(name string) string {
@@ -164,9 +222,21 @@ func (c *Controller) GetFlag(name string) string {
 	return v
 }
 
-// Lookup returns the flag's value text and whether any rule matched.
+// Lookup returns the flag's value text and whether any rule matched. A
+// flag whose evaluation failed (reason ERROR) is unset.
 func (c *Controller) Lookup(name string) (string, bool) {
-	if r := c.match(name); r != nil {
+	if s := c.snap.Load(); s != nil {
+		if f := s.flags[name]; f != nil {
+			if v := c.memo(f); v != 0 {
+				if r := f.winner(v); r != nil {
+					return r.text(), true
+				}
+				return "", false
+			}
+		}
+	}
+	f, v, _ := c.slow(name)
+	if r := f.winner(v); r != nil {
 		return r.text(), true
 	}
 	return "", false
@@ -175,13 +245,13 @@ func (c *Controller) Lookup(name string) (string, bool) {
 // Typed returns a declared flag's typed value: the matched rule's, or the
 // code default when no rule matched or the rule's value is bad. ok is false
 // for undeclared flags. A memoised lookup takes no lock and allocates
-// nothing.
+// nothing (but for json values, which are copied: see Snapshot).
 func (c *Controller) Typed(name string) (v any, ok bool) {
-	f, r := c.find(name)
+	f, m := c.find(name)
 	if f == nil || f.def == nil {
 		return nil, false
 	}
-	return f.typedOf(r), true
+	return f.typedOf(f.winner(m)), true
 }
 
 // FlagRef names a flag and remembers where it was found in the last
@@ -206,133 +276,210 @@ func (r *FlagRef) Name() string { return r.name }
 // TypedRef is Typed through a FlagRef.
 func (c *Controller) TypedRef(ref *FlagRef) (v any, ok bool) {
 	if rc := ref.cache.Load(); rc != nil && rc.snap == c.snap.Load() && rc.f.def != nil {
-		if r, done := c.memoised(rc.f); done {
-			return rc.f.typedOf(r), true
+		if m := c.memo(rc.f); m != 0 {
+			return rc.f.typedOf(rc.f.winner(m)), true
 		}
 	}
-	f, r := c.find(ref.name)
+	f, m := c.find(ref.name)
 	if f == nil {
 		return nil, false
 	}
-	ref.cache.Store(&refCache{snap: c.snap.Load(), f: f})
+	if s := c.snap.Load(); s != nil && s.flags[ref.name] == f {
+		ref.cache.Store(&refCache{snap: s, f: f})
+	}
 	if f.def == nil {
 		return nil, false
 	}
-	return f.typedOf(r), true
+	return f.typedOf(f.winner(m)), true
 }
 
-// Evaluate returns the flag's answer with its details.
+// Evaluate returns the flag's answer with its details. Once the flag is
+// memoised it takes no lock.
 func (c *Controller) Evaluate(name string) Result {
-	f, r := c.find(name)
-	if f == nil {
-		return Result{Flag: name, Reason: ReasonDefault}
-	}
-	if f.conditional {
-		// Walk again for the error details: scopes are memoised and
-		// conditions are pure, so the answer is the one memoised.
-		c.sh.mu.Lock()
-		i, err := f.resolve(&c.sh.set, c.targetLocked())
-		c.sh.mu.Unlock()
-		return f.result(f.rule(i), err)
-	}
-	return f.result(r, nil)
-}
-
-// match returns the winning rule, memoised.
-func (c *Controller) match(name string) *rule {
-	_, r := c.find(name)
-	return r
-}
-
-// find returns the flag's entry (nil if the snapshot does not know it) and
-// winning rule, memoised.
-func (c *Controller) find(name string) (*flagEntry, *rule) {
 	if s := c.snap.Load(); s != nil {
 		if f := s.flags[name]; f != nil {
-			if r, done := c.memoised(f); done {
-				return f, r
+			if v := c.memo(f); v != 0 {
+				var err error
+				if v&memoErr != 0 {
+					if e, ok := c.errs.Load(f.idx); ok {
+						err = e.(error)
+					}
+				}
+				return f.resultOf(v, err)
 			}
 		}
 	}
-	return c.slow(name)
+	f, v, err := c.slow(name)
+	if f == nil {
+		return unknownResult(name)
+	}
+	return f.resultOf(v, err)
 }
 
-// memoised returns f's memoised winning rule (nil: unset) and whether f
-// has been evaluated. f must belong to the controller's snapshot.
-func (c *Controller) memoised(f *flagEntry) (*rule, bool) {
-	if ch := c.chunks[f.idx>>6].Load(); ch != nil {
-		if v := ch[f.idx&63].Load(); v > 0 {
-			return f.rule(int(v) - 2), true
+// unknownResult is the answer for a flag the snapshot does not know: no
+// rule, no declaration; an invalid name says so in Err.
+func unknownResult(name string) Result {
+	return Result{Flag: name, Reason: ReasonDefault, Err: rules.ValidFlag(name)}
+}
+
+// find returns the flag's entry (nil if the snapshot does not know it) and
+// its memoised answer.
+func (c *Controller) find(name string) (*flagEntry, int32) {
+	if s := c.snap.Load(); s != nil {
+		if f := s.flags[name]; f != nil {
+			if v := c.memo(f); v != 0 {
+				return f, v
+			}
 		}
 	}
-	return nil, false
+	f, v, _ := c.slow(name)
+	return f, v
+}
+
+// memo returns f's memoised answer, 0 if none. f must belong to the
+// controller's snapshot.
+func (c *Controller) memo(f *flagEntry) int32 {
+	if ch := c.chunks[f.idx>>6].Load(); ch != nil {
+		return ch[f.idx&63].Load()
+	}
+	return 0
 }
 
 // slow evaluates a flag not yet memoised: it walks the flag's rules in
 // descending priority and the first rule whose scope is active and whose
-// condition holds wins.
-func (c *Controller) slow(name string) (*flagEntry, *rule) {
-	c.sh.mu.Lock()
-	defer c.sh.mu.Unlock()
-	s := c.pinLocked()
+// condition holds wins. It holds no lock while scopes and conditions are
+// evaluated. The answer is memoised unless it depended on a value still
+// being resolved (scopes.ErrInProgress).
+func (c *Controller) slow(name string) (*flagEntry, int32, error) {
+	s, pinned := c.pin()
 	f := s.flags[name]
 	if f == nil {
-		if !slices.Contains(c.sh.unknown, name) {
-			c.sh.unknown = append(c.sh.unknown, name)
-			if c.onFirstUse != nil {
-				c.onFirstUse(name)
-			}
-		}
-		return nil, nil
+		c.noteUnknown(name)
+		return nil, 1, nil
+	}
+	if !pinned {
+		o := f.resolve(&c.sh.set, c)
+		c.report(o.err)
+		return f, o.encode(), o.err
 	}
 	slot := &c.chunks[f.idx>>6]
 	ch := slot.Load()
 	if ch == nil {
-		ch = new(memoChunk)
-		slot.Store(ch)
+		slot.CompareAndSwap(nil, new(memoChunk))
+		ch = slot.Load()
 	}
-	if v := ch[f.idx&63].Load(); v > 0 { // another goroutine won
-		return f, f.rule(int(v) - 2)
+	if v := ch[f.idx&63].Load(); v != 0 { // another goroutine won
+		return f, v, c.memoErr(f, v)
 	}
 	if c.onFirstUse != nil {
 		c.onFirstUse(name)
 	}
-	var t *rules.Target
-	if f.conditional {
-		t = c.targetLocked()
+	o := f.resolve(&c.sh.set, c)
+	c.report(o.err)
+	v := o.encode()
+	if o.transient {
+		return f, v, o.err
 	}
-	i, _ := f.resolve(&c.sh.set, t)
-	ch[f.idx&63].Store(int32(i) + 2)
-	return f, f.rule(i)
+	if o.err != nil {
+		c.errs.Store(f.idx, o.err)
+		v |= memoErr
+	}
+	if !ch[f.idx&63].CompareAndSwap(0, v) {
+		v = ch[f.idx&63].Load()
+		return f, v, c.memoErr(f, v)
+	}
+	return f, v, o.err
 }
 
-// pinLocked loads the controller's snapshot on first use. c.sh.mu is held.
-func (c *Controller) pinLocked() *Snapshot {
+func (c *Controller) memoErr(f *flagEntry, v int32) error {
+	if v&memoErr == 0 {
+		return nil
+	}
+	if e, ok := c.errs.Load(f.idx); ok {
+		return e.(error)
+	}
+	return nil
+}
+
+// noteUnknown records a looked-up flag the snapshot does not know: valid
+// names only, at most MaxUnknownPerRequest of them.
+func (c *Controller) noteUnknown(name string) {
+	if rules.ValidFlag(name) != nil {
+		return
+	}
+	c.sh.mu.Lock()
+	switch {
+	case slices.Contains(c.sh.unknown, name):
+		c.sh.mu.Unlock()
+		return
+	case len(c.sh.unknown) >= MaxUnknownPerRequest:
+		c.sh.dropped++
+		c.sh.mu.Unlock()
+		return
+	}
+	c.sh.unknown = append(c.sh.unknown, name)
+	c.sh.mu.Unlock()
+	if c.onFirstUse != nil {
+		c.onFirstUse(name)
+	}
+}
+
+// pin returns the controller's snapshot, loading it on first use, and
+// whether it is pinned. The source is asked under no lock (the SQL source
+// checks scopes); a snapshot that depended on a scope still being checked
+// serves only the lookup that asked for it.
+func (c *Controller) pin() (*Snapshot, bool) {
 	if s := c.snap.Load(); s != nil {
-		return s
+		return s, true
 	}
 	var s *Snapshot
+	var err error
 	if c.src != nil {
-		s, c.sh.err = c.src.Snapshot(c.ctx, &c.sh.set)
+		s, err = c.src.Snapshot(c.ctx, &c.sh.set)
 	}
 	if s == nil {
 		s = emptySnapshot
 	}
+	if errors.Is(err, scopes.ErrInProgress) {
+		return s, false
+	}
+	c.sh.mu.Lock()
+	defer c.sh.mu.Unlock()
+	if cur := c.snap.Load(); cur != nil {
+		return cur, true
+	}
+	c.sh.err = err
 	c.chunks = make([]atomic.Pointer[memoChunk], (s.numFlags()+63)/64)
 	c.snap.Store(s)
-	return s
+	return s, true
 }
 
 // Snapshot returns the snapshot this controller evaluates against, loading
 // it if no lookup has yet.
 func (c *Controller) Snapshot() *Snapshot {
-	if s := c.snap.Load(); s != nil {
-		return s
-	}
-	c.sh.mu.Lock()
-	defer c.sh.mu.Unlock()
-	return c.pinLocked()
+	s, _ := c.pin()
+	return s
 }
+
+// report logs a panic recovered from application code, once per site.
+func (c *Controller) report(err error) {
+	var pe *scopes.PanicError
+	if err == nil || !errors.As(err, &pe) {
+		return
+	}
+	if _, seen := reportedSites.LoadOrStore(pe.Site, struct{}{}); seen {
+		return
+	}
+	log := c.log
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Error("flag evaluation: application callback panicked; flags that need it evaluate to ERROR (logged once per site)",
+		"site", pe.Site, "panic", fmt.Sprint(pe.Value))
+}
+
+// reportedSites are the callback sites whose panics have been logged.
+var reportedSites sync.Map
 
 // Err returns the error the source gave when the snapshot was loaded, if
 // any. The controller then evaluated against whatever the source could
@@ -387,6 +534,14 @@ func (c *Controller) UsedFlags() []Result {
 	return out
 }
 
+// UnknownDropped returns how many looked-up flags unknown to the snapshot
+// were not recorded because MaxUnknownPerRequest were already.
+func (c *Controller) UnknownDropped() int {
+	c.sh.mu.Lock()
+	defer c.sh.mu.Unlock()
+	return c.sh.dropped
+}
+
 // UsedScopes returns the scopes checked so far, in order, with answers.
 func (c *Controller) UsedScopes() []scopes.Check {
 	c.sh.mu.Lock()
@@ -403,7 +558,8 @@ func (c *Controller) UnclaimedScopes() []string {
 
 // CurrentScope returns the scope of the flag's winning rule.
 func (c *Controller) CurrentScope(name string) (string, bool) {
-	if r := c.match(name); r != nil {
+	if f, v := c.find(name); f.winner(v) != nil {
+		r := f.winner(v)
 		return r.Scope, true
 	}
 	return "", false

@@ -44,7 +44,7 @@ func mustParse(t testing.TB, text string) []rules.Rule {
 }
 
 func newController(t testing.TB, reg *scopes.Registry, text string, env scopes.Env) *controller.Controller {
-	live := controller.NewLive(nil, reg, nil)
+	live := controller.NewLive(nil, controller.LiveOptions{Scopes: reg})
 	live.Publish(live.Build(mustParse(t, text), 1))
 	return controller.New(context.Background(), live, env, controller.Options{})
 }
@@ -190,7 +190,7 @@ f default              0  default
 
 func TestControllerPinsSnapshot(t *testing.T) {
 	reg := scopes.NewRegistry()
-	live := controller.NewLive(nil, reg, nil)
+	live := controller.NewLive(nil, controller.LiveOptions{Scopes: reg})
 	live.Publish(live.Build(mustParse(t, "a default 1 old\nb default 1 old\n"), 1))
 	c := controller.New(context.Background(), live, scopes.Env{}, controller.Options{})
 	assert.Equal(t, "old", c.GetFlag("a"))
@@ -201,10 +201,8 @@ func TestControllerPinsSnapshot(t *testing.T) {
 
 func TestKnownFlagsAndFirstUse(t *testing.T) {
 	reg := scopes.NewRegistry()
-	live := controller.NewLive(nil, reg, nil)
-	live.Options = func() controller.BuildOptions {
-		return controller.BuildOptions{Known: []string{"documented.flag", "a"}}
-	}
+	live := controller.NewLive(nil, controller.LiveOptions{Scopes: reg,
+		Build: controller.BuildOptions{Known: []string{"documented.flag", "a"}}})
 	live.Publish(live.Build(mustParse(t, "a default 1 x\n"), 1))
 	assert.Equal(t, []string{"a"}, live.Current().Flags(), "known flags without rules are not listed as having rules")
 	var first []string

@@ -213,7 +213,7 @@ func TestDifferential(t *testing.T) {
 	const nFlags, ruleSets, envsPerSet = 12, 40, 12
 	for set := range ruleSets {
 		rs := randomRules(rng, nFlags)
-		live := controller.NewLive(nil, reg, nil)
+		live := controller.NewLive(nil, controller.LiveOptions{Scopes: reg})
 		live.Publish(live.Build(rs, int64(set)))
 		for _, st := range stores {
 			_, err := st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "differential", Actor: "test", BaseRevision: sqlstore.AnyRevision})
@@ -226,7 +226,7 @@ func TestDifferential(t *testing.T) {
 			snapC := controller.New(ctx, live, env, opts)
 			sqlCs := make([]*controller.Controller, len(stores))
 			for i, st := range stores {
-				sqlCs[i] = controller.New(ctx, controller.NewSQL(st, reg), env, opts)
+				sqlCs[i] = controller.New(ctx, controller.NewSQL(st, reg, controller.BuildOptions{}), env, opts)
 			}
 			for f := range nFlags + 1 { // one flag more than have rules
 				flag := fmt.Sprintf("app.f%d.effect", f)

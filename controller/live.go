@@ -32,23 +32,43 @@ type Live struct {
 	// synced is when the source last confirmed the current snapshot
 	// (Unix nanoseconds; 0 before the first).
 	synced atomic.Int64
+	opts   BuildOptions
 
-	// Options, if set, gives the build options for every snapshot: known
-	// (documented) flags, so looking them up stays lock-free, and flags
-	// declared in code, which follow (and so replace) stored declarations.
-	Options func() BuildOptions
-
-	stored []rules.Definition // declarations from the last load; under mu
+	stored   []rules.Definition  // declarations from the last load; under mu
+	reported map[string]struct{} // problems logged for the current rules; under mu
 }
 
-// NewLive returns a Live serving an empty snapshot until the first Reload
-// or Publish. src may be nil when snapshots are only published directly.
-func NewLive(src RuleSource, reg *scopes.Registry, log *slog.Logger) *Live {
-	if log == nil {
-		log = slog.Default()
+// LiveOptions configure a Live. They are given once, to NewLive, and hold
+// for its whole life.
+type LiveOptions struct {
+	// Scopes compiles the rules' scopes; scopes.NewRegistry() (the
+	// built-in handlers) when nil.
+	Scopes *scopes.Registry
+	// Log receives reload failures and problems in stored rules;
+	// slog.Default() when nil.
+	Log *slog.Logger
+	// Build is what every snapshot is built with beyond the stored rules
+	// and declarations: documented flag names (so their lookups stay
+	// lock-free), flags declared in code (which replace stored
+	// declarations of the same name) and converters to Go types.
+	Build BuildOptions
+}
+
+// NewLive returns a Live over src, complete: it serves a snapshot of no
+// rules (with opts.Build's declarations) until the first Reload or Run
+// loads src, or until a Publish. src may be nil when snapshots are only
+// published directly.
+func NewLive(src RuleSource, opts LiveOptions) *Live {
+	if opts.Scopes == nil {
+		opts.Scopes = scopes.NewRegistry()
 	}
-	l := &Live{reg: reg, src: src, log: log}
-	l.cur.Store(Build(nil, reg, -1, BuildOptions{}))
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	opts.Build.Known = slices.Clone(opts.Build.Known)
+	opts.Build.Defs = slices.Clone(opts.Build.Defs)
+	l := &Live{reg: opts.Scopes, src: src, log: opts.Log, opts: opts.Build}
+	l.cur.Store(Build(nil, l.reg, -1, l.opts))
 	return l
 }
 
@@ -65,24 +85,28 @@ func (l *Live) Snapshot(context.Context, *scopes.Set) (*Snapshot, error) {
 
 // Build compiles rs with l's registry and options, and the declarations
 // last loaded from the source. Problems in the snapshot (stored values that
-// fail their type, conditions that do not compile) are logged once here.
+// fail their type, conditions that do not compile or are refused) are
+// logged here, each once while it lasts.
 func (l *Live) Build(rs []rules.Rule, revision int64) *Snapshot {
 	l.mu.Lock()
-	stored := l.stored
-	l.mu.Unlock()
-	return l.build(rs, revision, stored)
+	defer l.mu.Unlock()
+	return l.build(rs, revision, l.stored)
 }
 
+// build compiles a snapshot. l.mu is held.
 func (l *Live) build(rs []rules.Rule, revision int64, stored []rules.Definition) *Snapshot {
-	var opts BuildOptions
-	if l.Options != nil {
-		opts = l.Options()
-	}
+	opts := l.opts
 	opts.Defs = append(slices.Clip(stored), opts.Defs...)
 	s := Build(rs, l.reg, revision, opts)
-	for _, p := range s.Problems() {
-		l.log.Error("rules: problem in stored rules; the rule evaluates to an error", "err", p, "revision", revision)
+	seen := make(map[string]struct{}, len(s.problems))
+	for _, p := range s.problems {
+		msg := p.Error()
+		seen[msg] = struct{}{}
+		if _, logged := l.reported[msg]; !logged {
+			l.log.Error("rules: problem in stored rules; the rule evaluates to an error", "err", p, "revision", revision)
+		}
 	}
+	l.reported = seen
 	return s
 }
 
@@ -154,12 +178,19 @@ func (l *Live) fail(err error) error {
 	return err
 }
 
-// Run reloads on every tick of interval (DefaultPollInterval if <= 0) until
-// ctx is done. Failures are logged once per distinct error and retried on
-// the next tick; the last good snapshot stays published meanwhile.
+// Run loads the rules at once if no load has succeeded yet, then reloads
+// on every tick of interval (DefaultPollInterval if <= 0) until ctx is
+// done. Failures are logged once per distinct error and retried on the
+// next tick; the last good snapshot stays published meanwhile.
 func (l *Live) Run(ctx context.Context, interval time.Duration) error {
+	if l.src == nil {
+		return errors.New("controller: run: no rule source")
+	}
 	if interval <= 0 {
 		interval = DefaultPollInterval
+	}
+	if !l.done.Load() {
+		_ = l.Reload(ctx, true) // logged by fail; retried next tick
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()

@@ -35,7 +35,7 @@ func TestLiveSeesChangesFromAnotherWriter(t *testing.T) {
 		t.Run(st.Dialect(), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			live := controller.NewLive(st, scopes.NewRegistry(), nil)
+			live := controller.NewLive(st, controller.LiveOptions{})
 			assert.False(t, live.Ready())
 			require.NoError(t, live.Reload(ctx, true))
 			assert.True(t, live.Ready())
@@ -134,7 +134,7 @@ func TestLiveSurvivesOutage(t *testing.T) {
 	require.NoError(t, err)
 	defer viaProxy.Close()
 
-	live := controller.NewLive(viaProxy, scopes.NewRegistry(), nil)
+	live := controller.NewLive(viaProxy, controller.LiveOptions{})
 	require.NoError(t, live.Reload(ctx, true))
 	assert.Equal(t, "before", flagNow(live, "a"))
 
@@ -163,7 +163,7 @@ func TestSQLSourceOutage(t *testing.T) {
 	st := sqlstoretest.SQLite(t)
 	save(t, st, "a default 1 x\n")
 	require.NoError(t, st.Close())
-	c := controller.New(context.Background(), controller.NewSQL(st, scopes.NewRegistry()), scopes.Env{}, controller.Options{})
+	c := controller.New(context.Background(), controller.NewSQL(st, scopes.NewRegistry(), controller.BuildOptions{}), scopes.Env{}, controller.Options{})
 	v, ok := c.Lookup("a")
 	assert.False(t, ok)
 	assert.Equal(t, "", v)

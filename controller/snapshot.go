@@ -1,7 +1,9 @@
 package controller
 
 import (
+	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -31,6 +33,7 @@ type flagEntry struct {
 	def         *rules.Definition // nil: undeclared, values are text
 	dflt        rules.Value       // the code default, parsed
 	dfltTyped   any               // the code default converted for the application
+	dfltFresh   func() any        // as ruleExt.fresh, for the code default
 	conditional bool              // some rule has a condition
 }
 
@@ -47,6 +50,7 @@ type ruleExt struct {
 	condErr error            // the stored condition does not compile: never matches
 	val     rules.Value      // parsed value
 	typed   any              // val converted for the application
+	fresh   func() any       // non-nil when typed holds maps, slices or pointers: a new copy
 	valErr  error            // the stored value fails the flag's type
 }
 
@@ -123,7 +127,7 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 		}
 		if fd != nil {
 			x := cr.x
-			x.val, x.typed, x.valErr = fd.parse(r.Value)
+			x.val, x.typed, x.fresh, x.valErr = fd.parse(r.Value)
 			if x.valErr != nil {
 				x.val = rules.Value{Text: r.Value}
 				s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: stored value: %w", r.Flag, r.Scope, r.Priority, x.valErr))
@@ -182,12 +186,10 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 		if fd := defs[e.name]; fd != nil {
 			e.def = &fd.def
 			e.dflt = fd.codec.Default()
-			e.dfltTyped = e.dflt.Any
-			if fd.convert != nil {
-				var err error
-				if e.dfltTyped, err = fd.convert(e.dflt); err != nil {
-					s.problems = append(s.problems, fmt.Errorf("flag %q: default: %w", e.name, err))
-				}
+			var err error
+			if _, e.dfltTyped, e.dfltFresh, err = fd.parse(e.dflt.Text); err != nil {
+				e.dfltTyped, e.dfltFresh = nil, nil
+				s.problems = append(s.problems, fmt.Errorf("flag %q: default: %w", e.name, err))
 			}
 		}
 		for _, r := range e.rules {
@@ -207,16 +209,96 @@ type flagDef struct {
 	convert Converter
 }
 
-func (fd *flagDef) parse(text string) (rules.Value, any, error) {
-	v, err := fd.codec.Parse(text)
+// parse parses a stored value and converts it for the application. When
+// the result holds maps, slices or pointers, fresh makes a new copy of it
+// for each reader, so that no request sees another's changes.
+func (fd *flagDef) parse(text string) (v rules.Value, typed any, fresh func() any, err error) {
+	v, err = fd.codec.Parse(text)
 	if err != nil {
-		return v, nil, err
+		return v, nil, nil, err
 	}
 	if fd.convert == nil {
-		return v, v.Any, nil
+		typed = v.Any
+		if fd.def.Type == rules.JSON && mutable(reflect.TypeOf(typed)) {
+			fresh = func() any { return cloneJSON(v.Any) }
+		}
+		return v, typed, fresh, nil
 	}
-	typed, err := fd.convert(v)
-	return v, typed, err
+	typed, err = fd.safeConvert(v)
+	if err != nil {
+		return v, nil, nil, err
+	}
+	if mutable(reflect.TypeOf(typed)) {
+		fresh = func() any {
+			t, err := fd.safeConvert(v)
+			if err != nil { // it converted once; it cannot fail now
+				return nil
+			}
+			return t
+		}
+	}
+	return v, typed, fresh, nil
+}
+
+// safeConvert runs the application's converter (which may run its
+// UnmarshalJSON), turning a panic into an error.
+func (fd *flagDef) safeConvert(v rules.Value) (typed any, err error) {
+	if perr := scopes.Call("value converter", func() { typed, err = fd.convert(v) }); perr != nil {
+		return nil, perr
+	}
+	return typed, err
+}
+
+// mutable reports whether values of t can share state when copied: maps,
+// slices, pointers, interfaces, channels and functions, directly or in
+// fields and elements.
+func mutable(t reflect.Type) bool {
+	return mutableSeen(t, map[reflect.Type]bool{})
+}
+
+func mutableSeen(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if t == nil {
+		return false
+	}
+	if m, ok := seen[t]; ok {
+		return m
+	}
+	seen[t] = true // recursive types are reached through pointers: mutable
+	m := false
+	switch t.Kind() {
+	case reflect.Map, reflect.Slice, reflect.Pointer, reflect.Interface, reflect.Chan, reflect.Func, reflect.UnsafePointer:
+		m = true
+	case reflect.Array:
+		m = mutableSeen(t.Elem(), seen)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if mutableSeen(t.Field(i).Type, seen) {
+				m = true
+				break
+			}
+		}
+	}
+	seen[t] = m
+	return m
+}
+
+// cloneJSON deep-copies a document decoded by encoding/json.
+func cloneJSON(v any) any {
+	switch a := v.(type) {
+	case map[string]any:
+		m := make(map[string]any, len(a))
+		for k, e := range a {
+			m[k] = cloneJSON(e)
+		}
+		return m
+	case []any:
+		s := make([]any, len(a))
+		for i, e := range a {
+			s[i] = cloneJSON(e)
+		}
+		return s
+	}
+	return v // string, bool, json.Number, float64, nil: immutable
 }
 
 // Revision is the revision of the rules the snapshot was built from; -1
@@ -280,15 +362,33 @@ func (s *Snapshot) numFlags() int { return len(s.names) }
 
 // Evaluate evaluates one flag without memoising: the flag's rules in
 // descending priority, the first whose scope is active in set and whose
-// condition holds for t gives the value. set is not safe for concurrent
-// use; Controller serialises it.
+// condition holds for t gives the value. set is safe for concurrent use.
 func (s *Snapshot) Evaluate(name string, set *scopes.Set, t *rules.Target) Result {
 	f := s.flags[name]
 	if f == nil {
-		return Result{Flag: name, Reason: ReasonDefault}
+		return unknownResult(name)
 	}
-	i, err := f.resolve(set, t)
-	return f.result(f.rule(i), err)
+	o := f.resolve(set, fixedTarget{t})
+	return f.resultOf(o.encode(), o.err)
+}
+
+// targeter gives resolve the evaluation context when a condition first
+// needs it.
+type targeter interface {
+	evalTarget() (*rules.Target, error)
+}
+
+type fixedTarget struct{ t *rules.Target }
+
+func (f fixedTarget) evalTarget() (*rules.Target, error) { return f.t, nil }
+
+// winner returns the rule whose value answer v gives (nil: none matched,
+// or the evaluation failed). f may be nil (an unknown flag).
+func (f *flagEntry) winner(v int32) *rule {
+	if f == nil || v&memoFail != 0 {
+		return nil
+	}
+	return f.rule(int(v&memoIdx) - 2)
 }
 
 // rule returns f's rule i, or nil for -1 (no rule matched).
@@ -300,49 +400,99 @@ func (f *flagEntry) rule(i int) *rule {
 }
 
 // typedOf returns the typed value for winning rule r (nil: none): the
-// code default when none matched or r's value is bad.
+// code default when none matched or r's value is bad. Values that hold
+// maps, slices or pointers are copied.
 func (f *flagEntry) typedOf(r *rule) any {
 	if r == nil || r.valErr() != nil {
+		if f.dfltFresh != nil {
+			return f.dfltFresh()
+		}
 		return f.dfltTyped
+	}
+	if r.x.fresh != nil {
+		return r.x.fresh()
 	}
 	return r.x.typed
 }
 
-// resolve returns the index of the winning rule (-1: none) and the first
-// error met on the way (a condition that failed at run time or could not be
-// compiled, or a missing targeting key).
-func (f *flagEntry) resolve(set *scopes.Set, t *rules.Target) (int, error) {
+// outcome is what walking a flag's rules found.
+type outcome struct {
+	idx int // the winning rule, or the failing one; -1: none matched
+	// fail: the answer is ERROR (the code default) because rule idx could
+	// not be decided: its scope's predicate or a callback it needed
+	// panicked, its stored condition is refused, or the evaluation
+	// context could not be had.
+	fail bool
+	err  error
+	// transient: the answer depended on a value still being resolved
+	// (scopes.ErrInProgress) and must not be memoised.
+	transient bool
+}
+
+func (o outcome) encode() int32 {
+	v := int32(o.idx + 2)
+	if o.fail {
+		v |= memoFail
+	}
+	return v
+}
+
+// resolve walks f's rules in descending priority. The first rule whose
+// scope is active and whose condition holds wins; a rule that cannot be
+// decided ends the walk with an error answer. err is also the first
+// run-time condition error met (such a rule does not match).
+func (f *flagEntry) resolve(set *scopes.Set, tg targeter) outcome {
 	var first error
 	for i := range f.rules {
 		r := &f.rules[i]
-		if !set.Active(r.scope) {
+		active, err := set.Check(r.scope)
+		if err != nil {
+			return outcome{idx: i, fail: true, err: err, transient: errors.Is(err, scopes.ErrInProgress)}
+		}
+		if !active {
 			continue
 		}
 		if r.Condition == "" {
-			return i, first
+			return outcome{idx: i, err: first}
 		}
 		if r.x.cond == nil {
-			if first == nil {
-				first = r.x.condErr
-			}
-			continue
+			return outcome{idx: i, fail: true, err: r.x.condErr}
+		}
+		t, err := tg.evalTarget()
+		if err != nil {
+			return outcome{idx: i, fail: true, err: err, transient: errors.Is(err, scopes.ErrInProgress)}
 		}
 		ok, err := r.x.cond.Match(t)
 		if err != nil && first == nil {
 			first = err
 		}
 		if ok {
-			return i, first
+			return outcome{idx: i, err: first}
 		}
 	}
-	return -1, first
+	return outcome{idx: -1, err: first}
+}
+
+// resultOf describes answer v (see the memo constants) with its error.
+func (f *flagEntry) resultOf(v int32, err error) Result {
+	if v&memoFail == 0 {
+		return f.result(f.winner(v), err)
+	}
+	res := Result{Flag: f.name, Err: err, Declared: f.def != nil, Reason: ReasonError, Typed: f.typedOf(nil)}
+	if f.def != nil {
+		res.Value = f.dflt.Text
+	}
+	if r := f.rule(int(v&memoIdx) - 2); r != nil {
+		res.Scope, res.Priority, res.Condition = r.Scope, r.Priority, r.Condition
+	}
+	return res
 }
 
 // result describes winning rule r (nil: none) and the error met.
 func (f *flagEntry) result(r *rule, err error) Result {
 	res := Result{Flag: f.name, Err: err, Declared: f.def != nil}
 	if r == nil {
-		res.Reason, res.Typed = ReasonDefault, f.dfltTyped
+		res.Reason, res.Typed = ReasonDefault, f.typedOf(nil)
 		if f.def != nil {
 			res.Value = f.dflt.Text
 		}
@@ -352,12 +502,12 @@ func (f *flagEntry) result(r *rule, err error) Result {
 	res.Value = r.Value
 	var cond *rules.Condition
 	if r.x != nil {
-		res.Value, res.Variant, res.Typed, cond = r.x.val.Text, r.x.val.Variant, r.x.typed, r.x.cond
+		res.Value, res.Variant, res.Typed, cond = r.x.val.Text, r.x.val.Variant, f.typedOf(r), r.x.cond
 	}
 	switch {
 	case r.valErr() != nil:
 		res.Reason, res.Err, res.Variant = ReasonError, r.x.valErr, ""
-		res.Value, res.Typed = f.dflt.Text, f.dfltTyped
+		res.Value, res.Typed = f.dflt.Text, f.typedOf(nil)
 	case cond != nil && cond.Rollout():
 		res.Reason = ReasonSplit
 	case r.Condition != "" || r.Scope != "default":

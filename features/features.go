@@ -2,6 +2,7 @@ package features
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"strings"
 
@@ -68,7 +69,10 @@ func Evaluate(ctx context.Context, name string) controller.Result {
 		return controller.Result{Flag: name, Reason: controller.ReasonDefault}
 	}
 	if st.ov != nil {
-		if v, ok := st.ov.find(name, st.ctrl); ok {
+		if v, ok, err := st.ov.lookup(name, st.ctrl); ok {
+			if err != nil {
+				return controller.Result{Flag: name, Reason: controller.ReasonError, Err: err}
+			}
 			return controller.Result{Flag: name, Set: true, Value: overrideText(v), Typed: v, Reason: controller.ReasonOverride}
 		}
 	}
@@ -78,56 +82,87 @@ func Evaluate(ctx context.Context, name string) controller.Result {
 	return st.ctrl.Evaluate(name)
 }
 
-// Engine wires flag evaluation into an application.
+// Engine wires flag evaluation into an application: the live rule
+// snapshot, the flag registry, the scope handlers and this server's role.
+// It is complete when NewEngine returns and is never reconfigured.
 type Engine struct {
-	// Live is the published rule snapshot; the info pages read it.
-	Live *controller.Live
-	// Source is what controllers evaluate against; Live when nil.
-	Source controller.Source
-	// Scopes is the scope-handler registry; Live's when nil.
+	live   *controller.Live
+	scopes *scopes.Registry
+	docs   *Registry
+	role   string
+	log    *slog.Logger
+}
+
+// Config is what an Engine is made from.
+type Config struct {
+	// Source is where the rules come from, such as a *sqlstore.Store; nil
+	// for an engine whose snapshots are only published (tests, see
+	// featuretest).
+	Source controller.RuleSource
+	// Flags documents and declares the flags; DefaultRegistry, where
+	// Define declares, when nil. NewEngine freezes it: declare every flag
+	// before (package-level Define calls run before main).
+	Flags *Registry
+	// Scopes are the scope handlers; the built-in ones when nil.
 	Scopes *scopes.Registry
-	// Docs documents flags and records undocumented ones used.
-	Docs *Registry
 	// ServerRole is this server's role, for server.ROLE scopes.
 	ServerRole string
+	// Log receives reload failures, problems in stored rules and panics
+	// recovered from callbacks; slog.Default() when nil.
+	Log *slog.Logger
 }
 
-// NewEngine returns an Engine over live whose flags are documented and
-// declared in reg (DefaultRegistry when nil, where Define declares). The
-// registry's flags are included in every snapshot live builds, so looking
-// them up never takes a lock even before they have rules, and code
-// declarations type their values.
-func NewEngine(live *controller.Live, serverRole string, reg *Registry) *Engine {
-	if reg == nil {
-		reg = DefaultRegistry
+// NewEngine returns a complete Engine. Every snapshot it serves is built
+// with the registry's flags: declarations type their values from the very
+// first snapshot, and documented flags are looked up without a lock even
+// before they have rules. The rules are loaded by Run (or Live().Reload);
+// until then flags have their code defaults.
+func NewEngine(cfg Config) *Engine {
+	if cfg.Flags == nil {
+		cfg.Flags = DefaultRegistry
 	}
-	e := &Engine{Live: live, Scopes: live.Registry(), Docs: reg, ServerRole: serverRole}
-	live.Options = reg.BuildOptions
-	return e
+	if cfg.Scopes == nil {
+		cfg.Scopes = scopes.NewRegistry()
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	build := cfg.Flags.freeze()
+	live := controller.NewLive(cfg.Source, controller.LiveOptions{Scopes: cfg.Scopes, Log: cfg.Log, Build: build})
+	return &Engine{live: live, scopes: cfg.Scopes, docs: cfg.Flags, role: cfg.ServerRole, log: cfg.Log}
 }
 
-func (e *Engine) source() controller.Source {
-	if e.Source != nil {
-		return e.Source
-	}
-	return e.Live
-}
+// Run loads the rules at once and keeps them fresh (polling the source's
+// revision) until ctx is done. While the source fails, the last rules
+// loaded keep being served.
+func (e *Engine) Run(ctx context.Context) error { return e.live.Run(ctx, 0) }
+
+// Live returns the engine's live snapshot.
+func (e *Engine) Live() *controller.Live { return e.live }
+
+// Flags returns the registry that documents and declares the flags.
+func (e *Engine) Flags() *Registry { return e.docs }
+
+// Scopes returns the scope handlers.
+func (e *Engine) Scopes() *scopes.Registry { return e.scopes }
+
+// ServerRole returns this server's role.
+func (e *Engine) ServerRole() string { return e.role }
 
 // Controller returns a controller for env. The engine's server role fills
 // env.ServerRole when that is empty; first uses of undocumented flags are
-// recorded in Docs.
+// recorded in the registry.
 func (e *Engine) Controller(ctx context.Context, env scopes.Env) *controller.Controller {
 	return e.controller(ctx, env, controller.Options{})
 }
 
 func (e *Engine) controller(ctx context.Context, env scopes.Env, opts controller.Options) *controller.Controller {
 	if env.ServerRole == "" {
-		env.ServerRole = e.ServerRole
+		env.ServerRole = e.role
 	}
-	if e.Docs != nil {
-		opts.OnFirstUse = e.Docs.noteUsed
-	}
-	return controller.New(ctx, e.source(), env, opts)
+	opts.OnFirstUse = e.docs.noteUsed
+	opts.Log = e.log
+	return controller.New(ctx, e.live, env, opts)
 }
 
 // WithScopes returns ctx carrying a controller for env: the helper for

@@ -17,7 +17,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/features/featuretest"
 	"github.com/scopeflags/scopeflags/rules"
@@ -26,12 +25,13 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
-func newEngine(t testing.TB, text, role string) *features.Engine {
-	live := controller.NewLive(nil, scopes.NewRegistry(), nil)
-	e := features.NewEngine(live, role, features.NewRegistry())
+func newEngine(t testing.TB, text, role string, docs ...features.FlagDoc) *features.Engine {
+	reg := features.NewRegistry()
+	reg.MustDocument(docs...)
+	e := features.NewEngine(features.Config{Flags: reg, ServerRole: role})
 	rs, _, err := rules.Parse(text, nil)
 	require.NoError(t, err)
-	live.Publish(live.Build(rs, 3))
+	e.Live().Publish(e.Live().Build(rs, 3))
 	return e
 }
 
@@ -170,13 +170,20 @@ g default        0  default
 }
 
 func TestRegistry(t *testing.T) {
-	e := newEngine(t, "a.flag default 0 on\n", "")
-	require.NoError(t, e.Docs.Document(features.FlagDoc{Name: "z.doc", Domain: "boolean", Title: "Z"}))
-	require.NoError(t, e.Docs.Document(features.FlagDoc{Name: "b.doc", Domain: "int", Title: "B"}))
-	assert.ErrorIs(t, e.Docs.Document(features.FlagDoc{Name: "b.doc"}), features.ErrDocumented)
-	assert.ErrorIs(t, e.Docs.Document(features.FlagDoc{Name: "bad..name"}), rules.ErrFlagName)
-	assert.Equal(t, []string{"b.doc", "z.doc"}, e.Docs.Names())
-	assert.Equal(t, "B", e.Docs.Docs()[0].Title)
+	reg := features.NewRegistry()
+	require.NoError(t, reg.Document(features.FlagDoc{Name: "z.doc", Domain: "boolean", Title: "Z"}))
+	require.NoError(t, reg.Document(features.FlagDoc{Name: "b.doc", Domain: "int", Title: "B"}))
+	assert.ErrorIs(t, reg.Document(features.FlagDoc{Name: "b.doc"}), features.ErrDocumented)
+	assert.ErrorIs(t, reg.Document(features.FlagDoc{Name: "bad..name"}), rules.ErrFlagName)
+	assert.Equal(t, []string{"b.doc", "z.doc"}, reg.Names())
+	assert.Equal(t, "B", reg.Docs()[0].Title)
+	e := features.NewEngine(features.Config{Flags: reg})
+	rs, _, err := rules.Parse("a.flag default 0 on\n", nil)
+	require.NoError(t, err)
+	e.Live().Publish(e.Live().Build(rs, 3))
+	assert.ErrorIs(t, reg.Document(features.FlagDoc{Name: "late.doc"}), features.ErrFrozen, "an engine's registry is complete when the engine is made")
+	_, err = features.DefineIn(reg, "late.flag", true, "x")
+	assert.ErrorIs(t, err, features.ErrFrozen)
 
 	for range 2 {
 		ctx := e.ForJob(context.Background(), "x")
@@ -185,9 +192,7 @@ func TestRegistry(t *testing.T) {
 		features.GetFlag(ctx, "a.flag")
 		features.GetFlag(ctx, "y.undoc")
 	}
-	assert.Equal(t, []string{"a.flag", "y.undoc", "z.undoc"}, e.Docs.Undocumented())
-	require.NoError(t, e.Docs.Document(features.FlagDoc{Name: "y.undoc"}))
-	assert.Equal(t, []string{"a.flag", "z.undoc"}, e.Docs.Undocumented())
+	assert.Equal(t, []string{"a.flag", "y.undoc", "z.undoc"}, reg.Undocumented())
 }
 
 func get(t *testing.T, url string) (*http.Response, string) {
@@ -210,17 +215,18 @@ func golden(t *testing.T, name, got string) {
 }
 
 func TestPages(t *testing.T) {
-	live := controller.NewLive(nil, scopes.NewRegistry(), nil)
-	e := features.NewEngine(live, "", features.NewRegistry())
-	e.Docs.MustDocument(
+	reg := features.NewRegistry()
+	reg.MustDocument(
 		features.FlagDoc{Name: "ui.icing", Domain: "space-delimited", Title: "Icing", Description: "Which icing to show.", Default: "No icing.", Link: "https://example.com/icing"},
 		features.FlagDoc{Name: "mail.disabled", Domain: "boolean", Title: "Mail off", Description: "Stop outgoing mail.", Default: "Mail is sent."},
 	)
-	_, err := features.DefineIn(e.Docs, "checkout.new_flow", false, "The new checkout flow.", features.External(),
+	_, err := features.DefineIn(reg, "checkout.new_flow", false, "The new checkout flow.", features.External(),
 		features.Variant("on", true), features.Variant("off", false))
 	require.NoError(t, err)
-	_, err = features.DefineIn(e.Docs, "api.limits", map[string]int{"max": 10}, "API limits.", features.Schema(`{"type": "object"}`))
+	_, err = features.DefineIn(reg, "api.limits", map[string]int{"max": 10}, "API limits.", features.Schema(`{"type": "object"}`))
 	require.NoError(t, err)
+	e := features.NewEngine(features.Config{Flags: reg})
+	live := e.Live()
 	// Built directly: rules.Parse with the registry would refuse userslice:1,0.
 	live.Publish(live.Build([]rules.Rule{
 		{Flag: "checkout.new_flow", Scope: "default", Priority: 2, Value: "on", Condition: `plan == "pro" && percent(10)`},
@@ -265,7 +271,7 @@ func TestSetFlags(t *testing.T) {
 	e := newEngine(t, "a default 0 original\na team:qa 5 qa\nb default 0 kept\nc default 0 c\n", "")
 	now := func(name string) string { return features.GetFlag(e.ForJob(context.Background(), "t"), name) }
 	t.Run("override", func(t *testing.T) {
-		featuretest.SetFlags(t, e.Live, map[string]string{"a": "test-value", "c": "", "new.flag": "on"})
+		featuretest.SetFlags(t, e.Live(), map[string]string{"a": "test-value", "c": "", "new.flag": "on"})
 		assert.Equal(t, "test-value", features.GetFlag(e.WithScopes(context.Background(), scopes.Env{User: scopes.StaticUser{ID: 1, Teams: []string{"qa"}}}), "a"), "replaces every rule of the flag")
 		assert.Equal(t, "kept", now("b"))
 		assert.Equal(t, "", now("c"))

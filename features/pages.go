@@ -58,18 +58,18 @@ type infoData struct {
 // claims.
 func (e *Engine) InfoHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		snap := e.Live.Current()
+		snap := e.live.Current()
 		ruleCount := map[string]int{}
 		for _, rl := range snap.Rules() {
 			ruleCount[rl.Flag]++
 		}
-		d := infoData{Title: "Feature flag information", Revision: snap.Revision(), Domains: ValueDomains, Handlers: e.Scopes.Handlers()}
+		d := infoData{Title: "Feature flag information", Revision: snap.Revision(), Domains: ValueDomains, Handlers: e.scopes.Handlers()}
 		documented := map[string]bool{}
 		for _, def := range snap.Definitions() {
 			documented[def.Name] = true
 			d.Declared = append(d.Declared, declRow{def, ruleCount[def.Name]})
 		}
-		for _, doc := range e.Docs.Docs() {
+		for _, doc := range e.docs.Docs() {
 			if documented[doc.Name] {
 				continue
 			}
@@ -77,7 +77,7 @@ func (e *Engine) InfoHandler() http.Handler {
 			d.Documented = append(d.Documented, docRow{doc, ruleCount[doc.Name]})
 		}
 		undoc := map[string]*undocRow{}
-		for _, n := range e.Docs.Undocumented() {
+		for _, n := range e.docs.Undocumented() {
 			undoc[n] = &undocRow{Name: n, Used: true}
 		}
 		for n, c := range ruleCount {
@@ -116,7 +116,7 @@ type rulesData struct {
 // rules, as a table and as normalised text.
 func (e *Engine) RulesHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		snap := e.Live.Current()
+		snap := e.live.Current()
 		rs := snap.Rules()
 		render(w, r, "rules.html", rulesData{Title: "Feature rules", Revision: snap.Revision(), Rules: rs, Text: rules.Format(rs)})
 	})

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/rules"
@@ -13,6 +14,15 @@ import (
 
 // ErrDocumented is returned when a flag is documented twice.
 var ErrDocumented = errors.New("features: flag already documented")
+
+// ErrFrozen is returned when a flag is declared or documented in a
+// registry an Engine already uses: engines are built with the registry's
+// flags, so declare every flag before NewEngine.
+var ErrFrozen = errors.New("features: registry in use by an engine; declare and document flags before NewEngine")
+
+// MaxUndocumented bounds the undocumented flag names a Registry records as
+// looked up; further ones are only counted (see UndocumentedDropped).
+const MaxUndocumented = 1000
 
 // FlagDoc documents one flag, as Launchpad's flag_info does.
 type FlagDoc struct {
@@ -51,10 +61,13 @@ var ValueDomains = []ValueDomain{
 // Registry documents and declares flags and records the undocumented flags
 // this process has looked up. It is safe for concurrent use.
 type Registry struct {
-	mu    sync.RWMutex
-	docs  map[string]FlagDoc
-	decls map[string]declared
-	used  sync.Map // undocumented flag name -> struct{}
+	mu      sync.RWMutex
+	docs    map[string]FlagDoc
+	decls   map[string]declared
+	frozen  bool         // an engine uses the registry; under mu
+	used    sync.Map     // undocumented flag name -> struct{}
+	nused   atomic.Int64 // entries in used
+	dropped atomic.Int64 // names not recorded: over MaxUndocumented
 }
 
 type declared struct {
@@ -75,6 +88,9 @@ func NewRegistry() *Registry {
 func (r *Registry) declare(def rules.Definition, doc FlagDoc, convert controller.Converter) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.frozen {
+		return fmt.Errorf("%w: %q", ErrFrozen, def.Name)
+	}
 	if _, dup := r.decls[def.Name]; dup {
 		return fmt.Errorf("%w: %q", ErrDeclared, def.Name)
 	}
@@ -83,7 +99,7 @@ func (r *Registry) declare(def rules.Definition, doc FlagDoc, convert controller
 	}
 	r.decls[def.Name] = declared{def: def, convert: convert}
 	r.docs[def.Name] = doc
-	r.used.Delete(def.Name)
+	r.forget(def.Name)
 	return nil
 }
 
@@ -111,13 +127,35 @@ func (r *Registry) Declared(name string) (rules.Definition, bool) {
 // BuildOptions gives snapshots the registry's documented and declared
 // flags, with converters to the Go types Define was given.
 func (r *Registry) BuildOptions() controller.BuildOptions {
-	return controller.BuildOptions{Known: r.Names(), Defs: r.Definitions(), Convert: r.converter}
-}
-
-func (r *Registry) converter(name string) controller.Converter {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.decls[name].convert
+	return r.buildOptions()
+}
+
+// freeze refuses further declarations and returns the build options: what
+// NewEngine builds its snapshots with.
+func (r *Registry) freeze() controller.BuildOptions {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.frozen = true
+	return r.buildOptions()
+}
+
+// buildOptions copies what snapshots need. r.mu is held.
+func (r *Registry) buildOptions() controller.BuildOptions {
+	known := make([]string, 0, len(r.docs))
+	for n := range r.docs {
+		known = append(known, n)
+	}
+	slices.Sort(known)
+	defs := make([]rules.Definition, 0, len(r.decls))
+	convert := make(map[string]controller.Converter, len(r.decls))
+	for n, d := range r.decls {
+		defs = append(defs, d.def)
+		convert[n] = d.convert
+	}
+	slices.SortFunc(defs, func(a, b rules.Definition) int { return strings.Compare(a.Name, b.Name) })
+	return controller.BuildOptions{Known: known, Defs: defs, Convert: func(name string) controller.Converter { return convert[name] }}
 }
 
 // Document adds d. The name must be a valid flag name and documented once.
@@ -127,6 +165,9 @@ func (r *Registry) Document(d FlagDoc) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.frozen {
+		return fmt.Errorf("%w: %q", ErrFrozen, d.Name)
+	}
 	if _, dup := r.docs[d.Name]; dup {
 		return fmt.Errorf("%w: %q", ErrDocumented, d.Name)
 	}
@@ -134,7 +175,7 @@ func (r *Registry) Document(d FlagDoc) error {
 		return fmt.Errorf("%w: %q", ErrDeclared, d.Name)
 	}
 	r.docs[d.Name] = d
-	r.used.Delete(d.Name)
+	r.forget(d.Name)
 	return nil
 }
 
@@ -191,7 +232,12 @@ func (r *Registry) Undocumented() []string {
 	return out
 }
 
-// noteUsed records a flag's first use in a controller.
+// UndocumentedDropped returns how many undocumented flag names looked up
+// were not recorded because MaxUndocumented already were.
+func (r *Registry) UndocumentedDropped() int64 { return r.dropped.Load() }
+
+// noteUsed records a flag's first use in a controller: undocumented valid
+// names, at most MaxUndocumented of them.
 func (r *Registry) noteUsed(name string) {
 	if _, seen := r.used.Load(name); seen {
 		return
@@ -199,7 +245,22 @@ func (r *Registry) noteUsed(name string) {
 	r.mu.RLock()
 	_, documented := r.docs[name]
 	r.mu.RUnlock()
-	if !documented {
-		r.used.Store(name, struct{}{})
+	if documented || rules.ValidFlag(name) != nil {
+		return
+	}
+	if r.nused.Add(1) > MaxUndocumented {
+		r.nused.Add(-1)
+		r.dropped.Add(1)
+		return
+	}
+	if _, loaded := r.used.LoadOrStore(name, struct{}{}); loaded {
+		r.nused.Add(-1)
+	}
+}
+
+// forget removes a now documented name from the undocumented ones.
+func (r *Registry) forget(name string) {
+	if _, loaded := r.used.LoadAndDelete(name); loaded {
+		r.nused.Add(-1)
 	}
 }

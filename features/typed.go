@@ -9,6 +9,7 @@ import (
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/scopes"
 )
 
 // Target is an evaluation context: a targeting key and attributes.
@@ -179,9 +180,11 @@ func (f *Flag[T]) Details(ctx context.Context) Details[T] {
 		return d
 	}
 	if st.ov != nil {
-		if v, ok := st.ov.find(f.name, st.ctrl); ok {
-			if t, ok := v.(T); ok {
+		if v, ok, err := st.ov.lookup(f.name, st.ctrl); ok {
+			if t, ok := v.(T); ok && err == nil {
 				d.Value, d.Reason = t, controller.ReasonOverride
+			} else if err != nil {
+				d.Reason, d.Err = controller.ReasonError, err
 			} else {
 				d.Reason, d.Err = controller.ReasonError, fmt.Errorf("%w: override of %q is %T", ErrTypeMismatch, f.name, v)
 			}
@@ -289,6 +292,13 @@ type override struct {
 }
 
 func (o *override) find(name string, c *controller.Controller) (any, bool) {
+	v, ok, _ := o.lookup(name, c)
+	return v, ok
+}
+
+// lookup is find with the error of an override function that panicked
+// (the value is then nil).
+func (o *override) lookup(name string, c *controller.Controller) (v any, ok bool, err error) {
 	for ; o != nil; o = o.next {
 		if o.name != name {
 			continue
@@ -298,11 +308,12 @@ func (o *override) find(name string, c *controller.Controller) (any, bool) {
 			if c != nil {
 				t = c.Target()
 			}
-			return o.fn(t), true
+			err = scopes.Call("OverrideFunc "+name, func() { v = o.fn(t) })
+			return v, true, err
 		}
-		return o.value, true
+		return o.value, true, nil
 	}
-	return nil, false
+	return nil, false, nil
 }
 
 // overrideText is an override's value as GetFlag shows it.

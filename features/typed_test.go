@@ -58,8 +58,8 @@ func typedEngine(t testing.TB, text string, log *slog.Logger) (*features.Engine,
 	f.lvl, err = features.DefineIn(reg, "log.level", level("info"), "Log level.")
 	require.NoError(t, err)
 
-	live := controller.NewLive(nil, scopes.NewRegistry(), log)
-	e := features.NewEngine(live, "", reg)
+	e := features.NewEngine(features.Config{Flags: reg, Log: log})
+	live := e.Live()
 	rs, _, err := rules.Parse(text, nil)
 	require.NoError(t, err)
 	live.Publish(live.Build(rs, 1))

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // ErrBadScope is wrapped by every error a handler returns for a scope it
@@ -60,27 +61,119 @@ type Env struct {
 	// Fixed lists scopes that are active outright, as a job names them.
 	Fixed []string
 
-	pageResolved bool
-	userResolved bool
+	// The lazily resolved user and page id: written once by the goroutine
+	// that wins the state from lazyNew to lazyRunning, read after lazyDone.
+	userState, pageState int32
+	user                 User
+	userErr, pageErr     error
+	page                 string
 }
+
+// States of a lazily resolved value.
+const (
+	lazyNew int32 = iota
+	lazyRunning
+	lazyDone
+)
 
 // CurrentUser returns the user, calling UserFunc at most once; nil for an
-// anonymous visitor.
+// anonymous visitor. It is meant for predicates: if UserFunc panicked, or
+// is still running (it read a flag that needs the user, or another
+// goroutine of the request is resolving it), CurrentUser panics with a
+// value the Set recovers and turns into the scope check's error. Use
+// LookupUser elsewhere.
 func (e *Env) CurrentUser() User {
-	if e.User == nil && !e.userResolved && e.UserFunc != nil {
-		e.User = e.UserFunc()
+	u, err := e.LookupUser()
+	if err != nil {
+		panic(failure{err})
 	}
-	e.userResolved = true
-	return e.User
+	return u
 }
 
-// Page returns the page id, calling PageIDFunc at most once.
-func (e *Env) Page() string {
-	if e.PageID == "" && !e.pageResolved && e.PageIDFunc != nil {
-		e.PageID = e.PageIDFunc()
+// LookupUser returns the user, calling UserFunc at most once. The error is
+// a *PanicError if UserFunc panicked, or wraps ErrInProgress while it runs.
+func (e *Env) LookupUser() (User, error) {
+	if e.User != nil || e.UserFunc == nil {
+		return e.User, nil
 	}
-	e.pageResolved = true
-	return e.PageID
+	if !e.claim(&e.userState) {
+		if atomic.LoadInt32(&e.userState) == lazyDone {
+			return e.user, e.userErr
+		}
+		return nil, fmt.Errorf("%w: the user (MiddlewareOptions.User or Env.UserFunc)", ErrInProgress)
+	}
+	e.userErr = Call("User", func() { e.user = e.UserFunc() })
+	atomic.StoreInt32(&e.userState, lazyDone)
+	return e.user, e.userErr
+}
+
+// Page returns the page id, calling PageIDFunc at most once. Like
+// CurrentUser, it panics for the Set if PageIDFunc panicked or is running;
+// use LookupPage elsewhere.
+func (e *Env) Page() string {
+	p, err := e.LookupPage()
+	if err != nil {
+		panic(failure{err})
+	}
+	return p
+}
+
+// LookupPage returns the page id, calling PageIDFunc at most once.
+func (e *Env) LookupPage() (string, error) {
+	if e.PageID != "" || e.PageIDFunc == nil {
+		return e.PageID, nil
+	}
+	if !e.claim(&e.pageState) {
+		if atomic.LoadInt32(&e.pageState) == lazyDone {
+			return e.page, e.pageErr
+		}
+		return "", fmt.Errorf("%w: the page id (MiddlewareOptions.PageID or Env.PageIDFunc)", ErrInProgress)
+	}
+	e.pageErr = Call("PageID", func() { e.page = e.PageIDFunc() })
+	atomic.StoreInt32(&e.pageState, lazyDone)
+	return e.page, e.pageErr
+}
+
+// claim reports whether the caller won the right to resolve a lazy value.
+func (e *Env) claim(state *int32) bool {
+	return atomic.LoadInt32(state) == lazyNew && atomic.CompareAndSwapInt32(state, lazyNew, lazyRunning)
+}
+
+// ErrInProgress is the error of a scope check that needed a value still
+// being resolved: a callback (a predicate, or the application's user or
+// page function) read a flag that needs that very value, or another
+// goroutine of the same request is resolving it. The answer is not
+// memoised; a later check resolves it properly.
+var ErrInProgress = errors.New("scopes: value is being resolved (a callback read a flag that needs it)")
+
+// PanicError is a panic in application code (a predicate, the user or page
+// function) recovered by scopes, or by the controller for its own
+// callbacks. Site names the callback.
+type PanicError struct {
+	Site  string
+	Value any
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("scopes: %s panicked: %v", e.Site, e.Value) }
+
+// failure carries an error out of a predicate through a panic.
+type failure struct{ err error }
+
+// Call runs f, turning a panic into a *PanicError for site. A panic that
+// carries a scope-check failure (from CurrentUser or Page) is returned as
+// that failure's error.
+func Call(site string, f func()) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			if fl, ok := v.(failure); ok {
+				err = fl.err
+				return
+			}
+			err = &PanicError{Site: site, Value: v}
+		}
+	}()
+	f()
+	return nil
 }
 
 // Predicate reports whether a compiled scope is active in env.

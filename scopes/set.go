@@ -1,23 +1,38 @@
 package scopes
 
-import "slices"
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+)
 
 // Check is one scope a Set looked at, and what it found.
 type Check struct {
 	Scope   string
 	Active  bool
 	Claimed bool
+	// Err is why the scope could not be decided: its predicate (or the
+	// user or page function it needed) panicked. The scope then counts as
+	// inactive and flags that reach it evaluate to an error.
+	Err error
 }
 
 // Set evaluates scopes for one request or job lazily: each scope at most
 // once, only when asked, with the answer memoised. The zero Set is empty;
-// call Reset before use. A Set is not safe for concurrent use.
+// call Reset before use. A Set is safe for concurrent use; predicates run
+// outside its lock, so a predicate may itself read flags of the same
+// request (a scope it needs that is still being checked then reports
+// ErrInProgress instead of deadlocking).
 type Set struct {
+	mu        sync.Mutex
 	env       Env
 	inline    [8]Check
 	checks    []Check
 	index     map[string]int // built once checks outgrow inline search
 	unclaimed []string
+	running   []string // scopes whose predicate is running
+	runInline [2]string
 }
 
 // NewSet returns a Set over env.
@@ -27,39 +42,82 @@ func NewSet(env Env) *Set {
 	return s
 }
 
-// Reset makes s a fresh set over env, forgetting every answer.
+// Reset makes s a fresh set over env, forgetting every answer. It must not
+// run concurrently with other methods.
 func (s *Set) Reset(env Env) {
-	*s = Set{env: env}
+	s.env = env
+	s.inline = [8]Check{}
 	s.checks = s.inline[:0]
+	s.index = nil
+	s.unclaimed = nil
+	s.running = s.runInline[:0]
 }
 
 // Env returns the set's environment.
 func (s *Set) Env() *Env { return &s.env }
 
-// Active reports whether sc is active, asking its predicate only the first
+// Active reports whether sc is active; a scope that could not be decided
+// (see Check) is inactive.
+func (s *Set) Active(sc *Scope) bool {
+	ok, _ := s.Check(sc)
+	return ok
+}
+
+// Check reports whether sc is active, asking its predicate only the first
 // time. A scope named in Env.Fixed is active outright; an unclaimed or
 // rejected scope is otherwise inactive, and an unclaimed one is recorded.
-func (s *Set) Active(sc *Scope) bool {
+// A predicate that panics makes the scope inactive with a *PanicError,
+// memoised like any answer. While sc's predicate runs, other checks of sc
+// report an error wrapping ErrInProgress, which is not memoised.
+func (s *Set) Check(sc *Scope) (bool, error) {
+	s.mu.Lock()
 	if i, ok := s.find(sc.Name); ok {
-		return s.checks[i].Active
+		c := s.checks[i]
+		s.mu.Unlock()
+		return c.Active, c.Err
 	}
 	c := Check{Scope: sc.Name, Claimed: sc.Handler != nil}
 	switch {
 	case slices.Contains(s.env.Fixed, sc.Name):
 		c.Active = true
 	case sc.pred != nil:
-		c.Active = sc.pred(&s.env)
+		if slices.Contains(s.running, sc.Name) {
+			s.mu.Unlock()
+			return false, fmt.Errorf("%w: scope %s", ErrInProgress, sc.Name)
+		}
+		if s.running == nil {
+			s.running = s.runInline[:0]
+		}
+		s.running = append(s.running, sc.Name)
+		s.mu.Unlock()
+		var active bool
+		err := Call("scope "+sc.Name, func() { active = sc.pred(&s.env) })
+		s.mu.Lock()
+		if i := slices.Index(s.running, sc.Name); i >= 0 {
+			s.running = slices.Delete(s.running, i, i+1)
+		}
+		if errors.Is(err, ErrInProgress) {
+			s.mu.Unlock()
+			return false, err
+		}
+		c.Active, c.Err = active && err == nil, err
 	case sc.Handler == nil:
 		s.unclaimed = append(s.unclaimed, sc.Name)
 	}
+	s.record(c)
+	s.mu.Unlock()
+	return c.Active, c.Err
+}
+
+// record appends c. s.mu is held.
+func (s *Set) record(c Check) {
 	if s.checks == nil {
 		s.checks = s.inline[:0]
 	}
 	s.checks = append(s.checks, c)
 	if s.index != nil {
-		s.index[sc.Name] = len(s.checks) - 1
+		s.index[c.Scope] = len(s.checks) - 1
 	}
-	return c.Active
 }
 
 func (s *Set) find(name string) (int, bool) {
@@ -83,8 +141,16 @@ func (s *Set) find(name string) (int, bool) {
 
 // Checked returns the scopes asked so far, in the order they were first
 // asked, with their answers.
-func (s *Set) Checked() []Check { return slices.Clone(s.checks) }
+func (s *Set) Checked() []Check {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.checks)
+}
 
 // Unclaimed returns the scopes asked so far that no handler claims (and that
 // were not fixed), in order.
-func (s *Set) Unclaimed() []string { return slices.Clone(s.unclaimed) }
+func (s *Set) Unclaimed() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.unclaimed)
+}

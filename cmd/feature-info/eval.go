@@ -95,8 +95,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := reportErrors(*rulesFile, rules.Check(rs, codecs(defs)), stderr); err != nil {
 			return err
 		}
-		live := controller.NewLive(nil, reg, nil)
-		live.Publish(controller.Build(rs, reg, -1, controller.BuildOptions{Defs: defs}))
+		live := controller.NewLive(nil, controller.LiveOptions{Scopes: reg, Build: controller.BuildOptions{Defs: defs}})
+		live.Publish(live.Build(rs, -1))
 		src = live
 	} else {
 		if *defsFile != "" {
@@ -111,9 +111,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
-		sqlSrc := controller.NewSQL(st, reg)
-		sqlSrc.Options.Defs = defs
-		src = sqlSrc
+		src = controller.NewSQL(st, reg, controller.BuildOptions{Defs: defs})
 	}
 	c := controller.New(ctx, src, env, controller.Options{Target: target})
 	c.Snapshot()

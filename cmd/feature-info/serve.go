@@ -82,9 +82,10 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.bootstrapKey(ctx); err != nil {
 		return err
 	}
-	m.Live = controller.NewLive(st, scopes.NewRegistry(), m.Log)
-	m.Engine = features.NewEngine(m.Live, m.ServerRole, features.NewRegistry())
-	m.Engine.Docs.MustDocument(exampleDocs...)
+	docs := features.NewRegistry()
+	docs.MustDocument(exampleDocs...)
+	m.Engine = features.NewEngine(features.Config{Source: st, Flags: docs, ServerRole: m.ServerRole, Log: m.Log})
+	m.Live = m.Engine.Live()
 	if err := m.Live.Reload(ctx, true); err != nil {
 		return err
 	}
