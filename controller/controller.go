@@ -467,19 +467,25 @@ func (c *Controller) report(err error) {
 	if err == nil || !errors.As(err, &pe) {
 		return
 	}
-	if _, seen := reportedSites.LoadOrStore(pe.Site, struct{}{}); seen {
-		return
-	}
 	log := c.log
 	if log == nil {
 		log = slog.Default()
+	}
+	if _, seen := reportedSites.LoadOrStore(siteKey{log, pe.Site}, struct{}{}); seen {
+		return
 	}
 	log.Error("flag evaluation: application callback panicked; flags that need it evaluate to ERROR (logged once per site)",
 		"site", pe.Site, "panic", fmt.Sprint(pe.Value))
 }
 
-// reportedSites are the callback sites whose panics have been logged.
+// reportedSites are the callback sites whose panics have been logged, per
+// logger.
 var reportedSites sync.Map
+
+type siteKey struct {
+	log  *slog.Logger
+	site string
+}
 
 // Err returns the error the source gave when the snapshot was loaded, if
 // any. The controller then evaluated against whatever the source could
