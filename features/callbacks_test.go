@@ -259,6 +259,12 @@ func TestUnknownNamesAreBounded(t *testing.T) {
 	}
 	assert.Len(t, reg.Undocumented(), features.MaxUndocumented)
 	assert.Equal(t, int64(5000-features.MaxUndocumented), reg.UndocumentedDropped())
+	rec := httptest.NewRecorder()
+	e.InfoHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/+feature-info", nil))
+	page := rec.Body.String()
+	assert.Equal(t, features.MaxUndocumented, strings.Count(page, "<code>made.up.n"), "the info page lists what was recorded")
+	assert.Contains(t, page, "4000 more undocumented names were looked up and not recorded")
+	assert.Less(t, len(page), 200_000)
 
 	c := e.Controller(context.Background(), scopes.Env{})
 	for i := range 500 {

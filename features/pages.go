@@ -45,10 +45,13 @@ type infoData struct {
 	Declared     []declRow
 	Documented   []docRow
 	Undocumented []undocRow
-	Domains      []ValueDomain
-	Handlers     []scopes.Handler
-	Unclaimed    []string
-	Rejected     []rejectedScope
+	// UndocumentedDropped counts names looked up past MaxUndocumented.
+	UndocumentedDropped int64
+	MaxUndocumented     int
+	Domains             []ValueDomain
+	Handlers            []scopes.Handler
+	Unclaimed           []string
+	Rejected            []rejectedScope
 }
 
 // InfoHandler serves /+feature-info: declared (typed) flags with their
@@ -63,7 +66,8 @@ func (e *Engine) InfoHandler() http.Handler {
 		for _, rl := range snap.Rules() {
 			ruleCount[rl.Flag]++
 		}
-		d := infoData{Title: "Feature flag information", Revision: snap.Revision(), Domains: ValueDomains, Handlers: e.scopes.Handlers()}
+		d := infoData{Title: "Feature flag information", Revision: snap.Revision(), Domains: ValueDomains, Handlers: e.scopes.Handlers(),
+			UndocumentedDropped: e.docs.UndocumentedDropped(), MaxUndocumented: MaxUndocumented}
 		documented := map[string]bool{}
 		for _, def := range snap.Definitions() {
 			documented[def.Name] = true
