@@ -1,0 +1,246 @@
+package features_test
+
+// The Go snippets of README.md and docs/typed-flags.md, compiled and run.
+// TestDocSnippets (in the repository root) fails if a snippet there is not
+// found verbatim in an example_test.go file, so the documentation cannot
+// drift from the API.
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/scopes"
+	"github.com/scopeflags/scopeflags/sqlstore"
+)
+
+// README: typed flags.
+var express = features.Define("checkout.express.enabled", false, "Express checkout.")
+
+// Limits is a json flag's Go type.
+type Limits struct {
+	Max int `json:"max"`
+}
+
+// docs/typed-flags.md: in Go.
+var newFlow = features.Define("checkout.new_flow", false, "The new checkout flow.",
+	features.External())
+var theme = features.Define("ui.theme", "light", "Page background.",
+	features.Variant("dark", "#111"), features.Variant("light", "#fff"))
+var apiLimits = features.Define("api.limits", Limits{Max: 10}, "Per-client limits.",
+	features.Schema(`{"type": "object", "required": ["max"]}`))
+
+func handler(w http.ResponseWriter, r *http.Request) {
+	if newFlow.Get(r.Context()) { // typed, no allocation
+		fmt.Fprintln(w, "new checkout flow")
+	}
+	d := theme.Details(r.Context()) // value, variant, rule, reason, error
+	fmt.Fprintln(w, "theme", d.Value, d.Variant, d.Reason)
+}
+
+// currentUser is the application's own: here, "X-User: ID:TEAM,TEAM".
+func currentUser(r *http.Request) scopes.User {
+	id, teams, ok := strings.Cut(r.Header.Get("X-User"), ":")
+	n, err := strconv.ParseInt(id, 10, 64)
+	if !ok || err != nil {
+		return nil
+	}
+	return scopes.StaticUser{ID: n, Teams: strings.Split(teams, ",")}
+}
+
+// runServer is README's web handler wiring.
+func runServer(ctx context.Context, ln net.Listener, dsn string) error {
+	store, err := sqlstore.Open(ctx, dsn) // "scopeflags.db", or "postgres://..."
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	engine := features.NewEngine(features.Config{Source: store, ServerRole: "production"}) // flags declared with features.Define
+	go engine.Run(ctx)                                                                     // loads the rules now, then notices changes within a second
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /checkout/{step}", func(w http.ResponseWriter, r *http.Request) {
+		if features.GetFlag(r.Context(), "checkout.new_flow.enabled") != "" {
+			fmt.Fprintln(w, "new flow")
+		}
+		fmt.Fprintln(w, "express:", express.Get(r.Context()))
+	})
+	mux.Handle("GET /+feature-info", engine.InfoHandler())
+	return http.Serve(ln, engine.Middleware(features.MiddlewareOptions{
+		User: func(r *http.Request) scopes.User { return currentUser(r) }, // nil when anonymous
+	})(mux))
+}
+
+// getUntil asks url (as user) until the answer is want or 5 s pass, and
+// returns the last answer.
+func getUntil(url, user, want string) string {
+	var got string
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Header.Set("X-User", user)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			got = err.Error()
+			continue
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got = string(b); got == want {
+			break
+		}
+	}
+	return got
+}
+
+// The README's web handler: an engine on a SQLite file, its middleware
+// around a mux. The typed flag declared with Define has its stored rule's
+// value from the first load on.
+func Example_webHandler() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	dir, err := os.MkdirTemp("", "scopeflags-example")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer os.RemoveAll(dir)
+	dsn := filepath.Join(dir, "scopeflags.db")
+	store, err := sqlstore.Open(ctx, dsn)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	if _, _, err := store.ReplaceText(ctx, "checkout.new_flow.enabled team:beta 10 on\ncheckout.express.enabled default 0 true\n", nil,
+		sqlstore.Change{Comment: "example", Actor: "example", BaseRevision: sqlstore.AnyRevision}); err != nil {
+		fmt.Println(err)
+		return
+	}
+	store.Close()
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	go runServer(ctx, ln, dsn)
+	defer ln.Close()
+	url := "http://" + ln.Addr().String() + "/checkout/pay"
+	fmt.Print(getUntil(url, "7:beta", "new flow\nexpress: true\n"))
+	fmt.Print(getUntil(url, "8:other", "express: true\n"))
+	// Output:
+	// new flow
+	// express: true
+	// express: true
+}
+
+// publishedEngine is an engine on DefaultRegistry whose rules are text.
+func publishedEngine(text string) *features.Engine {
+	engine := features.NewEngine(features.Config{ServerRole: "worker"})
+	rs, _, err := rules.Parse(text, nil)
+	if err != nil {
+		panic(err)
+	}
+	engine.Live().Publish(engine.Live().Build(rs, 1))
+	return engine
+}
+
+// The README's background job.
+func ExampleEngine_ForJob() {
+	engine := publishedEngine("jobs.reindex.batch_size default 0 100\njobs.reindex.batch_size job:nightly 10 5000\n")
+	ctx := context.Background()
+
+	ctx = engine.ForJob(ctx, "reindex", "job:nightly") // default, script:reindex, job:nightly, server.ROLE
+	size := features.GetFlag(ctx, "jobs.reindex.batch_size")
+
+	fmt.Println(size)
+	// Output: 5000
+}
+
+// account is the application's own.
+type account struct {
+	ID, Plan, Country string
+}
+
+func offerExpressCheckout() { fmt.Println("express checkout offered") }
+
+// The README's typed flag with a condition.
+func ExampleDefine() {
+	engine := publishedEngine(`checkout.express.enabled  team:qa  500  true
+checkout.express.enabled  default  300  true
+    when plan == "enterprise" && country in ["US", "CA"]
+checkout.express.enabled  default  100  false
+`)
+	ctx := engine.WithScopes(context.Background(), scopes.Env{})
+	account := account{ID: "acct-9", Plan: "enterprise", Country: "CA"}
+
+	ctx = features.WithTarget(ctx, account.ID, map[string]any{"plan": account.Plan, "country": account.Country})
+	if express.Get(ctx) { // bool; the code default when no rule matches
+		offerExpressCheckout()
+	}
+	d := express.Details(ctx) // value, variant, matched rule, reason (STATIC, TARGETING_MATCH, SPLIT, DEFAULT, ERROR, OVERRIDE)
+
+	fmt.Println(d.Value, d.Scope, d.Priority, d.Reason)
+	// Output:
+	// express checkout offered
+	// true default 300 TARGETING_MATCH
+}
+
+// docs/typed-flags.md: declarations read in a handler.
+func ExampleFlag_Get() {
+	engine := publishedEngine("checkout.new_flow default 0 true\nui.theme team:design 10 dark\napi.limits default 0 {\"max\": 50}\n")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /", handler)
+	srv := &http.Server{Handler: engine.Middleware(features.MiddlewareOptions{User: currentUser})(mux)}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	go srv.Serve(ln)
+	defer srv.Close()
+	fmt.Print(getUntil("http://"+ln.Addr().String()+"/", "3:design", "new checkout flow\ntheme #111 dark TARGETING_MATCH\n"))
+	fmt.Println(apiLimits.Get(engine.ForJob(context.Background(), "x")).Max)
+	// Output:
+	// new checkout flow
+	// theme #111 dark TARGETING_MATCH
+	// 50
+}
+
+// docs/typed-flags.md: evaluation context and overrides.
+func ExampleWithTarget() {
+	engine := publishedEngine(`checkout.new_flow default 10 true
+    when plan == "pro"
+ui.theme default 0 light
+`)
+	ctx := engine.WithScopes(context.Background(), scopes.Env{})
+	account := account{ID: "acct-1", Plan: "pro"}
+	attrs := map[string]any{"plan": "pro"}
+
+	ctx = features.WithTarget(ctx, account.ID, map[string]any{"plan": account.Plan, "country": "CA"})
+	mw := engine.Middleware(features.MiddlewareOptions{
+		Target: func(r *http.Request) (string, map[string]any) { // called at most once, lazily
+			return r.Header.Get("X-Account"), map[string]any{"plan": r.Header.Get("X-Plan")}
+		},
+	})
+	fmt.Println(newFlow.Get(ctx), mw != nil)
+	ctx = engine.ForJobTarget(ctx, features.Job{Script: "billing", Key: "acct-9", Attrs: attrs})
+	fmt.Println(newFlow.Details(ctx).Reason)
+
+	ctx = features.Override(ctx, "checkout.new_flow", true) // tests, incidents; nestable
+	ctx = features.OverrideFunc(ctx, "ui.theme", func(t *features.Target) any {
+		if t != nil && t.Attrs()["plan"] == "pro" {
+			return "dark"
+		}
+		return "light"
+	})
+	fmt.Println(newFlow.Details(ctx).Reason, theme.Get(ctx))
+	// Output:
+	// true true
+	// TARGETING_MATCH
+	// OVERRIDE dark
+}
