@@ -185,3 +185,23 @@ func BenchmarkHundredConditionalRules(b *testing.B) {
 	s, ts := condBench(b, text.String(), map[string]any{"plan": "p0", "country": "US"})
 	benchEvaluate(b, s, ts, "f")
 }
+
+// BenchmarkEvaluateWarmConditional reads the details of a memoised flag
+// whose winning rule has a condition: lock-free, like GetFlag.
+func BenchmarkEvaluateWarmConditional(b *testing.B) {
+	rs, names := benchRules(1000, 3)
+	name := names[500]
+	rs = append(rs, rules.Rule{Flag: name, Scope: "default", Priority: 200, Value: "pro", Condition: `plan == "pro"`})
+	live := controller.NewLive(nil, controller.LiveOptions{})
+	live.Publish(live.Build(rs, 1))
+	c := controller.New(context.Background(), live, scopes.Env{}, controller.Options{Target: rules.NewTarget("k", map[string]any{"plan": "pro"})})
+	if r := c.Evaluate(name); r.Value != "pro" {
+		b.Fatalf("got %+v", r)
+	}
+	b.ReportAllocs()
+	var r controller.Result
+	for b.Loop() {
+		r = c.Evaluate(name)
+	}
+	runtime.KeepAlive(r)
+}

@@ -96,7 +96,6 @@ type Controller struct {
 
 	snap   atomic.Pointer[Snapshot]
 	chunks []atomic.Pointer[memoChunk] // written before snap is stored
-	errs   sync.Map                    // flag index -> error of its memoised answer
 
 	sh  *shared // &own, or the controller WithTarget derived this one from
 	own shared
@@ -125,16 +124,36 @@ type shared struct {
 // but unknown to its snapshot; further ones are only counted.
 const MaxUnknownPerRequest = 64
 
-// memoChunk memoises 64 flags; see the memo constants.
-type memoChunk [64]atomic.Int32
+// memoChunk memoises the answers of 64 flags (see the memo constants).
+// Errors met are kept beside, in a table made only when needed. The
+// answers hold no pointers, so the garbage collector need not scan them.
+type memoChunk struct {
+	errs atomic.Pointer[[64]atomic.Pointer[memoErr]]
+	v    [64]atomic.Int32
+}
 
-// A memoised answer: 0 not yet looked up, else (index of the rule + 2) |
-// flag bits; index -1 (value 1) is no rule matched.
+// Memoised answers: 0 is not yet looked up; memoRule+k is rule k won.
 const (
-	memoIdx  = 1<<29 - 1
-	memoFail = 1 << 29 // the answer is ERROR, at the rule the index names
-	memoErr  = 1 << 30 // Controller.errs holds the answer's error
+	memoUnset int32 = 1 // no rule matched
+	memoFail  int32 = 2 // ERROR: see memoErr
+	memoRule  int32 = 3
 )
+
+// memoErr is a memoised answer's error, and for an ERROR answer the index
+// of the rule that could not be decided.
+type memoErr struct {
+	err  error
+	fail int
+}
+
+// winner returns the winning rule of memoised answer v, nil for none. f
+// may be nil (an unknown flag) when v is not a rule.
+func (f *flagEntry) winner(v int32) *rule {
+	if v >= memoRule {
+		return &f.rules[v-memoRule]
+	}
+	return nil
+}
 
 // Options configure a Controller.
 type Options struct {
@@ -218,7 +237,16 @@ const (
 
 // GetFlag returns the flag's value, or "" when it is unset.
 func (c *Controller) GetFlag(name string) string {
-	v, _ := c.Lookup(name)
+	if s := c.snap.Load(); s != nil {
+		if f := s.flags[name]; f != nil {
+			if v := c.memo(f); v >= memoRule {
+				return f.rules[v-memoRule].text()
+			} else if v != 0 {
+				return ""
+			}
+		}
+	}
+	v, _ := c.lookupSlow(name)
 	return v
 }
 
@@ -228,16 +256,22 @@ func (c *Controller) Lookup(name string) (string, bool) {
 	if s := c.snap.Load(); s != nil {
 		if f := s.flags[name]; f != nil {
 			if v := c.memo(f); v != 0 {
-				if r := f.winner(v); r != nil {
-					return r.text(), true
+				if v >= memoRule {
+					return f.rules[v-memoRule].text(), true
 				}
 				return "", false
 			}
 		}
 	}
-	f, v, _ := c.slow(name)
-	if r := f.winner(v); r != nil {
-		return r.text(), true
+	return c.lookupSlow(name)
+}
+
+// lookupSlow is Lookup of a flag not yet memoised, apart so that the
+// memoised path stays small.
+func (c *Controller) lookupSlow(name string) (string, bool) {
+	_, o := c.slow(name)
+	if o.idx >= 0 && !o.fail {
+		return o.rule.text(), true
 	}
 	return "", false
 }
@@ -299,21 +333,32 @@ func (c *Controller) Evaluate(name string) Result {
 	if s := c.snap.Load(); s != nil {
 		if f := s.flags[name]; f != nil {
 			if v := c.memo(f); v != 0 {
-				var err error
-				if v&memoErr != 0 {
-					if e, ok := c.errs.Load(f.idx); ok {
-						err = e.(error)
-					}
-				}
-				return f.resultOf(v, err)
+				return f.resultOf(c.outcomeOf(f, v))
 			}
 		}
 	}
-	f, v, err := c.slow(name)
+	f, o := c.slow(name)
 	if f == nil {
 		return unknownResult(name)
 	}
-	return f.resultOf(v, err)
+	return f.resultOf(o)
+}
+
+// outcomeOf rebuilds the outcome of f's memoised answer v.
+func (c *Controller) outcomeOf(f *flagEntry, v int32) outcome {
+	o := outcome{idx: -1, rule: f.winner(v)}
+	if o.rule != nil {
+		o.idx = int(v - memoRule)
+	}
+	if t := c.chunks[f.idx>>6].Load().errs.Load(); t != nil {
+		if me := t[f.idx&63].Load(); me != nil {
+			o.err = me.err
+			if v == memoFail {
+				o.idx, o.fail, o.rule = me.fail, true, f.rule(me.fail)
+			}
+		}
+	}
+	return o
 }
 
 // unknownResult is the answer for a flag the snapshot does not know: no
@@ -323,7 +368,7 @@ func unknownResult(name string) Result {
 }
 
 // find returns the flag's entry (nil if the snapshot does not know it) and
-// its memoised answer.
+// its answer as memoised (see memoChunk).
 func (c *Controller) find(name string) (*flagEntry, int32) {
 	if s := c.snap.Load(); s != nil {
 		if f := s.flags[name]; f != nil {
@@ -332,15 +377,15 @@ func (c *Controller) find(name string) (*flagEntry, int32) {
 			}
 		}
 	}
-	f, v, _ := c.slow(name)
-	return f, v
+	f, o := c.slow(name)
+	return f, o.memo()
 }
 
 // memo returns f's memoised answer, 0 if none. f must belong to the
 // controller's snapshot.
 func (c *Controller) memo(f *flagEntry) int32 {
 	if ch := c.chunks[f.idx>>6].Load(); ch != nil {
-		return ch[f.idx&63].Load()
+		return ch.v[f.idx&63].Load()
 	}
 	return 0
 }
@@ -350,17 +395,17 @@ func (c *Controller) memo(f *flagEntry) int32 {
 // condition holds wins. It holds no lock while scopes and conditions are
 // evaluated. The answer is memoised unless it depended on a value still
 // being resolved (scopes.ErrInProgress).
-func (c *Controller) slow(name string) (*flagEntry, int32, error) {
+func (c *Controller) slow(name string) (*flagEntry, outcome) {
 	s, pinned := c.pin()
 	f := s.flags[name]
 	if f == nil {
 		c.noteUnknown(name)
-		return nil, 1, nil
+		return nil, outcome{idx: -1}
 	}
 	if !pinned {
 		o := f.resolve(&c.sh.set, c)
 		c.report(o.err)
-		return f, o.encode(), o.err
+		return f, o
 	}
 	slot := &c.chunks[f.idx>>6]
 	ch := slot.Load()
@@ -368,37 +413,29 @@ func (c *Controller) slow(name string) (*flagEntry, int32, error) {
 		slot.CompareAndSwap(nil, new(memoChunk))
 		ch = slot.Load()
 	}
-	if v := ch[f.idx&63].Load(); v != 0 { // another goroutine won
-		return f, v, c.memoErr(f, v)
+	if v := ch.v[f.idx&63].Load(); v != 0 { // another goroutine won
+		return f, c.outcomeOf(f, v)
 	}
 	if c.onFirstUse != nil {
 		c.onFirstUse(name)
 	}
 	o := f.resolve(&c.sh.set, c)
 	c.report(o.err)
-	v := o.encode()
 	if o.transient {
-		return f, v, o.err
+		return f, o
 	}
 	if o.err != nil {
-		c.errs.Store(f.idx, o.err)
-		v |= memoErr
+		t := ch.errs.Load()
+		if t == nil {
+			ch.errs.CompareAndSwap(nil, new([64]atomic.Pointer[memoErr]))
+			t = ch.errs.Load()
+		}
+		t[f.idx&63].CompareAndSwap(nil, &memoErr{err: o.err, fail: o.idx})
 	}
-	if !ch[f.idx&63].CompareAndSwap(0, v) {
-		v = ch[f.idx&63].Load()
-		return f, v, c.memoErr(f, v)
+	if !ch.v[f.idx&63].CompareAndSwap(0, o.memo()) {
+		return f, c.outcomeOf(f, ch.v[f.idx&63].Load())
 	}
-	return f, v, o.err
-}
-
-func (c *Controller) memoErr(f *flagEntry, v int32) error {
-	if v&memoErr == 0 {
-		return nil
-	}
-	if e, ok := c.errs.Load(f.idx); ok {
-		return e.(error)
-	}
-	return nil
+	return f, o
 }
 
 // noteUnknown records a looked-up flag the snapshot does not know: valid
@@ -463,8 +500,14 @@ func (c *Controller) Snapshot() *Snapshot {
 
 // report logs a panic recovered from application code, once per site.
 func (c *Controller) report(err error) {
+	if err != nil {
+		c.reportPanic(err)
+	}
+}
+
+func (c *Controller) reportPanic(err error) {
 	var pe *scopes.PanicError
-	if err == nil || !errors.As(err, &pe) {
+	if !errors.As(err, &pe) {
 		return
 	}
 	log := c.log
@@ -519,7 +562,7 @@ func (c *Controller) UsedFlags() []Result {
 	var out []Result
 	for _, n := range s.names {
 		f := s.flags[n]
-		if ch := c.chunks[f.idx>>6].Load(); ch != nil && ch[f.idx&63].Load() != 0 {
+		if c.memo(f) != 0 {
 			out = append(out, c.Evaluate(n))
 		}
 	}
@@ -565,8 +608,7 @@ func (c *Controller) UnclaimedScopes() []string {
 // CurrentScope returns the scope of the flag's winning rule.
 func (c *Controller) CurrentScope(name string) (string, bool) {
 	if f, v := c.find(name); f.winner(v) != nil {
-		r := f.winner(v)
-		return r.Scope, true
+		return f.winner(v).Scope, true
 	}
 	return "", false
 }

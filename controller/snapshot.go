@@ -38,9 +38,9 @@ type flagEntry struct {
 }
 
 type rule struct {
+	x *ruleExt // nil for an unconditional rule of an undeclared flag
 	rules.Rule
 	scope *scopes.Scope
-	x     *ruleExt // nil for an unconditional rule of an undeclared flag
 }
 
 // ruleExt holds what only conditional rules and declared flags need, so
@@ -368,8 +368,7 @@ func (s *Snapshot) Evaluate(name string, set *scopes.Set, t *rules.Target) Resul
 	if f == nil {
 		return unknownResult(name)
 	}
-	o := f.resolve(set, fixedTarget{t})
-	return f.resultOf(o.encode(), o.err)
+	return f.resultOf(f.resolve(set, fixedTarget{t}))
 }
 
 // targeter gives resolve the evaluation context when a condition first
@@ -381,15 +380,6 @@ type targeter interface {
 type fixedTarget struct{ t *rules.Target }
 
 func (f fixedTarget) evalTarget() (*rules.Target, error) { return f.t, nil }
-
-// winner returns the rule whose value answer v gives (nil: none matched,
-// or the evaluation failed). f may be nil (an unknown flag).
-func (f *flagEntry) winner(v int32) *rule {
-	if f == nil || v&memoFail != 0 {
-		return nil
-	}
-	return f.rule(int(v&memoIdx) - 2)
-}
 
 // rule returns f's rule i, or nil for -1 (no rule matched).
 func (f *flagEntry) rule(i int) *rule {
@@ -417,7 +407,8 @@ func (f *flagEntry) typedOf(r *rule) any {
 
 // outcome is what walking a flag's rules found.
 type outcome struct {
-	idx int // the winning rule, or the failing one; -1: none matched
+	idx  int   // the winning rule, or the failing one; -1: none matched
+	rule *rule // rule idx; nil for -1
 	// fail: the answer is ERROR (the code default) because rule idx could
 	// not be decided: its scope's predicate or a callback it needed
 	// panicked, its stored condition is refused, or the evaluation
@@ -429,12 +420,15 @@ type outcome struct {
 	transient bool
 }
 
-func (o outcome) encode() int32 {
-	v := int32(o.idx + 2)
-	if o.fail {
-		v |= memoFail
+// memo is how the outcome is memoised: see memoChunk.
+func (o outcome) memo() int32 {
+	switch {
+	case o.fail:
+		return memoFail
+	case o.rule == nil:
+		return memoUnset
 	}
-	return v
+	return memoRule + int32(o.idx)
 }
 
 // resolve walks f's rules in descending priority. The first rule whose
@@ -447,42 +441,42 @@ func (f *flagEntry) resolve(set *scopes.Set, tg targeter) outcome {
 		r := &f.rules[i]
 		active, err := set.Check(r.scope)
 		if err != nil {
-			return outcome{idx: i, fail: true, err: err, transient: errors.Is(err, scopes.ErrInProgress)}
+			return outcome{idx: i, rule: r, fail: true, err: err, transient: errors.Is(err, scopes.ErrInProgress)}
 		}
 		if !active {
 			continue
 		}
 		if r.Condition == "" {
-			return outcome{idx: i, err: first}
+			return outcome{idx: i, rule: r, err: first}
 		}
 		if r.x.cond == nil {
-			return outcome{idx: i, fail: true, err: r.x.condErr}
+			return outcome{idx: i, rule: r, fail: true, err: r.x.condErr}
 		}
 		t, err := tg.evalTarget()
 		if err != nil {
-			return outcome{idx: i, fail: true, err: err, transient: errors.Is(err, scopes.ErrInProgress)}
+			return outcome{idx: i, rule: r, fail: true, err: err, transient: errors.Is(err, scopes.ErrInProgress)}
 		}
 		ok, err := r.x.cond.Match(t)
 		if err != nil && first == nil {
 			first = err
 		}
 		if ok {
-			return outcome{idx: i, err: first}
+			return outcome{idx: i, rule: r, err: first}
 		}
 	}
 	return outcome{idx: -1, err: first}
 }
 
-// resultOf describes answer v (see the memo constants) with its error.
-func (f *flagEntry) resultOf(v int32, err error) Result {
-	if v&memoFail == 0 {
-		return f.result(f.winner(v), err)
+// resultOf describes outcome o.
+func (f *flagEntry) resultOf(o outcome) Result {
+	if !o.fail {
+		return f.result(o.rule, o.err)
 	}
-	res := Result{Flag: f.name, Err: err, Declared: f.def != nil, Reason: ReasonError, Typed: f.typedOf(nil)}
+	res := Result{Flag: f.name, Err: o.err, Declared: f.def != nil, Reason: ReasonError, Typed: f.typedOf(nil)}
 	if f.def != nil {
 		res.Value = f.dflt.Text
 	}
-	if r := f.rule(int(v&memoIdx) - 2); r != nil {
+	if r := o.rule; r != nil {
 		res.Scope, res.Priority, res.Condition = r.Scope, r.Priority, r.Condition
 	}
 	return res

@@ -90,8 +90,7 @@ func (s *Set) Check(sc *Scope) (bool, error) {
 		}
 		s.running = append(s.running, sc.Name)
 		s.mu.Unlock()
-		var active bool
-		err := Call("scope "+sc.Name, func() { active = sc.pred(&s.env) })
+		active, err := s.call(sc)
 		s.mu.Lock()
 		if i := slices.Index(s.running, sc.Name); i >= 0 {
 			s.running = slices.Delete(s.running, i, i+1)
@@ -107,6 +106,22 @@ func (s *Set) Check(sc *Scope) (bool, error) {
 	s.record(c)
 	s.mu.Unlock()
 	return c.Active, c.Err
+}
+
+// call runs sc's predicate, turning a panic into an error as Call does
+// (without allocating when there is none).
+func (s *Set) call(sc *Scope) (active bool, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			active = false
+			if fl, ok := v.(failure); ok {
+				err = fl.err
+				return
+			}
+			err = &PanicError{Site: "scope " + sc.Name, Value: v}
+		}
+	}()
+	return sc.pred(&s.env), nil
 }
 
 // record appends c. s.mu is held.
