@@ -27,8 +27,9 @@ type Check struct {
 type Set struct {
 	mu        sync.Mutex
 	env       Env
-	inline    [8]Check
-	checks    []Check
+	inline    [8]check
+	checks    []check
+	errs      []scopeErr     // the checks that failed, rarely any
 	index     map[string]int // built once checks outgrow inline search
 	unclaimed []string
 	running   []string // scopes whose predicate is running
@@ -46,8 +47,9 @@ func NewSet(env Env) *Set {
 // run concurrently with other methods.
 func (s *Set) Reset(env Env) {
 	s.env = env
-	s.inline = [8]Check{}
+	s.inline = [8]check{}
 	s.checks = s.inline[:0]
+	s.errs = nil
 	s.index = nil
 	s.unclaimed = nil
 	s.running = s.runInline[:0]
@@ -73,10 +75,15 @@ func (s *Set) Check(sc *Scope) (bool, error) {
 	s.mu.Lock()
 	if i, ok := s.find(sc.Name); ok {
 		c := s.checks[i]
+		var err error
+		if c.failed {
+			err = s.errOf(c.Scope)
+		}
 		s.mu.Unlock()
-		return c.Active, c.Err
+		return c.Active, err
 	}
-	c := Check{Scope: sc.Name, Claimed: sc.Handler != nil}
+	c := check{Scope: sc.Name, Claimed: sc.Handler != nil}
+	var err error
 	switch {
 	case slices.Contains(s.env.Fixed, sc.Name):
 		c.Active = true
@@ -90,7 +97,8 @@ func (s *Set) Check(sc *Scope) (bool, error) {
 		}
 		s.running = append(s.running, sc.Name)
 		s.mu.Unlock()
-		active, err := s.call(sc)
+		var active bool
+		active, err = s.call(sc)
 		s.mu.Lock()
 		if i := slices.Index(s.running, sc.Name); i >= 0 {
 			s.running = slices.Delete(s.running, i, i+1)
@@ -99,13 +107,40 @@ func (s *Set) Check(sc *Scope) (bool, error) {
 			s.mu.Unlock()
 			return false, err
 		}
-		c.Active, c.Err = active && err == nil, err
+		c.Active = active && err == nil
+		if err != nil {
+			c.failed = true
+			s.errs = append(s.errs, scopeErr{sc.Name, err})
+		}
 	case sc.Handler == nil:
 		s.unclaimed = append(s.unclaimed, sc.Name)
 	}
 	s.record(c)
 	s.mu.Unlock()
-	return c.Active, c.Err
+	return c.Active, err
+}
+
+// check is a Check as kept: its error, if failed, is in Set.errs.
+type check struct {
+	Scope   string
+	Active  bool
+	Claimed bool
+	failed  bool
+}
+
+type scopeErr struct {
+	scope string
+	err   error
+}
+
+// errOf returns the error of a failed check. s.mu is held.
+func (s *Set) errOf(scope string) error {
+	for _, e := range s.errs {
+		if e.scope == scope {
+			return e.err
+		}
+	}
+	return nil
 }
 
 // call runs sc's predicate, turning a panic into an error as Call does
@@ -125,7 +160,7 @@ func (s *Set) call(sc *Scope) (active bool, err error) {
 }
 
 // record appends c. s.mu is held.
-func (s *Set) record(c Check) {
+func (s *Set) record(c check) {
 	if s.checks == nil {
 		s.checks = s.inline[:0]
 	}
@@ -159,7 +194,14 @@ func (s *Set) find(name string) (int, bool) {
 func (s *Set) Checked() []Check {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.checks)
+	out := make([]Check, len(s.checks))
+	for i, c := range s.checks {
+		out[i] = Check{Scope: c.Scope, Active: c.Active, Claimed: c.Claimed}
+		if c.failed {
+			out[i].Err = s.errOf(c.Scope)
+		}
+	}
+	return out
 }
 
 // Unclaimed returns the scopes asked so far that no handler claims (and that
