@@ -2,6 +2,8 @@ package features
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
 	"embed"
 	"html/template"
 	"log/slog"
@@ -16,7 +18,55 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
-var templates = template.Must(template.ParseFS(templateFS, "templates/*.html"))
+var templates = template.Must(template.New("").Funcs(template.FuncMap{"pageCSS": PageStyle}).ParseFS(templateFS, "templates/*.html"))
+
+// PageCSS is the one style sheet of the HTML pages: the feature pages'
+// and the admin server's. Pages inline it as the whole content of their
+// only <style> element (PageStyle), and the Content-Security-Policy of
+// SetPageHeaders allows exactly this text by its hash: no other style,
+// script, image, frame or connection.
+const PageCSS = `
+body{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem;color:#222}
+table{border-collapse:collapse;margin:0 0 1.5rem}
+th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}
+th{background:#f3f3f3}
+code,pre,textarea{font-family:ui-monospace,monospace}
+pre{background:#f7f7f7;padding:.8rem;overflow:auto}
+textarea{width:100%;box-sizing:border-box}
+input[type=text],input[type=password]{width:40rem;max-width:100%}
+nav{display:flex;gap:1rem;align-items:center}
+nav form{margin-left:auto}
+.empty{color:#777;font-style:italic}
+.notice{border-left:4px solid #2a7;padding:.3rem 1rem;background:#f2fbf6}
+.problem{border-left:4px solid #c33;padding:.3rem 1rem;background:#fdf3f3}
+.diff .add{color:#075;background:#e9f9ef}.diff .del{color:#a11;background:#fdeeee}.diff .hunk{color:#66a}
+.diff span{display:block;white-space:pre}
+.entry{border-top:1px solid #ddd;padding:.5rem 0}
+`
+
+// PageStyle is PageCSS for html/template: {{pageCSS}} inside <style>.
+func PageStyle() template.CSS { return template.CSS(PageCSS) }
+
+// pagePolicy is the Content-Security-Policy of every HTML page.
+var pagePolicy = func() string {
+	sum := sha256.Sum256([]byte(PageCSS))
+	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
+		"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+}()
+
+// SetPageHeaders sets the protective headers every HTML page sends (and
+// that are harmless on any other answer): a Content-Security-Policy that
+// allows only PageCSS, forms posted to this site and no framing;
+// X-Frame-Options DENY for browsers without frame-ancestors; nosniff;
+// Cache-Control no-store (pages show rules and sessions' tokens); and a
+// Referrer-Policy that keeps paths from other sites.
+func SetPageHeaders(h http.Header) {
+	h.Set("Content-Security-Policy", pagePolicy)
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Referrer-Policy", "same-origin")
+}
 
 type docRow struct {
 	FlagDoc
@@ -109,26 +159,10 @@ func (e *Engine) InfoHandler() http.Handler {
 	})
 }
 
-type rulesData struct {
-	Title    string
-	Revision int64
-	Rules    []rules.Rule
-	Text     string
-}
-
-// RulesHandler serves /+feature-rules: a read-only listing of the current
-// rules, as a table and as normalised text.
-func (e *Engine) RulesHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		snap := e.live.Current()
-		rs := snap.Rules()
-		render(w, r, "rules.html", rulesData{Title: "Feature rules", Revision: snap.Revision(), Rules: rs, Text: rules.Format(rs)})
-	})
-}
-
 // render executes a template into a buffer so a template error becomes a
 // clean 500 rather than half a page.
 func render(w http.ResponseWriter, r *http.Request, name string, data any) {
+	SetPageHeaders(w.Header())
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
@@ -141,6 +175,5 @@ func render(w http.ResponseWriter, r *http.Request, name string, data any) {
 		return
 	}
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
 	_, _ = w.Write(buf.Bytes())
 }
