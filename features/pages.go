@@ -3,8 +3,8 @@ package features
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/base64"
 	"embed"
+	"encoding/base64"
 	"html/template"
 	"log/slog"
 	"net/http"
