@@ -132,7 +132,18 @@ func (s *Server) Handler() http.Handler {
 		s.metrics.authFailure("cross_origin")
 		s.fail(w, r, errf(http.StatusForbidden, "cross_origin", "cross-origin requests that change state are refused"))
 	}))
-	return s.observe(cop.Handler(s.apiFallback(mux)))
+	return s.observe(protect(cop.Handler(s.apiFallback(mux))))
+}
+
+// protect gives every answer the pages' protective headers
+// (features.SetPageHeaders: a strict Content-Security-Policy, no framing,
+// nosniff, no-store, same-origin referrers): pages, redirects, error
+// pages, JSON and text alike, whichever handler writes it.
+func protect(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		features.SetPageHeaders(w.Header())
+		next.ServeHTTP(w, r)
+	})
 }
 
 // isAPI reports whether a path answers in JSON (everything but pages).
