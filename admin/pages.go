@@ -113,14 +113,55 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 	s.renderStatus(w, r, http.StatusOK, "login.html", d)
 }
 
-// safeNext keeps only local paths, so the login form cannot send people
-// to another site.
+// maxNext bounds the length of the login form's next.
+const maxNext = 2048
+
+// safeNext returns where to go after logging in: next when it is a path
+// on this site, else the info page, so the login form cannot send people
+// to another site however the address is spelled. next is read as a
+// browser reads a Location (the WHATWG URL parser): tabs and line breaks
+// dropped, leading and trailing spaces and control characters trimmed,
+// backslashes taken as slashes. What is left must be a path: starting
+// with one "/" but not "//" (nor, percent-decoded, "//" or "/\"), with no
+// scheme or host, no other control character, valid UTF-8, at most
+// maxNext bytes, and not the login page itself. The answer is the
+// normalised text, so what the browser follows is what was checked.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.HasPrefix(next, "/login") {
-		return "/+feature-info"
+	const home = "/+feature-info"
+	if len(next) > maxNext || !utf8.ValidString(next) {
+		return home
+	}
+	next = strings.TrimFunc(browserURL(next), func(r rune) bool { return r <= ' ' })
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.ContainsFunc(next, isControl) {
+		return home
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return home
+	}
+	// The path once decoded, in case anything on the way decodes it.
+	if p := browserURL(u.Path); strings.HasPrefix(p, "//") || strings.ContainsFunc(p, isControl) || strings.HasPrefix(p, "/login") {
+		return home
 	}
 	return next
 }
+
+// browserURL drops tabs and line breaks and turns backslashes into
+// slashes, as browsers do when they parse an http(s) address.
+func browserURL(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '\t', '\n', '\r':
+			return -1
+		case '\\':
+			return '/'
+		}
+		return r
+	}, s)
+}
+
+// isControl reports C0 and C1 control characters and DEL.
+func isControl(r rune) bool { return r < ' ' || (r >= 0x7f && r < 0xa0) }
 
 // login: POST /login with a key starts a browser session.
 func (s *Server) login(w http.ResponseWriter, r *http.Request) {
@@ -153,6 +194,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	// Logging in again replaces the session: the old token stops working.
+	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+		if err := s.Store.DeleteSession(r.Context(), c.Value); err != nil {
+			s.Log.Warn("ending the previous session at login", "err", err)
+		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", Expires: sess.Expires,
 		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil || s.SecureCookies})

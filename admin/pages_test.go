@@ -1,9 +1,14 @@
 package admin_test
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"html"
+	"io"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -91,4 +96,114 @@ func TestHeaders(t *testing.T) {
 		require.Equal(t, 200, r.code, page)
 		assert.Contains(t, r.body, "<style>"+features.PageCSS+"</style>", page)
 	}
+}
+
+var regexpNext = regexp.MustCompile(`name="next" value="([^"]*)"`)
+
+// TestLoginNext: after logging in, next is followed only to a path on
+// this site, however it is spelled. Browsers drop tabs and line breaks
+// from a Location, trim spaces and control characters, and read
+// backslashes as slashes: "/\t/evil.com" is http://evil.com/ to them.
+func TestLoginNext(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	const home = "/+feature-info"
+	cases := []struct{ next, want string }{
+		// Evil spellings.
+		{"/\t/evil.com", home},
+		{"/\n/evil.com", home},
+		{"/\r/evil.com", home},
+		{"/\r\n/evil.com", home},
+		{"\t//evil.com", home},
+		{" //evil.com", home},
+		{"\x00//evil.com", home},
+		{"/\x00/evil.com", home},
+		{"//evil.com", home},
+		{"///evil.com", home},
+		{"//evil.com/+feature-rules", home},
+		{"/\\evil.com", home},
+		{"\\/evil.com", home},
+		{"\\\\evil.com", home},
+		{"/\\/evil.com", home},
+		{"/\t\\evil.com", home},
+		{"https://evil.com", home},
+		{"https:evil.com", home},
+		{"https:/evil.com", home},
+		{"HTTPS://evil.com", home},
+		{"//user@evil.com", home},
+		{"javascript:alert(1)", home},
+		{"JaVaScRiPt:alert(1)", home},
+		{"data:text/html,<script>alert(1)</script>", home},
+		{"evil.com", home},
+		{"+feature-rules", home},
+		{"", home},
+		{"/%2F%2Fevil.com", home},
+		{"/%2f/evil.com", home},
+		{"/%5Cevil.com", home},
+		{"/%09/evil.com", home},
+		{"/%0a/evil.com", home},
+		{"/\xff/evil.com", home},
+		{"/login", home},
+		{"/login?next=//evil.com", home},
+		{"/" + strings.Repeat("a", 5000), home},
+		// Good ones.
+		{"/+feature-rules", "/+feature-rules"},
+		{"/+feature-changelog?before=5", "/+feature-changelog?before=5"},
+		{"/api/v1/rules?format=text", "/api/v1/rules?format=text"},
+		{"/+feature-info?next=%2F%2Fevil.com", "/+feature-info?next=%2F%2Fevil.com"},
+		{"/+feature-rules#edit", "/+feature-rules#edit"},
+		{"/", "/"},
+		{"/+feature-rules\t", "/+feature-rules"},
+	}
+	for _, c := range cases {
+		t.Run(strings.ToValidUTF8(c.next[:min(len(c.next), 40)], "?"), func(t *testing.T) {
+			// A round trip: Go's client would refuse to parse an evil Location.
+			req, err := http.NewRequest("POST", e.url+"/login", bytes.NewReader(form("key", e.keys["read"], "next", c.next)))
+			require.NoError(t, err)
+			req.Header.Set("Content-Type", formType)
+			resp, err := http.DefaultTransport.RoundTrip(req)
+			require.NoError(t, err)
+			resp.Body.Close()
+			require.Equal(t, 303, resp.StatusCode)
+			assert.Equal(t, c.want, resp.Header.Get("Location"))
+			// The login page carries only a safe next into its form.
+			resp, err = http.Get(e.url + "/login?next=" + url.QueryEscape(c.next))
+			require.NoError(t, err)
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			require.NoError(t, err)
+			require.Equal(t, 200, resp.StatusCode)
+			m := regexpNext.FindStringSubmatch(string(body))
+			require.NotNil(t, m, "the login form has a next field")
+			assert.Equal(t, c.want, html.UnescapeString(m[1]))
+		})
+	}
+}
+
+// TestLoginAgain: logging in while logged in works (no anti-forgery
+// token is needed to log in) and replaces the session: the old token
+// stops working.
+func TestLoginAgain(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	old := e.login("write")
+	require.Equal(t, 200, e.do("", "GET", "/+feature-rules", "", nil, "Cookie", old).code)
+	again := e.do("", "POST", "/login", formType, form("key", e.keys["read"], "next", "/+feature-changelog"), "Cookie", old)
+	require.Equal(t, 303, again.code, again.body)
+	assert.Equal(t, "/+feature-changelog", again.header.Get("Location"))
+	c := again.header.Get("Set-Cookie")
+	require.NotEmpty(t, c)
+	fresh := strings.SplitN(c, ";", 2)[0]
+	assert.NotEqual(t, old, fresh)
+	page := e.do("", "GET", "/+feature-rules", "", nil, "Cookie", fresh)
+	require.Equal(t, 200, page.code)
+	assert.Contains(t, page.body, `<span id="who">key-read (read)</span>`, "the new session is the new key's")
+	gone := e.do("", "GET", "/+feature-rules", "", nil, "Cookie", old)
+	assert.Equal(t, 303, gone.code, "the old session ended")
+	assert.True(t, strings.HasPrefix(gone.header.Get("Location"), "/login?next="))
+
+	// A failed login leaves the session as it was.
+	bad := e.do("", "POST", "/login", formType, form("key", "sf_not-a-key-at-all-really"), "Cookie", fresh)
+	assert.Equal(t, 401, bad.code)
+	assert.Equal(t, 200, e.do("", "GET", "/+feature-rules", "", nil, "Cookie", fresh).code)
+	// Logging out still needs the session's token.
+	assert.Equal(t, 403, e.do("", "POST", "/logout", formType, nil, "Cookie", fresh).code)
 }

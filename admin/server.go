@@ -207,7 +207,9 @@ func (s *Server) guard(need Scope, f http.HandlerFunc) http.Handler {
 				return
 			}
 		}
-		if p != nil && p.session != nil && !safeMethod(r.Method) {
+		// Logging in needs no token: it replaces the session rather than
+		// acting for it (and cross-origin posts are refused before this).
+		if p != nil && p.session != nil && !safeMethod(r.Method) && r.URL.Path != "/login" {
 			if err := s.checkCSRF(r, p.session); err != nil {
 				s.metrics.authFailure("csrf")
 				s.fail(w, r, err)
