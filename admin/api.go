@@ -49,7 +49,7 @@ func mediaType(r *http.Request) string {
 // invalid UTF-8, unknown fields and trailing data.
 func decodeJSON(r *http.Request, v any) error {
 	if mt := mediaType(r); mt != "application/json" {
-		return errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json (got %q)", r.Header.Get("Content-Type"))
+		return errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send Content-Type: application/json (got %s)", echo(r.Header.Get("Content-Type")))
 	}
 	body, err := readBody(r)
 	if err != nil {
@@ -101,7 +101,7 @@ func ifMatch(r *http.Request) (int64, error) {
 	}
 	rev, err := strconv.ParseInt(strings.Trim(strings.TrimPrefix(v, "W/"), `"`), 10, 64)
 	if err != nil || rev < 0 || strings.Contains(v, ",") {
-		return 0, errf(http.StatusBadRequest, "invalid_request", "If-Match: want one ETag such as \"12\", got %q", v)
+		return 0, errf(http.StatusBadRequest, "invalid_request", "If-Match: want one ETag such as \"12\", got %s", echo(v))
 	}
 	return rev, nil
 }
@@ -180,6 +180,7 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 	}
 	var text, comment string
 	var rs []rules.Rule
+	var warnings []*rules.Error
 	switch mediaType(r) {
 	case "text/plain":
 		body, err := readBody(r)
@@ -191,9 +192,10 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, errf(http.StatusBadRequest, "invalid_utf8", "the rules text is not valid UTF-8 (line %d)", 1+bytes.Count(body[:badUTF8(body)], []byte("\n"))))
 			return
 		}
-		text, comment = string(body), r.URL.Query().Get("comment")
-		if comment == "" {
-			comment = r.Header.Get("X-Comment")
+		text = string(body)
+		if comment, err = requestComment(r); err != nil {
+			s.fail(w, r, err)
+			return
 		}
 	case "application/json":
 		var b putRulesBody
@@ -206,21 +208,22 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		comment = b.Comment
+		if err := checkComment("comment", comment); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		if b.Text != nil {
 			text = *b.Text
-		} else {
-			rs = make([]rules.Rule, len(*b.Rules))
-			for i, x := range *b.Rules {
-				rs[i] = rules.Rule{Flag: x.Flag, Scope: x.Scope, Priority: x.Priority, Value: x.Value, Condition: x.Condition}
-			}
+		} else if rs, warnings, err = checkRules(*b.Rules, s.Live.Registry()); err != nil {
+			s.fail(w, r, s.saveError(r, err, base))
+			return
 		}
 	default:
-		s.fail(w, r, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the rules as text/plain or application/json (got %q)", r.Header.Get("Content-Type")))
+		s.fail(w, r, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the rules as text/plain or application/json (got %s)", echo(r.Header.Get("Content-Type"))))
 		return
 	}
 	c := sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base}
 	var e sqlstore.Entry
-	var warnings []*rules.Error
 	if rs != nil {
 		e, err = s.Store.ReplaceRules(r.Context(), rs, c)
 	} else {
@@ -325,7 +328,7 @@ func (s *Server) apiGetFlag(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	i := slices.IndexFunc(defs, func(d rules.Definition) bool { return d.Name == name })
 	if i < 0 {
-		s.fail(w, r, errf(http.StatusNotFound, "not_found", "no flag %q is declared", name))
+		s.fail(w, r, errf(http.StatusNotFound, "not_found", "no flag %s is declared", echo(name)))
 		return
 	}
 	writeJSON(w, http.StatusOK, defs[i])
@@ -339,14 +342,14 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		if v := r.URL.Query().Get(name); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
-				s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "%s=%q: want true or false", name, v))
+				s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "%s=%s: want true or false", name, echo(v)))
 				return
 			}
 			*dst = b
 		}
 	}
 	if mt := mediaType(r); mt != "application/json" {
-		s.fail(w, r, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the declarations file as application/json (got %q)", r.Header.Get("Content-Type")))
+		s.fail(w, r, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the declarations file as application/json (got %s)", echo(r.Header.Get("Content-Type"))))
 		return
 	}
 	body, err := readBody(r)
@@ -435,7 +438,7 @@ func changelogQuery(r *http.Request, def int) (sqlstore.ChangelogQuery, error) {
 		}
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 || n > max {
-			return 0, errf(http.StatusBadRequest, "invalid_request", "%s=%q: want an integer from 1 to %d", name, v, max)
+			return 0, errf(http.StatusBadRequest, "invalid_request", "%s=%s: want an integer from 1 to %d", name, echo(v), max)
 		}
 		return n, nil
 	}
@@ -453,7 +456,7 @@ func changelogQuery(r *http.Request, def int) (sqlstore.ChangelogQuery, error) {
 func pathID(r *http.Request) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
 	if err != nil || id < 1 {
-		return 0, errf(http.StatusNotFound, "not_found", "no such id %q", r.PathValue("id"))
+		return 0, errf(http.StatusNotFound, "not_found", "no such id %s", echo(r.PathValue("id")))
 	}
 	return id, nil
 }
@@ -682,6 +685,10 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 	sc, err := ParseScope(b.Scope)
 	if err != nil {
 		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_request", "scope: %v", strings.TrimPrefix(err.Error(), "admin: ")))
+		return
+	}
+	if err := checkText("name", b.Name, MaxKeyName); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	if strings.TrimSpace(b.Name) == "" {

@@ -172,6 +172,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	d := s.page(r, "Log in")
 	d.Next = safeNext(r.PostForm.Get("next"))
 	key := strings.TrimSpace(r.PostForm.Get("key"))
+	if !utf8.ValidString(key) || strings.ContainsFunc(key, isControl) {
+		d.LoginError = "That is not a key: keys are printable text, without control characters."
+		s.renderStatus(w, r, http.StatusBadRequest, "login.html", d)
+		return
+	}
 	k, err := s.Store.Authenticate(r.Context(), key)
 	switch {
 	case key == "":
@@ -261,11 +266,15 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Base = base
 	status := http.StatusOK
+	var bad *Error
 	switch {
-	case !utf8.ValidString(d.Text) || !utf8.ValidString(d.Comment):
-		status, d.Errors = http.StatusBadRequest, []Detail{{Message: "the text is not valid UTF-8"}}
-	case strings.TrimSpace(d.Comment) == "":
-		status, d.Errors = http.StatusUnprocessableEntity, []Detail{{Message: "a comment is required: say who asked for this change and why"}}
+	case !utf8.ValidString(d.Text):
+		status, d.Errors = http.StatusBadRequest, []Detail{{Line: 1 + strings.Count(d.Text[:badUTF8([]byte(d.Text))], "\n"), Message: "the rules text is not valid UTF-8"}}
+	case errors.As(checkComment("the comment", d.Comment), &bad):
+		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
+		if bad.Code == "invalid_text" {
+			d.Comment = "" // not shown back: it would not survive the form again
+		}
 	default:
 		e, _, err := s.Store.ReplaceText(r.Context(), d.Text, s.Live.Registry(),
 			sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base})

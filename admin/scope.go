@@ -48,7 +48,7 @@ func (s Scope) Allows(need Scope) bool {
 func ParseScope(name string) (Scope, error) {
 	s := Scope(strings.TrimSpace(name))
 	if s.rank() == 0 {
-		return "", fmt.Errorf("admin: unknown scope %q (want read_external, read, write or admin)", name)
+		return "", fmt.Errorf("admin: unknown scope %s (want read_external, read, write or admin)", echo(name))
 	}
 	return s, nil
 }

@@ -159,10 +159,10 @@ func (s *Server) apiFallback(mux *http.ServeMux) http.Handler {
 			rec := &statusRecorder{ResponseWriter: discardWriter{w.Header()}}
 			mux.ServeHTTP(rec, r)
 			if rec.code == http.StatusMethodNotAllowed {
-				s.fail(w, r, errf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, w.Header().Get("Allow")))
+				s.fail(w, r, errf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", echo(r.Method), echo(r.URL.Path), w.Header().Get("Allow")))
 				return
 			}
-			s.fail(w, r, errf(http.StatusNotFound, "not_found", "no such endpoint: %s", r.URL.Path))
+			s.fail(w, r, errf(http.StatusNotFound, "not_found", "no such endpoint: %s", echo(r.URL.Path)))
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -203,7 +203,7 @@ func (s *Server) guard(need Scope, f http.HandlerFunc) http.Handler {
 			}
 			if !p.scope.Allows(need) {
 				s.metrics.authFailure("scope")
-				s.fail(w, r, errf(http.StatusForbidden, "forbidden", "this needs the %s scope; the key %q has %s", need, p.key.Name, p.scope))
+				s.fail(w, r, errf(http.StatusForbidden, "forbidden", "this needs the %s scope; the key %s has %s", need, echo(p.key.Name), p.scope))
 				return
 			}
 		}

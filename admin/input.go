@@ -1,0 +1,147 @@
+package admin
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/scopeflags/scopeflags/rules"
+)
+
+// Limits on human text, in characters.
+const (
+	// MaxComment bounds the comment of a change.
+	MaxComment = 2000
+	// MaxKeyName bounds the name of an API key (the actor of its changes).
+	MaxKeyName = 200
+)
+
+// checkText refuses what is not human text before anything reaches the
+// database: invalid UTF-8 and control characters other than newline and
+// tab (400 invalid_text), and more than max characters (422 too_long).
+// field names the field, header or parameter in the message; the value
+// itself is never repeated.
+func checkText(field, v string, max int) error {
+	if !utf8.ValidString(v) {
+		return errf(http.StatusBadRequest, "invalid_text", "%s is not valid UTF-8 (first bad byte at offset %d)", field, badUTF8([]byte(v)))
+	}
+	for i, r := range v {
+		if r != '\n' && r != '\t' && isControl(r) {
+			return errf(http.StatusBadRequest, "invalid_text", "%s contains the control character %U at byte %d: only newline and tab are allowed", field, r, i)
+		}
+	}
+	if n := utf8.RuneCountInString(v); n > max {
+		return errf(http.StatusUnprocessableEntity, "too_long", "%s is %d characters long; at most %d are allowed", field, n, max)
+	}
+	return nil
+}
+
+// checkComment checks the comment of a change: human text of at most
+// MaxComment characters, and not blank.
+func checkComment(field, c string) error {
+	if err := checkText(field, c, MaxComment); err != nil {
+		return err
+	}
+	if strings.TrimSpace(c) == "" {
+		return errf(http.StatusUnprocessableEntity, "comment_required", "a comment is required: say who asked for this change and why")
+	}
+	return nil
+}
+
+// requestComment reads and checks the comment of a write whose body is
+// not JSON: ?comment=, or when that is empty the X-Comment header.
+func requestComment(r *http.Request) (string, error) {
+	if c := r.URL.Query().Get("comment"); c != "" {
+		return c, checkComment("the comment parameter", c)
+	}
+	c := r.Header.Get("X-Comment")
+	return c, checkComment("the X-Comment header", c)
+}
+
+// maxEcho bounds how much of a header, parameter or path value an error
+// message repeats.
+const maxEcho = 64
+
+// echo quotes a value sent by the client for an error message: its first
+// maxEcho bytes (cut at a character boundary) and, when longer, its length.
+func echo(v string) string {
+	if len(v) <= maxEcho {
+		return strconv.Quote(v)
+	}
+	cut := maxEcho
+	for cut > 0 && !utf8.RuneStart(v[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(v[:cut]), len(v))
+}
+
+// ruleKinds are the rules sentinels a field check can unwrap to.
+var ruleKinds = []error{rules.ErrFlagName, rules.ErrScope, rules.ErrPriority, rules.ErrCondition, rules.ErrValue, rules.ErrSyntax}
+
+// checkRules runs the rules of a JSON save through exactly the checks of
+// the text form. Each rule's fields are checked (rules.Rule.Validate, so
+// that it has one reading as text), then the rule is parsed as the line
+// (and "when" line) of text it stands for by rules.Parse with the scope
+// checker, as a text save is: scopes a handler rejects, conditions,
+// values. Last come duplicates across rules. Problems are a
+// rules.ErrorList naming each rule by position ("rule 2: ..."); warnings
+// (scopes no handler claims) are named the same way.
+func checkRules(in []ruleJSON, sc rules.ScopeChecker) ([]rules.Rule, []*rules.Error, error) {
+	var errs rules.ErrorList
+	var warnings []*rules.Error
+	rs := make([]rules.Rule, 0, len(in))
+	at := func(i int, kind error, msg string) *rules.Error {
+		return &rules.Error{Kind: kind, Msg: fmt.Sprintf("rule %d: %s", i+1, msg)}
+	}
+	for i, x := range in {
+		r := rules.Rule{Flag: x.Flag, Scope: x.Scope, Priority: x.Priority, Value: x.Value, Condition: x.Condition}
+		if err := r.Validate(); err != nil {
+			kind := rules.ErrSyntax
+			for _, k := range ruleKinds {
+				if errors.Is(err, k) {
+					kind = k
+					break
+				}
+			}
+			errs = append(errs, at(i, kind, err.Error()))
+			continue
+		}
+		text := fmt.Sprintf("%s %s %d %s\n", r.Flag, r.Scope, r.Priority, r.Value)
+		if r.Condition != "" {
+			text += "    when " + r.Condition + "\n"
+		}
+		parsed, ws, err := rules.Parse(text, sc)
+		for _, w := range ws {
+			warnings = append(warnings, at(i, w.Kind, w.Msg))
+		}
+		var list rules.ErrorList
+		switch {
+		case errors.As(err, &list):
+			for _, e := range list {
+				errs = append(errs, at(i, e.Kind, e.Msg))
+			}
+			continue
+		case err != nil:
+			errs = append(errs, at(i, rules.ErrSyntax, err.Error()))
+			continue
+		}
+		if len(parsed) != 1 || parsed[0].Flag != r.Flag || parsed[0].Scope != r.Scope || parsed[0].Priority != r.Priority ||
+			parsed[0].Value != r.Value || parsed[0].Condition != r.Condition {
+			errs = append(errs, at(i, rules.ErrSyntax, "the rule does not read back the same as text"))
+			continue
+		}
+		rs = append(rs, r)
+	}
+	if len(errs) == 0 {
+		// Named by position (rules from JSON have no line), which is
+		// the rule's in the request only when none was left out.
+		errs = rules.Duplicates(rs)
+	}
+	if len(errs) > 0 {
+		return nil, warnings, errs
+	}
+	return rs, warnings, nil
+}
