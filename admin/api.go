@@ -273,11 +273,9 @@ func (s *Server) saveError(r *http.Request, err error, base int64) error {
 		e.Details = details(list)
 		return e
 	case errors.Is(err, sqlstore.ErrInvalid):
-		msg := strings.TrimPrefix(err.Error(), "sqlstore: invalid input: ")
-		if strings.Contains(msg, "comment is required") {
-			return errf(http.StatusUnprocessableEntity, "comment_required", "%s", msg)
-		}
-		return errf(http.StatusUnprocessableEntity, "invalid_rules", "%s; nothing was saved", msg)
+		// What a person can fix (comments, rules) is checked before the
+		// store; anything else it refuses is shown as it says it.
+		return errf(http.StatusUnprocessableEntity, "invalid_rules", "%v; nothing was saved", err)
 	}
 	return err
 }
@@ -684,7 +682,7 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	sc, err := ParseScope(b.Scope)
 	if err != nil {
-		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_request", "scope: %v", strings.TrimPrefix(err.Error(), "admin: ")))
+		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_request", "scope: %s is not a scope (want read_external, read, write or admin)", echo(b.Scope)))
 		return
 	}
 	if err := checkText("name", b.Name, MaxKeyName); err != nil {

@@ -110,6 +110,8 @@ func TestBadInput(t *testing.T) {
 			{"bad push option", "POST", "/api/v1/flags/push?dry_run=perhaps", "application/json", seedDecls, nil, 400, "invalid_request", "dry_run"},
 			{"revert unknown entry", "POST", "/api/v1/changelog/999/revert", "application/json", `{"comment":"c"}`, []string{"If-Match", "*"}, 404, "not_found", "999"},
 			{"revert without comment", "POST", "/api/v1/changelog/1/revert", "application/json", `{"comment":" "}`, []string{"If-Match", "*"}, 422, "comment_required", ""},
+			{"unknown changelog entry", "GET", "/api/v1/changelog/999", "", "", nil, 404, "not_found", `"no changelog entry 999"`},
+			{"unknown key", "DELETE", "/api/v1/keys/999", "", "", nil, 404, "not_found", `"no key 999"`},
 			{"bad changelog limit", "GET", "/api/v1/changelog?limit=0", "", "", nil, 400, "invalid_request", "limit"},
 			{"unknown endpoint", "GET", "/api/v1/nope", "", "", nil, 404, "not_found", "/api/v1/nope"},
 			{"wrong method", "DELETE", "/api/v1/rules", "", "", nil, 405, "method_not_allowed", "GET"},

@@ -292,7 +292,8 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 	if cfg, err := s.Store.Load(r.Context()); err == nil {
 		d.Revision, d.Rules = cfg.Revision, cfg.Rules
 	} else {
-		d.ReadError = "The current rules could not be read: " + err.Error()
+		s.Log.Error("read the rules for the rules page", "err", err)
+		d.ReadError = "The current rules could not be read (the server log has the details); reload the page."
 	}
 	s.renderStatus(w, r, status, "rules.html", d)
 }

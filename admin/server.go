@@ -325,12 +325,24 @@ func (s *Server) storeError(r *http.Request, err error) *Error {
 	case errors.Is(err, sqlstore.ErrUnavailable):
 		return errf(http.StatusServiceUnavailable, "unavailable", "the database is unavailable; try again shortly")
 	case errors.Is(err, sqlstore.ErrNotFound):
-		return errf(http.StatusNotFound, "not_found", "%s", strings.TrimPrefix(err.Error(), "sqlstore: not found: "))
+		return errf(http.StatusNotFound, "not_found", "%s", notFound(r))
 	case errors.Is(err, context.Canceled):
 		return errf(499, "canceled", "the request was canceled")
 	}
 	s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	return errf(http.StatusInternalServerError, "internal", "internal error; the server log has the details")
+}
+
+// notFound names what a request looked for, by its route (its {id} is
+// an integer: pathID checked it).
+func notFound(r *http.Request) string {
+	switch {
+	case strings.Contains(r.Pattern, "/changelog/{id}"):
+		return "no changelog entry " + r.PathValue("id")
+	case strings.Contains(r.Pattern, "/keys/{id}"):
+		return "no key " + r.PathValue("id")
+	}
+	return "not found"
 }
 
 // bodyError reports a body that could not be read.
