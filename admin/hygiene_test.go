@@ -51,7 +51,10 @@ func jsonString(s string) string {
 func TestHumanText(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
 		session := e.login("write")
-		csrf := regexpCSRF.FindStringSubmatch(e.do("", "GET", "/+feature-rules", "", nil, "Cookie", session).body)[1]
+		rulesPage := e.do("", "GET", "/+feature-rules", "", nil, "Cookie", session).body
+		csrf := regexpCSRF.FindStringSubmatch(rulesPage)[1]
+		assert.Contains(t, rulesPage, fmt.Sprintf(`name="comment" value="" maxlength="%d" required`, admin.MaxComment), "browsers keep comments within the limit")
+		assert.Contains(t, e.do("", "GET", "/+feature-changelog", "", nil, "Cookie", session).body, fmt.Sprintf(`name="comment" maxlength="%d" required`, admin.MaxComment))
 		type path struct {
 			name   string
 			header bool // sends the value in a header
