@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
-	"github.com/expr-lang/expr/builtin"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 )
@@ -25,17 +25,30 @@ type Target struct {
 	key   string
 	attrs map[string]any
 	env   map[string]any // attrs plus targetingKey, what conditions see
+	large []string       // names in env too large for conditions to read
 }
 
 // NewTarget returns a Target. The attributes are copied; "targetingKey" is
-// always key, whatever attrs says.
+// always key, whatever attrs says. Attributes larger than conditions may
+// read (MaxAttrString, MaxAttrText, MaxAttrValues) are kept, and noted:
+// a condition that reads one fails with ErrAttrTooLarge instead of running.
 func NewTarget(key string, attrs map[string]any) *Target {
 	env := make(map[string]any, len(attrs)+1)
+	var large []string
 	for k, v := range attrs {
 		env[k] = v
+		if k != "targetingKey" && !attrFits(v) {
+			large = append(large, k)
+		}
 	}
 	env["targetingKey"] = key
-	return &Target{key: key, attrs: attrs, env: env}
+	if len(key) > MaxAttrString {
+		large = append(large, "targetingKey")
+	}
+	if len(env) > MaxAttrValues {
+		large = append(large, envName)
+	}
+	return &Target{key: key, attrs: attrs, env: env, large: large}
 }
 
 var emptyTarget = NewTarget("", nil)
@@ -124,7 +137,9 @@ type Condition struct {
 	op     string // condBucket: <, <=, >, >=, ==, !=
 	n      int    // condBucket
 
-	program *vm.Program // condExpr
+	program  *vm.Program // condExpr
+	names    []string    // attributes the expression reads, sorted
+	readsAll bool        // it reads $env
 }
 
 type condKind uint8
@@ -144,11 +159,27 @@ const (
 
 var vms = sync.Pool{New: func() any { return &vm.VM{MemoryBudget: conditionMemory} }}
 
+// builtinOptions disables every expr builtin but the allowed ones, so the
+// compiler itself knows no other.
+var builtinOptions = func() []expr.Option {
+	opts := []expr.Option{expr.DisableAllBuiltins()}
+	for _, name := range allowedList {
+		opts = append(opts, expr.EnableBuiltin(strings.TrimSuffix(name, "()")))
+	}
+	return opts
+}()
+
 // CompileCondition compiles an expr-lang condition. Names are the targeting
 // key (targetingKey) and the attributes; a missing attribute is nil. The
 // rollout functions percent(p[, salt]) and bucket([salt]) hash the
-// targeting key with salt (the flag name unless given). Builtins that read
-// the clock are disabled: a rule that needs the time gets it as an attribute.
+// targeting key with salt (the flag name unless given).
+//
+// Conditions are a sandbox (see sandbox.go and docs/rule-format.md): only
+// expressions whose cost is linear in their size and in the size of what
+// they read are accepted. let, ";", ranges, closures, builtins that loop or
+// build values and builtins that read the clock are refused with an
+// ErrCondition naming the construct; the compiled program is checked to be
+// straight-line code.
 func CompileCondition(text, salt string) (*Condition, error) {
 	if err := validCondition(text); err != nil {
 		return nil, err
@@ -161,30 +192,39 @@ func CompileCondition(text, salt string) (*Condition, error) {
 	if err != nil {
 		return nil, errorf(ErrCondition, "bad condition: %s", firstLine(err))
 	}
-	var bad badPercent
-	ast.Walk(&tree.Node, &bad)
-	if bad.err != nil {
-		return nil, bad.err
+	sb, err := checkCondition(tree.Node)
+	if err != nil {
+		return nil, err
 	}
+	c.names, c.readsAll = sb.names(), sb.all
 	c.native(tree.Node)
-	program, err := expr.Compile(text,
+	if c.program, err = c.compile(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// compile compiles c's text to a program and checks the program, whatever
+// the expression checker said: only the allowed builtins exist, and the
+// program must be straight-line code (checkProgram).
+func (c *Condition) compile() (*vm.Program, error) {
+	opts := append([]expr.Option{
 		expr.Env(map[string]any{}),
 		expr.AllowUndefinedVariables(),
 		expr.AsBool(),
 		expr.MaxNodes(MaxConditionNodes),
-		expr.DisableBuiltin("now"),
-		expr.DisableBuiltin("date"),
-		expr.DisableBuiltin("timezone"),
-		expr.DisableBuiltin("duration"),
 		expr.Function("percent", c.percentFunc),
 		expr.Function("bucket", c.bucketFunc),
 		expr.Patch(keyArg{c: c}),
-	)
+	}, builtinOptions...)
+	program, err := expr.Compile(c.text, opts...)
 	if err != nil {
 		return nil, errorf(ErrCondition, "bad condition: %s", firstLine(err))
 	}
-	c.program = program
-	return c, nil
+	if err := checkProgram(program); err != nil {
+		return nil, err
+	}
+	return program, nil
 }
 
 func firstLine(err error) string {
@@ -204,35 +244,6 @@ func (k keyArg) Visit(node *ast.Node) {
 	if id, ok := call.Callee.(*ast.IdentifierNode); ok && (id.Value == "percent" || id.Value == "bucket") {
 		k.c.rollout = true
 		call.Arguments = append(call.Arguments, &ast.IdentifierNode{Value: "targetingKey"})
-	}
-}
-
-// badPercent finds percent() calls whose constant p is out of range.
-type badPercent struct{ err error }
-
-func (b *badPercent) Visit(node *ast.Node) {
-	if b.err != nil {
-		return
-	}
-	if p, _, ok := percentCall(*node); ok && !(p >= 0 && p <= 100) {
-		b.err = errorf(ErrCondition, "bad condition: percent(%v): p must be between 0 and 100", p)
-		return
-	}
-	if bn, ok := (*node).(*ast.BuiltinNode); ok && impure[bn.Name] {
-		b.err = errorf(ErrCondition, "bad condition: %s() reads the clock; pass the time as an attribute instead", bn.Name)
-		return
-	}
-	call, ok := (*node).(*ast.CallNode)
-	if !ok {
-		return
-	}
-	if id, ok := call.Callee.(*ast.IdentifierNode); ok {
-		switch _, builtin := builtin.Index[id.Value]; {
-		case impure[id.Value]:
-			b.err = errorf(ErrCondition, "bad condition: %s() reads the clock; pass the time as an attribute instead", id.Value)
-		case !builtin && id.Value != "percent" && id.Value != "bucket":
-			b.err = errorf(ErrCondition, "bad condition: unknown function %s()", id.Value)
-		}
 	}
 }
 
@@ -409,6 +420,14 @@ func (c *Condition) Match(t *Target) (bool, error) {
 			return b == c.n, nil
 		default:
 			return b != c.n, nil
+		}
+	}
+	if len(t.large) > 0 {
+		for _, name := range t.large {
+			if c.readsAll || slices.Contains(c.names, name) {
+				return false, fmt.Errorf("rules: condition %q: %w: %q holds more than %d values, a string longer than %d bytes or more than %d bytes of text",
+					c.text, ErrAttrTooLarge, name, MaxAttrValues, MaxAttrString, MaxAttrText)
+			}
 		}
 	}
 	m := vms.Get().(*vm.VM)

@@ -259,9 +259,15 @@ func TestPercentThresholdEdges(t *testing.T) {
 	assert.True(t, rules.InPercent("f", "k", 1000))
 }
 
+// FuzzCondition: compile errors are ErrCondition, a match never comes
+// with an error, and every condition the checker accepts evaluates within
+// the budget (sandbox_test.go) on ordinary and worst-case Targets.
 func FuzzCondition(f *testing.F) {
-	for _, seed := range []string{`plan == "x"`, `percent(10)`, `bucket() < 5000`, `a in [1, 2] || b matches "^x"`,
-		`percent(50, "s") && bucket("s") >= 3`, `len(targetingKey) > 3`, `)(`, `now()`, `x.y.z`, `1/0 == 1`} {
+	seeds := []string{`plan == "x"`, `percent(10)`, `bucket() < 5000`, `a in [1, 2] || b matches "^x"`,
+		`percent(50, "s") && bucket("s") >= 3`, `len(targetingKey) > 3`, `)(`, `now()`, `x.y.z`, `1/0 == 1`,
+		`upper(plan) != upper(plan) || lower(b) == upper(b)`, `l == m || "zz" in l`, `plan matches "[a-z]{97}x"`,
+		`a + 1 > 0`, `trim(plan, "ab") == s`, letDoubling(), `all(1..9000, {all(1..9000, {true})})`}
+	for _, seed := range append(seeds, ordinaryConditions...) {
 		f.Add(seed, "key", "v")
 	}
 	f.Fuzz(func(t *testing.T, text, key, attr string) {
@@ -278,5 +284,6 @@ func FuzzCondition(f *testing.F) {
 				t.Fatalf("matched with an error: %v", err)
 			}
 		}
+		withinBudget(t, c, worstTargets(key, attr))
 	})
 }
