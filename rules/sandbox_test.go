@@ -376,4 +376,3 @@ func TestWorstAcceptedConditionsWithinBudget(t *testing.T) {
 		t.Logf("%-42s %4d bytes: worst %8v %9d bytes allocated", name, len(cond), d, b)
 	}
 }
-
