@@ -38,17 +38,22 @@ CREATE TABLE IF NOT EXISTS feature_flags (
     updated_at    TIMESTAMPTZ NOT NULL
 );
 
--- One row a save of the rules: a unified diff of the normalised text, and
--- the whole normalised text after the save (so any entry can be reverted
--- to). rules_text is NULL for entries written before it was recorded.
+-- One row a change: a save of the rules, a push of declarations or a
+-- revert; every bump of the revision writes one. diff is the unified diff
+-- of the normalised rules text (and of the declarations text, when they
+-- changed); rules_text and declarations_text are the whole texts after the
+-- change, so any entry can be reverted to. rules_text is NULL for entries
+-- written before it was recorded, declarations_text for entries written
+-- before declarations were recorded.
 CREATE TABLE IF NOT EXISTS feature_changelog (
-    id         BIGSERIAL PRIMARY KEY,
-    changed_at TIMESTAMPTZ NOT NULL,
-    actor      TEXT   NOT NULL,
-    comment    TEXT   NOT NULL,
-    diff       TEXT   NOT NULL,
-    revision   BIGINT NOT NULL,
-    rules_text TEXT
+    id                BIGSERIAL PRIMARY KEY,
+    changed_at        TIMESTAMPTZ NOT NULL,
+    actor             TEXT   NOT NULL,
+    comment           TEXT   NOT NULL,
+    diff              TEXT   NOT NULL,
+    revision          BIGINT NOT NULL,
+    rules_text        TEXT,
+    declarations_text TEXT
 );
 
 CREATE UNIQUE INDEX IF NOT EXISTS feature_changelog_revision_idx

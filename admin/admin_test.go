@@ -48,7 +48,7 @@ func newEnv(t testing.TB, st *sqlstore.Store) *env {
 	ctx := context.Background()
 	defs, err := rules.ParseDeclarations([]byte(seedDecls))
 	require.NoError(t, err)
-	_, err = st.PushDefinitions(ctx, defs, sqlstore.PushOptions{})
+	_, err = st.PushDefinitions(ctx, defs, sqlstore.Change{Comment: "seed declarations", Actor: "test", BaseRevision: sqlstore.AnyRevision}, sqlstore.PushOptions{})
 	require.NoError(t, err)
 	_, _, err = st.ReplaceText(ctx, seedRules, nil, sqlstore.Change{Comment: "seed", Actor: "test", BaseRevision: sqlstore.AnyRevision})
 	require.NoError(t, err)
@@ -193,7 +193,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"GET", "/api/v1/flags", "read", 200, none},
 			{"GET", "/api/v1/flags/{name}", "read", 200, none},
 			{"POST", "/api/v1/flags/push", "write", 200, func() (string, []byte, []string) {
-				return "application/json", []byte(seedDecls), nil
+				return "application/json", []byte(seedDecls), []string{"X-Comment", "matrix"}
 			}},
 			{"GET", "/api/v1/changelog", "read", 200, none},
 			{"GET", "/api/v1/changelog/{id}", "read", 200, none},

@@ -333,7 +333,10 @@ func (s *Server) apiGetFlag(w http.ResponseWriter, r *http.Request) {
 }
 
 // apiPushFlags: POST /api/v1/flags/push?dry_run=true&strict=true with a
-// declarations file as the body.
+// declarations file as the body and, unless dry_run, the comment in
+// ?comment= or X-Comment (as a text PUT of the rules). If-Match is
+// optional: when sent, the push is refused (412) if the rules changed
+// since that revision.
 func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 	var opts sqlstore.PushOptions
 	for name, dst := range map[string]*bool{"dry_run": &opts.DryRun, "strict": &opts.Strict} {
@@ -364,13 +367,29 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.ReplaceAll(err.Error(), "\n", "; ")))
 		return
 	}
-	rep, err := s.Store.PushDefinitions(r.Context(), defs, opts)
+	c := sqlstore.Change{Actor: info(r).actor, BaseRevision: sqlstore.AnyRevision}
+	if !opts.DryRun {
+		if c.Comment, err = requestComment(r); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		if r.Header.Get("If-Match") != "" {
+			if c.BaseRevision, err = ifMatch(r); err != nil {
+				s.fail(w, r, err)
+				return
+			}
+		}
+	}
+	rep, err := s.Store.PushDefinitions(r.Context(), defs, c, opts)
 	switch {
 	case errors.Is(err, sqlstore.ErrIncompatible):
 		writeJSON(w, http.StatusConflict, map[string]any{
 			"error":  errf(http.StatusConflict, "incompatible_values", "stored rule values do not fit the new declarations; nothing was written (push without strict to write anyway)"),
 			"report": rep,
 		})
+		return
+	case errors.Is(err, sqlstore.ErrConflict):
+		s.fail(w, r, s.saveError(r, err, c.BaseRevision))
 		return
 	case errors.Is(err, sqlstore.ErrInvalid):
 		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.TrimPrefix(err.Error(), "sqlstore: invalid input: ")))
@@ -479,30 +498,23 @@ func (s *Server) apiChangelogEntry(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// revert restores the rules as they were after changelog entry id, as a
-// new change based on revision base.
+// revert restores the rules and declarations as they were after
+// changelog entry id, as a new change based on revision base
+// (sqlstore.Store.Revert, one transaction).
 func (s *Server) revert(r *http.Request, id, base int64, comment string) (sqlstore.Entry, error) {
-	if strings.TrimSpace(comment) == "" {
-		return sqlstore.Entry{}, errf(http.StatusUnprocessableEntity, "comment_required", "a comment is required: say who asked for this revert and why")
-	}
-	e, err := s.Store.ChangelogEntry(r.Context(), id)
-	if err != nil {
+	if err := checkComment("comment", comment); err != nil {
 		return sqlstore.Entry{}, err
 	}
-	if !e.Text.Valid {
+	e, err := s.Store.Revert(r.Context(), id, sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base})
+	switch {
+	case errors.Is(err, sqlstore.ErrNotFound):
+		return sqlstore.Entry{}, err
+	case errors.Is(err, sqlstore.ErrNotRevertible):
 		return sqlstore.Entry{}, errf(http.StatusConflict, "not_revertible", "change #%d was saved before the rules text was recorded with each change, so it cannot be restored", id)
-	}
-	rs, _, err := rules.Parse(e.Text.String, nil)
-	if err != nil {
-		return sqlstore.Entry{}, s.saveError(r, fmt.Errorf("%w: %w", sqlstore.ErrInvalid, err), base)
-	}
-	c := sqlstore.Change{Comment: fmt.Sprintf("Revert to the rules after change #%d (revision %d): %s", e.ID, e.Revision, comment),
-		Actor: info(r).actor, BaseRevision: base}
-	saved, err := s.Store.ReplaceRules(r.Context(), rs, c)
-	if err != nil {
+	case err != nil:
 		return sqlstore.Entry{}, s.saveError(r, err, base)
 	}
-	return saved, nil
+	return e, nil
 }
 
 // apiRevert: POST /api/v1/changelog/{id}/revert with {"comment": ...}

@@ -106,7 +106,7 @@ func TestBadInput(t *testing.T) {
 			{"many bad lines", "PUT", "/api/v1/rules", "text/plain", manyBad, []string{"If-Match", "*", "X-Comment", "c"}, 422, "invalid_rules", "2000 problems in the rules (the first 100 are listed)"},
 			{"bad JSON rule", "PUT", "/api/v1/rules", "application/json", `{"comment":"c","rules":[{"flag":"a","scope":"default","priority":1,"value":"true"},{"flag":"Bad Flag","scope":"default","priority":1,"value":"x"}]}`, []string{"If-Match", "*"}, 422, "invalid_rules", "rule 2"},
 			{"bad declarations", "POST", "/api/v1/flags/push", "application/json", `{"flags":[{"name":"a","type":"boolean","default":"yes"}]}`, nil, 422, "invalid_declarations", `flag \"a\"`},
-			{"incompatible strict push", "POST", "/api/v1/flags/push?strict=true", "application/json", `{"flags":[{"name":"b","type":"int","default":0}]}`, nil, 409, "incompatible_values", "nothing was written"},
+			{"incompatible strict push", "POST", "/api/v1/flags/push?strict=true&comment=b+becomes+an+int", "application/json", `{"flags":[{"name":"b","type":"int","default":0}]}`, nil, 409, "incompatible_values", "nothing was written"},
 			{"bad push option", "POST", "/api/v1/flags/push?dry_run=perhaps", "application/json", seedDecls, nil, 400, "invalid_request", "dry_run"},
 			{"revert unknown entry", "POST", "/api/v1/changelog/999/revert", "application/json", `{"comment":"c"}`, []string{"If-Match", "*"}, 404, "not_found", "999"},
 			{"revert without comment", "POST", "/api/v1/changelog/1/revert", "application/json", `{"comment":" "}`, []string{"If-Match", "*"}, 422, "comment_required", ""},
@@ -217,18 +217,18 @@ func TestAPI(t *testing.T) {
 		assert.Equal(t, page.Entries[0].ID, page.NextBefore)
 		r = e.do("read", "GET", fmt.Sprintf("/api/v1/changelog?before=%d", page.NextBefore), "", nil)
 		assert.Contains(t, r.body, `"comment": "seed"`)
-		one := e.do("read", "GET", "/api/v1/changelog/1", "", nil)
+		one := e.do("read", "GET", "/api/v1/changelog/2", "", nil) // 1 pushed the declarations
 		assert.Contains(t, one.body, `"text": "a\tdefault\t1\ttrue\n`)
-		rv := e.do("write", "POST", "/api/v1/changelog/1/revert", "application/json", []byte(`{"comment":"back to the seed"}`), "If-Match", put.header.Get("ETag"))
+		rv := e.do("write", "POST", "/api/v1/changelog/2/revert", "application/json", []byte(`{"comment":"back to the seed"}`), "If-Match", put.header.Get("ETag"))
 		require.Equal(t, 200, rv.code, rv.body)
 		now := e.do("read", "GET", "/api/v1/rules?format=text", "", nil)
 		rs, _, err := rules.Parse(seedRules, nil)
 		require.NoError(t, err)
-		assert.Equal(t, rules.Format(rs), now.body, "reverted to the rules after entry 1")
+		assert.Equal(t, rules.Format(rs), now.body, "reverted to the rules after entry 2")
 		es, err := e.st.Changelog(context.Background(), sqlstore.ChangelogQuery{Limit: 1})
 		require.NoError(t, err)
-		assert.Equal(t, "Revert to the rules after change #1 (revision 2): back to the seed", es[0].Comment)
-		stale := e.do("write", "POST", "/api/v1/changelog/1/revert", "application/json", []byte(`{"comment":"again"}`), "If-Match", put.header.Get("ETag"))
+		assert.Equal(t, "Revert to change #2 (revision 2): back to the seed", es[0].Comment)
+		stale := e.do("write", "POST", "/api/v1/changelog/2/revert", "application/json", []byte(`{"comment":"again"}`), "If-Match", put.header.Get("ETag"))
 		assert.Equal(t, 412, stale.code)
 
 		// Explain: scopes, context, matched rule, scopes checked.

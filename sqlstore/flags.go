@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	sq "github.com/Masterminds/squirrel"
 	"github.com/jmoiron/sqlx"
 
 	"github.com/scopeflags/scopeflags/rules"
@@ -115,16 +115,22 @@ type PushReport struct {
 	Written bool `json:"written"`
 	// Revision is the revision after the push.
 	Revision int64 `json:"revision"`
+	// ChangelogID is the changelog entry of a push that wrote.
+	ChangelogID int64 `json:"changelog_id,omitempty"`
 }
 
-// PushDefinitions creates new declarations and updates changed ones, in
-// one transaction that bumps the revision so servers reload. Before writing
+// PushDefinitions creates new declarations and updates changed ones, as
+// one audited change (see Revert): in one transaction it bumps the
+// revision, so servers reload, and appends a changelog entry with c's
+// actor and comment and the diff of the declarations text. Before writing
 // it lists stored rule values the new declarations would reject; with
 // opts.Strict any such value refuses the push (ErrIncompatible, with the
-// report). With opts.DryRun nothing is written. Declarations only in the
-// database are reported as orphans and kept. Invalid declarations are
-// refused with ErrInvalid.
-func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, opts PushOptions) (PushReport, error) {
+// report). A push that changes nothing writes nothing (no revision, no
+// entry). With opts.DryRun nothing is written and c is not needed.
+// Declarations only in the database are reported as orphans and kept.
+// Invalid declarations, and a missing or invalid comment or actor, are
+// refused with ErrInvalid; c.BaseRevision is checked as by ReplaceRules.
+func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, c Change, opts PushOptions) (PushReport, error) {
 	var rep PushReport
 	codecs := make(map[string]*rules.Codec, len(defs))
 	for _, d := range defs {
@@ -137,57 +143,78 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, op
 		}
 		codecs[d.Name] = c
 	}
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
-	}
-	defer tx.Rollback()
-	// A real push bumps first: the row lock serialises it with saves of
-	// the rules, so no value it has not checked can be saved meanwhile.
-	if !opts.DryRun {
-		if _, err := tx.ExecContext(ctx, `UPDATE feature_revision SET revision = revision + 1 WHERE id = 1`); err != nil {
+	if opts.DryRun {
+		tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: s.dialect == Postgres, Isolation: s.readIsolation()})
+		if err != nil {
 			return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
 		}
+		defer tx.Rollback()
+		var before state
+		if err := tx.GetContext(ctx, &rep.Revision, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
+			return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
+		}
+		if err := tx.SelectContext(ctx, &before.rules, `SELECT `+ruleColumns+` FROM feature_rules`); err != nil {
+			return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
+		}
+		if before.defs, err = definitions(ctx, tx); err != nil {
+			return rep, fmt.Errorf("sqlstore: push: %w", err)
+		}
+		planPush(&rep, before, defs, codecs)
+		return rep, nil
 	}
-	var rev int64
-	if err := tx.GetContext(ctx, &rev, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
-		return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
+	if err := checkChange(c); err != nil {
+		return rep, err
 	}
-	rep.Revision = rev // what it stays if nothing is written
-	if !opts.DryRun {
-		rep.Revision--
+	e, err := s.change(ctx, "push", c, func(_ *sqlx.Tx, before state) (state, error) {
+		after := planPush(&rep, before, defs, codecs)
+		switch {
+		case len(rep.Created) == 0 && len(rep.Updated) == 0:
+			return state{}, errNoChange
+		case opts.Strict && len(rep.Incompatible) > 0:
+			return state{}, fmt.Errorf("%w: %d rule value(s) would not parse as the new declarations", ErrIncompatible, len(rep.Incompatible))
+		}
+		return after, nil
+	})
+	switch {
+	case errors.Is(err, errNoChange):
+		rep.Revision = e.Revision
+		return rep, nil
+	case err != nil:
+		return rep, err
 	}
-	stored, err := definitions(ctx, tx)
-	if err != nil {
-		return rep, fmt.Errorf("sqlstore: push: %w", err)
-	}
-	old := make(map[string]rules.Definition, len(stored))
-	for _, d := range stored {
+	rep.Written, rep.Revision, rep.ChangelogID = true, e.Revision, e.ID
+	return rep, nil
+}
+
+// planPush fills rep for pushing defs onto before and returns the state
+// after the push: before's rules, and its declarations with defs created
+// or updated (orphans kept).
+func planPush(rep *PushReport, before state, defs []rules.Definition, codecs map[string]*rules.Codec) state {
+	old := make(map[string]rules.Definition, len(before.defs))
+	for _, d := range before.defs {
 		old[d.Name] = d
 	}
-	var write []rules.Definition
+	after := state{rules: before.rules}
 	for _, d := range defs {
 		o, ok := old[d.Name]
 		switch {
 		case !ok:
 			rep.Created = append(rep.Created, d.Name)
-			write = append(write, d)
 		case o.Equal(d):
 			rep.Unchanged = append(rep.Unchanged, d.Name)
 		default:
 			rep.Updated = append(rep.Updated, FlagUpdate{Name: d.Name, Changes: changes(o, d)})
-			write = append(write, d)
 		}
+		after.defs = append(after.defs, d)
 	}
-	for _, d := range stored {
+	for _, d := range before.defs {
 		if codecs[d.Name] == nil {
 			rep.Orphans = append(rep.Orphans, d.Name)
+			after.defs = append(after.defs, d)
 		}
 	}
-	var rs []rules.Rule
-	if err := tx.SelectContext(ctx, &rs, `SELECT `+ruleColumns+` FROM feature_rules ORDER BY flag, priority DESC`); err != nil {
-		return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
-	}
+	rs := slices.Clone(before.rules)
+	rules.Sort(rs)
 	for _, r := range rs {
 		if c := codecs[r.Flag]; c != nil {
 			if _, err := c.Parse(r.Value); err != nil {
@@ -197,51 +224,114 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, op
 	}
 	slices.Sort(rep.Created)
 	slices.Sort(rep.Unchanged)
+	slices.Sort(rep.Orphans)
 	slices.SortFunc(rep.Updated, func(a, b FlagUpdate) int { return strings.Compare(a.Name, b.Name) })
-	if opts.DryRun || len(write) == 0 {
-		return rep, nil // rolled back: nothing written, revision unchanged
-	}
-	if opts.Strict && len(rep.Incompatible) > 0 {
-		return rep, fmt.Errorf("%w: %d rule value(s) would not parse as the new declarations", ErrIncompatible, len(rep.Incompatible))
-	}
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	for _, d := range write {
-		r := rowOf(d, now)
-		up := s.sb.Insert("feature_flags").
-			Columns("name", "type", "default_value", "description", "external", "variants", "json_schema", "salt", "updated_at").
-			Values(r.Name, r.Type, r.Default, r.Description, r.External, r.Variants, r.Schema, r.Salt, r.UpdatedAt).
-			Suffix(`ON CONFLICT (name) DO UPDATE SET type = excluded.type, default_value = excluded.default_value,
-				description = excluded.description, external = excluded.external, variants = excluded.variants,
-				json_schema = excluded.json_schema, salt = excluded.salt, updated_at = excluded.updated_at`)
-		if _, err := up.RunWith(tx).ExecContext(ctx); err != nil {
-			return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
-	}
-	rep.Written, rep.Revision = true, rev
-	return rep, nil
+	return after
 }
 
-// DeleteDefinitions removes declarations (orphans, say); their rules stay
-// and become plain text.
-func (s *Store) DeleteDefinitions(ctx context.Context, names []string) error {
-	if len(names) == 0 {
-		return nil
+// DeleteDefinitions removes declarations (orphans, say) as one audited
+// change, like PushDefinitions; their rules stay and become plain text.
+// When none of names is declared nothing is written and the Entry is
+// zero.
+func (s *Store) DeleteDefinitions(ctx context.Context, names []string, c Change) (Entry, error) {
+	if err := checkChange(c); err != nil {
+		return Entry{}, err
 	}
-	tx, err := s.db.BeginTxx(ctx, nil)
+	e, err := s.change(ctx, "delete definitions", c, func(_ *sqlx.Tx, before state) (state, error) {
+		after := state{rules: before.rules}
+		for _, d := range before.defs {
+			if !slices.Contains(names, d.Name) {
+				after.defs = append(after.defs, d)
+			}
+		}
+		if len(after.defs) == len(before.defs) {
+			return state{}, errNoChange
+		}
+		return after, nil
+	})
+	if errors.Is(err, errNoChange) {
+		return Entry{}, nil
+	}
+	return e, err
+}
+
+// declLine is one declaration in DeclarationsText: an entry of a
+// declarations file's "flags" array, with the description last.
+type declLine struct {
+	Name        string                     `json:"name"`
+	Type        rules.Type                 `json:"type"`
+	Default     json.RawMessage            `json:"default"`
+	External    bool                       `json:"external,omitempty"`
+	Variants    map[string]json.RawMessage `json:"variants,omitempty"`
+	Schema      json.RawMessage            `json:"schema,omitempty"`
+	Salt        string                     `json:"salt,omitempty"`
+	Description string                     `json:"description,omitempty"`
+}
+
+// jsonValue is a value in the text form of type t as a JSON value, as a
+// declarations file writes it. A text that is not what t's text form
+// allows (a hand-edited database) is written as a JSON string, so that
+// reading it back names the problem.
+func jsonValue(t rules.Type, text string) json.RawMessage {
+	if t != rules.String && json.Valid([]byte(text)) {
+		return json.RawMessage(text)
+	}
+	b, _ := json.Marshal(text) // a string: cannot fail
+	return b
+}
+
+// DeclarationsText renders declarations canonically, as changelog
+// entries record and diff them: sorted by name, one a line, each line a
+// JSON object as a declarations file's "flags" array holds it (default
+// and variants as JSON values of the flag's type, the description last).
+// The same declarations always give the same text, and a text holds no
+// control characters (JSON escapes them). ParseDeclarationsText reads it
+// back.
+func DeclarationsText(defs []rules.Definition) string {
+	sorted := slices.Clone(defs)
+	slices.SortFunc(sorted, func(a, b rules.Definition) int { return strings.Compare(a.Name, b.Name) })
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	for _, d := range sorted {
+		l := declLine{Name: d.Name, Type: d.Type, Default: jsonValue(d.Type, d.Default), External: d.External,
+			Salt: d.Salt, Description: d.Description}
+		if d.Schema != "" {
+			l.Schema = jsonValue(rules.JSON, d.Schema)
+		}
+		if len(d.Variants) > 0 {
+			l.Variants = make(map[string]json.RawMessage, len(d.Variants))
+			for _, v := range d.Variants {
+				l.Variants[v.Name] = jsonValue(d.Type, v.Value)
+			}
+		}
+		if err := enc.Encode(l); err != nil {
+			// Only invalid raw JSON fails, and jsonValue never makes it.
+			panic(fmt.Sprintf("sqlstore: declarations text: %v", err))
+		}
+	}
+	return b.String()
+}
+
+// ParseDeclarationsText reads a DeclarationsText back, validating each
+// declaration as a declarations file's (rules.ParseDeclarations); errors
+// name the line.
+func ParseDeclarationsText(text string) ([]rules.Definition, error) {
+	// One entry a line, from the first, so JSON errors name the line.
+	var b strings.Builder
+	b.WriteString(`{"flags": [`)
+	for i, l := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		b.WriteString(l)
+	}
+	b.WriteString("]}")
+	defs, err := rules.ParseDeclarations([]byte(b.String()))
 	if err != nil {
-		return fmt.Errorf("sqlstore: delete definitions: %w", translate(err))
+		return nil, err
 	}
-	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `UPDATE feature_revision SET revision = revision + 1 WHERE id = 1`); err != nil {
-		return fmt.Errorf("sqlstore: delete definitions: %w", translate(err))
-	}
-	if _, err := s.sb.Delete("feature_flags").Where(sq.Eq{"name": names}).RunWith(tx).ExecContext(ctx); err != nil {
-		return fmt.Errorf("sqlstore: delete definitions: %w", translate(err))
-	}
-	return translate(tx.Commit())
+	return defs, nil
 }
 
 func changes(o, d rules.Definition) []string {

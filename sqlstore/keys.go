@@ -66,14 +66,16 @@ func hintOf(key string) string {
 const keyColumns = "id, hint, name, scope, created_at, last_used_at, revoked_at"
 
 // CreateKey stores key (from NewKey, or one an operator chose: at least
-// MinKeyLen characters of no spaces) under name with scope, keeping only
-// its hash. The caller validates scope.
+// MinKeyLen printable ASCII characters, no spaces) under name (human text
+// of at most MaxKeyName characters; a *FieldError otherwise) with scope,
+// keeping only its hash. The caller validates scope.
 func (s *Store) CreateKey(ctx context.Context, key, name, scope string) (APIKey, error) {
+	if err := checkText("name", name, MaxKeyName, "a key needs a name"); err != nil {
+		return APIKey{}, err
+	}
 	switch {
-	case len(key) < MinKeyLen || strings.ContainsAny(key, " \t\r\n"):
-		return APIKey{}, fmt.Errorf("%w: a key must be at least %d characters without spaces", ErrInvalid, MinKeyLen)
-	case strings.TrimSpace(name) == "":
-		return APIKey{}, fmt.Errorf("%w: a key needs a name", ErrInvalid)
+	case len(key) < MinKeyLen || strings.ContainsFunc(key, func(r rune) bool { return r <= ' ' || r > '~' }):
+		return APIKey{}, fmt.Errorf("%w: a key must be at least %d printable ASCII characters without spaces", ErrInvalid, MinKeyLen)
 	case scope == "":
 		return APIKey{}, fmt.Errorf("%w: a key needs a scope", ErrInvalid)
 	}

@@ -131,7 +131,10 @@ func (s *Store) upgrade(ctx context.Context, tx *sqlx.Tx) error {
 	if err := s.upgradeConditions(ctx, tx); err != nil {
 		return err
 	}
-	return s.upgradeChangelogText(ctx, tx)
+	if err := s.upgradeChangelogText(ctx, tx); err != nil {
+		return err
+	}
+	return s.upgradeChangelogDeclarations(ctx, tx)
 }
 
 // hasColumn reports whether table has column.
@@ -194,6 +197,31 @@ func (s *Store) upgradeChangelogText(ctx context.Context, tx *sqlx.Tx) error {
 		return err
 	}
 	q, args, err := s.sb.Update("feature_changelog").Set("rules_text", rules.Format(cur)).
+		Where("id = (SELECT MAX(id) FROM feature_changelog)").ToSql()
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, q, args...)
+	return err
+}
+
+// upgradeChangelogDeclarations adds the declarations_text column to a
+// changelog made before entries recorded the declarations. The newest
+// entry gets the current declarations (the best record there is: pushes
+// were not audited then), so reverting to it keeps them; older entries
+// keep NULL, and reverting to them restores only the rules.
+func (s *Store) upgradeChangelogDeclarations(ctx context.Context, tx *sqlx.Tx) error {
+	if ok, err := s.hasColumn(ctx, tx, "feature_changelog", "declarations_text"); err != nil || ok {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `ALTER TABLE feature_changelog ADD COLUMN declarations_text TEXT`); err != nil {
+		return err
+	}
+	defs, err := definitions(ctx, tx)
+	if err != nil {
+		return err
+	}
+	q, args, err := s.sb.Update("feature_changelog").Set("declarations_text", DeclarationsText(defs)).
 		Where("id = (SELECT MAX(id) FROM feature_changelog)").ToSql()
 	if err != nil {
 		return err
@@ -317,21 +345,35 @@ type Change struct {
 	BaseRevision int64
 }
 
-// Entry is one changelog entry.
+// Entry is one changelog entry: one save of the rules, push or removal of
+// declarations, or revert. Every write that bumps the revision writes one,
+// so the entries' revisions are 1, 2, ... with no gaps.
 type Entry struct {
-	ID       int64     `db:"id"`
-	Time     time.Time `db:"changed_at"`
-	Actor    string    `db:"actor"`
-	Comment  string    `db:"comment"`
-	Diff     string    `db:"diff"`
-	Revision int64     `db:"revision"`
+	ID      int64     `db:"id"`
+	Time    time.Time `db:"changed_at"`
+	Actor   string    `db:"actor"`
+	Comment string    `db:"comment"`
+	// Diff is the unified diff of the rules text; when the declarations
+	// changed too, each part starts with header lines naming it ("---
+	// rules", "--- declarations"; see DeclarationsText).
+	Diff     string `db:"diff"`
+	Revision int64  `db:"revision"`
 	// Text is the whole normalised rules text after the change. Only
-	// ChangelogEntry and ReplaceRules fill it; Valid is false for entries
+	// ChangelogEntry and writes fill it; Valid is false for entries
 	// written before the text was recorded.
 	Text sql.NullString `db:"rules_text"`
+	// Declarations is every declaration after the change, as
+	// DeclarationsText renders them. Only ChangelogEntry and writes fill
+	// it; Valid is false for entries written before declarations were
+	// recorded.
+	Declarations sql.NullString `db:"declarations_text"`
 	// Revertible says the entry's rules text was recorded, so the rules
-	// can be restored to it.
+	// can be restored to it (Revert).
 	Revertible bool `db:"revertible"`
+	// Truncated says Changelog cut the entry's diff (at a line end, to at
+	// most MaxListDiff characters), or a comment or actor longer than the
+	// limits (written before they existed); ChangelogEntry has them whole.
+	Truncated bool `db:"truncated"`
 }
 
 // insertBatch rows per INSERT: 5 parameters a row stays far below SQLite's
@@ -368,85 +410,17 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 	if err := validate(rs, c); err != nil {
 		return Entry{}, err
 	}
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
-	}
-	defer tx.Rollback()
-
-	bump := s.sb.Update("feature_revision").Set("revision", sq.Expr("revision + 1")).Where(sq.Eq{"id": 1})
-	if c.BaseRevision != AnyRevision {
-		bump = bump.Where(sq.Eq{"revision": c.BaseRevision})
-	}
-	res, err := bump.RunWith(tx).ExecContext(ctx)
-	if err != nil {
-		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
-	} else if n == 0 {
-		return Entry{}, fmt.Errorf("%w: the rules changed since revision %d", ErrConflict, c.BaseRevision)
-	}
-	var rev int64
-	if err := tx.GetContext(ctx, &rev, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
-		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
-	}
-
-	defs, err := definitions(ctx, tx)
-	if err != nil {
-		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", err)
-	}
-	codecs := make(map[string]*rules.Codec, len(defs))
-	for _, d := range defs {
-		if c, err := d.Codec(); err == nil {
-			codecs[d.Name] = c
+	return s.change(ctx, "replace rules", c, func(_ *sqlx.Tx, before state) (state, error) {
+		if errs := rules.Check(rs, codecsOf(before.defs)); len(errs) > 0 {
+			return state{}, &invalidError{errs}
 		}
-	}
-	if errs := rules.Check(rs, codecs); len(errs) > 0 {
-		return Entry{}, &invalidError{errs}
-	}
-
-	var old []rules.Rule
-	if err := tx.SelectContext(ctx, &old, `SELECT `+ruleColumns+` FROM feature_rules`); err != nil {
-		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM feature_rules`); err != nil {
-		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
-	}
-	for start := 0; start < len(rs); start += insertBatch {
-		ins := s.sb.Insert("feature_rules").Columns("flag", "scope", "priority", "value", "condition")
-		for _, r := range rs[start:min(start+insertBatch, len(rs))] {
-			ins = ins.Values(r.Flag, r.Scope, r.Priority, r.Value, r.Condition)
-		}
-		if _, err := ins.RunWith(tx).ExecContext(ctx); err != nil {
-			return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
-		}
-	}
-
-	text := rules.Format(rs)
-	e := Entry{Time: time.Now().UTC().Truncate(time.Microsecond), Actor: c.Actor, Comment: c.Comment,
-		Diff: Diff(rules.Format(old), text), Revision: rev, Text: sql.NullString{String: text, Valid: true}, Revertible: true}
-	ins := s.sb.Insert("feature_changelog").Columns("changed_at", "actor", "comment", "diff", "revision", "rules_text").
-		Values(e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Text).Suffix("RETURNING id")
-	query, args, err := ins.ToSql()
-	if err != nil {
-		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", err)
-	}
-	if err := tx.GetContext(ctx, &e.ID, query, args...); err != nil {
-		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
-	}
-	if err := tx.Commit(); err != nil {
-		return Entry{}, fmt.Errorf("sqlstore: replace rules: %w", translate(err))
-	}
-	return e, nil
+		return state{rules: rs, defs: before.defs}, nil
+	})
 }
 
 func validate(rs []rules.Rule, c Change) error {
-	if strings.TrimSpace(c.Comment) == "" {
-		return fmt.Errorf("%w: a comment is required: say who asked for this change and why", ErrInvalid)
-	}
-	if strings.TrimSpace(c.Actor) == "" {
-		return fmt.Errorf("%w: an actor is required", ErrInvalid)
+	if err := checkChange(c); err != nil {
+		return err
 	}
 	for i, r := range rs {
 		if err := r.Validate(); err != nil {
@@ -463,8 +437,9 @@ func validate(rs []rules.Rule, c Change) error {
 	return nil
 }
 
-// Diff returns the unified diff of two normalised rule texts without the
-// file header lines, as Launchpad's changelog shows it. Equal texts give "".
+// Diff returns the unified diff of two texts (normalised rule texts,
+// declarations texts) without file header lines, with one line of
+// context, as Launchpad's changelog shows it. Equal texts give "".
 func Diff(before, after string) string {
 	if before == after {
 		return ""
@@ -473,14 +448,7 @@ func Diff(before, after string) string {
 	if err != nil {
 		return ""
 	}
-	var b strings.Builder
-	for _, l := range lines(d) {
-		if strings.HasPrefix(l, "--- ") || strings.HasPrefix(l, "+++ ") {
-			continue
-		}
-		b.WriteString(l)
-	}
-	return b.String()
+	return d
 }
 
 // lines splits text after each newline. (difflib.SplitLines would add an
@@ -508,7 +476,19 @@ type ChangelogQuery struct {
 	AfterRevision int64
 }
 
-// Changelog returns changelog entries newest first.
+// MaxListDiff bounds the diff of each entry Changelog returns, in
+// characters: a list never holds the whole diff of a save that replaced
+// thousands of rules. ChangelogEntry returns it whole.
+const MaxListDiff = 10000
+
+// maxListComment bounds a comment in Changelog: a revert's comment is the
+// person's (at most MaxComment) after a short prefix.
+const maxListComment = MaxComment + 100
+
+// Changelog returns changelog entries newest first, without the rules and
+// declarations texts (ChangelogEntry has them) and with each diff cut at
+// a line end to at most MaxListDiff characters (Truncated), so a page of
+// entries costs memory bounded by its length.
 func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error) {
 	switch {
 	case q.Limit <= 0:
@@ -516,8 +496,13 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	case q.Limit > 1000:
 		q.Limit = 1000
 	}
-	sel := s.sb.Select("id", "changed_at", "actor", "comment", "diff", "revision", "rules_text IS NOT NULL AS revertible").From("feature_changelog").
-		OrderBy("id DESC").Limit(uint64(q.Limit))
+	sel := s.sb.Select("id", "changed_at",
+		fmt.Sprintf("substr(actor, 1, %d) AS actor", MaxActor),
+		fmt.Sprintf("substr(comment, 1, %d) AS comment", maxListComment),
+		fmt.Sprintf("substr(diff, 1, %d) AS diff", MaxListDiff+1),
+		"revision", "rules_text IS NOT NULL AS revertible",
+		fmt.Sprintf("(length(actor) > %d OR length(comment) > %d OR length(diff) > %d) AS truncated", MaxActor, maxListComment, MaxListDiff)).
+		From("feature_changelog").OrderBy("id DESC").Limit(uint64(q.Limit))
 	if q.Before > 0 {
 		sel = sel.Where(sq.Lt{"id": q.Before})
 	}
@@ -534,15 +519,34 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	}
 	for i := range es {
 		es[i].Time = es[i].Time.UTC()
+		es[i].Diff = cutLines(es[i].Diff, MaxListDiff)
 	}
 	return es, nil
 }
 
-// ChangelogEntry returns one changelog entry with the rules text after it,
-// or ErrNotFound.
+// cutLines returns text if it has at most max characters, else its
+// longest prefix of whole lines that has (or the first max characters,
+// when the first line is longer).
+func cutLines(text string, max int) string {
+	n := 0
+	for i := range text {
+		if n == max {
+			cut := text[:i]
+			if j := strings.LastIndexByte(cut, '\n'); j >= 0 {
+				cut = cut[:j+1]
+			}
+			return cut
+		}
+		n++
+	}
+	return text
+}
+
+// ChangelogEntry returns one changelog entry whole, with the rules and
+// declarations texts after it, or ErrNotFound.
 func (s *Store) ChangelogEntry(ctx context.Context, id int64) (Entry, error) {
 	var e Entry
-	err := s.db.GetContext(ctx, &e, s.rebind(`SELECT id, changed_at, actor, comment, diff, revision, rules_text FROM feature_changelog WHERE id = ?`), id)
+	err := s.db.GetContext(ctx, &e, s.rebind(`SELECT id, changed_at, actor, comment, diff, revision, rules_text, declarations_text FROM feature_changelog WHERE id = ?`), id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Entry{}, fmt.Errorf("%w: changelog entry %d", ErrNotFound, id)
 	}

@@ -89,7 +89,7 @@ func TestPushDefinitions(t *testing.T) {
 			{Name: "a", Type: rules.Boolean, Default: "false", Description: "A"},
 			{Name: "b", Type: rules.String, Default: "x"},
 		}
-		rep, err := st.PushDefinitions(ctx, v1, sqlstore.PushOptions{})
+		rep, err := st.PushDefinitions(ctx, v1, change("declare a and b", sqlstore.AnyRevision), sqlstore.PushOptions{})
 		require.NoError(t, err)
 		assert.Equal(t, []string{"a", "b"}, rep.Created)
 		assert.True(t, rep.Written)
@@ -103,7 +103,7 @@ func TestPushDefinitions(t *testing.T) {
 
 		// b becomes an int: its stored value would break; a is dropped.
 		v2 := []rules.Definition{{Name: "b", Type: rules.Int, Default: "0"}, {Name: "c", Type: rules.Float, Default: "1.5"}}
-		dry, err := st.PushDefinitions(ctx, v2, sqlstore.PushOptions{DryRun: true})
+		dry, err := st.PushDefinitions(ctx, v2, sqlstore.Change{}, sqlstore.PushOptions{DryRun: true})
 		require.NoError(t, err)
 		assert.Equal(t, []string{"c"}, dry.Created)
 		assert.Equal(t, []sqlstore.FlagUpdate{{Name: "b", Changes: []string{"type: string -> int", `default: "x" -> "0"`}}}, dry.Updated)
@@ -114,26 +114,27 @@ func TestPushDefinitions(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, e.Revision, cur, "a dry run does not bump the revision")
 
-		_, err = st.PushDefinitions(ctx, v2, sqlstore.PushOptions{Strict: true})
+		_, err = st.PushDefinitions(ctx, v2, change("strict", sqlstore.AnyRevision), sqlstore.PushOptions{Strict: true})
 		require.ErrorIs(t, err, sqlstore.ErrIncompatible)
 		defs, err := st.Definitions(ctx)
 		require.NoError(t, err)
 		require.Len(t, defs, 2)
 		assert.Equal(t, rules.String, defs[1].Type, "a refused strict push writes nothing")
 
-		rep, err = st.PushDefinitions(ctx, v2, sqlstore.PushOptions{})
+		rep, err = st.PushDefinitions(ctx, v2, change("b becomes an int", sqlstore.AnyRevision), sqlstore.PushOptions{})
 		require.NoError(t, err)
 		assert.True(t, rep.Written)
 		cfg, err := st.Load(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, rep.Revision, cfg.Revision)
 		assert.Len(t, cfg.Flags, 3, "orphans are kept")
-		require.NoError(t, st.DeleteDefinitions(ctx, []string{"a"}))
+		_, err = st.DeleteDefinitions(ctx, []string{"a"}, change("a is gone", sqlstore.AnyRevision))
+		require.NoError(t, err)
 		defs, err = st.Definitions(ctx)
 		require.NoError(t, err)
 		assert.Len(t, defs, 2)
 
-		_, err = st.PushDefinitions(ctx, []rules.Definition{{Name: "d", Type: "nope"}}, sqlstore.PushOptions{})
+		_, err = st.PushDefinitions(ctx, []rules.Definition{{Name: "d", Type: "nope"}}, change("bad", sqlstore.AnyRevision), sqlstore.PushOptions{})
 		assert.ErrorIs(t, err, sqlstore.ErrInvalid)
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
@@ -80,11 +81,23 @@ func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, val
 	dry := fs.Bool("dry-run", false, "report what would change; write nothing")
 	strict := fs.Bool("strict", false, "refuse if stored rule values would not parse as the new declarations")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	var comment, actor *string
+	if !validate {
+		comment = fs.String("comment", "", "who asked for this change and why (required unless -dry-run)")
+		actor = fs.String("actor", defaultActor(), "who is making the change")
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one declarations FILE", errUsage)
+	}
+	c := sqlstore.Change{BaseRevision: sqlstore.AnyRevision}
+	if !validate && !*dry {
+		if strings.TrimSpace(*comment) == "" {
+			return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
+		}
+		c.Comment, c.Actor = *comment, *actor
 	}
 	defs, err := readDefs(fs.Arg(0))
 	if err != nil {
@@ -95,7 +108,7 @@ func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, val
 		return err
 	}
 	defer st.Close()
-	rep, err := st.PushDefinitions(ctx, defs, sqlstore.PushOptions{DryRun: *dry || validate, Strict: *strict})
+	rep, err := st.PushDefinitions(ctx, defs, c, sqlstore.PushOptions{DryRun: *dry || validate, Strict: *strict})
 	if err != nil && !errors.Is(err, sqlstore.ErrIncompatible) {
 		return err
 	}
@@ -146,7 +159,7 @@ func printReport(w io.Writer, rep sqlstore.PushReport, dry bool) {
 	}
 	switch {
 	case rep.Written:
-		fmt.Fprintf(w, "written as revision %d\n", rep.Revision)
+		fmt.Fprintf(w, "written as revision %d (changelog entry %d)\n", rep.Revision, rep.ChangelogID)
 	case dry:
 		fmt.Fprintln(w, "dry run: nothing written")
 	default:

@@ -285,9 +285,12 @@ func TestServe(t *testing.T) {
 	_, err = os.Stat(filepath.Join(dir, DefaultDSN))
 	assert.NoError(t, err, "the default database is a SQLite file in the working directory")
 
-	// A second start keeps the rules (and the examples are not loaded again).
+	// A second start keeps the rules (and the examples are not loaded
+	// again): the declarations and the rules are the two changes.
 	res := runCLI(t, dir, "changelog")
-	assert.Equal(t, 1, strings.Count(res.stdout, "revision "), res.stdout)
+	assert.Equal(t, 2, strings.Count(res.stdout, "revision "), res.stdout)
+	assert.Contains(t, res.stdout, "revision 1  ")
+	assert.Contains(t, res.stdout, "    Example declarations pushed on first start\n")
 	// The first key is listed by name, never shown again.
 	res = runCLI(t, dir, "keys", "list")
 	assert.Contains(t, res.stdout, "admin (first start)  admin")
@@ -338,10 +341,13 @@ func TestTypedFlagsCommands(t *testing.T) {
 			require.Equal(t, 0, val.code, val.stderr)
 			assert.Equal(t, "would create checkout.new_flow\nwould create jobs.retries\nwould create ui.color\ndry run: nothing written\n", val.stdout)
 
-			push := runCLI(t, dir, "flags", "push", "-db", dsn, testdata(t, "flags.json"))
+			noComment := runCLI(t, dir, "flags", "push", "-db", dsn, testdata(t, "flags.json"))
+			assert.Equal(t, 2, noComment.code)
+			assert.Contains(t, noComment.stderr, "-comment is required")
+			push := runCLI(t, dir, "flags", "push", "-db", dsn, "-comment", "declare the checkout flags", "-actor", "bob", testdata(t, "flags.json"))
 			require.Equal(t, 0, push.code, push.stderr)
 			assert.Contains(t, push.stdout, "created checkout.new_flow\n")
-			again := runCLI(t, dir, "flags", "push", "-db", dsn, testdata(t, "flags.json"))
+			again := runCLI(t, dir, "flags", "push", "-db", dsn, "-comment", "again", testdata(t, "flags.json"))
 			assert.Contains(t, again.stdout, "unchanged ui.color\nnothing to write\n")
 
 			refused := runCLI(t, dir, "import", "-db", dsn, "-comment", "typed", testdata(t, "typed-bad.rules"))
@@ -370,7 +376,7 @@ func TestTypedFlagsCommands(t *testing.T) {
 			dry := runCLI(t, dir, "flags", "push", "-db", dsn, "-dry-run", testdata(t, "flags-v2.json"))
 			require.Equal(t, 0, dry.code, dry.stderr)
 			golden(t, "push-v2-dry.golden", dry.stdout)
-			strict := runCLI(t, dir, "flags", "push", "-db", dsn, "-strict", testdata(t, "flags-v2.json"))
+			strict := runCLI(t, dir, "flags", "push", "-db", dsn, "-strict", "-comment", "v2", testdata(t, "flags-v2.json"))
 			assert.Equal(t, 1, strict.code)
 			assert.Contains(t, strict.stderr, "nothing was written")
 			list := runCLI(t, dir, "flags", "list", "-db", dsn)
@@ -378,7 +384,7 @@ func TestTypedFlagsCommands(t *testing.T) {
 			v2 := runCLI(t, dir, "flags", "validate", "-db", dsn, testdata(t, "flags-v2.json"))
 			assert.Equal(t, 1, v2.code, "validate fails on incompatible values")
 
-			forced := runCLI(t, dir, "flags", "push", "-db", dsn, testdata(t, "flags-v2.json"))
+			forced := runCLI(t, dir, "flags", "push", "-db", dsn, "-comment", "v2 anyway", testdata(t, "flags-v2.json"))
 			require.Equal(t, 0, forced.code, forced.stderr)
 			after := runCLI(t, dir, "eval", "-db", dsn, "-json", "-key", "user-2", "ui.color")
 			assert.JSONEq(t, `{"ui.color": {"value": "0", "scope": "default", "priority": 10, "variant": "", "reason": "ERROR",

@@ -157,8 +157,9 @@ func (m *Main) bootstrapKey(ctx context.Context) error {
 	return nil
 }
 
-// seed loads the example rules and declarations into a database that has
-// never been saved.
+// seed loads the example declarations and rules into a database that has
+// never been saved, as two audited changes (revisions 1 and 2): the
+// declarations first, so the rules' values are checked against them.
 func (m *Main) seed(ctx context.Context) error {
 	rev, err := m.Store.Revision(ctx)
 	if err != nil || rev != 0 {
@@ -172,15 +173,20 @@ func (m *Main) seed(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("example declarations: %w", err)
 	}
-	_, err = m.Store.ReplaceRules(ctx, rs, sqlstore.Change{
-		Comment: "Example rules loaded on first start", Actor: "feature-info", BaseRevision: 0})
+	rep, err := m.Store.PushDefinitions(ctx, defs, sqlstore.Change{
+		Comment: "Example declarations pushed on first start", Actor: "feature-info", BaseRevision: 0},
+		sqlstore.PushOptions{Strict: true})
 	if errors.Is(err, sqlstore.ErrConflict) {
 		return nil // another server seeded first
 	}
 	if err != nil {
 		return err
 	}
-	_, err = m.Store.PushDefinitions(ctx, defs, sqlstore.PushOptions{Strict: true})
+	_, err = m.Store.ReplaceRules(ctx, rs, sqlstore.Change{
+		Comment: "Example rules loaded on first start", Actor: "feature-info", BaseRevision: rep.Revision})
+	if errors.Is(err, sqlstore.ErrConflict) {
+		return nil // someone saved meanwhile: their rules stand
+	}
 	return err
 }
 
