@@ -65,7 +65,7 @@ func unmarshalStrict(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errf(http.StatusBadRequest, "invalid_json", "malformed JSON: %s", rules.JSONError(body, err))
+		return errf(http.StatusBadRequest, "invalid_json", "malformed JSON: %s", clip(rules.JSONError(body, err), maxMessage))
 	}
 	if dec.More() {
 		return errf(http.StatusBadRequest, "invalid_json", "malformed JSON: unexpected data after the object")
@@ -249,9 +249,7 @@ func (s *Server) reload(r *http.Request, what string) {
 func (s *Server) saved(w http.ResponseWriter, r *http.Request, e sqlstore.Entry, warnings []*rules.Error) {
 	s.reload(r, "save")
 	res := saveResult{Revision: e.Revision, ChangelogID: e.ID, Diff: e.Diff}
-	for _, w := range warnings {
-		res.Warnings = append(res.Warnings, Detail{Line: w.Line, Message: w.Msg})
-	}
+	res.Warnings = warningDetails(warnings)
 	w.Header().Set("ETag", etag(e.Revision))
 	writeJSON(w, http.StatusOK, res)
 }
@@ -298,7 +296,20 @@ func problems(n int) string {
 func details(list rules.ErrorList) []Detail {
 	out := make([]Detail, 0, min(len(list), maxDetails))
 	for _, x := range list[:min(len(list), maxDetails)] {
-		out = append(out, Detail{Line: x.Line, Message: x.Msg})
+		out = append(out, Detail{Line: x.Line, Message: clip(x.Msg, maxMessage)})
+	}
+	return out
+}
+
+// warningDetails lists the first maxDetails warnings, then how many more
+// there are.
+func warningDetails(ws []*rules.Error) []Detail {
+	var out []Detail
+	for _, w := range ws[:min(len(ws), maxDetails)] {
+		out = append(out, Detail{Line: w.Line, Message: clip(w.Msg, maxMessage)})
+	}
+	if n := len(ws) - maxDetails; n > 0 {
+		out = append(out, Detail{Message: fmt.Sprintf("and %d more warnings like these", n)})
 	}
 	return out
 }

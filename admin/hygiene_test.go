@@ -287,3 +287,31 @@ func TestRulesBothForms(t *testing.T) {
 		}
 	})
 }
+
+// TestAnswersBounded: what the rules and JSON parsers quote back (a
+// 100 kB priority field, a 100 kB unknown field name) is cut, and
+// warnings are listed up to 100 with a count, so an answer stays small
+// whatever was sent.
+func TestAnswersBounded(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	big := strings.Repeat("9x", 50<<10)
+	r := e.do("write", "PUT", "/api/v1/rules", "text/plain", []byte("a default "+big+" true\n"), "If-Match", "*", "X-Comment", "c")
+	assert.Equal(t, 422, r.code)
+	assert.Less(t, len(r.body), 2048, "%.300s", r.body)
+	assert.Contains(t, r.body, "… (cut: ")
+
+	r = e.do("write", "PUT", "/api/v1/rules", "application/json", []byte(`{"comment":"c","`+big+`":1}`), "If-Match", "*")
+	assert.Equal(t, "invalid_json", errCode(t, r.body))
+	assert.Less(t, len(r.body), 2048, "%.300s", r.body)
+
+	var text strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&text, "w.f%d job:n%d 1 x\n", i, i)
+	}
+	r = e.do("write", "PUT", "/api/v1/rules", "text/plain", []byte(text.String()), "If-Match", "*", "X-Comment", "c")
+	require.Equal(t, 200, r.code)
+	var out struct{ Warnings []struct{ Message string } }
+	require.NoError(t, json.Unmarshal([]byte(r.body), &out))
+	require.Len(t, out.Warnings, 101)
+	assert.Equal(t, "and 400 more warnings like these", out.Warnings[100].Message)
+}

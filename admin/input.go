@@ -78,6 +78,23 @@ func echo(v string) string {
 	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(v[:cut]), len(v))
 }
 
+// maxMessage bounds a line error, warning or JSON error message: the
+// rules package quotes what it refuses (a 1 MB priority field), and the
+// answer must stay small.
+const maxMessage = 512
+
+// clip cuts msg to at most max bytes (at a character boundary), saying so.
+func clip(msg string, max int) string {
+	if len(msg) <= max {
+		return msg
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(msg[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (cut: %d bytes in all)", msg[:cut], len(msg))
+}
+
 // ruleKinds are the rules sentinels a field check can unwrap to.
 var ruleKinds = []error{rules.ErrFlagName, rules.ErrScope, rules.ErrPriority, rules.ErrCondition, rules.ErrValue, rules.ErrSyntax}
 

@@ -234,9 +234,7 @@ func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
 			// Warnings (such as scopes no handler claims) do not stop a
 			// save; show them for the text as saved.
 			if _, ws, err := rules.Parse(e.Text.String, s.Live.Registry()); err == nil {
-				for _, w := range ws {
-					d.Warnings = append(d.Warnings, Detail{Line: w.Line, Message: w.Msg})
-				}
+				d.Warnings = warningDetails(ws)
 			}
 		}
 	}

@@ -312,6 +312,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	if !errors.As(err, &e) {
 		e = s.storeError(r, err)
 	}
+	e.Message = clip(e.Message, 2*maxMessage) // whatever it quotes
 	if isAPI(r.URL.Path) {
 		writeJSON(w, e.Status, map[string]*Error{"error": e})
 		return
