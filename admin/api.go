@@ -257,6 +257,7 @@ func (s *Server) saved(w http.ResponseWriter, r *http.Request, e sqlstore.Entry,
 // saveError explains why a save of the rules was refused.
 func (s *Server) saveError(r *http.Request, err error, base int64) error {
 	var list rules.ErrorList
+	var fe *sqlstore.FieldError
 	switch {
 	case errors.Is(err, sqlstore.ErrConflict) && base != sqlstore.AnyRevision:
 		e := errf(http.StatusPreconditionFailed, "precondition_failed", "the rules changed since revision %d: fetch them again, reapply your edit and send the new ETag", base)
@@ -270,6 +271,8 @@ func (s *Server) saveError(r *http.Request, err error, base int64) error {
 		e := errf(http.StatusUnprocessableEntity, "invalid_rules", "%s; nothing was saved", problems(len(list)))
 		e.Details = details(list)
 		return e
+	case errors.As(err, &fe):
+		return fieldError(fe)
 	case errors.Is(err, sqlstore.ErrInvalid):
 		// What a person can fix (comments, rules) is checked before the
 		// store; anything else it refuses is shown as it says it.
@@ -392,6 +395,7 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rep, err := s.Store.PushDefinitions(r.Context(), defs, c, opts)
+	var fe *sqlstore.FieldError
 	switch {
 	case errors.Is(err, sqlstore.ErrIncompatible):
 		writeJSON(w, http.StatusConflict, map[string]any{
@@ -402,8 +406,11 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, sqlstore.ErrConflict):
 		s.fail(w, r, s.saveError(r, err, c.BaseRevision))
 		return
+	case errors.As(err, &fe):
+		s.fail(w, r, fieldError(fe))
+		return
 	case errors.Is(err, sqlstore.ErrInvalid):
-		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.TrimPrefix(err.Error(), "sqlstore: invalid input: ")))
+		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_declarations", "%v", err))
 		return
 	case err != nil:
 		s.fail(w, r, err)
@@ -708,7 +715,7 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_request", "scope: %s is not a scope (want read_external, read, write or admin)", echo(b.Scope)))
 		return
 	}
-	if err := checkText("name", b.Name, MaxKeyName); err != nil {
+	if err := checkText("name", b.Name, sqlstore.MaxKeyName); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/scopeflags/scopeflags/admin"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
@@ -30,12 +29,12 @@ var badText = []struct {
 	{"DEL", "a\x7f", 400, "invalid_text", false},
 	{"C1 control", "a\u0085b", 400, "invalid_text", true},
 	{"invalid UTF-8", "caf\xe9", 400, "invalid_text", true},
-	{"too long", strings.Repeat("é", admin.MaxComment+1), 422, "too_long", true},
+	{"too long", strings.Repeat("é", sqlstore.MaxComment+1), 422, "too_long", true},
 }
 
 // goodComment is human text at the limit: newlines, tabs, 2,000
 // characters of which many are multi-byte.
-var goodComment = "QA-7: asked by Ann\n\tline two " + strings.Repeat("é", admin.MaxComment-29)
+var goodComment = "QA-7: asked by Ann\n\tline two " + strings.Repeat("é", sqlstore.MaxComment-29)
 
 func jsonString(s string) string {
 	b, _ := json.Marshal(s) // invalid UTF-8 becomes U+FFFD: see the cases
@@ -53,8 +52,8 @@ func TestHumanText(t *testing.T) {
 		session := e.login("write")
 		rulesPage := e.do("", "GET", "/+feature-rules", "", nil, "Cookie", session).body
 		csrf := regexpCSRF.FindStringSubmatch(rulesPage)[1]
-		assert.Contains(t, rulesPage, fmt.Sprintf(`name="comment" value="" maxlength="%d" required`, admin.MaxComment), "browsers keep comments within the limit")
-		assert.Contains(t, e.do("", "GET", "/+feature-changelog", "", nil, "Cookie", session).body, fmt.Sprintf(`name="comment" maxlength="%d" required`, admin.MaxComment))
+		assert.Contains(t, rulesPage, fmt.Sprintf(`name="comment" value="" maxlength="%d" required`, sqlstore.MaxComment), "browsers keep comments within the limit")
+		assert.Contains(t, e.do("", "GET", "/+feature-changelog", "", nil, "Cookie", session).body, fmt.Sprintf(`name="comment" maxlength="%d" required`, sqlstore.MaxComment))
 		type path struct {
 			name   string
 			header bool // sends the value in a header
@@ -81,6 +80,18 @@ func TestHumanText(t *testing.T) {
 			{"rules page comment", false, true, func(v string) reply {
 				return e.do("", "POST", "/+feature-rules", formType, form("text", seedRules, "comment", v, "base", rev(), "csrf", csrf), "Cookie", session)
 			}},
+			{"revert JSON comment", false, false, func(v string) reply {
+				return e.do("write", "POST", "/api/v1/changelog/2/revert", "application/json", []byte(`{"comment":`+jsonString(v)+`}`), "If-Match", "*")
+			}},
+			{"revert page comment", false, true, func(v string) reply {
+				return e.do("", "POST", "/+feature-changelog/2/revert", formType, form("comment", v, "base", rev(), "csrf", csrf), "Cookie", session)
+			}},
+			{"push ?comment=", false, false, func(v string) reply {
+				return e.do("write", "POST", "/api/v1/flags/push?comment="+url.QueryEscape(v), "application/json", []byte(seedDecls))
+			}},
+			{"push X-Comment", true, false, func(v string) reply {
+				return e.do("write", "POST", "/api/v1/flags/push", "application/json", []byte(seedDecls), "X-Comment", v)
+			}},
 		}
 		for _, p := range paths {
 			for _, c := range badText {
@@ -89,14 +100,14 @@ func TestHumanText(t *testing.T) {
 				}
 				v := c.v
 				if p.name == "POST key name" && c.code == "too_long" {
-					v = strings.Repeat("k", admin.MaxKeyName+1)
+					v = strings.Repeat("k", sqlstore.MaxKeyName+1)
 				}
 				t.Run(p.name+"/"+c.name, func(t *testing.T) {
 					revBefore, entries := e.revision(), e.changelogLen()
 					keys, err := e.st.Keys(context.Background())
 					require.NoError(t, err)
 					r := p.send(v)
-					if !p.page && !p.header && p.name != "PUT text ?comment=" && c.name == "invalid UTF-8" {
+					if !p.page && !p.header && !strings.HasSuffix(p.name, "?comment=") && c.name == "invalid UTF-8" {
 						// json.Marshal made it U+FFFD: valid text. Raw
 						// invalid UTF-8 in a JSON body is refused whole
 						// (TestBadInput).
@@ -105,7 +116,7 @@ func TestHumanText(t *testing.T) {
 					}
 					assert.Equal(t, c.status, r.code, r.body)
 					if p.page {
-						assert.Contains(t, r.body, `id="errors"`)
+						assert.Regexp(t, `id="(errors|message)"`, r.body)
 						assert.Contains(t, r.body, "comment")
 					} else {
 						assert.Equal(t, c.code, errCode(t, r.body))
@@ -135,7 +146,7 @@ func TestHumanText(t *testing.T) {
 				require.NoError(t, err)
 				assert.Equal(t, goodComment, es[0].Comment)
 			}
-			name := "ci\tbot " + strings.Repeat("ö", admin.MaxKeyName-7)
+			name := "ci\tbot " + strings.Repeat("ö", sqlstore.MaxKeyName-7)
 			r := e.do("admin", "POST", "/api/v1/keys", "application/json", []byte(`{"scope":"read","name":`+jsonString(name)+`}`))
 			require.Equal(t, 201, r.code, r.body)
 			assert.Contains(t, r.body, jsonString(name))

@@ -9,18 +9,12 @@ import (
 	"unicode/utf8"
 
 	"github.com/scopeflags/scopeflags/rules"
-)
-
-// Limits on human text, in characters.
-const (
-	// MaxComment bounds the comment of a change.
-	MaxComment = 2000
-	// MaxKeyName bounds the name of an API key (the actor of its changes).
-	MaxKeyName = 200
+	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
 // checkText refuses what is not human text before anything reaches the
-// database: invalid UTF-8 and control characters other than newline and
+// database (which checks it again: fieldError answers its refusals the
+// same way): invalid UTF-8 and control characters other than newline and
 // tab (400 invalid_text), and more than max characters (422 too_long).
 // field names the field, header or parameter in the message; the value
 // itself is never repeated.
@@ -40,15 +34,30 @@ func checkText(field, v string, max int) error {
 }
 
 // checkComment checks the comment of a change: human text of at most
-// MaxComment characters, and not blank.
+// sqlstore.MaxComment characters, and not blank.
 func checkComment(field, c string) error {
-	if err := checkText(field, c, MaxComment); err != nil {
+	if err := checkText(field, c, sqlstore.MaxComment); err != nil {
 		return err
 	}
 	if strings.TrimSpace(c) == "" {
 		return errf(http.StatusUnprocessableEntity, "comment_required", "a comment is required: say who asked for this change and why")
 	}
 	return nil
+}
+
+// fieldError answers human text the store refused, as checkText would:
+// a check the edge does not make, or a record from before the checks (the
+// name of an old key, as the actor of a change).
+func fieldError(fe *sqlstore.FieldError) *Error {
+	switch {
+	case errors.Is(fe, sqlstore.ErrNotText):
+		return errf(http.StatusBadRequest, "invalid_text", "%s: %s: only printable text, newline and tab are allowed", fe.Field, fe.Problem)
+	case errors.Is(fe, sqlstore.ErrTooLong):
+		return errf(http.StatusUnprocessableEntity, "too_long", "%s: %s", fe.Field, fe.Problem)
+	case errors.Is(fe, sqlstore.ErrRequired) && fe.Field == "comment":
+		return errf(http.StatusUnprocessableEntity, "comment_required", "%s", fe.Problem)
+	}
+	return errf(http.StatusUnprocessableEntity, "invalid_request", "%s: %s", fe.Field, fe.Problem)
 }
 
 // requestComment reads and checks the comment of a write whose body is

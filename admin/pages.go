@@ -19,7 +19,7 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
-var templates = template.Must(template.New("").Funcs(template.FuncMap{"diffLines": diffLines, "pageCSS": features.PageStyle, "maxComment": func() int { return MaxComment }}).ParseFS(templateFS, "templates/*.html"))
+var templates = template.Must(template.New("").Funcs(template.FuncMap{"diffLines": diffLines, "pageCSS": features.PageStyle, "maxComment": func() int { return sqlstore.MaxComment }}).ParseFS(templateFS, "templates/*.html"))
 
 // diffLine is one line of a unified diff, with a class for its colour.
 type diffLine struct{ Class, Text string }

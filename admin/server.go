@@ -322,11 +322,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // storeError turns a store error into an API error.
 func (s *Server) storeError(r *http.Request, err error) *Error {
+	var fe *sqlstore.FieldError
 	switch {
 	case errors.Is(err, sqlstore.ErrUnavailable):
 		return errf(http.StatusServiceUnavailable, "unavailable", "the database is unavailable; try again shortly")
 	case errors.Is(err, sqlstore.ErrNotFound):
 		return errf(http.StatusNotFound, "not_found", "%s", notFound(r))
+	case errors.As(err, &fe):
+		return fieldError(fe)
 	case errors.Is(err, context.Canceled):
 		return errf(499, "canceled", "the request was canceled")
 	}
