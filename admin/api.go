@@ -431,11 +431,14 @@ type entryJSON struct {
 	Diff       string    `json:"diff"`
 	Revision   int64     `json:"revision"`
 	Revertible bool      `json:"revertible"`
-	Text       *string   `json:"text,omitempty"`
+	// Truncated: the list cut the diff (sqlstore.MaxListDiff), comment
+	// or actor; GET /api/v1/changelog/{id} has them whole.
+	Truncated bool    `json:"truncated,omitempty"`
+	Text      *string `json:"text,omitempty"`
 }
 
 func entryOf(e sqlstore.Entry) entryJSON {
-	return entryJSON{e.ID, e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Revertible, nil}
+	return entryJSON{e.ID, e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Revertible, e.Truncated, nil}
 }
 
 // apiChangelog: GET /api/v1/changelog?limit=N&before=ID, newest first.

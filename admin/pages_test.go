@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"html"
 	"io"
 	"net/http"
@@ -16,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
@@ -206,4 +209,57 @@ func TestLoginAgain(t *testing.T) {
 	assert.Equal(t, 200, e.do("", "GET", "/+feature-rules", "", nil, "Cookie", fresh).code)
 	// Logging out still needs the session's token.
 	assert.Equal(t, 403, e.do("", "POST", "/logout", formType, nil, "Cookie", fresh).code)
+}
+
+// TestChangelogCut: the changelog list (API and page) carries each
+// entry's diff only up to sqlstore.MaxListDiff and says when it was cut;
+// the entry itself has it whole, with the rules text.
+func TestChangelogCut(t *testing.T) {
+	eachStore(t, func(t *testing.T, e *env) {
+		var text strings.Builder
+		for i := range 400 {
+			fmt.Fprintf(&text, "big.change.f%03d default 1 value number %d\n", i, i)
+		}
+		put := e.do("write", "PUT", "/api/v1/rules", "text/plain", []byte(text.String()), "If-Match", "*", "X-Comment", "a big change")
+		require.Equal(t, 200, put.code, put.body)
+		var saved struct {
+			ChangelogID int64 `json:"changelog_id"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(put.body), &saved))
+
+		var list struct {
+			Entries []struct {
+				ID        int64
+				Diff      string
+				Truncated bool
+				Text      *string
+			}
+		}
+		r := e.do("read", "GET", "/api/v1/changelog?limit=2", "", nil)
+		require.NoError(t, json.Unmarshal([]byte(r.body), &list))
+		require.Len(t, list.Entries, 2)
+		assert.Equal(t, saved.ChangelogID, list.Entries[0].ID)
+		assert.True(t, list.Entries[0].Truncated, "the big diff is cut")
+		assert.LessOrEqual(t, len([]rune(list.Entries[0].Diff)), sqlstore.MaxListDiff)
+		assert.Nil(t, list.Entries[0].Text, "no rules text in the list")
+		assert.False(t, list.Entries[1].Truncated)
+		assert.NotContains(t, r.body, `"truncated": false`, "said only when true")
+
+		var one struct {
+			Diff      string
+			Truncated bool
+			Text      *string
+		}
+		r = e.do("read", "GET", fmt.Sprintf("/api/v1/changelog/%d", saved.ChangelogID), "", nil)
+		require.NoError(t, json.Unmarshal([]byte(r.body), &one))
+		assert.False(t, one.Truncated)
+		assert.Greater(t, len(one.Diff), sqlstore.MaxListDiff, "the entry has the whole diff")
+		require.NotNil(t, one.Text)
+		assert.Contains(t, *one.Text, "big.change.f399\tdefault\t1\tvalue number 399\n")
+
+		page := e.do("read", "GET", "/+feature-changelog", "", nil)
+		require.Equal(t, 200, page.code)
+		assert.Contains(t, page.body, fmt.Sprintf(`<p class="empty cut">Shortened for this list: <a href="/api/v1/changelog/%d">the whole change</a>.</p>`, saved.ChangelogID))
+		assert.Equal(t, 1, strings.Count(page.body, `class="empty cut"`), "only the big entry is cut")
+	})
 }
