@@ -230,6 +230,8 @@ func TestRulesBothForms(t *testing.T) {
 		{"flag name too long", []testRule{{strings.Repeat("f", 201), "default", 1, "x", ""}}, 422, 1, "longer than 200"},
 		{"condition that does not compile", []testRule{ok, {"b", "default", 1, "x", "plan =="}}, 422, 2, ""},
 		{"condition too long", []testRule{ok, {"b", "default", 1, "x", longCond}}, 422, 2, "longer than 1500"},
+		{"condition with let (not a sandbox)", []testRule{ok, {"b", "default", 1, "x", `let a0="xxxxxxxx";let a1=a0+a0;len(a1)>0`}}, 422, 2, ""},
+		{"condition with a loop over a range", []testRule{ok, {"b", "default", 1, "x", `all(1..9000, {all(1..9000, {true})})`}}, 422, 2, ""},
 		{"percent out of range", []testRule{ok, {"b", "default", 1, "x", "percent(101)"}}, 422, 2, ""},
 		{"duplicate priority", []testRule{ok, {"b", "default", 1, "x", ""}, {"b", "team:qa", 1, "y", ""}}, 422, 3, "duplicate priority"},
 		{"duplicate scope", []testRule{{"b", "default", 1, "x", ""}, {"b", "default", 2, "y", ""}}, 422, 2, "duplicate scope"},
