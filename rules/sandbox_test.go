@@ -376,3 +376,27 @@ func TestWorstAcceptedConditionsWithinBudget(t *testing.T) {
 		t.Logf("%-42s %4d bytes: worst %8v %9d bytes allocated", name, len(cond), d, b)
 	}
 }
+
+// NewTarget measures every attribute: a request's few small attributes
+// cost a few nanoseconds each.
+func BenchmarkNewTarget(b *testing.B) {
+	attrs := map[string]any{"plan": "enterprise", "country": "CA", "age": 30.0, "groups": []any{"beta", "staff"}}
+	b.ReportAllocs()
+	for b.Loop() {
+		targetSink = rules.NewTarget("user-12345", attrs)
+	}
+}
+
+var targetSink *rules.Target
+
+func BenchmarkExprMatch(b *testing.B) {
+	c, err := rules.CompileCondition(`plan == "enterprise" && country in ["US", "CA"] && age >= 18`, "f")
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := rules.NewTarget("user-12345", map[string]any{"plan": "enterprise", "country": "CA", "age": 30.0})
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Match(t)
+	}
+}
