@@ -227,7 +227,7 @@ func TestAPI(t *testing.T) {
 		assert.Equal(t, rules.Format(rs), now.body, "reverted to the rules after entry 2")
 		es, err := e.st.Changelog(context.Background(), sqlstore.ChangelogQuery{Limit: 1})
 		require.NoError(t, err)
-		assert.Equal(t, "Revert to change #2 (revision 2): back to the seed", es[0].Comment)
+		assert.Equal(t, "Revert to the rules after change #2 (revision 2): back to the seed", es[0].Comment)
 		stale := e.do("write", "POST", "/api/v1/changelog/2/revert", "application/json", []byte(`{"comment":"again"}`), "If-Match", put.header.Get("ETag"))
 		assert.Equal(t, 412, stale.code)
 

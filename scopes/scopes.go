@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"slices"
 	"strconv"
@@ -19,14 +20,22 @@ var ErrBadScope = errors.New("scopes: bad scope")
 // User is the current user, as the application knows it. A nil User is an
 // anonymous visitor: no team or userslice scope is active for it.
 type User interface {
-	// UserID is the user's numeric id, used by userslice scopes.
+	// UserID is the user's numeric id, used by userslice scopes, or
+	// NoUserID for a signed-in person whose id is not known.
 	UserID() int64
 	// InTeam reports whether the user is a member of the named team.
 	InTeam(team string) bool
 }
 
+// NoUserID is the UserID of a signed-in person whose id is not known, as
+// Launchpad's "what does a member of admins see" asks (feature-info eval
+// -team admins, without -user): team scopes apply to them, userslice
+// scopes never do. (It is the most negative int64, which no id is.)
+const NoUserID int64 = math.MinInt64
+
 // StaticUser is a User with a fixed id and team list, for jobs, tests and
-// the command line.
+// the command line. StaticUser{ID: NoUserID, Teams: ...} is a member of
+// those teams with no known id.
 type StaticUser struct {
 	ID    int64
 	Teams []string
@@ -410,7 +419,7 @@ func compileUserSlice(scope string) (Predicate, error) {
 	}
 	return func(env *Env) bool {
 		u := env.CurrentUser()
-		if u == nil {
+		if u == nil || u.UserID() == NoUserID {
 			return false
 		}
 		m := u.UserID() % b

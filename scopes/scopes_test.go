@@ -48,6 +48,10 @@ func TestBuiltins(t *testing.T) {
 		{"userslice:0,1", scopes.Env{User: qa}, true},
 		{"userslice:2,3", scopes.Env{User: scopes.StaticUser{ID: -1}}, true},
 		{"userslice:0,1", scopes.Env{}, false},
+		// A member of qa with no known id: teams apply, slices never.
+		{"team:qa", scopes.Env{User: scopes.StaticUser{ID: scopes.NoUserID, Teams: []string{"qa"}}}, true},
+		{"userslice:0,1", scopes.Env{User: scopes.StaticUser{ID: scopes.NoUserID, Teams: []string{"qa"}}}, false},
+		{"userslice:0,2", scopes.Env{User: scopes.StaticUser{ID: scopes.NoUserID}}, false},
 		{"script:reindex", scopes.Env{Script: "reindex"}, true},
 		{"script:reindex", scopes.Env{Script: "other"}, false},
 		{"server.edge", scopes.Env{ServerRole: "edge"}, true},

@@ -109,7 +109,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		rv, err := st.Revert(ctx, e3.ID, change("the int push broke express", bad.Revision))
 		require.NoError(t, err)
 		requireGapless(t, st)
-		assert.Equal(t, fmt.Sprintf("Revert to change #%d (revision %d): the int push broke express", e3.ID, e3.Revision), rv.Comment)
+		assert.Equal(t, fmt.Sprintf("Revert to the rules after change #%d (revision %d): the int push broke express", e3.ID, e3.Revision), rv.Comment)
 		defs, err := st.Definitions(ctx)
 		require.NoError(t, err)
 		assert.Equal(t, sqlstore.DeclarationsText(declsV1), sqlstore.DeclarationsText(defs))

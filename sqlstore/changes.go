@@ -182,11 +182,39 @@ func entryDiff(oldRules, newRules, oldDefs, newDefs string) string {
 	return rd + declarationsHeader + Diff(oldDefs, newDefs)
 }
 
+// ReplaceAll replaces every rule with rs and every declaration with defs
+// as one audited change, like ReplaceRules: the rules are checked against
+// defs, invalid declarations are refused with ErrInvalid. A store's first
+// start seeds the example rules and declarations with it, so the seed is
+// one revertible entry.
+func (s *Store) ReplaceAll(ctx context.Context, rs []rules.Rule, defs []rules.Definition, c Change) (Entry, error) {
+	if err := validate(rs, c); err != nil {
+		return Entry{}, err
+	}
+	codecs := make(map[string]*rules.Codec, len(defs))
+	for _, d := range defs {
+		if _, dup := codecs[d.Name]; dup {
+			return Entry{}, fmt.Errorf("%w: flag %q declared twice", ErrInvalid, d.Name)
+		}
+		c, err := d.Codec()
+		if err != nil {
+			return Entry{}, fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		codecs[d.Name] = c
+	}
+	if errs := rules.Check(rs, codecs); len(errs) > 0 {
+		return Entry{}, &invalidError{errs}
+	}
+	return s.change(ctx, "replace all", c, func(*sqlx.Tx, state) (state, error) {
+		return state{rules: rs, defs: defs}, nil
+	})
+}
+
 // Revert restores the rules and declarations as they were right after
 // changelog entry id, as a new change (one transaction) based on
 // c.BaseRevision (ErrConflict when the rules changed since; AnyRevision
-// skips the check). The new entry's comment is "Revert to change #ID
-// (revision N): " and c.Comment.
+// skips the check). The new entry's comment is "Revert to the rules after
+// change #ID (revision N): " and c.Comment.
 //
 // What it restores is exactly what the entry recorded: the whole rules
 // text after it and, for entries written since declarations are recorded
@@ -222,7 +250,7 @@ func (s *Store) Revert(ctx context.Context, id int64, c Change) (Entry, error) {
 			return Entry{}, &invalidError{fmt.Errorf("the declarations recorded with change #%d: %w", id, err)}
 		}
 	}
-	c.Comment = fmt.Sprintf("Revert to change #%d (revision %d): %s", to.ID, to.Revision, c.Comment)
+	c.Comment = fmt.Sprintf("Revert to the rules after change #%d (revision %d): %s", to.ID, to.Revision, c.Comment)
 	return s.change(ctx, "revert", c, func(_ *sqlx.Tx, before state) (state, error) {
 		after := state{rules: rs, defs: before.defs}
 		if to.Declarations.Valid {

@@ -48,7 +48,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.Var(&fixed, "scope", "a scope active outright (repeatable)")
 	pageID := fs.String("pageid", "", "the page id, for pageid: scopes")
 	userID := fs.String("user", "", "the user's numeric id, for userslice: and team: scopes")
-	fs.Var(&teams, "team", "a team the user is in (repeatable; needs -user)")
+	fs.Var(&teams, "team", "a team the user is in (repeatable); without -user, a signed-in member of the teams with no known id (userslice scopes inactive)")
 	script := fs.String("script", "", "the running script, for script: scopes")
 	server := fs.String("server", "", "the server role, for server. scopes")
 	asJSON := fs.Bool("json", false, "print a JSON object")
@@ -73,7 +73,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		env.User = scopes.StaticUser{ID: id, Teams: teams}
 	} else if len(teams) > 0 {
-		return fmt.Errorf("%w: -team needs -user (anonymous visitors are in no team)", errUsage)
+		// Launchpad's "what does a member of these teams see".
+		env.User = scopes.StaticUser{ID: scopes.NoUserID, Teams: teams}
 	}
 
 	target, err := parseTarget(*key, attrs)
@@ -135,14 +136,14 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		r := c.Evaluate(name)
 		switch {
 		case r.Set:
-			fmt.Fprintf(stdout, "%s\t%s\t(scope %s, priority %d, %s)\n", name, r.Value, r.Scope, r.Priority, r.Reason)
+			fmt.Fprintf(stdout, "%s\t%s\t(scope %s, priority %d, %s)\n", oneLine(name), oneLine(r.Value), oneLine(r.Scope), r.Priority, r.Reason)
 		case r.Declared:
-			fmt.Fprintf(stdout, "%s\t%s\t(no rule matched: code default)\n", name, r.Value)
+			fmt.Fprintf(stdout, "%s\t%s\t(no rule matched: code default)\n", oneLine(name), oneLine(r.Value))
 		default:
-			fmt.Fprintf(stdout, "%s\t(unset)\n", name)
+			fmt.Fprintf(stdout, "%s\t(unset)\n", oneLine(name))
 		}
 		if r.Err != nil {
-			fmt.Fprintf(stdout, "%s\t(error: %v)\n", name, r.Err)
+			fmt.Fprintf(stdout, "%s\t(error: %s)\n", oneLine(name), oneLine(r.Err.Error()))
 		}
 	}
 	return nil

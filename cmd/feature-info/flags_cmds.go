@@ -139,23 +139,23 @@ func printReport(w io.Writer, rep sqlstore.PushReport, dry bool) {
 		return done
 	}
 	for _, n := range rep.Created {
-		fmt.Fprintf(w, "%s %s\n", verb("created", "would create"), n)
+		fmt.Fprintf(w, "%s %s\n", verb("created", "would create"), oneLine(n))
 	}
 	for _, u := range rep.Updated {
-		fmt.Fprintf(w, "%s %s:", verb("updated", "would update"), u.Name)
+		fmt.Fprintf(w, "%s %s:", verb("updated", "would update"), oneLine(u.Name))
 		for _, c := range u.Changes {
-			fmt.Fprintf(w, " %s;", c)
+			fmt.Fprintf(w, " %s;", oneLine(c))
 		}
 		fmt.Fprintln(w)
 	}
 	for _, n := range rep.Unchanged {
-		fmt.Fprintf(w, "unchanged %s\n", n)
+		fmt.Fprintf(w, "unchanged %s\n", oneLine(n))
 	}
 	for _, in := range rep.Incompatible {
-		fmt.Fprintf(w, "incompatible rule %s %s %d %q: %s\n", in.Flag, in.Scope, in.Priority, in.Value, in.Error)
+		fmt.Fprintf(w, "incompatible rule %s %s %d %q: %s\n", oneLine(in.Flag), oneLine(in.Scope), in.Priority, in.Value, oneLine(in.Error))
 	}
 	for _, n := range rep.Orphans {
-		fmt.Fprintf(w, "only in the database: %s\n", n)
+		fmt.Fprintf(w, "only in the database: %s\n", oneLine(n))
 	}
 	switch {
 	case rep.Written:

@@ -84,7 +84,7 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return t.Format(time.RFC3339)
 	}
 	for _, k := range ks {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Name, k.Scope, k.Hint,
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, oneLine(k.Name), oneLine(k.Scope), oneLine(k.Hint),
 			when(k.Created, true), when(k.LastUsed.Time, k.LastUsed.Valid), when(k.Revoked.Time, k.Revoked.Valid))
 	}
 	return tw.Flush()
@@ -112,6 +112,6 @@ func keysRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "revoked key %d %q (%s); its sessions are ended\n", k.ID, k.Name, k.Scope)
+	fmt.Fprintf(stdout, "revoked key %d %q (%s); its sessions are ended\n", k.ID, k.Name, oneLine(k.Scope))
 	return nil
 }

@@ -1,14 +1,16 @@
 // Command feature-info runs and administers scopeflags: it serves the
 // /+feature-info and /+feature-rules pages, checks, imports and exports rule
-// text, shows the changelog and evaluates flags for given scopes.
+// text, shows the changelog, reverts to an entry of it and evaluates flags
+// for given scopes.
 //
 //	feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE] [-tls-cert FILE -tls-key FILE] [-secure-cookies]
 //	feature-info check [-defs FILE | -db DSN] FILE
 //	feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
 //	feature-info export [-db DSN]
 //	feature-info changelog [-db DSN] [-limit N]
+//	feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] ID
 //	feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID] [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]... [-json] FLAG...
-//	feature-info flags push [-db DSN] [-dry-run] [-strict] [-json] FILE
+//	feature-info flags push [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-strict] [-json] FILE
 //	feature-info flags validate [-db DSN] [-json] FILE
 //	feature-info flags list [-db DSN]
 //	feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
@@ -45,10 +47,11 @@ const usage = `usage:
   feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
   feature-info export [-db DSN]
   feature-info changelog [-db DSN] [-limit N]
+  feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] ID
   feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID]
                     [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]...
                     [-json] FLAG...
-  feature-info flags push [-db DSN] [-dry-run] [-strict] [-json] FILE
+  feature-info flags push [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-strict] [-json] FILE
   feature-info flags validate [-db DSN] [-json] FILE
   feature-info flags list [-db DSN]
   feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
@@ -77,6 +80,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"import":    cmdImport,
 		"export":    cmdExport,
 		"changelog": cmdChangelog,
+		"revert":    cmdRevert,
 		"eval":      cmdEval,
 		"flags":     cmdFlags,
 		"keys":      cmdKeys,

@@ -176,9 +176,19 @@ func TestStoreCommands(t *testing.T) {
 			anon := runCLI(t, dir, "eval", "-db", dsn, "ui.icing", "slice.test")
 			assert.Equal(t, "ui.icing\tvanilla\t(scope default, priority 0, STATIC)\nslice.test\t(unset)\n", anon.stdout)
 
+			// "What does a member of qa see": team scopes active,
+			// userslice scopes not (user 4 is in slice 1,3).
+			for _, src := range [][]string{{"-db", dsn}, {"-rules", testdata(t, "valid.rules")}} {
+				member := runCLI(t, dir, append(append([]string{"eval"}, src...), "-team", "qa", "ui.icing", "slice.test")...)
+				require.Equal(t, 0, member.code, member.stderr)
+				assert.Equal(t, "ui.icing\tchocolate\t(scope team:qa, priority 100, TARGETING_MATCH)\nslice.test\t(unset)\n", member.stdout, "%q", src)
+				user4 := runCLI(t, dir, append(append([]string{"eval"}, src...), "-team", "qa", "-user", "4", "slice.test")...)
+				assert.Equal(t, "slice.test\tin-slice\t(scope userslice:1,3, priority 1, TARGETING_MATCH)\n", user4.stdout, "%q", src)
+			}
+
 			cl := runCLI(t, dir, "changelog", "-db", dsn)
 			require.Equal(t, 0, cl.code, cl.stderr)
-			assert.Regexp(t, regexp.MustCompile(`^revision 1  \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  alice\n    QA asked for chocolate\n`), cl.stdout)
+			assert.Regexp(t, regexp.MustCompile(`^revision 1  change #1  \d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ  alice\n    QA asked for chocolate\n`), cl.stdout)
 			assert.Contains(t, cl.stdout, "    +ui.icing\tteam:qa\t100\tchocolate\n")
 		})
 	}
@@ -190,7 +200,6 @@ func TestEvalUsage(t *testing.T) {
 		{"eval", "x"},
 		{"eval", "-rules", "a", "-db", "b", "x"},
 		{"eval", "-rules", testdata(t, "valid.rules")},
-		{"eval", "-rules", testdata(t, "valid.rules"), "-team", "qa", "x"},
 		{"eval", "-rules", testdata(t, "valid.rules"), "-user", "abc", "x"},
 		{"nonsense"},
 	} {
@@ -286,11 +295,11 @@ func TestServe(t *testing.T) {
 	assert.NoError(t, err, "the default database is a SQLite file in the working directory")
 
 	// A second start keeps the rules (and the examples are not loaded
-	// again): the declarations and the rules are the two changes.
+	// again): the examples are one change, of the rules and declarations.
 	res := runCLI(t, dir, "changelog")
-	assert.Equal(t, 2, strings.Count(res.stdout, "revision "), res.stdout)
-	assert.Contains(t, res.stdout, "revision 1  ")
-	assert.Contains(t, res.stdout, "    Example declarations pushed on first start\n")
+	assert.Equal(t, 1, strings.Count(res.stdout, "revision "), res.stdout)
+	assert.Contains(t, res.stdout, "    Example rules and declarations loaded on first start\n")
+	assert.Contains(t, res.stdout, "    --- declarations\n")
 	// The first key is listed by name, never shown again.
 	res = runCLI(t, dir, "keys", "list")
 	assert.Contains(t, res.stdout, "admin (first start)  admin")

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
+	"strconv"
 	"strings"
 
 	"github.com/scopeflags/scopeflags/rules"
@@ -154,35 +156,119 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	// Stored by hand or by an older version, a field could hold control
+	// characters: a newline in a value would print as another rule.
+	for i, r := range rs {
+		rs[i].Flag, rs[i].Scope, rs[i].Value, rs[i].Condition = oneLine(r.Flag), oneLine(r.Scope), keepTabs(r.Value), keepTabs(r.Condition)
+	}
 	_, err = io.WriteString(stdout, rules.Format(rs))
 	return err
 }
 
+// cmdChangelog lists changelog entries newest first, or with -id one
+// entry whole. Stored text is printed escaped (multiLine, oneLine).
 func cmdChangelog(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("changelog", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
 	limit := fs.Int("limit", 10, "entries to show, newest first")
+	id := fs.Int64("id", 0, "show this entry whole: its diff uncut, and the rules and declarations after it")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
 	st, err := openStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
+	if *id != 0 {
+		e, err := st.ChangelogEntry(ctx, *id)
+		if err != nil {
+			return err
+		}
+		printEntry(stdout, e)
+		section := func(title string, text sql.NullString) {
+			fmt.Fprintf(stdout, "%s after it:\n", title)
+			if !text.Valid {
+				fmt.Fprintln(stdout, "    (not recorded)")
+			}
+			printIndented(stdout, text.String)
+		}
+		section("rules", e.Text)
+		section("declarations", e.Declarations)
+		return nil
+	}
 	entries, err := st.Changelog(ctx, sqlstore.ChangelogQuery{Limit: *limit})
 	if err != nil {
 		return err
 	}
 	for _, e := range entries {
-		fmt.Fprintf(stdout, "revision %d  %s  %s\n", e.Revision, e.Time.UTC().Format("2006-01-02 15:04:05Z"), e.Actor)
-		fmt.Fprintf(stdout, "    %s\n", e.Comment)
-		for _, l := range strings.Split(strings.TrimRight(e.Diff, "\n"), "\n") {
-			if l != "" {
-				fmt.Fprintf(stdout, "    %s\n", l)
-			}
-		}
+		printEntry(stdout, e)
 		fmt.Fprintln(stdout)
 	}
+	return nil
+}
+
+// printEntry prints an entry's head line, comment and diff.
+func printEntry(w io.Writer, e sqlstore.Entry) {
+	fmt.Fprintf(w, "revision %d  change #%d  %s  %s\n", e.Revision, e.ID, e.Time.UTC().Format("2006-01-02 15:04:05Z"), oneLine(e.Actor))
+	printIndented(w, e.Comment)
+	printIndented(w, e.Diff)
+	if e.Truncated {
+		fmt.Fprintf(w, "    … (cut: feature-info changelog -id %d shows it whole)\n", e.ID)
+	}
+}
+
+// printIndented prints stored text as lines indented by four spaces,
+// escaped but for newlines and tabs.
+func printIndented(w io.Writer, text string) {
+	for _, l := range strings.Split(strings.TrimRight(multiLine(text), "\n"), "\n") {
+		if l != "" {
+			fmt.Fprintf(w, "    %s\n", l)
+		}
+	}
+}
+
+// cmdRevert restores the rules and declarations as they were after a
+// changelog entry, as a new change (sqlstore.Store.Revert). Options may
+// come before or after the entry's ID.
+func cmdRevert(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("revert", stderr)
+	dsn := fs.String("db", DefaultDSN, "database DSN")
+	comment := fs.String("comment", "", "who asked for this revert and why (required)")
+	actor := fs.String("actor", defaultActor(), "who is making the change")
+	base := fs.Int64("base", sqlstore.AnyRevision, "refuse if the rules changed since this revision (default: revert whatever is there)")
+	var pos []string
+	for rest := args; ; {
+		if err := parseFlags(fs, rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, rest = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("%w: want exactly one changelog entry ID (see changelog)", errUsage)
+	}
+	id, err := strconv.ParseInt(pos[0], 10, 64)
+	if err != nil || id < 1 {
+		return fmt.Errorf("%w: %q is not a changelog entry ID (see changelog)", errUsage, pos[0])
+	}
+	if strings.TrimSpace(*comment) == "" {
+		return fmt.Errorf("%w: -comment is required: say who asked for this revert and why", errUsage)
+	}
+	st, err := openStore(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	e, err := st.Revert(ctx, id, sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: *base})
+	if err != nil {
+		return reportErrors(fmt.Sprintf("change #%d", id), err, stderr)
+	}
+	fmt.Fprintf(stdout, "reverted to change #%d: saved as revision %d (changelog entry %d)\n", id, e.Revision, e.ID)
 	return nil
 }

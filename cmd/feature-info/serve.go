@@ -158,8 +158,8 @@ func (m *Main) bootstrapKey(ctx context.Context) error {
 }
 
 // seed loads the example declarations and rules into a database that has
-// never been saved, as two audited changes (revisions 1 and 2): the
-// declarations first, so the rules' values are checked against them.
+// never been saved, as one audited change (revision 1), so reverting to it
+// restores both.
 func (m *Main) seed(ctx context.Context) error {
 	rev, err := m.Store.Revision(ctx)
 	if err != nil || rev != 0 {
@@ -173,19 +173,10 @@ func (m *Main) seed(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("example declarations: %w", err)
 	}
-	rep, err := m.Store.PushDefinitions(ctx, defs, sqlstore.Change{
-		Comment: "Example declarations pushed on first start", Actor: "feature-info", BaseRevision: 0},
-		sqlstore.PushOptions{Strict: true})
+	_, err = m.Store.ReplaceAll(ctx, rs, defs, sqlstore.Change{
+		Comment: "Example rules and declarations loaded on first start", Actor: "feature-info", BaseRevision: 0})
 	if errors.Is(err, sqlstore.ErrConflict) {
 		return nil // another server seeded first
-	}
-	if err != nil {
-		return err
-	}
-	_, err = m.Store.ReplaceRules(ctx, rs, sqlstore.Change{
-		Comment: "Example rules loaded on first start", Actor: "feature-info", BaseRevision: rep.Revision})
-	if errors.Is(err, sqlstore.ErrConflict) {
-		return nil // someone saved meanwhile: their rules stand
 	}
 	return err
 }
