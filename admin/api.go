@@ -435,10 +435,13 @@ type entryJSON struct {
 	// or actor; GET /api/v1/changelog/{id} has them whole.
 	Truncated bool    `json:"truncated,omitempty"`
 	Text      *string `json:"text,omitempty"`
+	// Declarations is every declaration after the entry, one a line
+	// (sqlstore.DeclarationsText); only GET /api/v1/changelog/{id} has it.
+	Declarations *string `json:"declarations,omitempty"`
 }
 
 func entryOf(e sqlstore.Entry) entryJSON {
-	return entryJSON{e.ID, e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Revertible, e.Truncated, nil}
+	return entryJSON{e.ID, e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Revertible, e.Truncated, nil, nil}
 }
 
 // apiChangelog: GET /api/v1/changelog?limit=N&before=ID, newest first.
@@ -499,8 +502,8 @@ func pathID(r *http.Request) (int64, error) {
 	return id, nil
 }
 
-// apiChangelogEntry: GET /api/v1/changelog/{id}, with the rules text
-// after the entry.
+// apiChangelogEntry: GET /api/v1/changelog/{id}, whole, with the rules
+// and declarations texts after the entry.
 func (s *Server) apiChangelogEntry(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
@@ -515,6 +518,9 @@ func (s *Server) apiChangelogEntry(w http.ResponseWriter, r *http.Request) {
 	out := entryOf(e)
 	if e.Text.Valid {
 		out.Text = &e.Text.String
+	}
+	if e.Declarations.Valid {
+		out.Declarations = &e.Declarations.String
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -423,3 +423,29 @@ func TestDeclarationsText(t *testing.T) {
 	assert.ErrorContains(t, err, `flag "n"`)
 	assert.True(t, errors.Is(err, rules.ErrDefinition))
 }
+
+// TestReplaceAll: rules and declarations in one change (a first start's
+// seed), the rules checked against the new declarations.
+func TestReplaceAll(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *sqlstore.Store) {
+		ctx := context.Background()
+		_, err := st.ReplaceAll(ctx, parse(t, "checkout.express default 1 yes\n"), declsV1, change("seed", 0))
+		require.ErrorIs(t, err, sqlstore.ErrInvalid)
+		assert.ErrorContains(t, err, `bad value for boolean flag "checkout.express": "yes" is not a boolean`)
+		_, err = st.ReplaceAll(ctx, nil, []rules.Definition{declsV1[0], declsV1[0]}, change("seed", 0))
+		assert.ErrorIs(t, err, sqlstore.ErrInvalid)
+		requireGapless(t, st)
+
+		e, err := st.ReplaceAll(ctx, parse(t, "checkout.express default 1 true\n"), declsV1, change("seed", 0))
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), e.Revision)
+		assert.True(t, strings.HasPrefix(e.Diff, "--- rules\n+++ rules\n@@ -0,0 +1 @@\n+checkout.express\tdefault\t1\ttrue\n--- declarations\n+++ declarations\n@@ -0,0 +1,2 @@\n"), e.Diff)
+		cfg, err := st.Load(ctx)
+		require.NoError(t, err)
+		assert.Len(t, cfg.Rules, 1)
+		assert.Equal(t, sqlstore.DeclarationsText(declsV1), sqlstore.DeclarationsText(cfg.Flags))
+		_, err = st.ReplaceAll(ctx, nil, nil, change("seed again", 0))
+		assert.ErrorIs(t, err, sqlstore.ErrConflict, "a second seed finds revision 1")
+		requireGapless(t, st)
+	})
+}
