@@ -7,7 +7,7 @@
 //	feature-info check [-defs FILE | -db DSN] FILE
 //	feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
 //	feature-info export [-db DSN]
-//	feature-info changelog [-db DSN] [-limit N]
+//	feature-info changelog [-db DSN] [-limit N | -id N]
 //	feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] ID
 //	feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID] [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]... [-json] FLAG...
 //	feature-info flags push [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-strict] [-json] FILE
@@ -46,7 +46,7 @@ const usage = `usage:
   feature-info check [-defs FILE | -db DSN] FILE
   feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
   feature-info export [-db DSN]
-  feature-info changelog [-db DSN] [-limit N]
+  feature-info changelog [-db DSN] [-limit N | -id N]
   feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] ID
   feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID]
                     [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]...
