@@ -44,3 +44,24 @@ func TestProgramCheckAlone(t *testing.T) {
 		t.Logf("%-50.50s %v", text, err)
 	}
 }
+
+// Compiles share the disabled-builtins map: they must only read it.
+func TestCompileConcurrently(t *testing.T) {
+	done := make(chan struct{})
+	for range 4 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 50 {
+				if _, err := CompileCondition(`upper(plan) == "X" && len(groups) > 1`, "f"); err != nil {
+					t.Error(err)
+				}
+				if _, err := CompileCondition(`repeat(plan, 2) == ""`, "f"); err == nil {
+					t.Error("repeat accepted")
+				}
+			}
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+}
