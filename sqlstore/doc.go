@@ -5,7 +5,10 @@
 //
 // The schema is scopeflags.Schema (schema.sql), applied on every Open. A
 // Store loads every rule for snapshots, answers the single prioritized query
-// for a set of active scopes, replaces every rule in one transaction that
-// also appends a changelog entry and bumps the revision, and lists the
-// changelog.
+// for a set of active scopes, and writes changes: saves of the rules,
+// pushes of declarations and reverts, each in one transaction that bumps
+// the revision and appends a changelog entry recording the rules and
+// declarations after it (so every change is audited and revertible). It
+// refuses comments, actors and key names that are not human text
+// (FieldError), the same on both dialects.
 package sqlstore
