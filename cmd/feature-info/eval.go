@@ -31,6 +31,8 @@ func parseTarget(key string, attrs []string) (*rules.Target, error) {
 }
 
 // evalEntry is one flag in eval -json output; nil means no rule matched.
+// A flag whose evaluation failed (reason ERROR) has its code default as
+// value and the rule that could not be decided.
 type evalEntry struct {
 	Value    string `json:"value"`
 	Scope    string `json:"scope"`
@@ -123,7 +125,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		out := make(map[string]*evalEntry, fs.NArg())
 		for _, name := range fs.Args() {
 			out[name] = nil
-			if r := c.Evaluate(name); r.Set {
+			if r := c.Evaluate(name); r.Set || r.Reason == controller.ReasonError {
 				out[name] = &evalEntry{Value: r.Value, Scope: r.Scope, Priority: r.Priority, Variant: r.Variant, Reason: string(r.Reason)}
 				if r.Err != nil {
 					out[name].Error = r.Err.Error()
@@ -135,6 +137,10 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	for _, name := range fs.Args() {
 		r := c.Evaluate(name)
 		switch {
+		case r.Reason == controller.ReasonError && r.Scope != "" && r.Declared:
+			fmt.Fprintf(stdout, "%s\t%s\t(ERROR at scope %s, priority %d: code default)\n", oneLine(name), oneLine(r.Value), oneLine(r.Scope), r.Priority)
+		case r.Reason == controller.ReasonError && r.Scope != "":
+			fmt.Fprintf(stdout, "%s\t(unset: ERROR at scope %s, priority %d)\n", oneLine(name), oneLine(r.Scope), r.Priority)
 		case r.Set:
 			fmt.Fprintf(stdout, "%s\t%s\t(scope %s, priority %d, %s)\n", oneLine(name), oneLine(r.Value), oneLine(r.Scope), r.Priority, r.Reason)
 		case r.Declared:
