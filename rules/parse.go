@@ -121,9 +121,11 @@ func Parse(text string, sc ScopeChecker) (rs []Rule, warnings []*Error, err erro
 					errs = append(errs, lineError(n, err))
 				} else if _, err := CompileCondition(cond, rs[last].Flag); err != nil {
 					errs = append(errs, lineError(n, err))
-				} else {
-					rs[last].Condition = cond
 				}
+				// Kept even when refused (the parse fails anyway), so that
+				// the rule is not also reported as a duplicate of the same
+				// rule without a condition.
+				rs[last].Condition = cond
 				lastLine = n // a second "when" is reported as such
 			}
 			continue

@@ -175,3 +175,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A refused condition is reported once, on its line; its rule is not also
+// reported as a duplicate of the same flag and scope without a condition.
+func TestParseRefusedConditionNoSpuriousDuplicate(t *testing.T) {
+	_, _, err := rules.Parse("f default 10 on\n    when let a = 1; a > 0\nf default 0 off\n", nil)
+	var list rules.ErrorList
+	require.ErrorAs(t, err, &list)
+	require.Len(t, list, 1, "%v", err)
+	assert.Equal(t, 2, list[0].Line)
+	assert.Contains(t, list[0].Msg, "let is not allowed")
+}
