@@ -100,9 +100,15 @@ func (d Definition) Codec() (*Codec, error) {
 		if d.Type != JSON {
 			return nil, bad("a schema is only for json flags")
 		}
+		if len(d.Schema) > MaxSchemaLen {
+			return nil, bad("schema longer than %d bytes", MaxSchemaLen)
+		}
 		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(d.Schema))
 		if err != nil {
 			return nil, bad("schema is not JSON: %v", err)
+		}
+		if key := schemaReference(doc, 0); key != "" {
+			return nil, bad("schema: %s is not allowed: a reference lets a short schema take exponential time to check; write the subschema out", key)
 		}
 		comp := jsonschema.NewCompiler()
 		url := "scopeflags:///" + d.Name + ".json"
@@ -188,6 +194,37 @@ func (c *Codec) parse(text string) (any, error) {
 		}
 	}
 	return doc, nil
+}
+
+// MaxSchemaLen bounds a declaration's JSON Schema, in bytes.
+const MaxSchemaLen = 16 << 10
+
+// schemaReference returns the first reference keyword ($ref, $dynamicRef,
+// $recursiveRef) in a decoded schema, "" if none. Without references every
+// subschema applies at most once per place in the value, so checking a
+// value costs at most the schema's size times the value's.
+func schemaReference(v any, depth int) string {
+	if depth > 64 {
+		return "nesting deeper than 64 levels"
+	}
+	switch a := v.(type) {
+	case map[string]any:
+		for k, e := range a {
+			if k == "$ref" || k == "$dynamicRef" || k == "$recursiveRef" {
+				return k
+			}
+			if r := schemaReference(e, depth+1); r != "" {
+				return r
+			}
+		}
+	case []any:
+		for _, e := range a {
+			if r := schemaReference(e, depth+1); r != "" {
+				return r
+			}
+		}
+	}
+	return ""
 }
 
 // schemaError flattens a validation error to one line.

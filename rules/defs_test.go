@@ -3,7 +3,10 @@ package rules_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -167,4 +170,33 @@ func TestTextOf(t *testing.T) {
 	assert.Error(t, err)
 	_, err = rules.TextOf(rules.Boolean, "true")
 	assert.Error(t, err)
+}
+
+// Schemas cannot make checking a value expensive: references (which let a
+// short schema take exponential time) and huge schemas are refused.
+func TestSchemaCostBounded(t *testing.T) {
+	// Each level references the one below twice: 2^20 checks of "x".
+	var b strings.Builder
+	b.WriteString(`{"$defs": {"l0": {"type": "string"}`)
+	for i := 1; i <= 20; i++ {
+		fmt.Fprintf(&b, `, "l%d": {"allOf": [{"$ref": "#/$defs/l%d"}, {"$ref": "#/$defs/l%d"}]}`, i, i-1, i-1)
+	}
+	b.WriteString(`}, "$ref": "#/$defs/l20"}`)
+	tests := []struct{ name, schema, want string }{
+		{"exponential references", b.String(), "$ref is not allowed"},
+		{"dynamic reference", `{"$dynamicRef": "#x"}`, "$dynamicRef is not allowed"},
+		{"too long", `{"description": "` + strings.Repeat("x", rules.MaxSchemaLen) + `"}`, "schema longer than"},
+		{"too deep", strings.Repeat(`{"not": `, 70) + `{}` + strings.Repeat(`}`, 70), "nesting deeper than 64 levels"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			_, err := rules.Definition{Name: "f", Type: rules.JSON, Default: `"x"`, Schema: tt.schema}.Codec()
+			assert.ErrorContains(t, err, tt.want)
+			assert.Less(t, time.Since(start), time.Second)
+		})
+	}
+	_, err := rules.Definition{Name: "f", Type: rules.JSON, Default: `{"max": 1}`,
+		Schema: `{"type": "object", "properties": {"max": {"type": "integer", "minimum": 1}}, "allOf": [{"required": ["max"]}]}`}.Codec()
+	assert.NoError(t, err, "schemas without references still work")
 }
