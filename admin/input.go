@@ -13,22 +13,15 @@ import (
 )
 
 // checkText refuses what is not human text before anything reaches the
-// database (which checks it again: fieldError answers its refusals the
-// same way): invalid UTF-8 and control characters other than newline and
-// tab (400 invalid_text), and more than max characters (422 too_long).
-// field names the field, header or parameter in the message; the value
-// itself is never repeated.
+// database, by the store's own rule (sqlstore.CheckText), answered as
+// fieldError answers the store's refusals: invalid UTF-8 and control
+// characters other than newline and tab (400 invalid_text), and more than
+// max characters (422 too_long). field names the field, header or
+// parameter in the message; the value itself is never repeated.
 func checkText(field, v string, max int) error {
-	if !utf8.ValidString(v) {
-		return errf(http.StatusBadRequest, "invalid_text", "%s is not valid UTF-8 (first bad byte at offset %d)", field, badUTF8([]byte(v)))
-	}
-	for i, r := range v {
-		if r != '\n' && r != '\t' && isControl(r) {
-			return errf(http.StatusBadRequest, "invalid_text", "%s contains the control character %U at byte %d: only newline and tab are allowed", field, r, i)
-		}
-	}
-	if n := utf8.RuneCountInString(v); n > max {
-		return errf(http.StatusUnprocessableEntity, "too_long", "%s is %d characters long; at most %d are allowed", field, n, max)
+	var fe *sqlstore.FieldError
+	if err := sqlstore.CheckText(field, v, max); errors.As(err, &fe) {
+		return fieldError(fe)
 	}
 	return nil
 }

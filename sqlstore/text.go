@@ -53,6 +53,12 @@ func (e *FieldError) Unwrap() []error { return []error{ErrInvalid, e.Kind} }
 // isControl reports C0 and C1 control characters and DEL.
 func isControl(r rune) bool { return r < ' ' || (r >= 0x7f && r < 0xa0) }
 
+// CheckText refuses what is not human text as the store does, for callers
+// that check input before any database work (the admin server): invalid
+// UTF-8 and control characters other than newline and tab, then more than
+// max characters. The error is a *FieldError naming field.
+func CheckText(field, v string, max int) error { return checkText(field, v, max, "") }
+
 // checkText refuses what is not human text: invalid UTF-8 and control
 // characters other than newline and tab, then more than max characters,
 // then (when required) blank text. The same on both dialects: PostgreSQL
