@@ -58,7 +58,7 @@ func newEnv(t testing.TB, st *sqlstore.Store) *env {
 	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Log: log})
 	live := engine.Live()
 	require.NoError(t, live.Reload(ctx, true))
-	srv := &admin.Server{Store: st, Live: live, Engine: engine, Log: log, MaxBody: testMaxBody}
+	srv := &admin.Server{Store: st, Engine: engine, Log: log, MaxBody: testMaxBody}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	e := &env{t: t, st: st, srv: srv, url: ts.URL, keys: map[string]string{}, logs: logs}
@@ -309,7 +309,7 @@ func TestSessions(t *testing.T) {
 	assert.Contains(t, bad.body, "not valid")
 
 	// Under TLS the cookie is Secure.
-	tlsSrv := &admin.Server{Store: e.st, Live: e.srv.Live, Engine: e.srv.Engine, Log: e.srv.Log}
+	tlsSrv := &admin.Server{Store: e.st, Engine: e.srv.Engine, Log: e.srv.Log}
 	ts := httptest.NewTLSServer(tlsSrv.Handler())
 	defer ts.Close()
 	c := ts.Client()

@@ -214,7 +214,7 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 		}
 		if b.Text != nil {
 			text = *b.Text
-		} else if rs, warnings, err = checkRules(*b.Rules, s.Live.Registry()); err != nil {
+		} else if rs, warnings, err = checkRules(*b.Rules, s.live().Registry()); err != nil {
 			s.fail(w, r, s.saveError(r, err, base))
 			return
 		}
@@ -227,7 +227,7 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 	if rs != nil {
 		e, err = s.Store.ReplaceRules(r.Context(), rs, c)
 	} else {
-		e, warnings, err = s.Store.ReplaceText(r.Context(), text, s.Live.Registry(), c)
+		e, warnings, err = s.Store.ReplaceText(r.Context(), text, s.live().Registry(), c)
 	}
 	if err != nil {
 		s.fail(w, r, s.saveError(r, err, base))
@@ -240,7 +240,7 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 // so the writer sees it at once (other servers poll). A failure is only
 // logged: the write happened.
 func (s *Server) reload(r *http.Request, what string) {
-	if err := s.Live.Reload(r.Context(), false); err != nil {
+	if err := s.live().Reload(r.Context(), false); err != nil {
 		s.Log.Warn("reload after "+what, "err", err)
 	}
 }
@@ -629,7 +629,7 @@ func (s *Server) apiExplain(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "context.targetingKey must be a string"))
 		return
 	}
-	c := controller.New(r.Context(), s.Live, env, controller.Options{Target: rules.NewTarget(key, req.Context)})
+	c := controller.New(r.Context(), s.live(), env, controller.Options{Target: rules.NewTarget(key, req.Context)})
 	snap := c.Snapshot()
 	names := req.Flags
 	if len(names) == 0 {

@@ -119,22 +119,22 @@ func (m *metrics) write(b *strings.Builder) {
 func (s *Server) metricsPage(w http.ResponseWriter, r *http.Request) {
 	var b strings.Builder
 	s.metrics.write(&b)
-	snap := s.Live.Current()
+	snap := s.live().Current()
 	gauge := func(name, help string, v float64) {
 		fmt.Fprintf(&b, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
 	}
 	gauge("scopeflags_rules_revision", "Revision of the rules being served.", float64(snap.Revision()))
 	gauge("scopeflags_rules_count", "Rules in the snapshot being served.", float64(len(snap.Rules())))
 	age := -1.0
-	if t := s.Live.Synced(); !t.IsZero() {
+	if t := s.live().Synced(); !t.IsZero() {
 		age = time.Since(t).Seconds()
 	}
 	gauge("scopeflags_snapshot_age_seconds", "Seconds since the database last confirmed the served rules are current (-1 before the first load).", age)
 	ready, failing := 0.0, 0.0
-	if s.Live.Ready() {
+	if s.live().Ready() {
 		ready = 1
 	}
-	if s.Live.Err() != nil {
+	if s.live().Err() != nil {
 		failing = 1
 	}
 	gauge("scopeflags_rules_ready", "1 once rules have been loaded from the database.", ready)

@@ -233,7 +233,7 @@ func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
 			d.Saved = &e
 			// Warnings (such as scopes no handler claims) do not stop a
 			// save; show them for the text as saved.
-			if _, ws, err := rules.Parse(e.Text.String, s.Live.Registry()); err == nil {
+			if _, ws, err := rules.Parse(e.Text.String, s.live().Registry()); err == nil {
 				d.Warnings = warningDetails(ws)
 			}
 		}
@@ -274,7 +274,7 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 			d.Comment = "" // not shown back: it would not survive the form again
 		}
 	default:
-		e, _, err := s.Store.ReplaceText(r.Context(), d.Text, s.Live.Registry(),
+		e, _, err := s.Store.ReplaceText(r.Context(), d.Text, s.live().Registry(),
 			sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base})
 		if err == nil {
 			s.reload(r, "save")

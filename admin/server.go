@@ -26,9 +26,10 @@ const (
 // Server is the admin server's handler. Fill the exported fields, then
 // call Handler once.
 type Server struct {
-	Store  *sqlstore.Store
-	Live   *controller.Live
-	Engine *features.Engine // serves /+feature-info
+	Store *sqlstore.Store
+	// Engine serves /+feature-info; its Live is the snapshot the server
+	// reloads after writes, explains with and reports on.
+	Engine *features.Engine
 	Log    *slog.Logger
 
 	// SecureCookies marks the session cookie Secure even on plain HTTP
@@ -44,6 +45,9 @@ type Server struct {
 	metrics *metrics
 	routes  []Route
 }
+
+// live is the engine's live snapshot.
+func (s *Server) live() *controller.Live { return s.Engine.Live() }
 
 // Route is one route the server answers and the scope it needs ("" for
 // anyone).
@@ -375,10 +379,10 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 // readyz is 200 once rules have been loaded from the database, else 503.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if !s.Live.Ready() {
+	if !s.live().Ready() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		io.WriteString(w, "rules not loaded yet\n")
 		return
 	}
-	fmt.Fprintf(w, "ready: rules revision %d\n", s.Live.Current().Revision())
+	fmt.Fprintf(w, "ready: rules revision %d\n", s.live().Current().Revision())
 }

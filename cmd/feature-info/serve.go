@@ -90,7 +90,7 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
-	m.Admin = &admin.Server{Store: st, Live: m.Live, Engine: m.Engine, Log: m.Log, SecureCookies: m.SecureCookies}
+	m.Admin = &admin.Server{Store: st, Engine: m.Engine, Log: m.Log, SecureCookies: m.SecureCookies}
 	handler := m.Admin.Handler()
 
 	m.ln, err = net.Listen("tcp", m.Addr)
