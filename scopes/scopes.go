@@ -163,6 +163,7 @@ type PanicError struct {
 	Value any
 }
 
+// Error says which callback panicked, and with what.
 func (e *PanicError) Error() string { return fmt.Sprintf("scopes: %s panicked: %v", e.Site, e.Value) }
 
 // failure carries an error out of a predicate through a panic.

@@ -43,6 +43,7 @@ type FieldError struct {
 	Kind error
 }
 
+// Error names the field and the problem, never the value.
 func (e *FieldError) Error() string {
 	return "sqlstore: invalid input: " + e.Field + ": " + e.Problem
 }
