@@ -223,7 +223,7 @@ func (c *Controller) evalTarget() (*rules.Target, error) {
 		c.report(c.terr)
 		return c.tval, c.terr
 	}
-	if c.tstate.Load() == lazyDone {
+	if c.tstate.Load() == lazyDone || scopes.AwaitResolved(func() bool { return c.tstate.Load() == lazyDone }) {
 		return c.tval, c.terr
 	}
 	return nil, fmt.Errorf("%w: the evaluation context (MiddlewareOptions.Target or Options.TargetFunc)", scopes.ErrInProgress)

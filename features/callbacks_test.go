@@ -328,3 +328,28 @@ api.map default 0 {"k": "stored", "n": [1, 2]}
 		u[0] = "changed"
 	}
 }
+
+// Goroutines of one request that need the user while another is fetching
+// it wait for it and get the right answer; only a callback's own nested
+// lookup gives up (after scopes.InProgressWait).
+func TestConcurrentReadersWaitForUser(t *testing.T) {
+	e := newEngine(t, "f team:qa 10 qa\nf default 0 plain\n", "")
+	c := e.Controller(context.Background(), scopes.Env{UserFunc: func() scopes.User {
+		time.Sleep(20 * time.Millisecond) // a slow user lookup
+		return scopes.StaticUser{ID: 8, Teams: []string{"qa"}}
+	}})
+	ctx := features.NewContext(context.Background(), c)
+	var wg sync.WaitGroup
+	got := make([]controller.Result, 8)
+	for i := range got {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got[i] = features.Evaluate(ctx, "f")
+		}()
+	}
+	wg.Wait()
+	for i, r := range got {
+		assert.Equal(t, "qa", r.Value, "reader %d: %v", i, r.Err)
+	}
+}

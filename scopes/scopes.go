@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // ErrBadScope is wrapped by every error a handler returns for a scope it
@@ -106,7 +107,7 @@ func (e *Env) LookupUser() (User, error) {
 		return e.User, nil
 	}
 	if !e.claim(&e.userState) {
-		if atomic.LoadInt32(&e.userState) == lazyDone {
+		if e.resolved(&e.userState) {
 			return e.user, e.userErr
 		}
 		return nil, fmt.Errorf("%w: the user (MiddlewareOptions.User or Env.UserFunc)", ErrInProgress)
@@ -133,7 +134,7 @@ func (e *Env) LookupPage() (string, error) {
 		return e.PageID, nil
 	}
 	if !e.claim(&e.pageState) {
-		if atomic.LoadInt32(&e.pageState) == lazyDone {
+		if e.resolved(&e.pageState) {
 			return e.page, e.pageErr
 		}
 		return "", fmt.Errorf("%w: the page id (MiddlewareOptions.PageID or Env.PageIDFunc)", ErrInProgress)
@@ -143,16 +144,46 @@ func (e *Env) LookupPage() (string, error) {
 	return e.page, e.pageErr
 }
 
+// resolved reports whether a lazy value claimed by another call is
+// resolved, waiting for it as AwaitResolved does.
+func (e *Env) resolved(state *int32) bool {
+	return atomic.LoadInt32(state) == lazyDone || AwaitResolved(func() bool { return atomic.LoadInt32(state) == lazyDone })
+}
+
+// InProgressWait bounds how long a lookup waits for a value another call
+// is resolving: long enough for another goroutine of the same request to
+// finish an ordinary callback (the answer is then the right one), short
+// enough that a callback reading a flag that needs the very value it is
+// computing, which can never finish first, gets its answer (ERROR, with
+// ErrInProgress) quickly.
+const InProgressWait = 100 * time.Millisecond
+
+// AwaitResolved calls done, with growing pauses, until it reports true
+// (AwaitResolved then reports true) or InProgressWait has passed.
+func AwaitResolved(done func() bool) bool {
+	deadline := time.Now().Add(InProgressWait)
+	for pause := 10 * time.Microsecond; ; pause = min(2*pause, time.Millisecond) {
+		if done() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(pause)
+	}
+}
+
 // claim reports whether the caller won the right to resolve a lazy value.
 func (e *Env) claim(state *int32) bool {
 	return atomic.LoadInt32(state) == lazyNew && atomic.CompareAndSwapInt32(state, lazyNew, lazyRunning)
 }
 
 // ErrInProgress is the error of a scope check that needed a value still
-// being resolved: a callback (a predicate, or the application's user or
-// page function) read a flag that needs that very value, or another
-// goroutine of the same request is resolving it. The answer is not
-// memoised; a later check resolves it properly.
+// being resolved after InProgressWait: a callback (a predicate, or the
+// application's user or page function) read a flag that needs that very
+// value, or another goroutine of the same request is taking that long to
+// resolve it. The answer is not memoised; a later check resolves it
+// properly.
 var ErrInProgress = errors.New("scopes: value is being resolved (a callback read a flag that needs it)")
 
 // PanicError is a panic in application code (a predicate, the user or page

@@ -23,7 +23,8 @@ type Check struct {
 // call Reset before use. A Set is safe for concurrent use; predicates run
 // outside its lock, so a predicate may itself read flags of the same
 // request (a scope it needs that is still being checked then reports
-// ErrInProgress instead of deadlocking).
+// ErrInProgress after InProgressWait instead of deadlocking; a check
+// another goroutine is making is waited for).
 type Set struct {
 	mu        sync.Mutex
 	env       Env
@@ -89,7 +90,13 @@ func (s *Set) Check(sc *Scope) (bool, error) {
 		c.Active = true
 	case sc.pred != nil:
 		if slices.Contains(s.running, sc.Name) {
+			// Another goroutine of the request is checking it (wait for
+			// its answer), or this is a predicate's own call chain (which
+			// waits in vain, for InProgressWait).
 			s.mu.Unlock()
+			if AwaitResolved(func() bool { return !s.isRunning(sc.Name) }) {
+				return s.Check(sc)
+			}
 			return false, fmt.Errorf("%w: scope %s", ErrInProgress, sc.Name)
 		}
 		if s.running == nil {
@@ -157,6 +164,12 @@ func (s *Set) call(sc *Scope) (active bool, err error) {
 		}
 	}()
 	return sc.pred(&s.env), nil
+}
+
+func (s *Set) isRunning(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.running, name)
 }
 
 // record appends c. s.mu is held.
