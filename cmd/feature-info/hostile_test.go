@@ -125,7 +125,7 @@ func TestHostileConditionsServer(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			dsn := d[0]
 			hostileDB(t, dsn, d[1])
-			var logs lockedBuffer
+			var logs syncBuffer
 			key := sqlstore.NewKey()
 			m := &Main{DSN: dsn, Addr: "127.0.0.1:0", AdminKey: key,
 				Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
@@ -191,22 +191,4 @@ func TestHostileConditionsServer(t *testing.T) {
 			assert.Equal(t, 1, strings.Count(log, `flag \"hostile.text\" rule \"default\" 104:`), log)
 		})
 	}
-}
-
-// lockedBuffer collects log output written by the server's goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
