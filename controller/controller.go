@@ -105,6 +105,7 @@ type Controller struct {
 	target     *rules.Target
 	targetFunc func() *rules.Target
 	tstate     atomic.Int32
+	tstalled   atomic.Bool // a wait for targetFunc timed out: later ones do not wait
 	tval       *rules.Target
 	terr       error
 }
@@ -223,8 +224,14 @@ func (c *Controller) evalTarget() (*rules.Target, error) {
 		c.report(c.terr)
 		return c.tval, c.terr
 	}
-	if c.tstate.Load() == lazyDone || scopes.AwaitResolved(func() bool { return c.tstate.Load() == lazyDone }) {
+	if c.tstate.Load() == lazyDone {
 		return c.tval, c.terr
+	}
+	if !c.tstalled.Load() {
+		if scopes.AwaitResolved(func() bool { return c.tstate.Load() == lazyDone }) {
+			return c.tval, c.terr
+		}
+		c.tstalled.Store(true) // see scopes.Env: one wait per request, not one per lookup
 	}
 	return nil, fmt.Errorf("%w: the evaluation context (MiddlewareOptions.Target or Options.TargetFunc)", scopes.ErrInProgress)
 }

@@ -353,3 +353,38 @@ func TestConcurrentReadersWaitForUser(t *testing.T) {
 		assert.Equal(t, "qa", r.Value, "reader %d: %v", i, r.Err)
 	}
 }
+
+// A User callback reading several flags that need the user pays one
+// InProgressWait per value it needs in all (the scope being checked, the
+// user), not one per flag.
+func TestUserCallbackWaitsOnce(t *testing.T) {
+	for _, shape := range []string{"team:qa", "team:t%d"} {
+		t.Run(shape, func(t *testing.T) {
+			var text strings.Builder
+			for i := range 5 {
+				scope := shape
+				if strings.Contains(shape, "%d") {
+					scope = fmt.Sprintf(shape, i)
+				}
+				fmt.Fprintf(&text, "f%d %s 10 qa\nf%d default 0 plain\n", i, scope, i)
+			}
+			e := newEngine(t, text.String(), "")
+			var errs int
+			var ctx context.Context
+			c := e.Controller(context.Background(), scopes.Env{UserFunc: func() scopes.User {
+				for i := range 5 {
+					if errors.Is(features.Evaluate(ctx, fmt.Sprintf("f%d", i)).Err, scopes.ErrInProgress) {
+						errs++
+					}
+				}
+				return scopes.StaticUser{ID: 8, Teams: []string{"qa", "t0"}}
+			}})
+			ctx = features.NewContext(context.Background(), c)
+			start := time.Now()
+			assert.Equal(t, "qa", features.GetFlag(ctx, "f0"))
+			took := time.Since(start)
+			assert.Equal(t, 5, errs, "every flag the callback reads needs the user")
+			assert.Less(t, took, 3*scopes.InProgressWait, "at most two waits (scope, user), not one per flag")
+		})
+	}
+}

@@ -74,6 +74,8 @@ type Env struct {
 	// The lazily resolved user and page id: written once by the goroutine
 	// that wins the state from lazyNew to lazyRunning, read after lazyDone.
 	userState, pageState int32
+	userStalled          int32 // a wait for the user timed out: later ones do not wait
+	pageStalled          int32
 	user                 User
 	userErr, pageErr     error
 	page                 string
@@ -107,7 +109,7 @@ func (e *Env) LookupUser() (User, error) {
 		return e.User, nil
 	}
 	if !e.claim(&e.userState) {
-		if e.resolved(&e.userState) {
+		if e.resolved(&e.userState, &e.userStalled) {
 			return e.user, e.userErr
 		}
 		return nil, fmt.Errorf("%w: the user (MiddlewareOptions.User or Env.UserFunc)", ErrInProgress)
@@ -134,7 +136,7 @@ func (e *Env) LookupPage() (string, error) {
 		return e.PageID, nil
 	}
 	if !e.claim(&e.pageState) {
-		if e.resolved(&e.pageState) {
+		if e.resolved(&e.pageState, &e.pageStalled) {
 			return e.page, e.pageErr
 		}
 		return "", fmt.Errorf("%w: the page id (MiddlewareOptions.PageID or Env.PageIDFunc)", ErrInProgress)
@@ -145,9 +147,22 @@ func (e *Env) LookupPage() (string, error) {
 }
 
 // resolved reports whether a lazy value claimed by another call is
-// resolved, waiting for it as AwaitResolved does.
-func (e *Env) resolved(state *int32) bool {
-	return atomic.LoadInt32(state) == lazyDone || AwaitResolved(func() bool { return atomic.LoadInt32(state) == lazyDone })
+// resolved, waiting for it as AwaitResolved does. Once a wait has timed
+// out (most likely the callback's own nested lookups), later lookups do
+// not wait again while it runs: a callback reading several flags that
+// need its own value pays one InProgressWait, not one each.
+func (e *Env) resolved(state, stalled *int32) bool {
+	if atomic.LoadInt32(state) == lazyDone {
+		return true
+	}
+	if atomic.LoadInt32(stalled) != 0 {
+		return false
+	}
+	if AwaitResolved(func() bool { return atomic.LoadInt32(state) == lazyDone }) {
+		return true
+	}
+	atomic.StoreInt32(stalled, 1)
+	return false
 }
 
 // InProgressWait bounds how long a lookup waits for a value another call

@@ -34,6 +34,7 @@ type Set struct {
 	index     map[string]int // built once checks outgrow inline search
 	unclaimed []string
 	running   []string // scopes whose predicate is running
+	stalled   []string // running scopes a wait timed out on: not waited for again
 	runInline [2]string
 }
 
@@ -54,6 +55,7 @@ func (s *Set) Reset(env Env) {
 	s.index = nil
 	s.unclaimed = nil
 	s.running = s.runInline[:0]
+	s.stalled = nil
 }
 
 // Env returns the set's environment.
@@ -92,15 +94,23 @@ func (s *Set) Check(sc *Scope) (bool, error) {
 		if slices.Contains(s.running, sc.Name) {
 			// Another goroutine of the request is checking it (wait for
 			// its answer), or this is a predicate's own call chain (which
-			// waits in vain, for InProgressWait).
+			// waits in vain, for InProgressWait, once: after a timeout
+			// later checks do not wait while it still runs).
+			stalled := slices.Contains(s.stalled, sc.Name)
 			s.mu.Unlock()
-			if AwaitResolved(func() bool { return !s.isRunning(sc.Name) }) {
+			if !stalled && AwaitResolved(func() bool { return !s.isRunning(sc.Name) }) {
 				return s.Check(sc)
 			}
+			s.mu.Lock()
+			if slices.Contains(s.running, sc.Name) && !slices.Contains(s.stalled, sc.Name) {
+				s.stalled = append(s.stalled, sc.Name)
+			}
+			s.mu.Unlock()
 			return false, fmt.Errorf("%w: scope %s", ErrInProgress, sc.Name)
 		}
 		if s.running == nil {
 			s.running = s.runInline[:0]
+			s.stalled = nil
 		}
 		s.running = append(s.running, sc.Name)
 		s.mu.Unlock()
@@ -109,6 +119,9 @@ func (s *Set) Check(sc *Scope) (bool, error) {
 		s.mu.Lock()
 		if i := slices.Index(s.running, sc.Name); i >= 0 {
 			s.running = slices.Delete(s.running, i, i+1)
+		}
+		if i := slices.Index(s.stalled, sc.Name); i >= 0 {
+			s.stalled = slices.Delete(s.stalled, i, i+1)
 		}
 		if errors.Is(err, ErrInProgress) {
 			s.mu.Unlock()
