@@ -36,6 +36,9 @@ type Live struct {
 
 	stored   []rules.Definition  // declarations from the last load; under mu
 	reported map[string]struct{} // problems logged for the current rules; under mu
+
+	// changed is closed, and replaced, whenever a snapshot is published.
+	changed atomic.Pointer[chan struct{}]
 }
 
 // LiveOptions configure a Live. They are given once, to NewLive, and hold
@@ -69,8 +72,21 @@ func NewLive(src RuleSource, opts LiveOptions) *Live {
 	opts.Build.Defs = slices.Clone(opts.Build.Defs)
 	l := &Live{reg: opts.Scopes, src: src, log: opts.Log, opts: opts.Build}
 	l.cur.Store(Build(nil, l.reg, -1, l.opts))
+	ch := make(chan struct{})
+	l.changed.Store(&ch)
 	return l
 }
+
+// Changed returns a channel that is closed when the next snapshot is
+// published. Read it before Current to miss no change:
+//
+//	for {
+//		ch := l.Changed()
+//		s := l.Current()
+//		... use s ...
+//		<-ch
+//	}
+func (l *Live) Changed() <-chan struct{} { return *l.changed.Load() }
 
 // Registry returns the scope registry snapshots are compiled with.
 func (l *Live) Registry() *scopes.Registry { return l.reg }
@@ -114,6 +130,8 @@ func (l *Live) build(rs []rules.Rule, revision int64, stored []rules.Definition)
 func (l *Live) Publish(s *Snapshot) {
 	l.cur.Store(s)
 	l.synced.Store(time.Now().UnixNano())
+	ch := make(chan struct{})
+	close(*l.changed.Swap(&ch))
 }
 
 // Synced returns when the source last confirmed that the current snapshot
@@ -163,10 +181,10 @@ func (l *Live) Reload(ctx context.Context, force bool) error {
 		return l.fail(fmt.Errorf("controller: load rules: %w", err))
 	}
 	l.stored = cfg.Flags
-	l.cur.Store(l.build(cfg.Rules, cfg.Revision, cfg.Flags))
-	l.synced.Store(time.Now().UnixNano())
+	s := l.build(cfg.Rules, cfg.Revision, cfg.Flags)
 	l.done.Store(true)
 	l.err.Store(nil)
+	l.Publish(s)
 	return nil
 }
 

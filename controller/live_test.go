@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
@@ -168,4 +169,29 @@ func TestSQLSourceOutage(t *testing.T) {
 	assert.False(t, ok)
 	assert.Equal(t, "", v)
 	assert.Error(t, c.Err())
+}
+
+func TestLiveChangedSignalsEachPublish(t *testing.T) {
+	l := controller.NewLive(nil, controller.LiveOptions{})
+	ch := l.Changed()
+	select {
+	case <-ch:
+		t.Fatal("Changed closed before any publish")
+	default:
+	}
+	l.Publish(l.Build([]rules.Rule{{Flag: "a", Scope: "default", Priority: 1, Value: "x"}}, 7))
+	select {
+	case <-ch:
+	case <-time.After(time.Second):
+		t.Fatal("Changed not closed by Publish")
+	}
+	if got := l.Current().Revision(); got != 7 {
+		t.Fatalf("revision after publish = %d, want 7", got)
+	}
+	if l.Changed() == ch {
+		t.Fatal("Changed returned the closed channel again")
+	}
+	if !l.Current().Known("a") || l.Current().Known("b") {
+		t.Fatal("Known: want a known, b not")
+	}
 }

@@ -335,6 +335,25 @@ func (s *Snapshot) Flags() []string {
 	return out
 }
 
+// Known reports whether name has rules or a declaration in the snapshot
+// (a name only documented in code is not known).
+func (s *Snapshot) Known(name string) bool {
+	f := s.flags[name]
+	return f != nil && (len(f.rules) > 0 || f.def != nil)
+}
+
+// KnownFlags returns, sorted, the names of the flags that have rules or a
+// declaration.
+func (s *Snapshot) KnownFlags() []string {
+	out := make([]string, 0, len(s.names))
+	for _, n := range s.names {
+		if f := s.flags[n]; len(f.rules) > 0 || f.def != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
 // Definition returns the declaration the snapshot evaluates name with.
 func (s *Snapshot) Definition(name string) (rules.Definition, bool) {
 	if f := s.flags[name]; f != nil && f.def != nil {
