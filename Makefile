@@ -10,7 +10,7 @@ export SCOPEFLAGS_TEST_POSTGRES
 
 GO ?= go
 
-.PHONY: run test bench lint fuzz build
+.PHONY: run test bench lint fuzz build js-deps
 
 run:
 	$(GO) run ./cmd/feature-info serve -addr $(ADDR) -db $(DB)
@@ -18,8 +18,20 @@ run:
 build:
 	$(GO) build -o bin/feature-info ./cmd/feature-info
 
-test: lint
+test: lint js-deps
 	$(GO) test -race -count=1 -timeout 9m ./...
+
+# The real OpenFeature JS clients (pinned by the lockfile) that the OFREP
+# tests in cmd/feature-info run under Node; installed again only when the
+# lockfile changes. Without npm the tests skip, except in CI.
+OFREP_JS = cmd/feature-info/testdata/ofrep-js
+js-deps: $(OFREP_JS)/node_modules/.package-lock.json
+
+$(OFREP_JS)/node_modules/.package-lock.json: $(OFREP_JS)/package-lock.json $(OFREP_JS)/package.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $(OFREP_JS) --no-audit --no-fund --loglevel=error && touch $@; \
+	elif [ "$$CI" = true ]; then echo "npm is not installed; .ci/run installs it" >&2; exit 1; \
+	else echo "npm not installed: the OFREP JS client tests will skip" >&2; fi
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
