@@ -114,6 +114,7 @@ func (l *Live) build(rs []rules.Rule, revision int64, stored []rules.Definition)
 	opts := l.opts
 	opts.Defs = append(slices.Clip(stored), opts.Defs...)
 	s := Build(rs, l.reg, revision, opts)
+	s.stored = stored
 	seen := make(map[string]struct{}, len(s.problems))
 	for _, p := range s.problems {
 		msg := p.Error()
@@ -197,15 +198,20 @@ func (l *Live) fail(err error) error {
 }
 
 // Run loads the rules at once if no load has succeeded yet, then reloads
-// on every tick of interval (DefaultPollInterval if <= 0) until ctx is
-// done. Failures are logged once per distinct error and retried on the
-// next tick; the last good snapshot stays published meanwhile.
+// on every tick of interval (DefaultPollInterval if <= 0), and at once
+// when a source that is a Watcher signals a change, until ctx is done.
+// Failures are logged once per distinct error and retried on the next
+// tick; the last good snapshot stays published meanwhile.
 func (l *Live) Run(ctx context.Context, interval time.Duration) error {
 	if l.src == nil {
 		return errors.New("controller: run: no rule source")
 	}
 	if interval <= 0 {
 		interval = DefaultPollInterval
+	}
+	var changes <-chan struct{}
+	if w, ok := l.src.(Watcher); ok {
+		changes = w.Watch(ctx)
 	}
 	if !l.done.Load() {
 		_ = l.Reload(ctx, true) // logged by fail; retried next tick
@@ -218,6 +224,12 @@ func (l *Live) Run(ctx context.Context, interval time.Duration) error {
 			return ctx.Err()
 		case <-t.C:
 			_ = l.Reload(ctx, false) // logged by fail; retried next tick
+		case _, ok := <-changes:
+			if !ok {
+				changes = nil // the source stopped watching: poll only
+				continue
+			}
+			_ = l.Reload(ctx, false)
 		}
 	}
 }

@@ -195,3 +195,96 @@ func TestLiveChangedSignalsEachPublish(t *testing.T) {
 		t.Fatal("Known: want a known, b not")
 	}
 }
+
+// watchSource is an in-memory RuleSource that is a Watcher.
+type watchSource struct {
+	mu      sync.Mutex
+	cfg     rules.Config
+	changes chan struct{}
+	watched chan context.Context // receives each Watch's context
+}
+
+func (w *watchSource) Load(context.Context) (*rules.Config, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.cfg
+	return &c, nil
+}
+
+func (w *watchSource) Revision(context.Context) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.cfg.Revision, nil
+}
+
+func (w *watchSource) Watch(ctx context.Context) <-chan struct{} {
+	w.watched <- ctx
+	return w.changes
+}
+
+func (w *watchSource) set(rev int64, value string) {
+	w.mu.Lock()
+	w.cfg = rules.Config{Revision: rev, Rules: []rules.Rule{{Flag: "a", Scope: "default", Priority: 1, Value: value}}}
+	w.mu.Unlock()
+	select {
+	case w.changes <- struct{}{}:
+	default:
+	}
+}
+
+// TestLiveRunWatcher: Run reloads as soon as a Watcher source signals,
+// not at its next poll (an hour away here); Watch gets Run's context,
+// done when Run returns; a closed channel leaves Run polling.
+func TestLiveRunWatcher(t *testing.T) {
+	src := &watchSource{changes: make(chan struct{}, 1), watched: make(chan context.Context, 1)}
+	src.set(1, "one")
+	live := controller.NewLive(src, controller.LiveOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- live.Run(ctx, time.Hour) }()
+	var wctx context.Context
+	select {
+	case wctx = <-src.watched:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not call Watch")
+	}
+	require.Eventually(t, func() bool { return flagNow(live, "a") == "one" }, 5*time.Second, time.Millisecond)
+	for i, v := range []string{"two", "three", "four"} {
+		src.set(int64(i+2), v)
+		require.Eventually(t, func() bool { return flagNow(live, "a") == v }, 5*time.Second, time.Millisecond, "signal %d", i)
+	}
+	assert.NoError(t, wctx.Err(), "the watch runs while Run does")
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+	assert.ErrorIs(t, wctx.Err(), context.Canceled, "the watch ends with Run")
+
+	// A source that closes its channel: Run neither spins nor stops.
+	closed := &watchSource{changes: make(chan struct{}, 1), watched: make(chan context.Context, 1)}
+	closed.set(1, "one")
+	close(closed.changes)
+	live = controller.NewLive(closed, controller.LiveOptions{})
+	ctx, cancel = context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	go func() { <-closed.watched }()
+	require.ErrorIs(t, live.Run(ctx, 20*time.Millisecond), context.DeadlineExceeded)
+	assert.Equal(t, "one", flagNow(live, "a"))
+}
+
+// TestSnapshotConfig: a Live's snapshot gives back the source's
+// configuration — stored declarations only, not code declarations.
+func TestSnapshotConfig(t *testing.T) {
+	stored := []rules.Definition{{Name: "s", Type: rules.String, Default: "x", Variants: []rules.Variant{}}}
+	src := &watchSource{cfg: rules.Config{Revision: 4, Rules: []rules.Rule{
+		{Flag: "b", Scope: "default", Priority: 1, Value: "1"}, {Flag: "a", Scope: "team:qa", Priority: 2, Value: "2", Condition: `plan == "pro"`},
+	}, Flags: stored}}
+	live := controller.NewLive(src, controller.LiveOptions{Build: controller.BuildOptions{Defs: []rules.Definition{{Name: "code", Type: rules.Boolean, Default: "false"}}}})
+	assert.Nil(t, live.Current().Config().Flags)
+	require.NoError(t, live.Reload(context.Background(), true))
+	got := live.Current().Config()
+	assert.Equal(t, &rules.Config{Revision: 4, Rules: []rules.Rule{
+		{Flag: "a", Scope: "team:qa", Priority: 2, Value: "2", Condition: `plan == "pro"`}, {Flag: "b", Scope: "default", Priority: 1, Value: "1"},
+	}, Flags: stored}, got)
+	assert.Len(t, live.Current().Definitions(), 2, "the snapshot evaluates with code declarations too")
+	got.Flags[0].Name = "changed"
+	assert.Equal(t, "s", live.Current().Config().Flags[0].Name, "Config returns a copy")
+}

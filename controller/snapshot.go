@@ -23,6 +23,7 @@ type Snapshot struct {
 	all      []rule   // every rule, normalised order; flagEntry.rules slice it
 	scopes   []*scopes.Scope
 	problems []error
+	stored   []rules.Definition // the source's declarations (Live sets it); read-only
 }
 
 type flagEntry struct {
@@ -371,6 +372,14 @@ func (s *Snapshot) Definitions() []rules.Definition {
 		}
 	}
 	return out
+}
+
+// Config returns the configuration the snapshot was built from: its
+// revision, every rule (normalised order) and the declarations its source
+// stored — not those made in code (Definitions has both). A snapshot
+// built by Build rather than by a Live has no stored declarations.
+func (s *Snapshot) Config() *rules.Config {
+	return &rules.Config{Revision: s.revision, Rules: s.Rules(), Flags: slices.Clone(s.stored)}
 }
 
 // Scopes returns the distinct scopes the rules mention, compiled, sorted by

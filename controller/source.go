@@ -17,6 +17,20 @@ type RuleSource interface {
 	Revision(ctx context.Context) (int64, error)
 }
 
+// Watcher is a RuleSource that says when its rules may have changed, so
+// that Live.Run reloads at once rather than at its next poll: a remote
+// source told of changes by a stream, or a database that notifies.
+type Watcher interface {
+	// Watch starts the source's change detection, which runs until ctx is
+	// done, and returns a channel that receives a value each time the
+	// source's revision may have changed. A send must never block: the
+	// channel has a buffer of one and a signal is dropped when one is
+	// already pending (signals coalesce; the reader then asks Revision).
+	// Live.Run calls Watch once, with its own context, before its first
+	// load: a source's background work runs exactly while Run does.
+	Watch(ctx context.Context) <-chan struct{}
+}
+
 // ScopeResolver answers for one request's active scopes in the database
 // itself. sqlstore.Store satisfies it.
 type ScopeResolver interface {
