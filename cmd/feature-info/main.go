@@ -4,6 +4,7 @@
 // for given scopes.
 //
 //	feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE] [-tls-cert FILE -tls-key FILE] [-secure-cookies]
+//	                  [-public-addr HOST:PORT] [-cors-origins ORIGIN,...] [-ofrep-rate N [-ofrep-burst N]]
 //	feature-info check [-defs FILE | -db DSN] FILE
 //	feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
 //	feature-info export [-db DSN]
@@ -43,6 +44,7 @@ var errUsage = errors.New("usage")
 
 const usage = `usage:
   feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE] [-tls-cert FILE -tls-key FILE] [-secure-cookies]
+                    [-public-addr HOST:PORT] [-cors-origins ORIGIN,...] [-ofrep-rate N [-ofrep-burst N]]
   feature-info check [-defs FILE | -db DSN] FILE
   feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
   feature-info export [-db DSN]

@@ -9,12 +9,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/scopeflags/scopeflags/admin"
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/ofrep"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
@@ -52,14 +56,26 @@ type Main struct {
 	// Secure). SecureCookies marks them Secure behind a TLS proxy.
 	TLSCert, TLSKey string
 	SecureCookies   bool
+	// PublicAddr, if set, is a second listener serving only OFREP, its
+	// change stream and /healthz, so the admin pages need not face the
+	// internet.
+	PublicAddr string
+	// CORSOrigins are the browser origins allowed to call OFREP.
+	CORSOrigins []string
+	// OFREPRate and OFREPBurst rate-limit OFREP per key (requests a
+	// second, burst); 0 is no limit.
+	OFREPRate  float64
+	OFREPBurst int
 
 	Store  *sqlstore.Store
 	Live   *controller.Live
 	Engine *features.Engine
 	Admin  *admin.Server
+	Keys   *sqlstore.KeyCache
+	OFREP  *ofrep.Handler
 
-	ln     net.Listener
-	srv    *http.Server
+	ln, publicLn net.Listener
+	srv, public  *http.Server
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -90,36 +106,89 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 
+	m.Keys = sqlstore.NewKeyCache(st, sqlstore.KeyCacheOptions{Log: m.Log})
+	if err := m.Keys.Reload(ctx); err != nil {
+		return err
+	}
+	m.OFREP = ofrep.New(ofrep.Config{Engine: m.Engine, Keys: m.Keys, CORSOrigins: m.CORSOrigins,
+		RateLimit: m.OFREPRate, RateBurst: m.OFREPBurst, Log: m.Log})
 	m.Admin = &admin.Server{Store: st, Engine: m.Engine, Log: m.Log, SecureCookies: m.SecureCookies}
-	handler := m.Admin.Handler()
+	adminHandler := m.Admin.Handler()
+	// OFREP authenticates by header, never by cookie: it sits beside the
+	// admin server, outside its cross-origin protection.
+	mux := http.NewServeMux()
+	mux.Handle("/ofrep/", m.OFREP)
+	mux.Handle("/", adminHandler)
 
 	m.ln, err = net.Listen("tcp", m.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	m.srv = &http.Server{
-		Handler:           handler,
+	m.srv = m.httpServer(mux)
+	if m.PublicAddr != "" {
+		m.publicLn, err = net.Listen("tcp", m.PublicAddr)
+		if err != nil {
+			return fmt.Errorf("listen (public): %w", err)
+		}
+		pub := http.NewServeMux()
+		pub.Handle("/ofrep/", m.OFREP)
+		pub.Handle("GET /healthz", adminHandler)
+		pub.Handle("/", http.NotFoundHandler())
+		m.public = m.httpServer(pub)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	m.cancel = cancel
+	m.done = make(chan struct{})
+	go func() { _ = m.Live.Run(runCtx, 0) }()
+	go func() { _ = m.Keys.Run(runCtx) }()
+	serve := func(srv *http.Server, ln net.Listener) error {
+		if m.TLSCert != "" {
+			return srv.ServeTLS(ln, m.TLSCert, m.TLSKey)
+		}
+		return srv.Serve(ln)
+	}
+	servers := []*http.Server{m.srv}
+	listeners := []net.Listener{m.ln}
+	if m.public != nil {
+		servers, listeners = append(servers, m.public), append(listeners, m.publicLn)
+	}
+	var wg sync.WaitGroup
+	for i, srv := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := serve(srv, listeners[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.Log.Error("serve", "err", err)
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(m.done) }()
+	return nil
+}
+
+func (m *Main) httpServer(h http.Handler) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
 		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	m.cancel = cancel
-	m.done = make(chan struct{})
-	go func() { _ = m.Live.Run(runCtx, 0) }()
-	go func() {
-		defer close(m.done)
-		serve := func() error { return m.srv.Serve(m.ln) }
-		if m.TLSCert != "" {
-			serve = func() error { return m.srv.ServeTLS(m.ln, m.TLSCert, m.TLSKey) }
-		}
-		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.Log.Error("serve", "err", err)
-		}
-	}()
-	return nil
+	srv.RegisterOnShutdown(m.OFREP.Close)
+	return srv
+}
+
+// PublicURL is the public listener's base URL (empty without PublicAddr),
+// once Run has returned.
+func (m *Main) PublicURL() string {
+	if m.publicLn == nil {
+		return ""
+	}
+	if m.TLSCert != "" {
+		return "https://" + m.publicLn.Addr().String()
+	}
+	return "http://" + m.publicLn.Addr().String()
 }
 
 // URL is the server's base URL, once Run has returned.
@@ -188,6 +257,9 @@ func (m *Main) Close() error {
 	if m.srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		errs = append(errs, m.srv.Shutdown(ctx))
+		if m.public != nil {
+			errs = append(errs, m.public.Shutdown(ctx))
+		}
 		cancel()
 		<-m.done
 	}
@@ -209,6 +281,10 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "serve HTTPS with this certificate file (needs -tls-key)")
 	fs.StringVar(&m.TLSKey, "tls-key", "", "the private key file of -tls-cert")
 	fs.BoolVar(&m.SecureCookies, "secure-cookies", false, "mark session cookies Secure on plain HTTP (behind a TLS proxy)")
+	fs.StringVar(&m.PublicAddr, "public-addr", "", "a second listen address serving only OFREP, its change stream and /healthz")
+	origins := fs.String("cors-origins", "", "comma-separated browser origins allowed to call OFREP (https://app.example.com)")
+	fs.Float64Var(&m.OFREPRate, "ofrep-rate", 0, "OFREP requests a second allowed per key (0: no limit)")
+	fs.IntVar(&m.OFREPBurst, "ofrep-burst", 0, "OFREP requests a key may make at once (default: -ofrep-rate rounded up)")
 	m.AdminKey = os.Getenv("SCOPEFLAGS_ADMIN_KEY")
 	m.Out = stdout
 	if err := parseFlags(fs, args); err != nil {
@@ -216,6 +292,18 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if (m.TLSCert == "") != (m.TLSKey == "") {
 		return fmt.Errorf("%w: -tls-cert and -tls-key go together", errUsage)
+	}
+	for _, o := range strings.Split(*origins, ",") {
+		if o = strings.TrimSpace(o); o == "" {
+			continue
+		}
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
+			return fmt.Errorf("%w: -cors-origins: %q is not an origin (want scheme://host[:port])", errUsage, o)
+		}
+		m.CORSOrigins = append(m.CORSOrigins, strings.TrimRight(o, "/"))
+	}
+	if m.OFREPRate < 0 || m.OFREPBurst < 0 {
+		return fmt.Errorf("%w: -ofrep-rate and -ofrep-burst must not be negative", errUsage)
 	}
 	if err := m.Run(ctx); err != nil {
 		m.Close()

@@ -1,0 +1,506 @@
+package ofrep
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/scopes"
+)
+
+// The paths a Handler serves.
+const (
+	EvaluatePath = "/ofrep/v1/evaluate/flags"
+	EventsPath   = "/ofrep/v1/events"
+)
+
+// Defaults.
+const (
+	DefaultMaxBody    = 64 << 10
+	DefaultMaxStreams = 10000
+	DefaultHeartbeat  = 15 * time.Second
+	// DefaultInactivityDelay is what bulk answers advertise as the
+	// stream's inactivityDelaySec: how long a hidden page keeps it open.
+	DefaultInactivityDelay = 120 * time.Second
+)
+
+// Keys authorizes OFREP requests. sqlstore.KeyCache implements it.
+type Keys interface {
+	// Scope returns the id and scope of the unrevoked key whose secret is
+	// key: read_external sees flags declared external; read, write and
+	// admin see every flag; anything else is refused.
+	Scope(key string) (id int64, scope string, ok bool)
+}
+
+// Config is what a Handler is made from.
+type Config struct {
+	// Engine gives the live rules and this server's role. Required.
+	Engine *features.Engine
+	// Keys authorizes requests. Required.
+	Keys Keys
+	// Context maps a request's evaluation context to scopes and the
+	// target conditions read; features.MapContext when nil. With the
+	// default mapping a bulk ETag is computed from the request alone, so
+	// a 304 costs no evaluation; with another mapper (which may consult
+	// state outside the rules, such as team membership) the ETag is a
+	// hash of the evaluated answer.
+	Context features.ContextMapper
+	// CORSOrigins lists the origins ("https://app.example.com") whose
+	// browsers may call OFREP. Other origins get no CORS headers.
+	CORSOrigins []string
+	// RateLimit, if > 0, is each key's sustained requests per second;
+	// RateBurst (at least 1; RateLimit rounded up when 0) is how many it
+	// may make at once. Over the limit: 429 with Retry-After.
+	RateLimit float64
+	RateBurst int
+	// MaxBody bounds a request body; DefaultMaxBody when 0.
+	MaxBody int64
+	// MaxStreams bounds the open change streams; DefaultMaxStreams when 0.
+	MaxStreams int
+	// Heartbeat is how often an idle stream sends a comment line;
+	// DefaultHeartbeat when 0.
+	Heartbeat time.Duration
+	// InactivityDelay is advertised to web clients as inactivityDelaySec;
+	// DefaultInactivityDelay when 0.
+	InactivityDelay time.Duration
+	// Log receives panics recovered from the context mapper;
+	// slog.Default() when nil.
+	Log *slog.Logger
+}
+
+// Handler serves OFREP. It is complete when New returns; mount it at the
+// root of a server (its paths begin /ofrep/v1/).
+type Handler struct {
+	live    *controller.Live
+	role    string
+	keys    Keys
+	mapper  features.ContextMapper
+	pure    bool // mapper is features.MapContext: the answer depends only on the request and the rules
+	origins map[string]bool
+	limiter *limiter
+	maxBody int64
+	log     *slog.Logger
+
+	streams    *streams
+	inactivity int
+
+	views atomic.Pointer[view]
+	sets  sync.Pool
+	bufs  sync.Pool
+}
+
+// New returns a Handler for cfg.
+func New(cfg Config) *Handler {
+	if cfg.Engine == nil || cfg.Keys == nil {
+		panic("ofrep: New needs an Engine and Keys")
+	}
+	h := &Handler{
+		live:    cfg.Engine.Live(),
+		role:    cfg.Engine.ServerRole(),
+		keys:    cfg.Keys,
+		mapper:  cfg.Context,
+		pure:    cfg.Context == nil,
+		origins: map[string]bool{},
+		maxBody: cfg.MaxBody,
+		log:     cfg.Log,
+	}
+	if h.mapper == nil {
+		h.mapper = features.MapContext
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBody
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	for _, o := range cfg.CORSOrigins {
+		if o = strings.TrimRight(strings.TrimSpace(o), "/"); o != "" {
+			h.origins[o] = true
+		}
+	}
+	if cfg.RateLimit > 0 {
+		h.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst)
+	}
+	if cfg.MaxStreams <= 0 {
+		cfg.MaxStreams = DefaultMaxStreams
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.InactivityDelay <= 0 {
+		cfg.InactivityDelay = DefaultInactivityDelay
+	}
+	h.inactivity = int(cfg.InactivityDelay / time.Second)
+	h.streams = newStreams(h.live, cfg.MaxStreams, cfg.Heartbeat)
+	h.sets.New = func() any { return new(scopes.Set) }
+	h.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
+	return h
+}
+
+// Close ends every open change stream. The Handler keeps answering
+// evaluations.
+func (h *Handler) Close() { h.streams.close() }
+
+// ServeHTTP routes OFREP requests.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	hdr := w.Header()
+	origin := r.Header.Get("Origin")
+	cors := origin != "" && h.origins[origin]
+	if cors {
+		hdr["Access-Control-Allow-Origin"] = []string{origin}
+		hdr["Vary"] = varyOrigin
+	}
+	if r.Method == http.MethodOptions {
+		if cors {
+			hdr["Access-Control-Allow-Methods"] = allowMethods
+			hdr["Access-Control-Allow-Headers"] = allowHeaders
+			hdr["Access-Control-Max-Age"] = maxAge
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if cors {
+		hdr["Access-Control-Expose-Headers"] = exposeHeaders
+	}
+	switch {
+	case path == EventsPath:
+		if r.Method != http.MethodGet {
+			methodNotAllowed(w, "GET, OPTIONS")
+			return
+		}
+		h.streams.serve(w, r)
+	case path == EvaluatePath:
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, "POST, OPTIONS")
+			return
+		}
+		h.evaluate(w, r, "", true)
+	case strings.HasPrefix(path, EvaluatePath+"/") && len(path) > len(EvaluatePath)+1:
+		if r.Method != http.MethodPost {
+			methodNotAllowed(w, "POST, OPTIONS")
+			return
+		}
+		h.evaluate(w, r, path[len(EvaluatePath)+1:], false)
+	default:
+		writeJSON(w, http.StatusNotFound, []byte(`{"errorDetails":"no such OFREP endpoint"}`))
+	}
+}
+
+var (
+	varyOrigin    = []string{"Origin"}
+	allowMethods  = []string{"POST, GET, OPTIONS"}
+	allowHeaders  = []string{"Authorization, X-API-Key, Content-Type, If-None-Match"}
+	exposeHeaders = []string{"ETag, Retry-After"}
+	maxAge        = []string{"600"}
+	jsonType      = []string{"application/json"}
+)
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h["Content-Type"] = jsonType
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func methodNotAllowed(w http.ResponseWriter, allow string) {
+	w.Header().Set("Allow", allow)
+	writeJSON(w, http.StatusMethodNotAllowed, []byte(`{"errorDetails":"method not allowed"}`))
+}
+
+// Access levels.
+const (
+	accessNone = iota
+	accessExternal
+	accessAll
+)
+
+// authorize finds the request's key: Authorization: Bearer KEY or
+// X-API-Key. Cookies never authorize OFREP.
+func (h *Handler) authorize(r *http.Request) (id int64, access int) {
+	key := ""
+	if a := r.Header["Authorization"]; len(a) > 0 {
+		scheme, tok, ok := strings.Cut(a[0], " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return 0, accessNone
+		}
+		key = strings.TrimSpace(tok)
+	} else if k := r.Header["X-Api-Key"]; len(k) > 0 {
+		key = strings.TrimSpace(k[0])
+	}
+	if key == "" {
+		return 0, accessNone
+	}
+	id, scope, ok := h.keys.Scope(key)
+	if !ok {
+		return 0, accessNone
+	}
+	switch scope {
+	case "read_external":
+		return id, accessExternal
+	case "read", "write", "admin":
+		return id, accessAll
+	}
+	return 0, accessNone
+}
+
+// evaluate answers one flag (bulk false) or every flag the key may see.
+func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, bulk bool) {
+	id, access := h.authorize(r)
+	if access == accessNone {
+		w.Header()["Www-Authenticate"] = bearerRealm
+		w.WriteHeader(http.StatusUnauthorized)
+		return
+	}
+	if h.limiter != nil {
+		if wait, ok := h.limiter.allow(id, time.Now()); !ok {
+			w.Header().Set("Retry-After", strconv.Itoa(wait))
+			writeJSON(w, http.StatusTooManyRequests, []byte(`{"errorDetails":"rate limit reached for this key"}`))
+			return
+		}
+	}
+	bp := h.bufs.Get().(*[]byte)
+	defer func() {
+		if cap(*bp) <= 64<<10 {
+			h.bufs.Put(bp)
+		}
+	}()
+	body, err := readBody(r, h.maxBody, (*bp)[:0])
+	*bp = body[:0]
+	if err != nil {
+		if errors.Is(err, errTooLarge) {
+			writeJSON(w, http.StatusRequestEntityTooLarge, []byte(`{"errorDetails":"request body is larger than `+strconv.FormatInt(h.maxBody, 10)+` bytes"}`))
+			return
+		}
+		writeJSON(w, http.StatusBadRequest, failure(nil, key, bulk, "PARSE_ERROR", "could not read the request body"))
+		return
+	}
+	snap := h.live.Current()
+	v := h.viewOf(snap)
+
+	var etag string
+	if bulk && h.pure {
+		etag = pureETag(snap.Revision(), access, h.role, body)
+		if match(r, etag) {
+			w.Header()["Etag"] = []string{etag}
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+	}
+	ec, err := parseContext(body)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, failure(nil, key, bulk, "INVALID_CONTEXT", err.Error()))
+		return
+	}
+	rc, err := h.mapContext(r.Context(), ec)
+	if err != nil {
+		code := "INVALID_CONTEXT"
+		if !errors.Is(err, features.ErrInvalidContext) {
+			code = "GENERAL"
+		}
+		writeJSON(w, http.StatusBadRequest, failure(nil, key, bulk, code, err.Error()))
+		return
+	}
+	if rc.Env.ServerRole == "" {
+		rc.Env.ServerRole = h.role
+	}
+	set := h.sets.Get().(*scopes.Set)
+	set.Reset(rc.Env)
+	defer func() { set.Reset(scopes.Env{}); h.sets.Put(set) }()
+
+	out := (*bp)[len(body):len(body)]
+	if !bulk {
+		f := v.flags[key]
+		if f == nil || (access == accessExternal && !f.external) {
+			out = notFound(out, key)
+			writeJSON(w, http.StatusNotFound, out)
+			*bp = out[:0]
+			return
+		}
+		res := snap.Evaluate(key, set, rc.Target)
+		out = appendResult(out, f, &res, access == accessAll, snap.Revision())
+		writeJSON(w, http.StatusOK, out)
+		*bp = out[:0]
+		return
+	}
+	names := v.all
+	if access == accessExternal {
+		names = v.external
+	}
+	out = append(out, `{"flags":[`...)
+	for i, f := range names {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		res := snap.Evaluate(f.name, set, rc.Target)
+		out = appendResult(out, f, &res, access == accessAll, snap.Revision())
+	}
+	out = append(out, `],"eventStreams":[{"type":"sse","endpoint":{"requestUri":"`...)
+	out = append(out, EventsPath...)
+	out = append(out, `"},"inactivityDelaySec":`...)
+	out = strconv.AppendInt(out, int64(h.inactivity), 10)
+	out = append(out, `}]}`...)
+	if !h.pure {
+		etag = bodyETag(out)
+		if match(r, etag) {
+			w.Header()["Etag"] = []string{etag}
+			w.WriteHeader(http.StatusNotModified)
+			*bp = out[:0]
+			return
+		}
+	}
+	w.Header()["Etag"] = []string{etag}
+	writeJSON(w, http.StatusOK, out)
+	*bp = out[:0]
+}
+
+var bearerRealm = []string{`Bearer realm="scopeflags"`}
+
+// mapContext calls the mapper; a panic in an application's mapper is an
+// error, not a crash.
+func (h *Handler) mapContext(ctx context.Context, ec map[string]any) (rc features.Remote, err error) {
+	if h.pure {
+		return features.MapContext(ctx, ec)
+	}
+	var merr error
+	if perr := scopes.Call("ofrep context mapper", func() { rc, merr = h.mapper(ctx, ec) }); perr != nil {
+		h.log.Error("ofrep: the context mapper panicked", "err", perr)
+		return rc, errors.New("the evaluation context could not be mapped")
+	}
+	err = merr
+	if err == nil && rc.Target == nil {
+		rc.Target = rules.NewTarget("", nil)
+	}
+	return rc, err
+}
+
+var errTooLarge = errors.New("ofrep: request body too large")
+
+// readBody reads at most max bytes of r's body into buf.
+func readBody(r *http.Request, max int64, buf []byte) ([]byte, error) {
+	if r.ContentLength > max {
+		return buf, errTooLarge
+	}
+	lr := io.LimitedReader{R: r.Body, N: max + 1}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > max {
+			return buf[:0], errTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf[:0], err
+		}
+	}
+}
+
+// parseContext decodes {"context": {...}}; the context must be an object.
+func parseContext(body []byte) (map[string]any, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, errors.New("the request body is empty: want {\"context\": {...}}")
+	}
+	var req struct {
+		Context json.RawMessage `json:"context"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, fmt.Errorf("the request body is not a JSON object: %s", jsonError(err))
+	}
+	ctx := bytes.TrimSpace(req.Context)
+	if len(ctx) == 0 || ctx[0] != '{' {
+		if len(ctx) == 0 {
+			return nil, errors.New("the request has no context: want {\"context\": {...}}")
+		}
+		return nil, errors.New("context must be a JSON object")
+	}
+	var ec map[string]any
+	if err := json.Unmarshal(ctx, &ec); err != nil {
+		return nil, fmt.Errorf("context: %s", jsonError(err))
+	}
+	return ec, nil
+}
+
+func jsonError(err error) string {
+	var se *json.SyntaxError
+	if errors.As(err, &se) {
+		return fmt.Sprintf("%s (at byte %d)", se.Error(), se.Offset)
+	}
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Sprintf("want an object, found %s", te.Value)
+	}
+	return err.Error()
+}
+
+// match reports whether If-None-Match names etag.
+func match(r *http.Request, etag string) bool {
+	v := r.Header["If-None-Match"]
+	if len(v) == 0 {
+		return false
+	}
+	for _, l := range v {
+		for l != "" {
+			var t string
+			t, l, _ = strings.Cut(l, ",")
+			t = strings.TrimSpace(t)
+			if t == etag || t == "*" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pureETag identifies a bulk answer under the default context mapping: it
+// depends only on the rules' revision, what the key may see, the server's
+// role and the request body.
+func pureETag(rev int64, access int, role string, body []byte) string {
+	h := fnv.New128a()
+	var b [8]byte
+	for i := range b {
+		b[i] = byte(rev >> (8 * i))
+	}
+	h.Write(b[:])
+	h.Write([]byte{byte(access)})
+	h.Write([]byte(role))
+	h.Write([]byte{0})
+	h.Write(body)
+	return etagOf(h.Sum(nil))
+}
+
+func bodyETag(body []byte) string {
+	h := fnv.New128a()
+	h.Write(body)
+	return etagOf(h.Sum(nil))
+}
+
+func etagOf(sum []byte) string {
+	const hexd = "0123456789abcdef"
+	b := make([]byte, 0, 2+2*len(sum))
+	b = append(b, '"')
+	for _, c := range sum {
+		b = append(b, hexd[c>>4], hexd[c&15])
+	}
+	b = append(b, '"')
+	return string(b)
+}

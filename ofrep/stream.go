@@ -1,0 +1,103 @@
+package ofrep
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/scopeflags/scopeflags/controller"
+)
+
+// streams serves the change stream web clients open from a bulk answer's
+// eventStreams (OFREP ADR-0008). A browser's EventSource cannot send an
+// API key, so the stream needs none and tells nothing but that something
+// changed: each message is {"type":"refetchEvaluation","etag":RANDOM},
+// after which the client refetches its bulk answer (with its key, and its
+// ETag: a 304 when nothing it sees changed).
+type streams struct {
+	live      *controller.Live
+	max       int64
+	heartbeat time.Duration
+	open      atomic.Int64
+	done      chan struct{}
+	once      sync.Once
+}
+
+func newStreams(live *controller.Live, max int, heartbeat time.Duration) *streams {
+	return &streams{live: live, max: int64(max), heartbeat: heartbeat, done: make(chan struct{})}
+}
+
+func (s *streams) close() { s.once.Do(func() { close(s.done) }) }
+
+// writeWait bounds each write to a stream: a client that stops reading is
+// dropped instead of holding a goroutine forever.
+const writeWait = 10 * time.Second
+
+func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
+	if s.open.Add(1) > s.max {
+		s.open.Add(-1)
+		w.Header().Set("Retry-After", "10")
+		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"errorDetails":"too many open change streams; poll instead"}`))
+		return
+	}
+	defer s.open.Add(-1)
+	select {
+	case <-s.done:
+		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"errorDetails":"the server is shutting down"}`))
+		return
+	default:
+	}
+	rc := http.NewResponseController(w)
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	ch := s.live.Changed()
+	last := s.live.Current()
+	send := func(msg string) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(writeWait))
+		if _, err := w.Write([]byte(msg)); err != nil {
+			return false
+		}
+		return rc.Flush() == nil
+	}
+	if !send("retry: 2000\n: connected\n\n") {
+		return
+	}
+	tick := time.NewTicker(s.heartbeat)
+	defer tick.Stop()
+	for {
+		var msg string
+		select {
+		case <-r.Context().Done():
+			return
+		case <-s.done:
+			return
+		case <-tick.C:
+			msg = ": heartbeat\n\n"
+		case <-ch:
+			ch = s.live.Changed()
+			cur := s.live.Current()
+			if cur == last {
+				continue
+			}
+			last = cur
+			msg = `data: {"type":"refetchEvaluation","etag":"` + token() + "\"}\n\n"
+		}
+		if !send(msg) {
+			return
+		}
+	}
+}
+
+// token is an opaque, random tag: it reveals neither the revision nor how
+// many changes were made.
+func token() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,197 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultKeyRefresh is how often a KeyCache checks the stored keys.
+const DefaultKeyRefresh = 250 * time.Millisecond
+
+// KeyCache is an in-memory table of the unrevoked API keys' hashes. It
+// authorizes a request without a query (so through a database outage, with
+// the keys last read) and is refreshed like the rules: a revoked key stops
+// working on every server within one refresh. Lookups take no lock.
+type KeyCache struct {
+	st       *Store
+	log      *slog.Logger
+	interval time.Duration
+	cur      atomic.Pointer[keyTable]
+	err      atomic.Pointer[error]
+}
+
+type keyTable struct {
+	fingerprint string
+	byHash      map[[sha256.Size]byte]*cachedKey
+}
+
+type cachedKey struct {
+	key APIKey
+	// used is when a lookup last found the key (Unix seconds); carried
+	// from table to table, written to the store at most once a minute.
+	used *atomic.Int64
+	// flushed is the last used time written.
+	flushed *atomic.Int64
+}
+
+// KeyCacheOptions configure a KeyCache, once.
+type KeyCacheOptions struct {
+	// Refresh is how often the stored keys are checked;
+	// DefaultKeyRefresh when 0.
+	Refresh time.Duration
+	// Log receives refresh failures; slog.Default() when nil.
+	Log *slog.Logger
+}
+
+// NewKeyCache returns a KeyCache over st. It knows no key until the first
+// Reload (Run does one at once).
+func NewKeyCache(st *Store, opts KeyCacheOptions) *KeyCache {
+	if opts.Refresh <= 0 {
+		opts.Refresh = DefaultKeyRefresh
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	c := &KeyCache{st: st, log: opts.Log, interval: opts.Refresh}
+	c.cur.Store(&keyTable{})
+	return c
+}
+
+// Lookup returns the unrevoked key whose secret is key. The secret is
+// hashed and found by its hash, as the store does; no secret is kept.
+func (c *KeyCache) Lookup(key string) (APIKey, bool) {
+	h := sha256.Sum256([]byte(key))
+	k := c.cur.Load().byHash[h]
+	if k == nil {
+		return APIKey{}, false
+	}
+	if now := time.Now().Unix(); k.used.Load() != now {
+		k.used.Store(now)
+	}
+	return k.key, true
+}
+
+// Ready reports whether the keys have been read at least once.
+func (c *KeyCache) Ready() bool { return c.cur.Load().byHash != nil }
+
+// Err returns the last refresh's error; nil after a success.
+func (c *KeyCache) Err() error {
+	if p := c.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Reload reads the keys if they changed since the last read.
+func (c *KeyCache) Reload(ctx context.Context) error {
+	var fp struct {
+		N       int64 `db:"n"`
+		MaxID   int64 `db:"max_id"`
+		Revoked int64 `db:"revoked"`
+	}
+	err := c.st.db.GetContext(ctx, &fp, `SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS max_id, COUNT(revoked_at) AS revoked FROM feature_api_keys`)
+	if err != nil {
+		return c.fail(fmt.Errorf("sqlstore: read keys: %w", translate(err)))
+	}
+	fingerprint := fmt.Sprintf("%d/%d/%d", fp.N, fp.MaxID, fp.Revoked)
+	old := c.cur.Load()
+	if old.byHash != nil && old.fingerprint == fingerprint {
+		c.err.Store(nil)
+		return nil
+	}
+	var rows []struct {
+		APIKey
+		Hash string `db:"hash"`
+	}
+	err = c.st.db.SelectContext(ctx, &rows, `SELECT hash, `+keyColumns+` FROM feature_api_keys WHERE revoked_at IS NULL`)
+	if err != nil {
+		return c.fail(fmt.Errorf("sqlstore: read keys: %w", translate(err)))
+	}
+	prev := make(map[int64]*cachedKey, len(old.byHash))
+	for _, k := range old.byHash {
+		prev[k.key.ID] = k
+	}
+	t := &keyTable{fingerprint: fingerprint, byHash: make(map[[sha256.Size]byte]*cachedKey, len(rows))}
+	for _, r := range rows {
+		var h [sha256.Size]byte
+		if n, err := hex.Decode(h[:], []byte(r.Hash)); err != nil || n != len(h) {
+			continue // not a hash this code wrote: it matches no key
+		}
+		k := &cachedKey{key: r.APIKey, used: new(atomic.Int64), flushed: new(atomic.Int64)}
+		k.key.utc()
+		if p := prev[r.ID]; p != nil {
+			k.used, k.flushed = p.used, p.flushed
+		} else if r.LastUsed.Valid {
+			k.flushed.Store(r.LastUsed.Time.Unix())
+			k.used.Store(r.LastUsed.Time.Unix())
+		}
+		t.byHash[h] = k
+	}
+	c.cur.Store(t)
+	c.err.Store(nil)
+	return nil
+}
+
+func (c *KeyCache) fail(err error) error {
+	if prev := c.Err(); prev == nil || prev.Error() != err.Error() {
+		c.log.Warn("API keys refresh failed; using the keys last read", "err", err)
+	}
+	c.err.Store(&err)
+	return err
+}
+
+// flushUsed writes the last-used times of keys used since the last write,
+// at most once a minute per key.
+func (c *KeyCache) flushUsed(ctx context.Context) error {
+	var errs []error
+	for _, k := range c.cur.Load().byHash {
+		used, flushed := k.used.Load(), k.flushed.Load()
+		if used-flushed < int64(lastUsedEvery/time.Second) {
+			continue
+		}
+		t := time.Unix(used, 0).UTC()
+		if _, err := c.st.db.ExecContext(ctx, c.st.rebind(`UPDATE feature_api_keys SET last_used_at = ? WHERE id = ?`), t, k.key.ID); err != nil {
+			errs = append(errs, translate(err))
+			continue
+		}
+		k.flushed.Store(used)
+	}
+	return errors.Join(errs...)
+}
+
+// Run reads the keys at once, then checks them every refresh interval and
+// writes last-used times about once a minute, until ctx is done. Failures
+// are logged once while they last; the keys last read stay in use.
+func (c *KeyCache) Run(ctx context.Context) error {
+	_ = c.Reload(ctx)
+	t := time.NewTicker(c.interval)
+	defer t.Stop()
+	lastFlush := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			_ = c.Reload(ctx)
+			if time.Since(lastFlush) >= lastUsedEvery/4 {
+				lastFlush = time.Now()
+				if err := c.flushUsed(ctx); err != nil && ctx.Err() == nil {
+					c.log.Debug("API keys: could not record last use", "err", err)
+				}
+			}
+		}
+	}
+}
+
+// Scope returns the id and scope of the unrevoked key whose secret is key:
+// what an OFREP handler needs to authorize and rate-limit a request.
+func (c *KeyCache) Scope(key string) (id int64, scope string, ok bool) {
+	k, ok := c.Lookup(key)
+	return k.ID, k.Scope, ok
+}
