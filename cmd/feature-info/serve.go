@@ -76,8 +76,8 @@ type Main struct {
 
 	ln, publicLn net.Listener
 	srv, public  *http.Server
-	cancel context.CancelFunc
-	done   chan struct{}
+	cancel       context.CancelFunc
+	done         chan struct{}
 }
 
 // Run opens the store (applying the schema), loads the example rules into
