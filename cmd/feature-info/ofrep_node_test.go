@@ -26,7 +26,7 @@ import (
 )
 
 // The flags the OFREP client tests serve: one external flag of each type,
-// one internal declared flag and one undeclared (so internal) flag. The
+// one internal declared flag and two undeclared (so internal) flags. The
 // web.greeting rule names a variant.
 const ofrepTestDecls = `{"flags": [
   {"name": "web.banner.enabled", "type": "boolean", "default": false, "external": true},
@@ -47,6 +47,8 @@ web.ratio           default  0   0.75
 web.layout          default  0   {"columns":3}
 internal.secret     default  0   true
 internal.note       default  0   hush
+internal.maybe      default  0   yes
+    when plan == "pro"
 `
 
 // externalFlags are the flags a read_external key sees, sorted.
@@ -62,6 +64,7 @@ var jsFlags = [][3]any{
 	{"web.layout", "object", map[string]any{}},
 	{"internal.secret", "boolean", false},
 	{"internal.note", "string", "client-default"},
+	{"internal.maybe", "string", "client-default"},
 }
 
 // ofrepServer is a feature-info server (main and public listeners) with
@@ -365,16 +368,19 @@ func TestOFREPWebProvider(t *testing.T) {
 					"web.layout":         {Value: map[string]any{"columns": 3.0}, Reason: "STATIC"},
 					"internal.secret":    {Value: false, Reason: "ERROR", ErrorCode: "FLAG_NOT_FOUND"},
 					"internal.note":      {Value: "client-default", Reason: "ERROR", ErrorCode: "FLAG_NOT_FOUND"},
+					"internal.maybe":     {Value: "client-default", Reason: "ERROR", ErrorCode: "FLAG_NOT_FOUND"},
 				},
 			},
 			{
 				name: "read sees every flag, X-API-Key", headers: [][2]string{{"X-API-Key", s.readKey}},
 				context: map[string]any{"targetingKey": "user-2"},
-				cached:  append([]string{"internal.note", "internal.secret"}, externalFlags...),
+				cached:  append([]string{"internal.maybe", "internal.note", "internal.secret"}, externalFlags...),
 				want: map[string]jsDetails{
 					"web.greeting":    {Value: "hello", Reason: "DEFAULT"}, // no plan: the declared default
 					"internal.secret": {Value: true, Reason: "STATIC"},
 					"internal.note":   {Value: "hush", Reason: "STATIC"},
+					// Undeclared, no rule matched: no value, the client keeps its own (ADR-0006).
+					"internal.maybe": {Value: "client-default", Reason: "DEFAULT"},
 				},
 			},
 		}
