@@ -3,7 +3,8 @@
 // key, protection against cross-site request forgery), the pages for
 // editing rules on /+feature-rules and reading and reverting the
 // changelog on /+feature-changelog, the admin JSON API under /api/v1/
-// (rules with ETag/If-Match, declarations, changelog, explain, keys), and
+// (rules with ETag/If-Match, declarations, changelog, explain, keys, and
+// the pull configuration with its change stream for remote evaluators), and
 // the operations endpoints /healthz, /readyz and /metrics.
 //
 // It is wiring between sqlstore (where rules, keys and sessions are kept)

@@ -138,6 +138,7 @@ func (s *Server) metricsPage(w http.ResponseWriter, r *http.Request) {
 		failing = 1
 	}
 	gauge("scopeflags_rules_ready", "1 once rules have been loaded from the database.", ready)
+	gauge("scopeflags_event_streams", "Open /api/v1/events streams.", float64(s.OpenStreams()))
 	gauge("scopeflags_rules_reload_failing", "1 while reloading rules from the database fails (the last rules are served meanwhile).", failing)
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Write([]byte(b.String()))
@@ -155,6 +156,10 @@ func (s *statusRecorder) WriteHeader(code int) {
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
+
+// Unwrap lets http.NewResponseController reach the connection (event
+// streams flush and lift deadlines through it).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) Write(b []byte) (int, error) {
 	if s.code == 0 {

@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/scopeflags/scopeflags/controller"
@@ -41,9 +43,21 @@ type Server struct {
 	// SessionTTL is how long a browser session lasts; DefaultSessionTTL
 	// when 0.
 	SessionTTL time.Duration
+	// Heartbeat is how often an idle /api/v1/events stream sends a
+	// comment line; DefaultHeartbeat when 0.
+	Heartbeat time.Duration
+	// MaxStreams bounds the /api/v1/events streams open at once (more are
+	// refused with 503); DefaultMaxStreams when 0.
+	MaxStreams int
 
 	metrics *metrics
 	routes  []Route
+
+	config   atomic.Pointer[encodedConfig] // GET /api/v1/config of the last snapshot asked for
+	streams  atomic.Int64                  // open event streams
+	stop     chan struct{}                 // closed by CloseStreams
+	stopInit sync.Once
+	stopOnce sync.Once
 }
 
 // live is the engine's live snapshot.
@@ -93,6 +107,12 @@ func (s *Server) Handler() http.Handler {
 	if s.SessionTTL <= 0 {
 		s.SessionTTL = DefaultSessionTTL
 	}
+	if s.Heartbeat <= 0 {
+		s.Heartbeat = DefaultHeartbeat
+	}
+	if s.MaxStreams <= 0 {
+		s.MaxStreams = DefaultMaxStreams
+	}
 	s.metrics = newMetrics()
 	mux := http.NewServeMux()
 	h := func(method, path string, need Scope, f http.HandlerFunc) {
@@ -126,6 +146,8 @@ func (s *Server) Handler() http.Handler {
 	h("GET", "/api/v1/changelog/{id}", ScopeRead, s.apiChangelogEntry)
 	h("POST", "/api/v1/changelog/{id}/revert", ScopeWrite, s.apiRevert)
 	h("POST", "/api/v1/explain", ScopeRead, s.apiExplain)
+	h("GET", "/api/v1/config", ScopeRead, s.apiConfig)
+	h("GET", "/api/v1/events", ScopeRead, s.apiEvents)
 	h("GET", "/api/v1/keys", ScopeAdmin, s.apiListKeys)
 	h("POST", "/api/v1/keys", ScopeAdmin, s.apiCreateKey)
 	h("DELETE", "/api/v1/keys/{id}", ScopeAdmin, s.apiRevokeKey)

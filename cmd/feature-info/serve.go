@@ -176,6 +176,7 @@ func (m *Main) httpServer(h http.Handler) *http.Server {
 		IdleTimeout:       2 * time.Minute,
 	}
 	srv.RegisterOnShutdown(m.OFREP.Close)
+	srv.RegisterOnShutdown(m.Admin.CloseStreams) // /api/v1/events streams would hold Shutdown
 	return srv
 }
 
