@@ -427,9 +427,12 @@ func mismatch(flag string, k kind, t rules.Type) string {
 }
 
 // metadata describes the rule that gave (or could not decide) the value,
-// and the snapshot's revision.
+// and the snapshot's revision: as "revision" (int64) and as "version" (the
+// same number as a string: the key OpenFeature's telemetry conventions,
+// and so the OpenTelemetry hook, read as feature_flag.version).
 func metadata(snap *controller.Snapshot, res controller.Result) openfeature.FlagMetadata {
-	md := openfeature.FlagMetadata{"revision": snap.Revision()}
+	rev := snap.Revision()
+	md := openfeature.FlagMetadata{"revision": rev, "version": strconv.FormatInt(rev, 10)}
 	if res.Set || (res.Reason == controller.ReasonError && res.Scope != "") {
 		md["scope"] = res.Scope
 		md["priority"] = int64(res.Priority)
