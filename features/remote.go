@@ -52,6 +52,9 @@ type ContextMapper func(ctx context.Context, ec map[string]any) (Remote, error)
 // A reserved property of another type, or naming more than
 // MaxContextScopes entries or names longer than MaxContextName, is an
 // error wrapping ErrInvalidContext.
+//
+// The Target keeps ec (see rules.NewTargetOwned): the caller must not
+// modify it afterwards.
 func MapContext(ctx context.Context, ec map[string]any) (Remote, error) {
 	var r Remote
 	r.Env.Context = ctx
@@ -101,7 +104,7 @@ func MapContext(ctx context.Context, ec map[string]any) (Remote, error) {
 		}
 		r.Env.PageID = s
 	}
-	r.Target = rules.NewTarget(key, ec)
+	r.Target = rules.NewTargetOwned(key, ec)
 	return r, nil
 }
 

@@ -1,11 +1,8 @@
 package ofrep
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"hash/fnv"
 	"io"
 	"log/slog"
@@ -213,7 +210,10 @@ var (
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	h["Content-Type"] = jsonType
-	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	if len(body) >= 2048 {
+		// Smaller bodies, written at once, net/http measures itself.
+		h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	}
 	w.WriteHeader(status)
 	w.Write(body)
 }
@@ -413,43 +413,6 @@ func readBody(r *http.Request, max int64, buf []byte) ([]byte, error) {
 			return buf[:0], err
 		}
 	}
-}
-
-// parseContext decodes {"context": {...}}; the context must be an object.
-func parseContext(body []byte) (map[string]any, error) {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil, errors.New("the request body is empty: want {\"context\": {...}}")
-	}
-	var req struct {
-		Context json.RawMessage `json:"context"`
-	}
-	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, fmt.Errorf("the request body is not a JSON object: %s", jsonError(err))
-	}
-	ctx := bytes.TrimSpace(req.Context)
-	if len(ctx) == 0 || ctx[0] != '{' {
-		if len(ctx) == 0 {
-			return nil, errors.New("the request has no context: want {\"context\": {...}}")
-		}
-		return nil, errors.New("context must be a JSON object")
-	}
-	var ec map[string]any
-	if err := json.Unmarshal(ctx, &ec); err != nil {
-		return nil, fmt.Errorf("context: %s", jsonError(err))
-	}
-	return ec, nil
-}
-
-func jsonError(err error) string {
-	var se *json.SyntaxError
-	if errors.As(err, &se) {
-		return fmt.Sprintf("%s (at byte %d)", se.Error(), se.Offset)
-	}
-	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) {
-		return fmt.Sprintf("want an object, found %s", te.Value)
-	}
-	return err.Error()
 }
 
 // match reports whether If-None-Match names etag.

@@ -53,6 +53,30 @@ func NewTarget(key string, attrs map[string]any) *Target {
 	return &Target{key: key, attrs: attrs, env: env, large: large}
 }
 
+// NewTargetOwned is NewTarget without the copy, for callers that built
+// attrs for this Target alone (a decoded request): attrs becomes the
+// Target's, with "targetingKey" set to key, and must not be modified
+// afterwards.
+func NewTargetOwned(key string, attrs map[string]any) *Target {
+	if attrs == nil {
+		attrs = make(map[string]any, 1)
+	}
+	attrs["targetingKey"] = key
+	var large []string
+	for k, v := range attrs {
+		if k != "targetingKey" && !attrFits(v) {
+			large = append(large, k)
+		}
+	}
+	if len(key) > MaxAttrString {
+		large = append(large, "targetingKey")
+	}
+	if len(attrs) > MaxAttrValues {
+		large = append(large, envName)
+	}
+	return &Target{key: key, attrs: attrs, env: attrs, large: large}
+}
+
 var emptyTarget = NewTarget("", nil)
 
 // Key returns the targeting key; "" for a nil Target.
