@@ -739,6 +739,7 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Log.Info("api key created", "id", k.ID, "name", k.Name, "scope", k.Scope, "by", info(r).actor)
+	s.refreshKeys(r)
 	out := keyOf(k)
 	out.Key = key
 	writeJSON(w, http.StatusCreated, out)
@@ -756,7 +757,16 @@ func (s *Server) apiRevokeKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.Log.Info("api key revoked", "id", k.ID, "name", k.Name, "by", info(r).actor)
+	s.refreshKeys(r)
 	writeJSON(w, http.StatusOK, keyOf(k))
+}
+
+// refreshKeys makes this server's key table see a key change at once
+// (other servers see it at their next refresh).
+func (s *Server) refreshKeys(r *http.Request) {
+	if s.Keys != nil {
+		_ = s.Keys.Reload(r.Context()) // failures are logged; the next refresh retries
+	}
 }
 
 // apiWhoami: GET /api/v1/whoami names the key making the request.

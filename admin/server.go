@@ -33,6 +33,12 @@ type Server struct {
 	// reloads after writes, explains with and reports on.
 	Engine *features.Engine
 	Log    *slog.Logger
+	// Keys, if set, authorizes API keys from memory (the key table it
+	// keeps fresh) instead of a query per request, so reads such as
+	// /api/v1/config keep working while the database is unreachable; a
+	// key it does not know (yet) is looked up in the store. Sessions are
+	// always read from the store.
+	Keys *sqlstore.KeyCache
 
 	// SecureCookies marks the session cookie Secure even on plain HTTP
 	// requests (behind a proxy that terminates TLS). Requests that arrive
@@ -263,6 +269,12 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 		key = strings.TrimSpace(tok)
 	}
 	if key != "" {
+		if s.Keys != nil {
+			if k, ok := s.Keys.Lookup(key); ok {
+				return &principal{key: k, scope: Scope(k.Scope)}, nil
+			}
+			// Not in the table: maybe made since its last refresh.
+		}
 		k, err := s.Store.Authenticate(r.Context(), key)
 		if err != nil {
 			return nil, err
