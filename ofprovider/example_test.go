@@ -16,6 +16,7 @@ import (
 	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/ofprovider"
 	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
@@ -57,7 +58,7 @@ ui.icing                  default    0    vanilla
 // runWithOpenFeature is the docs' setup: an engine over the store, the
 // provider bound to a domain of the SDK, and a client reading flags.
 func runWithOpenFeature(ctx context.Context, store *sqlstore.Store) error {
-	engine := features.NewEngine(features.Config{Source: store, Flags: features.NewRegistry(), ServerRole: "production"})
+	engine := features.NewEngine(features.Config{Source: store, ServerRole: "production"})
 	go engine.Run(ctx) // the application runs the engine; Init waits for its first load
 
 	provider := ofprovider.New(engine, ofprovider.Options{}) // features.MapContext, as OFREP
@@ -163,4 +164,87 @@ func Example_openTelemetry() {
 	//   feature_flag.version=2
 	//   scopeflags.priority=50
 	//   scopeflags.scope=default
+}
+
+// Example_events prints the flags each change names.
+func Example_events() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store, done, err := exampleStore(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer done()
+	engine := features.NewEngine(features.Config{Source: store, Flags: features.NewRegistry()})
+	go engine.Run(ctx)
+	if err := openfeature.SetNamedProviderAndWait("events", ofprovider.New(engine, ofprovider.Options{})); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer openfeature.SetNamedProviderAndWait("events", openfeature.NoopProvider{})
+	client := openfeature.NewClient("events")
+
+	changed := make(chan []string, 1)
+	onChange := func(d openfeature.EventDetails) { changed <- d.FlagChanges } // FlagChanges: the flags whose rules or declaration changed
+	client.AddHandler(openfeature.ProviderConfigChange, &onChange)
+
+	// Someone saves new rules (the admin pages, feature-info import, ...).
+	c := sqlstore.Change{Comment: "icing for QA", Actor: "example", BaseRevision: sqlstore.AnyRevision}
+	_, _, err = store.ReplaceText(ctx, `
+checkout.express.enabled  team:beta  100  true
+checkout.express.enabled  default    50   true
+    when plan == "enterprise"
+checkout.max_items        default    0    25
+ui.icing                  default    0    vanilla
+ui.icing                  team:qa    10   chocolate
+`, nil, c)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println(<-changed) // within a second
+	// Output:
+	// [ui.icing]
+}
+
+// Example_contextMapper replaces the evaluation context mapping: the
+// teams come from the application's own records, found by the targeting
+// key, rather than from what the caller claims.
+func Example_contextMapper() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	store, done, err := exampleStore(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer done()
+	engine := features.NewEngine(features.Config{Source: store, Flags: features.NewRegistry()})
+	go engine.Run(ctx)
+	teamsOf := map[string][]string{"account-7": {"beta"}} // the application's own records
+
+	provider := ofprovider.New(engine, ofprovider.Options{
+		Context: func(ctx context.Context, ec map[string]any) (features.Remote, error) {
+			delete(ec, "teams") // not what the caller claims
+			r, err := features.MapContext(ctx, ec)
+			if key, _ := ec["targetingKey"].(string); err == nil && teamsOf[key] != nil {
+				r.Env.User = scopes.StaticUser{ID: scopes.NoUserID, Teams: teamsOf[key]}
+			}
+			return r, err
+		},
+	})
+	if err := openfeature.SetNamedProviderAndWait("mapped", provider); err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer openfeature.SetNamedProviderAndWait("mapped", openfeature.NoopProvider{})
+	client := openfeature.NewClient("mapped")
+	for _, key := range []string{"account-7", "account-8"} {
+		claim := openfeature.NewEvaluationContext(key, map[string]any{"teams": []string{"beta"}})
+		fmt.Println(key, client.Boolean(ctx, "checkout.express.enabled", false, claim))
+	}
+	// Output:
+	// account-7 true
+	// account-8 false
 }

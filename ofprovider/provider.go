@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/open-feature/go-sdk/openfeature"
@@ -54,6 +56,9 @@ type Options struct {
 	// health after Init; DefaultCheckInterval when <= 0. New snapshots are
 	// noticed at once, not on this interval.
 	CheckInterval time.Duration
+	// Log receives the first panic recovered from Context (later ones
+	// only answer ERROR); slog.Default() when nil.
+	Log *slog.Logger
 }
 
 // Provider is an OpenFeature FeatureProvider over a features.Engine. It
@@ -66,6 +71,8 @@ type Provider struct {
 	mapper   features.ContextMapper
 	initWait time.Duration
 	check    time.Duration
+	log      *slog.Logger
+	panicked atomic.Bool // a mapper panic has been logged
 	events   chan openfeature.Event
 
 	mu  sync.Mutex // guards run
@@ -96,12 +103,16 @@ func New(engine *features.Engine, opts Options) *Provider {
 	if opts.CheckInterval <= 0 {
 		opts.CheckInterval = DefaultCheckInterval
 	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
 	return &Provider{
 		live:     engine.Live(),
 		role:     engine.ServerRole(),
 		mapper:   opts.Context,
 		initWait: opts.InitTimeout,
 		check:    opts.CheckInterval,
+		log:      opts.Log,
 		events:   make(chan openfeature.Event, eventBuffer),
 	}
 }
@@ -339,6 +350,10 @@ func (k kind) accepts(t rules.Type) bool {
 	return false
 }
 
+// setPool recycles scope sets: one evaluation uses a set only while
+// Snapshot.Evaluate runs, on one goroutine.
+var setPool = sync.Pool{New: func() any { return new(scopes.Set) }}
+
 // maxNameInMessage bounds how much of a flag name error messages quote.
 const maxNameInMessage = 200
 
@@ -370,6 +385,9 @@ func evaluate[T any](p *Provider, ctx context.Context, flag string, def T, flat 
 	var remote features.Remote
 	var mapErr error
 	if perr := scopes.Call("OpenFeature context mapper", func() { remote, mapErr = p.mapper(ctx, flat) }); perr != nil {
+		if !p.panicked.Swap(true) {
+			p.log.Error("ofprovider: the context mapper panicked; evaluations that hit it answer ERROR (logged once)", "err", perr, "flag", flag)
+		}
 		return fail(openfeature.ErrorReason, openfeature.NewGeneralResolutionError(perr.Error(), perr))
 	}
 	if mapErr != nil {
@@ -382,7 +400,11 @@ func evaluate[T any](p *Provider, ctx context.Context, flag string, def T, flat 
 	if env.Context == nil {
 		env.Context = ctx
 	}
-	res := snap.Evaluate(flag, scopes.NewSet(env), remote.Target)
+	set := setPool.Get().(*scopes.Set)
+	set.Reset(env)
+	res := snap.Evaluate(flag, set, remote.Target)
+	set.Reset(scopes.Env{}) // drop the references before pooling
+	setPool.Put(set)
 
 	out.FlagMetadata = metadata(snap, res)
 	switch {
@@ -426,10 +448,12 @@ func mismatch(flag string, k kind, t rules.Type) string {
 	return fmt.Sprintf("flag %.*q is declared %s, not read as %s", maxNameInMessage, flag, t, kindNames[k])
 }
 
-// metadata describes the rule that gave (or could not decide) the value,
-// and the snapshot's revision: as "revision" (int64) and as "version" (the
-// same number as a string: the key OpenFeature's telemetry conventions,
-// and so the OpenTelemetry hook, read as feature_flag.version).
+// metadata describes the rule that gave (or could not decide) the value
+// ("scope", "priority", "condition"), the first error met ("error", such
+// as a rollout without a targeting key, which does not match), and the
+// snapshot's revision: as "revision" (int64) and as "version" (the same
+// number as a string: the key OpenFeature's telemetry conventions, and so
+// the OpenTelemetry hook, read as feature_flag.version).
 func metadata(snap *controller.Snapshot, res controller.Result) openfeature.FlagMetadata {
 	rev := snap.Revision()
 	md := openfeature.FlagMetadata{"revision": rev, "version": strconv.FormatInt(rev, 10)}
@@ -439,6 +463,9 @@ func metadata(snap *controller.Snapshot, res controller.Result) openfeature.Flag
 		if res.Condition != "" {
 			md["condition"] = res.Condition
 		}
+	}
+	if res.Err != nil {
+		md["error"] = res.Err.Error()
 	}
 	return md
 }

@@ -1,12 +1,15 @@
 package ofprovider_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -326,11 +329,14 @@ func TestRolloutSticky(t *testing.T) {
 	assert.Greater(t, counts[true], 60, "about half in: %v", counts)
 	assert.Greater(t, counts[false], 60, "about half out: %v", counts)
 
-	// Without a targeting key a rollout never matches.
+	// Without a targeting key a rollout never matches; the metadata says
+	// why.
 	d, err := w.client.BooleanValueDetails(ctx, "rollout.new", true, ec("", nil))
 	require.NoError(t, err)
 	assert.Equal(t, false, d.Value)
 	assert.Equal(t, openfeature.StaticReason, d.Reason)
+	msg, _ := d.FlagMetadata.GetString("error")
+	assert.Contains(t, msg, "targeting key")
 }
 
 // TestEvents: READY on binding, CONFIGURATION_CHANGED naming exactly the
@@ -572,10 +578,13 @@ func TestHostileInput(t *testing.T) {
 	assert.Equal(t, int64(25), r.Value)
 
 	t.Run("panicking mapper", func(t *testing.T) {
+		var logged bytes.Buffer
 		p := ofprovider.New(w.engine, ofprovider.Options{Context: func(context.Context, map[string]any) (features.Remote, error) {
 			panic("mapper bug")
-		}})
+		}, Log: slog.New(slog.NewTextHandler(&logged, nil))})
 		r := p.BooleanEvaluation(ctx, "ui.dark", true, nil)
+		p.BooleanEvaluation(ctx, "ui.dark", true, nil)
+		assert.Equal(t, 1, strings.Count(logged.String(), "mapper bug"), "logged once: %s", logged.String())
 		assert.Equal(t, true, r.Value)
 		assert.Equal(t, openfeature.ErrorReason, r.Reason)
 		assert.Equal(t, openfeature.GeneralCode, r.ResolutionDetail().ErrorCode)
