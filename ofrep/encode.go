@@ -1,6 +1,8 @@
 package ofrep
 
 import (
+	"encoding/json"
+	"hash/fnv"
 	"strconv"
 	"unicode/utf8"
 
@@ -11,7 +13,11 @@ import (
 // view is what a Handler precomputes once per snapshot: each known flag's
 // encoded key and type, sorted, and the external ones.
 type view struct {
-	snap     *controller.Snapshot
+	snap *controller.Snapshot
+	// defs hashes the declarations the snapshot evaluates with: stored
+	// ones come with the revision, but an application's code
+	// declarations can change with a deploy while the revision does not.
+	defs     uint64
 	flags    map[string]*flagView
 	all      []*flagView
 	external []*flagView
@@ -42,6 +48,12 @@ func (h *Handler) viewOf(s *controller.Snapshot) *view {
 			v.external = append(v.external, f)
 		}
 	}
+	hash := fnv.New64a()
+	for _, d := range s.Definitions() {
+		b, _ := json.Marshal(d)
+		hash.Write(b)
+	}
+	v.defs = hash.Sum64()
 	h.views.Store(v)
 	return v
 }

@@ -295,7 +295,7 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 
 	var etag string
 	if bulk && h.pure {
-		etag = pureETag(snap.Revision(), access, h.role, body)
+		etag = pureETag(snap.Revision(), v.defs, access, h.role, body)
 		if match(r, etag) {
 			w.Header()["Etag"] = []string{etag}
 			w.WriteHeader(http.StatusNotModified)
@@ -435,13 +435,14 @@ func match(r *http.Request, etag string) bool {
 }
 
 // pureETag identifies a bulk answer under the default context mapping: it
-// depends only on the rules' revision, what the key may see, the server's
-// role and the request body.
-func pureETag(rev int64, access int, role string, body []byte) string {
+// depends only on the rules' revision, the declarations, what the key may
+// see, the server's role and the request body.
+func pureETag(rev int64, defs uint64, access int, role string, body []byte) string {
 	h := fnv.New128a()
-	var b [8]byte
-	for i := range b {
+	var b [16]byte
+	for i := range 8 {
 		b[i] = byte(rev >> (8 * i))
+		b[8+i] = byte(defs >> (8 * i))
 	}
 	h.Write(b[:])
 	h.Write([]byte{byte(access)})

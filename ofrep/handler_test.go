@@ -471,3 +471,28 @@ func TestStreamSignalsChanges(t *testing.T) {
 		assert.NotContains(t, data, "revision")
 	}
 }
+
+func TestETagFollowsCodeDeclarations(t *testing.T) {
+	// An application's code declarations can change with a deploy while
+	// the stored revision stays: the ETag must change with them.
+	f := newFixture(t, ofrep.Config{})
+	etags := map[string]bool{}
+	for _, dflt := range []int{5, 6} {
+		reg := features.NewRegistry()
+		_, err := features.DefineIn(reg, "code.only", dflt, "a flag declared in code")
+		require.NoError(t, err)
+		eng := features.NewEngine(features.Config{Source: f.st, Flags: reg})
+		require.NoError(t, eng.Live().Reload(context.Background(), true))
+		srv := httptest.NewServer(ofrep.New(ofrep.Config{Engine: eng, Keys: f.keys}))
+		defer srv.Close()
+		req, _ := http.NewRequest("POST", srv.URL+ofrep.EvaluatePath, strings.NewReader(`{"context":{}}`))
+		req.Header.Set("Authorization", "Bearer "+f.read)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Contains(t, string(b), `{"key":"code.only","value":`+strconv.Itoa(dflt)+`,"reason":"DEFAULT"`)
+		etags[resp.Header.Get("ETag")] = true
+	}
+	assert.Len(t, etags, 2)
+}
