@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scopeflags/scopeflags/sqlstore"
+)
+
+// The public listener serves OFREP, its stream and /healthz, and nothing
+// of the admin server.
+func TestServePublicListener(t *testing.T) {
+	key := sqlstore.NewKey()
+	m := &Main{DSN: filepath.Join(t.TempDir(), "p.db"), Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0",
+		AdminKey: key, Log: quietLog(t), CORSOrigins: []string{"http://app.example"}}
+	require.NoError(t, m.Run(context.Background()))
+	t.Cleanup(func() { m.Close() })
+	require.NotEmpty(t, m.PublicURL())
+	require.NotEqual(t, m.URL(), m.PublicURL())
+
+	do := func(method, url, body string) (int, http.Header, string) {
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Origin", "http://app.example")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	for _, base := range []string{m.URL(), m.PublicURL()} {
+		status, hdr, body := do("POST", base+"/ofrep/v1/evaluate/flags/jobs.reindex.batch_size", `{"context":{}}`)
+		assert.Equal(t, 200, status, body)
+		assert.Equal(t, `{"key":"jobs.reindex.batch_size","value":500,"reason":"STATIC","metadata":{"revision":1,"scope":"default","priority":0}}`, body)
+		assert.Equal(t, "http://app.example", hdr.Get("Access-Control-Allow-Origin"))
+		status, _, _ = do("GET", base+"/healthz", "")
+		assert.Equal(t, 200, status)
+	}
+	for _, path := range []string{"/+feature-info", "/+feature-rules", "/login", "/api/v1/rules", "/api/v1/config", "/metrics", "/readyz", "/"} {
+		status, _, _ := do("GET", m.PublicURL()+path, "")
+		assert.Equal(t, http.StatusNotFound, status, "public %s", path)
+		status, _, _ = do("GET", m.URL()+path, "")
+		assert.NotEqual(t, http.StatusNotFound, status, "main %s", path)
+	}
+	// The admin's cross-origin protection does not refuse OFREP posts from
+	// a browser on another origin (they authenticate by header).
+	req, _ := http.NewRequest("POST", m.URL()+"/ofrep/v1/evaluate/flags", strings.NewReader(`{"context":{}}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Origin", "http://elsewhere.example")
+	req.Header.Set("Sec-Fetch-Site", "cross-site")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+}
+
+func TestServeOFREPFlags(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-cors-origins", "app.example"}, `"app.example" is not an origin`},
+		{[]string{"-cors-origins", "https://app.example/path"}, "is not an origin"},
+		{[]string{"-ofrep-rate", "-1"}, "must not be negative"},
+	} {
+		res := runCLI(t, dir, append([]string{"serve", "-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "x.db")}, c.args...)...)
+		assert.Equal(t, 2, res.code, "%v: %s", c.args, res.stderr)
+		assert.Contains(t, res.stderr, c.want)
+	}
+}
