@@ -216,9 +216,15 @@ func (p *Provider) ShutdownWithContext(ctx context.Context) error {
 	close(w.stop)
 	select {
 	case <-w.done:
-		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+	for { // events not yet read are stale now: a later Init starts afresh
+		select {
+		case <-p.events:
+		default:
+			return nil
+		}
 	}
 }
 

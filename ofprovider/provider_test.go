@@ -471,9 +471,6 @@ func TestShutdown(t *testing.T) {
 	w := newWorld(t, st, nil, ofprovider.Options{})
 	w.start(t)
 	require.NoError(t, w.api.Shutdown(context.Background()))
-	for len(w.prov.EventChannel()) > 0 {
-		<-w.prov.EventChannel()
-	}
 	rev := w.engine.Live().Current().Revision()
 	save(t, st, "a default 0 two\n")
 	require.Eventually(t, func() bool { return w.engine.Live().Current().Revision() > rev }, wait, 10*time.Millisecond)
@@ -512,6 +509,7 @@ func TestShutdownWithNoReader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
 	require.NoError(t, p.ShutdownWithContext(ctx), "Shutdown returns while the watcher is blocked on a full channel")
+	assert.Zero(t, len(p.EventChannel()), "unread events are dropped")
 	require.NoError(t, p.ShutdownWithContext(ctx), "a second Shutdown is a no-op")
 }
 
