@@ -323,19 +323,24 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 	set.Reset(rc.Env)
 	defer func() { set.Reset(scopes.Env{}); h.sets.Put(set) }()
 
+	// The answer is written after the body in the same buffer; if it
+	// outgrows it, the larger buffer it moved to is kept instead.
 	out := (*bp)[len(body):len(body)]
+	defer func() {
+		if cap(out) > cap(*bp) {
+			*bp = out[:0]
+		}
+	}()
 	if !bulk {
 		f := v.flags[key]
 		if f == nil || (access == accessExternal && !f.external) {
 			out = notFound(out, key)
 			writeJSON(w, http.StatusNotFound, out)
-			*bp = out[:0]
 			return
 		}
 		res := snap.Evaluate(key, set, rc.Target)
 		out = appendResult(out, f, &res, access == accessAll, snap.Revision())
 		writeJSON(w, http.StatusOK, out)
-		*bp = out[:0]
 		return
 	}
 	names := v.all
@@ -360,13 +365,11 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 		if match(r, etag) {
 			w.Header()["Etag"] = []string{etag}
 			w.WriteHeader(http.StatusNotModified)
-			*bp = out[:0]
 			return
 		}
 	}
 	w.Header()["Etag"] = []string{etag}
 	writeJSON(w, http.StatusOK, out)
-	*bp = out[:0]
 }
 
 var bearerRealm = []string{`Bearer realm="scopeflags"`}

@@ -449,6 +449,32 @@ func TestStreamSignalsChanges(t *testing.T) {
 		}
 		close(lines)
 	}()
+	next := func() string {
+		for {
+			select {
+			case l := <-lines:
+				if d, ok := strings.CutPrefix(l, "data: "); ok {
+					return d
+				}
+			case <-time.After(2 * time.Second):
+				return ""
+			}
+		}
+	}
+	// Every connection starts with a refetch: a change made before the
+	// stream opened is not missed.
+	require.Contains(t, next(), `"type":"refetchEvaluation"`)
+	quiet := time.After(100 * time.Millisecond)
+	for waiting := true; waiting; {
+		select {
+		case l := <-lines:
+			if l != "" {
+				t.Fatalf("unexpected line before any change: %q", l)
+			}
+		case <-quiet:
+			waiting = false
+		}
+	}
 	for i := range 2 {
 		start := time.Now()
 		f.save(withInt(strconv.Itoa(100 + i)))

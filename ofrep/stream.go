@@ -65,7 +65,12 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		return rc.Flush() == nil
 	}
-	if !send("retry: 2000\n: connected\n\n") {
+	// A change made between a client's bulk answer and its stream opening
+	// (or while the stream reconnected) would otherwise wait for the next
+	// change: the web provider stops polling while a stream is up and does
+	// not refetch when one opens. So every connection starts with a
+	// refetch; when nothing changed it costs the client a 304.
+	if !send("retry: 2000\n: connected\n\n" + refetch()) {
 		return
 	}
 	tick := time.NewTicker(s.heartbeat)
@@ -86,12 +91,16 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			last = cur
-			msg = `data: {"type":"refetchEvaluation","etag":"` + token() + "\"}\n\n"
+			msg = refetch()
 		}
 		if !send(msg) {
 			return
 		}
 	}
+}
+
+func refetch() string {
+	return `data: {"type":"refetchEvaluation","etag":"` + token() + "\"}\n\n"
 }
 
 // token is an opaque, random tag: it reveals neither the revision nor how

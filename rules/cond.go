@@ -61,7 +61,9 @@ func NewTargetOwned(key string, attrs map[string]any) *Target {
 	if attrs == nil {
 		attrs = make(map[string]any, 1)
 	}
-	attrs["targetingKey"] = key
+	if k, ok := attrs["targetingKey"].(string); !ok || k != key {
+		attrs["targetingKey"] = key
+	}
 	var large []string
 	for k, v := range attrs {
 		if k != "targetingKey" && !attrFits(v) {
