@@ -153,6 +153,30 @@ func integer(v any) (int64, error) {
 		return int64(n), nil
 	case int64:
 		return n, nil
+	case int32:
+		return int64(n), nil
+	case int16:
+		return int64(n), nil
+	case int8:
+		return int64(n), nil
+	case uint8:
+		return int64(n), nil
+	case uint16:
+		return int64(n), nil
+	case uint32:
+		return int64(n), nil
+	case uint:
+		if uint64(n) <= math.MaxInt64 {
+			return int64(n), nil
+		}
+	case uint64:
+		if n <= math.MaxInt64 {
+			return int64(n), nil
+		}
+	case float32:
+		if f := float64(n); f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+			return int64(f), nil
+		}
 	}
 	return 0, fmt.Errorf("%w: userId must be an integer, not %s", ErrInvalidContext, jsonKind(v))
 }
@@ -166,7 +190,7 @@ func jsonKind(v any) string {
 		return "a boolean"
 	case string:
 		return "a string"
-	case float64, json.Number, int, int64:
+	case float64, float32, json.Number, int, int64, int32, int16, int8, uint, uint64, uint32, uint16, uint8:
 		return "the number " + fmt.Sprint(v)
 	case []any:
 		return "an array"
