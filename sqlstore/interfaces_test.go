@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/ofrep"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
@@ -10,4 +11,6 @@ import (
 var (
 	_ controller.RuleSource    = (*sqlstore.Store)(nil)
 	_ controller.ScopeResolver = (*sqlstore.Store)(nil)
+	// The key table authorizes OFREP requests.
+	_ ofrep.Keys = (*sqlstore.KeyCache)(nil)
 )
