@@ -22,7 +22,7 @@ var errStreamEnded = errors.New("remote: the change stream ended")
 func (s *Source) streamLoop(ctx context.Context) {
 	failures := 0
 	for {
-		connected, err := s.streamOnce(ctx)
+		alive, err := s.streamOnce(ctx)
 		s.mu.Lock()
 		s.streaming = false
 		var logf func()
@@ -34,7 +34,7 @@ func (s *Source) streamLoop(ctx context.Context) {
 			return
 		}
 		logf()
-		if connected {
+		if alive {
 			failures = 0
 		}
 		failures++
@@ -51,8 +51,9 @@ func (s *Source) streamLoop(ctx context.Context) {
 // streamOnce connects the change stream, resuming from the revision held,
 // and asks for a fetch on each event naming another revision. It returns
 // when the stream fails, ends or brings nothing for StreamIdleTimeout;
-// connected reports whether the server accepted it.
-func (s *Source) streamOnce(ctx context.Context) (connected bool, err error) {
+// alive reports whether it brought anything (a server that accepts the
+// stream and drops it at once is retried with a growing backoff).
+func (s *Source) streamOnce(ctx context.Context) (alive bool, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	idle := errors.New("remote: the change stream was idle too long")
@@ -94,6 +95,7 @@ func (s *Source) streamOnce(ctx context.Context) (connected bool, err error) {
 	sc.Buffer(make([]byte, 0, 512), s.cfg.MaxLineSize)
 	var data strings.Builder
 	for sc.Scan() {
+		alive = true
 		timer.Reset(s.cfg.StreamIdleTimeout)
 		line := sc.Text()
 		field, value, _ := strings.Cut(line, ":")
@@ -106,7 +108,7 @@ func (s *Source) streamOnce(ctx context.Context) (connected bool, err error) {
 			}
 		case field == "data":
 			if data.Len()+len(value) > s.cfg.MaxLineSize {
-				return true, fmt.Errorf("%w: change stream: an event over %d bytes", ErrBody, s.cfg.MaxLineSize)
+				return alive, fmt.Errorf("%w: change stream: an event over %d bytes", ErrBody, s.cfg.MaxLineSize)
 			}
 			if data.Len() > 0 {
 				data.WriteByte('\n')
@@ -127,7 +129,7 @@ func (s *Source) streamOnce(ctx context.Context) (connected bool, err error) {
 	default:
 		err = fmt.Errorf("%w: change stream: %v", ErrFetch, err)
 	}
-	return true, err
+	return alive, err
 }
 
 // event handles one event's data: a revision other than the one held
