@@ -3,10 +3,47 @@ package ofrep
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"strconv"
+	"sync/atomic"
 	"unicode/utf16"
 	"unicode/utf8"
 )
+
+// The intern table keeps short strings met in requests, each with its
+// boxed form, so that the attribute names and values most requests repeat
+// ("targetingKey", "plan", "pro") cost no allocation. It is a fixed-size,
+// lock-free, direct-mapped cache: hostile input can only churn it.
+const (
+	internSlots = 4096
+	internMax   = 32 // longest string kept, in bytes
+)
+
+type interned struct {
+	s   string
+	box any
+}
+
+var (
+	internSeed  = maphash.MakeSeed()
+	internTable [internSlots]atomic.Pointer[interned]
+)
+
+// intern returns b as a string and boxed, from the table when it is there.
+func intern(b []byte) (string, any) {
+	if len(b) > internMax {
+		s := string(b)
+		return s, s
+	}
+	slot := &internTable[maphash.Bytes(internSeed, b)%internSlots]
+	if e := slot.Load(); e != nil && e.s == string(b) {
+		return e.s, e.box
+	}
+	s := string(b)
+	e := &interned{s: s, box: s}
+	slot.Store(e)
+	return s, e.box
+}
 
 // maxDepth bounds how deeply a context's values may nest.
 const maxDepth = 64
@@ -187,7 +224,8 @@ func (d *decoder) value(depth int) (any, error) {
 			}
 		}
 	case c == '"':
-		return d.str()
+		_, v, err := d.strBoxed()
+		return v, err
 	case c == 't':
 		return true, d.literal("true")
 	case c == 'f':
@@ -256,8 +294,15 @@ func (d *decoder) number() (any, error) {
 
 // str reads a string at d.i.
 func (d *decoder) str() (string, error) {
+	s, _, err := d.strBoxed()
+	return s, err
+}
+
+// strBoxed reads a string at d.i, as a string and boxed: short strings
+// from the intern table.
+func (d *decoder) strBoxed() (string, any, error) {
 	if d.peek() != '"' {
-		return "", d.syntax("want a string")
+		return "", nil, d.syntax("want a string")
 	}
 	d.i++
 	start := d.i
@@ -265,9 +310,9 @@ func (d *decoder) str() (string, error) {
 	for d.i < len(d.b) {
 		c := d.b[d.i]
 		if c == '"' {
-			s := string(d.b[start:d.i])
+			s, box := intern(d.b[start:d.i])
 			d.i++
-			return s, nil
+			return s, box, nil
 		}
 		if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
 			break
@@ -281,9 +326,10 @@ func (d *decoder) str() (string, error) {
 		switch {
 		case c == '"':
 			d.i++
-			return string(out), nil
+			s, box := intern(out)
+			return s, box, nil
 		case c < 0x20:
-			return "", d.syntax("control character in a string")
+			return "", nil, d.syntax("control character in a string")
 		case c == '\\':
 			d.i++
 			e := d.peek()
@@ -304,7 +350,7 @@ func (d *decoder) str() (string, error) {
 			case 'u':
 				r, ok := d.hex4()
 				if !ok {
-					return "", d.syntax("invalid \\u escape")
+					return "", nil, d.syntax("invalid \\u escape")
 				}
 				if utf16.IsSurrogate(r) {
 					r2 := rune(-1)
@@ -313,7 +359,7 @@ func (d *decoder) str() (string, error) {
 						d.i += 2
 						var ok2 bool
 						if r2, ok2 = d.hex4(); !ok2 {
-							return "", d.syntax("invalid \\u escape")
+							return "", nil, d.syntax("invalid \\u escape")
 						}
 						if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
 							out = utf8.AppendRune(out, dec)
@@ -325,7 +371,7 @@ func (d *decoder) str() (string, error) {
 				}
 				out = utf8.AppendRune(out, r)
 			default:
-				return "", d.syntax("invalid escape in a string")
+				return "", nil, d.syntax("invalid escape in a string")
 			}
 		case c < utf8.RuneSelf:
 			out = append(out, c)
@@ -340,7 +386,7 @@ func (d *decoder) str() (string, error) {
 			}
 		}
 	}
-	return "", d.syntax("unterminated string")
+	return "", nil, d.syntax("unterminated string")
 }
 
 func (d *decoder) hex4() (rune, bool) {
