@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 	"hash/fnv"
+	"log/slog"
 	"math/rand/v2"
+	"net"
+	"net/http"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,7 +16,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/admin"
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/remote"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
@@ -201,23 +208,68 @@ func randomEnv(rng *rand.Rand) scopes.Env {
 	return env
 }
 
+// pulled is a store served by the admin server on loopback, and a Live
+// fed from it over HTTP by a remote.Source: the SQL-backed engine and the
+// remote one.
+type pulled struct {
+	server *controller.Live // the server's, over the store
+	client *controller.Live // over remote.Source
+	src    *remote.Source
+}
+
+func servePulled(t *testing.T, st *sqlstore.Store, reg *scopes.Registry) pulled {
+	log := slog.New(slog.DiscardHandler)
+	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Scopes: reg, Log: log})
+	as := &admin.Server{Store: st, Engine: engine, Log: log}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: as.Handler()}
+	srv.RegisterOnShutdown(as.CloseStreams)
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	key := sqlstore.NewKey()
+	_, err = st.CreateKey(context.Background(), key, "differential", "read")
+	require.NoError(t, err)
+	src, err := remote.New(remote.Config{URL: "http://" + ln.Addr().String(), Key: key, Log: log})
+	require.NoError(t, err)
+	return pulled{server: engine.Live(), client: controller.NewLive(src, controller.LiveOptions{Scopes: reg, Log: log}), src: src}
+}
+
 // TestDifferential checks, for random rule sets (with conditions and
 // rollouts) and random requests and evaluation contexts, that the snapshot
 // controller, the single SQL query on each dialect and the naive reference
-// give the same answer for every flag.
+// give the same answer for every flag; and that an engine pulling the
+// rules from a feature-info server (remote.Source over the admin API)
+// evaluates exactly as that server's SQL-backed engine, on each dialect.
 func TestDifferential(t *testing.T) {
 	ctx := context.Background()
 	stores := sqlstoretest.Stores(t)
 	reg := scopes.NewRegistry()
+	pulls := make([]pulled, len(stores))
+	for i, st := range stores {
+		pulls[i] = servePulled(t, st, reg)
+	}
 	rng := rand.New(rand.NewPCG(1, uint64(len(stores))))
 	const nFlags, ruleSets, envsPerSet = 12, 40, 12
 	for set := range ruleSets {
 		rs := randomRules(rng, nFlags)
 		live := controller.NewLive(nil, controller.LiveOptions{Scopes: reg})
 		live.Publish(live.Build(rs, int64(set)))
-		for _, st := range stores {
+		for i, st := range stores {
 			_, err := st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "differential", Actor: "test", BaseRevision: sqlstore.AnyRevision})
 			require.NoError(t, err)
+			// The server swaps the new rules in, and the client, without
+			// Run, asks it now (a conditional GET).
+			p := pulls[i]
+			require.NoError(t, p.server.Reload(ctx, false))
+			require.NoError(t, p.client.Reload(ctx, false))
+			require.Equal(t, p.server.Current().Revision(), p.client.Current().Revision())
+			stored, err := st.Load(ctx)
+			require.NoError(t, err)
+			got, err := p.src.Load(ctx)
+			require.NoError(t, err)
+			rules.Sort(stored.Rules)
+			require.Equal(t, stored.Rules, got.Rules, "the pulled rules are the stored ones")
 		}
 		for range envsPerSet {
 			env := randomEnv(rng)
@@ -225,8 +277,12 @@ func TestDifferential(t *testing.T) {
 			opts := controller.Options{Target: rules.NewTarget(tg.key, tg.attrs)}
 			snapC := controller.New(ctx, live, env, opts)
 			sqlCs := make([]*controller.Controller, len(stores))
+			serverCs := make([]*controller.Controller, len(stores))
+			pulledCs := make([]*controller.Controller, len(stores))
 			for i, st := range stores {
 				sqlCs[i] = controller.New(ctx, controller.NewSQL(st, reg, controller.BuildOptions{}), env, opts)
+				serverCs[i] = controller.New(ctx, pulls[i].server, env, opts)
+				pulledCs[i] = controller.New(ctx, pulls[i].client, env, opts)
 			}
 			for f := range nFlags + 1 { // one flag more than have rules
 				flag := fmt.Sprintf("app.f%d.effect", f)
@@ -237,6 +293,14 @@ func TestDifferential(t *testing.T) {
 				for i, c := range sqlCs {
 					if got := answerOf(c.Evaluate(flag)); got != want {
 						t.Fatalf("set %d flag %s env %+v target %+v: SQL on %s %+v, reference %+v\nrules:\n%s", set, flag, env, tg, stores[i].Dialect(), got, want, rules.Format(rs))
+					}
+					server, pulled := serverCs[i].Evaluate(flag), pulledCs[i].Evaluate(flag)
+					if fmt.Sprint(server.Err) != fmt.Sprint(pulled.Err) {
+						t.Fatalf("set %d flag %s env %+v target %+v: pulled from %s: error %v, server %v", set, flag, env, tg, stores[i].Dialect(), pulled.Err, server.Err)
+					}
+					server.Err, pulled.Err = nil, nil
+					if !reflect.DeepEqual(server, pulled) || answerOf(pulled) != want {
+						t.Fatalf("set %d flag %s env %+v target %+v: pulled from %s %+v, server %+v, reference %+v\nrules:\n%s", set, flag, env, tg, stores[i].Dialect(), pulled, server, want, rules.Format(rs))
 					}
 				}
 			}
