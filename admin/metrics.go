@@ -140,6 +140,9 @@ func (s *Server) metricsPage(w http.ResponseWriter, r *http.Request) {
 	gauge("scopeflags_rules_ready", "1 once rules have been loaded from the database.", ready)
 	gauge("scopeflags_event_streams", "Open /api/v1/events streams.", float64(s.OpenStreams()))
 	gauge("scopeflags_rules_reload_failing", "1 while reloading rules from the database fails (the last rules are served meanwhile).", failing)
+	for _, m := range s.MoreMetrics {
+		m.WriteMetrics(&b)
+	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	w.Write([]byte(b.String()))
 }

@@ -39,6 +39,9 @@ type Server struct {
 	// key it does not know (yet) is looked up in the store. Sessions are
 	// always read from the store.
 	Keys *sqlstore.KeyCache
+	// MoreMetrics are written at the end of /metrics, such as the OFREP
+	// handler's counters.
+	MoreMetrics []MetricsWriter
 
 	// SecureCookies marks the session cookie Secure even on plain HTTP
 	// requests (behind a proxy that terminates TLS). Requests that arrive
@@ -64,6 +67,11 @@ type Server struct {
 	stop     chan struct{}                 // closed by CloseStreams
 	stopInit sync.Once
 	stopOnce sync.Once
+}
+
+// MetricsWriter writes metrics in the Prometheus text format.
+type MetricsWriter interface {
+	WriteMetrics(w io.Writer)
 }
 
 // live is the engine's live snapshot.

@@ -95,9 +95,10 @@ type Handler struct {
 	streams    *streams
 	inactivity int
 
-	views atomic.Pointer[view]
-	sets  sync.Pool
-	bufs  sync.Pool
+	metrics metrics
+	views   atomic.Pointer[view]
+	sets    sync.Pool
+	bufs    sync.Pool
 }
 
 // New returns a Handler for cfg.
@@ -169,33 +170,40 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			hdr["Access-Control-Max-Age"] = maxAge
 		}
 		w.WriteHeader(http.StatusNoContent)
+		h.metrics.count(epPreflight, http.StatusNoContent)
 		return
 	}
 	if cors {
 		hdr["Access-Control-Expose-Headers"] = exposeHeaders
 	}
+	var ep, status int
 	switch {
 	case path == EventsPath:
+		ep = epEvents
 		if r.Method != http.MethodGet {
-			methodNotAllowed(w, "GET, OPTIONS")
-			return
+			status = methodNotAllowed(w, "GET, OPTIONS")
+			break
 		}
-		h.streams.serve(w, r)
+		status = h.streams.serve(w, r)
 	case path == EvaluatePath:
+		ep = epBulk
 		if r.Method != http.MethodPost {
-			methodNotAllowed(w, "POST, OPTIONS")
-			return
+			status = methodNotAllowed(w, "POST, OPTIONS")
+			break
 		}
-		h.evaluate(w, r, "", true)
+		status = h.evaluate(w, r, "", true)
 	case strings.HasPrefix(path, EvaluatePath+"/") && len(path) > len(EvaluatePath)+1:
+		ep = epSingle
 		if r.Method != http.MethodPost {
-			methodNotAllowed(w, "POST, OPTIONS")
-			return
+			status = methodNotAllowed(w, "POST, OPTIONS")
+			break
 		}
-		h.evaluate(w, r, path[len(EvaluatePath)+1:], false)
+		status = h.evaluate(w, r, path[len(EvaluatePath)+1:], false)
 	default:
+		ep, status = epOther, http.StatusNotFound
 		writeJSON(w, http.StatusNotFound, []byte(`{"errorDetails":"no such OFREP endpoint"}`))
 	}
+	h.metrics.count(ep, status)
 }
 
 var (
@@ -218,9 +226,10 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Write(body)
 }
 
-func methodNotAllowed(w http.ResponseWriter, allow string) {
+func methodNotAllowed(w http.ResponseWriter, allow string) int {
 	w.Header().Set("Allow", allow)
 	writeJSON(w, http.StatusMethodNotAllowed, []byte(`{"errorDetails":"method not allowed"}`))
+	return http.StatusMethodNotAllowed
 }
 
 // Access levels.
@@ -260,18 +269,18 @@ func (h *Handler) authorize(r *http.Request) (id int64, access int) {
 }
 
 // evaluate answers one flag (bulk false) or every flag the key may see.
-func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, bulk bool) {
+func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, bulk bool) int {
 	id, access := h.authorize(r)
 	if access == accessNone {
 		w.Header()["Www-Authenticate"] = bearerRealm
 		w.WriteHeader(http.StatusUnauthorized)
-		return
+		return 401
 	}
 	if h.limiter != nil {
 		if wait, ok := h.limiter.allow(id, time.Now()); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(wait))
 			writeJSON(w, http.StatusTooManyRequests, []byte(`{"errorDetails":"rate limit reached for this key"}`))
-			return
+			return 429
 		}
 	}
 	bp := h.bufs.Get().(*[]byte)
@@ -285,10 +294,10 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 	if err != nil {
 		if errors.Is(err, errTooLarge) {
 			writeJSON(w, http.StatusRequestEntityTooLarge, []byte(`{"errorDetails":"request body is larger than `+strconv.FormatInt(h.maxBody, 10)+` bytes"}`))
-			return
+			return 413
 		}
 		writeJSON(w, http.StatusBadRequest, failure(nil, key, bulk, "PARSE_ERROR", "could not read the request body"))
-		return
+		return 400
 	}
 	snap := h.live.Current()
 	v := h.viewOf(snap)
@@ -299,13 +308,13 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 		if match(r, etag) {
 			w.Header()["Etag"] = []string{etag}
 			w.WriteHeader(http.StatusNotModified)
-			return
+			return 304
 		}
 	}
 	ec, err := parseContext(body)
 	if err != nil {
 		writeJSON(w, http.StatusBadRequest, failure(nil, key, bulk, "INVALID_CONTEXT", err.Error()))
-		return
+		return 400
 	}
 	rc, err := h.mapContext(r.Context(), ec)
 	if err != nil {
@@ -314,7 +323,7 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 			code = "GENERAL"
 		}
 		writeJSON(w, http.StatusBadRequest, failure(nil, key, bulk, code, err.Error()))
-		return
+		return 400
 	}
 	if rc.Env.ServerRole == "" {
 		rc.Env.ServerRole = h.role
@@ -336,12 +345,12 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 		if f == nil || (access == accessExternal && !f.external) {
 			out = notFound(out, key)
 			writeJSON(w, http.StatusNotFound, out)
-			return
+			return 404
 		}
 		res := snap.Evaluate(key, set, rc.Target)
 		out = appendResult(out, f, &res, access == accessAll, snap.Revision())
 		writeJSON(w, http.StatusOK, out)
-		return
+		return 200
 	}
 	names := v.all
 	if access == accessExternal {
@@ -365,11 +374,12 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 		if match(r, etag) {
 			w.Header()["Etag"] = []string{etag}
 			w.WriteHeader(http.StatusNotModified)
-			return
+			return 304
 		}
 	}
 	w.Header()["Etag"] = []string{etag}
 	writeJSON(w, http.StatusOK, out)
+	return 200
 }
 
 var bearerRealm = []string{`Bearer realm="scopeflags"`}

@@ -36,18 +36,18 @@ func (s *streams) close() { s.once.Do(func() { close(s.done) }) }
 // dropped instead of holding a goroutine forever.
 const writeWait = 10 * time.Second
 
-func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
+func (s *streams) serve(w http.ResponseWriter, r *http.Request) int {
 	if s.open.Add(1) > s.max {
 		s.open.Add(-1)
 		w.Header().Set("Retry-After", "10")
 		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"errorDetails":"too many open change streams; poll instead"}`))
-		return
+		return http.StatusServiceUnavailable
 	}
 	defer s.open.Add(-1)
 	select {
 	case <-s.done:
 		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"errorDetails":"the server is shutting down"}`))
-		return
+		return http.StatusServiceUnavailable
 	default:
 	}
 	rc := http.NewResponseController(w)
@@ -71,7 +71,7 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 	// not refetch when one opens. So every connection starts with a
 	// refetch; when nothing changed it costs the client a 304.
 	if !send("retry: 2000\n: connected\n\n" + refetch()) {
-		return
+		return http.StatusOK
 	}
 	tick := time.NewTicker(s.heartbeat)
 	defer tick.Stop()
@@ -79,9 +79,9 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 		var msg string
 		select {
 		case <-r.Context().Done():
-			return
+			return http.StatusOK
 		case <-s.done:
-			return
+			return http.StatusOK
 		case <-tick.C:
 			msg = ": heartbeat\n\n"
 		case <-ch:
@@ -94,7 +94,7 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) {
 			msg = refetch()
 		}
 		if !send(msg) {
-			return
+			return http.StatusOK
 		}
 	}
 }

@@ -77,3 +77,36 @@ func TestServeOFREPFlags(t *testing.T) {
 		assert.Contains(t, res.stderr, c.want)
 	}
 }
+
+func TestServeOFREPMetrics(t *testing.T) {
+	key := sqlstore.NewKey()
+	m := &Main{DSN: filepath.Join(t.TempDir(), "m.db"), Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t)}
+	require.NoError(t, m.Run(context.Background()))
+	t.Cleanup(func() { m.Close() })
+	post := func(path, k string) {
+		req, _ := http.NewRequest("POST", m.URL()+path, strings.NewReader(`{"context":{}}`))
+		req.Header.Set("Authorization", "Bearer "+k)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+	}
+	post("/ofrep/v1/evaluate/flags/ui.icing", key)
+	post("/ofrep/v1/evaluate/flags/ui.icing", key)
+	post("/ofrep/v1/evaluate/flags/no.such", key)
+	post("/ofrep/v1/evaluate/flags", "sf_wrong")
+	req, _ := http.NewRequest("GET", m.URL()+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, line := range []string{
+		`scopeflags_ofrep_requests_total{endpoint="single",code="200"} 2`,
+		`scopeflags_ofrep_requests_total{endpoint="single",code="404"} 1`,
+		`scopeflags_ofrep_requests_total{endpoint="bulk",code="401"} 1`,
+		`scopeflags_ofrep_streams 0`,
+	} {
+		assert.Contains(t, string(b), line+"\n")
+	}
+	assert.NotContains(t, string(b), "no.such", "no label comes from a request")
+}

@@ -112,7 +112,8 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	m.OFREP = ofrep.New(ofrep.Config{Engine: m.Engine, Keys: m.Keys, CORSOrigins: m.CORSOrigins,
 		RateLimit: m.OFREPRate, RateBurst: m.OFREPBurst, Log: m.Log})
-	m.Admin = &admin.Server{Store: st, Engine: m.Engine, Keys: m.Keys, Log: m.Log, SecureCookies: m.SecureCookies}
+	m.Admin = &admin.Server{Store: st, Engine: m.Engine, Keys: m.Keys, Log: m.Log, SecureCookies: m.SecureCookies,
+		MoreMetrics: []admin.MetricsWriter{m.OFREP}}
 	adminHandler := m.Admin.Handler()
 	// OFREP authenticates by header, never by cookie: it sits beside the
 	// admin server, outside its cross-origin protection.

@@ -1,0 +1,62 @@
+package ofrep
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
+)
+
+// Endpoints, for metrics.
+const (
+	epSingle = iota
+	epBulk
+	epEvents
+	epPreflight
+	epOther
+	numEndpoints
+)
+
+var endpointNames = [numEndpoints]string{"single", "bulk", "events", "preflight", "other"}
+
+// codes are the statuses a Handler answers with; anything else counts
+// as the last.
+var codes = [...]int{200, 204, 304, 400, 401, 404, 405, 413, 429, 503, 0}
+
+// metrics counts requests by endpoint and status: a fixed set of
+// counters, so no label comes from a request.
+type metrics struct {
+	counts [numEndpoints][len(codes)]atomic.Int64
+}
+
+func (m *metrics) count(ep, status int) {
+	i := len(codes) - 1
+	for j, c := range codes[:len(codes)-1] {
+		if c == status {
+			i = j
+			break
+		}
+	}
+	m.counts[ep][i].Add(1)
+}
+
+// WriteMetrics writes the handler's counters in the Prometheus text
+// format: requests by endpoint and status, and the open change streams.
+// The admin server's /metrics includes them.
+func (h *Handler) WriteMetrics(w io.Writer) {
+	fmt.Fprint(w, "# HELP scopeflags_ofrep_requests_total OFREP requests by endpoint and status code.\n# TYPE scopeflags_ofrep_requests_total counter\n")
+	for ep := range numEndpoints {
+		for i, c := range codes {
+			n := h.metrics.counts[ep][i].Load()
+			if n == 0 && !(ep == epSingle && c == http.StatusOK) {
+				continue
+			}
+			code := fmt.Sprint(c)
+			if c == 0 {
+				code = "other"
+			}
+			fmt.Fprintf(w, "scopeflags_ofrep_requests_total{endpoint=%q,code=%q} %d\n", endpointNames[ep], code, n)
+		}
+	}
+	fmt.Fprintf(w, "# HELP scopeflags_ofrep_streams Open OFREP change streams.\n# TYPE scopeflags_ofrep_streams gauge\nscopeflags_ofrep_streams %d\n", h.streams.open.Load())
+}
