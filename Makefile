@@ -10,7 +10,7 @@ export SCOPEFLAGS_TEST_POSTGRES
 
 GO ?= go
 
-.PHONY: run test bench lint fuzz build js-deps
+.PHONY: run test bench bench-ofrep lint fuzz build js-deps
 
 run:
 	$(GO) run ./cmd/feature-info serve -addr $(ADDR) -db $(DB)
@@ -35,6 +35,12 @@ $(OFREP_JS)/node_modules/.package-lock.json: $(OFREP_JS)/package-lock.json $(OFR
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...
+
+# OFREP load figures over loopback with wrk (Debian package wrk): serve on
+# SQLite with 100 flags, three rounds of each scenario, medians. Minutes;
+# run it on a quiet machine. Not part of make test.
+bench-ofrep:
+	GO=$(GO) scripts/bench-ofrep.sh
 
 # Longer fuzzing runs; the seed corpora already run in make test.
 fuzz:
