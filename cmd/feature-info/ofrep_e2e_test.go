@@ -703,7 +703,7 @@ func heapAfterGC() uint64 {
 }
 
 // TestOFREPMadeUpFlagsBounded sends 5,000 OFREP requests for flags that
-// do not exist: every one is a 404 (never a 200, never a 5xx), the heap
+// do not exist, with made-up context attributes: every one is a 404 (never a 200, never a 5xx), the heap
 // after GC ends where it began, and neither /+feature-info nor /metrics
 // lists or grows by any of the names.
 func TestOFREPMadeUpFlagsBounded(t *testing.T) {
@@ -735,7 +735,15 @@ func TestOFREPMadeUpFlagsBounded(t *testing.T) {
 		if i%2 == 0 {
 			key = s.read
 		}
-		req, err := http.NewRequest("POST", base+e2eSingle+escapeAll(names[i]), strings.NewReader(`{"context":{"targetingKey":"u1"}}`))
+		// Made-up attribute names and values too (short ones, as a
+		// server might intern them).
+		attr := names[(i*7+3)%len(names)]
+		attr = attr[:min(len(attr), 24)]
+		ec, err := json.Marshal(map[string]any{"context": map[string]any{"targetingKey": names[i][:min(len(names[i]), 40)], attr: attr + "v", "plan": attr}})
+		if err != nil {
+			return outcome{err: err}
+		}
+		req, err := http.NewRequest("POST", base+e2eSingle+escapeAll(names[i]), strings.NewReader(string(ec)))
 		if err != nil {
 			return outcome{err: err}
 		}
