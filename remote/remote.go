@@ -387,6 +387,9 @@ func (s *Source) fetch(ctx context.Context) (bool, error) {
 	s.mu.Unlock()
 
 	cfg, body, err := s.get(ctx, tag)
+	if err != nil && ctx.Err() != nil {
+		return false, err // given up by the caller: nothing learnt about the server
+	}
 	if cfg != nil && s.cfg.CacheFile != "" {
 		// Before it is served, so the file is never behind the engine;
 		// one fetch at a time, so writes are in order.
