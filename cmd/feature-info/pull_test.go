@@ -542,3 +542,52 @@ func TestPullClientBadBodies(t *testing.T) {
 		})
 	}
 }
+
+// TestPullThroughDatabaseOutage: a server whose only way to PostgreSQL is
+// a proxy keeps answering GET /api/v1/config (keys from its in-memory
+// table, the configuration from its snapshot) when the proxy is cut, so a
+// pull client's fetches keep succeeding; a change made meanwhile reaches
+// the client through the stream once the database is back.
+func TestPullThroughDatabaseOutage(t *testing.T) {
+	dsn := sqlstoretest.PostgresDSN(t)
+	if dsn == "" {
+		t.Skipf("%s is not set: skipping PostgreSQL", sqlstoretest.EnvDSN)
+	}
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	target := u.Host
+	if u.Port() == "" {
+		target = net.JoinHostPort(u.Hostname(), "5432")
+	}
+	p := newTCPProxy(t, target)
+	u.Host = p.addr
+	m := startMain(t, u.String(), "127.0.0.1:0", sqlstore.NewKey())
+	read := makeKey(t, m, "read")
+	require.NoError(t, m.Keys.Reload(context.Background()))
+	c := newPullClient(t, remote.Config{URL: m.URL(), Key: read, PollInterval: 50 * time.Millisecond})
+	require.Eventually(t, func() bool { return c.revision() == m.Live.Current().Revision() }, 10*time.Second, 5*time.Millisecond)
+	rev := c.revision()
+
+	p.cut()
+	require.Eventually(t, func() bool { return m.Keys.Err() != nil && m.Live.Err() != nil }, 10*time.Second, 20*time.Millisecond,
+		"the server sees the database as unreachable")
+	direct, err := sqlstore.Open(context.Background(), dsn)
+	require.NoError(t, err)
+	defer direct.Close()
+	_, _, err = direct.ReplaceText(context.Background(), pullRules(20), nil, sqlstore.Change{Comment: "during the outage", Actor: "test", BaseRevision: sqlstore.AnyRevision})
+	require.NoError(t, err)
+	polled := time.Now()
+	for time.Since(polled) < time.Second {
+		code, _, body := call(t, "GET", m.URL()+"/api/v1/config", read, "If-None-Match", fmt.Sprintf(`"%d"`, rev))
+		require.Equal(t, http.StatusNotModified, code, body)
+		st := c.src.Status()
+		require.NoError(t, st.Err, "the client's polls keep succeeding")
+		require.Equal(t, rev, st.Revision)
+		time.Sleep(50 * time.Millisecond)
+	}
+	assert.WithinDuration(t, time.Now(), c.src.Status().Synced, 500*time.Millisecond, "the server keeps confirming the configuration")
+
+	p.restore()
+	require.Eventually(t, func() bool { return c.revision() == rev+1 }, 10*time.Second, 5*time.Millisecond)
+	sameAnswers(t, m.Engine, c.engine)
+}
