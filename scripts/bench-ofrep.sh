@@ -172,14 +172,45 @@ to_ms() {
 
 echo "$(nproc) cores, $(uname -sr), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), go $("$GO" env GOVERSION)" >&2
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+# Other processes on the machine distort the figures. Before each run the
+# script waits (up to a minute) for the machine to be idle; after it, it
+# computes the CPU that neither the servers nor wrk used ("other", in % of
+# the machine) and runs again, up to twice, when that was over OTHER_MAX.
+OTHER_MAX=${OTHER_MAX:-10}
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+proc_cpu() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+children_cpu() { awk '{print $16 + $17}' /proc/$$/stat; }
+ours_cpu() {
+	local n=$(($(proc_cpu "$server") + $(children_cpu)))
+	[ -n "$ceiling" ] && n=$((n + $(proc_cpu "$ceiling")))
+	echo "$n"
+}
+wait_quiet() {
+	local n b1 t1 b2 t2
+	for n in $(seq 30); do
+		read -r b1 t1 < <(busy); sleep 2; read -r b2 t2 < <(busy)
+		[ $((100 * (b2 - b1) / (t2 - t1))) -le 10 ] && return
+	done
+	echo "(the machine did not become idle)" >&2
+}
+others=()
 for round in $(seq "$ROUNDS"); do
 	for c in $CONNS; do
 		for s in "${scenarios[@]}"; do
 			tag= url=$base
 			[ "$s" = bulk304 ] && tag=$etag
 			[ "$s" = ceiling ] && url="http://127.0.0.1:$((PORT + 1))"
-			out=$(OFREP_KEY=$key OFREP_BODY=$body OFREP_ETAG=$tag \
-				wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency -s "$work/post.lua" "$url${paths[$s]}")
+			for attempt in 1 2 3; do
+				wait_quiet
+				read -r b1 t1 < <(busy); o1=$(ours_cpu)
+				out=$(OFREP_KEY=$key OFREP_BODY=$body OFREP_ETAG=$tag \
+					wrk -t"$THREADS" -c"$c" -d"$DURATION" --latency -s "$work/post.lua" "$url${paths[$s]}")
+				read -r b2 t2 < <(busy); o2=$(ours_cpu)
+				other=$((100 * (b2 - b1 - (o2 - o1)) / (t2 - t1)))
+				[ "$other" -lt 0 ] && other=0
+				[ "$other" -le "$OTHER_MAX" ] && break
+				echo "round $round $s -c$c: other processes used $other% of the machine; again" >&2
+			done
 			if grep -qE 'Non-2xx or 3xx responses|Socket errors' <<<"$out"; then
 				fail "$s -c$c had errors: $out"
 			fi
@@ -187,7 +218,8 @@ for round in $(seq "$ROUNDS"); do
 			p=$(to_ms "$(awk '$1 == "99%" {print $2}' <<<"$out")")
 			rps[$s,$c]+="$r "
 			p99s[$s,$c]+="$p "
-			printf 'round %d  %-10s -c%-3s %8d req/s  p99 %8s ms\n' "$round" "$s" "$c" "$r" "$p" >&2
+			others+=("$other")
+			printf 'round %d  %-10s -c%-3s %8d req/s  p99 %8s ms  (other load %d%%)\n' "$round" "$s" "$c" "$r" "$p" "$other" >&2
 		done
 	done
 done
@@ -195,7 +227,8 @@ done
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 
 rss=$(awk '/^VmRSS/ {printf "%.0f MB", $2 / 1024}' "/proc/$server/status")
-echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); server resident memory: $rss" >&2
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg); server resident memory: $rss;" \
+	"other processes used at most $(printf '%s\n' "${others[@]}" | sort -g | tail -1)% of the machine during a run" >&2
 echo
 echo "| scenario | connections | req/s (median of $ROUNDS) | p99 ms (median) |"
 echo "|---|---|---|---|"
