@@ -308,10 +308,13 @@ func TestOFREPGoClient(t *testing.T) {
 			}
 		}
 		assert.InDelta(t, 36, on, 20, "about 30%% of 120 keys are in a percent(30) rollout")
-		// Without a targeting key the rollout's condition is an error;
-		// the declared default is served.
+		// Without a targeting key the rollout's condition cannot match:
+		// the declared default, reason DEFAULT (a read key's metadata
+		// names the error).
 		got, _ := evalAs(t, ext, "bool", "e2e.roll", true, none)
-		assert.Equal(t, false, got.Value, "%+v", got)
+		assert.Equal(t, e2eAnswer{false, "DEFAULT", "", ""}, got)
+		_, md := evalAs(t, read, "bool", "e2e.roll", true, none)
+		assert.Equal(t, "rules: targeting key missing", md["error"])
 	})
 
 	t.Run("no key, unknown key, revoked key: 401", func(t *testing.T) {
