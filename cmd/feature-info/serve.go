@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -117,9 +118,14 @@ func (m *Main) Run(ctx context.Context) error {
 	adminHandler := m.Admin.Handler()
 	// OFREP authenticates by header, never by cookie: it sits beside the
 	// admin server, outside its cross-origin protection.
-	mux := http.NewServeMux()
-	mux.Handle("/ofrep/", m.OFREP)
-	mux.Handle("/", adminHandler)
+	// (A prefix test, not a ServeMux: OFREP is the hot path.)
+	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/ofrep/") {
+			m.OFREP.ServeHTTP(w, r)
+			return
+		}
+		adminHandler.ServeHTTP(w, r)
+	})
 
 	m.ln, err = net.Listen("tcp", m.Addr)
 	if err != nil {
@@ -306,6 +312,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if m.OFREPRate < 0 || m.OFREPBurst < 0 {
 		return fmt.Errorf("%w: -ofrep-rate and -ofrep-burst must not be negative", errUsage)
+	}
+	if os.Getenv("GOGC") == "" {
+		// The server's live heap is small (a few MB), so at the default
+		// GOGC=100 the collector runs ~75 times a second under load;
+		// 400 gave OFREP 13-21% more requests a second for ~15 MB more
+		// memory (docs/ofrep.md). GOGC in the environment wins.
+		debug.SetGCPercent(400)
 	}
 	if err := m.Run(ctx); err != nil {
 		m.Close()
