@@ -137,10 +137,16 @@ func (m *Main) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("listen (public): %w", err)
 		}
-		pub := http.NewServeMux()
-		pub.Handle("/ofrep/", m.OFREP)
-		pub.Handle("GET /healthz", adminHandler)
-		pub.Handle("/", http.NotFoundHandler())
+		pub := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			switch {
+			case strings.HasPrefix(r.URL.Path, "/ofrep/"):
+				m.OFREP.ServeHTTP(w, r)
+			case r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+				adminHandler.ServeHTTP(w, r)
+			default:
+				http.NotFound(w, r)
+			}
+		})
 		m.public = m.httpServer(pub)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
