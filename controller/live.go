@@ -18,6 +18,18 @@ import (
 // keeps every server within a second of a change.
 const DefaultPollInterval = 250 * time.Millisecond
 
+// WatchedPollInterval is Run's default poll when the source signals its
+// changes (a Watcher): the poll is then only a fallback.
+const WatchedPollInterval = 2 * time.Second
+
+// CoalesceGap is the least time between the starts of two reloads a
+// Watcher's signals cause in Run: a burst of changes is folded into a few
+// reloads.
+const CoalesceGap = 50 * time.Millisecond
+
+// ReloadTimeout bounds one reload in Run.
+const ReloadTimeout = 10 * time.Second
+
 // Live holds the current Snapshot behind an atomic pointer. Readers never
 // lock; a reload builds a whole new snapshot and swaps it in. When the rule
 // source fails, Live keeps serving the last snapshot it had.
@@ -198,38 +210,70 @@ func (l *Live) fail(err error) error {
 }
 
 // Run loads the rules at once if no load has succeeded yet, then reloads
-// on every tick of interval (DefaultPollInterval if <= 0), and at once
-// when a source that is a Watcher signals a change, until ctx is done.
+// on every tick of interval, and at once when a source that is a Watcher
+// signals a change, until ctx is done. interval <= 0 is
+// DefaultPollInterval, or WatchedPollInterval for a source that watches
+// (sqlstore on PostgreSQL: LISTEN/NOTIFY). Each reload is bounded by
+// ReloadTimeout.
 // Failures are logged once per distinct error and retried on the next
 // tick; the last good snapshot stays published meanwhile.
 func (l *Live) Run(ctx context.Context, interval time.Duration) error {
 	if l.src == nil {
 		return errors.New("controller: run: no rule source")
 	}
-	if interval <= 0 {
-		interval = DefaultPollInterval
-	}
 	var changes <-chan struct{}
 	if w, ok := l.src.(Watcher); ok {
 		changes = w.Watch(ctx)
 	}
+	if interval <= 0 {
+		interval = DefaultPollInterval
+		if changes != nil {
+			// Told of changes: the poll is only the fallback.
+			interval = WatchedPollInterval
+		}
+	}
+	reload := func(force bool) {
+		// A bounded reload: a source that hangs (a partition) must not
+		// stop the next one.
+		rctx, cancel := context.WithTimeout(ctx, ReloadTimeout)
+		defer cancel()
+		_ = l.Reload(rctx, force) // logged by fail; retried next tick or signal
+	}
 	if !l.done.Load() {
-		_ = l.Reload(ctx, true) // logged by fail; retried next tick
+		reload(true)
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var lastSignalled time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-t.C:
-			_ = l.Reload(ctx, false) // logged by fail; retried next tick
+			reload(false)
 		case _, ok := <-changes:
 			if !ok {
 				changes = nil // the source stopped watching: poll only
+				t.Reset(DefaultPollInterval)
 				continue
 			}
-			_ = l.Reload(ctx, false)
+			// A burst of saves costs a few reloads: signals that arrive
+			// while one runs coalesce into one pending signal, and a
+			// signalled reload waits until CoalesceGap after the last
+			// one began (an isolated change is reloaded at once).
+			if wait := CoalesceGap - time.Since(lastSignalled); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(wait):
+				}
+				select {
+				case <-changes: // folded into this reload
+				default:
+				}
+			}
+			lastSignalled = time.Now()
+			reload(false)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	sq "github.com/Masterminds/squirrel"
@@ -102,6 +103,12 @@ func (s *Store) change(ctx context.Context, op string, c Change, plan func(tx *s
 	}
 	if err := tx.GetContext(ctx, &e.ID, query, args...); err != nil {
 		return fail(err)
+	}
+	if s.dialect == Postgres {
+		// Delivered at commit, to every server listening (see Watch).
+		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, strconv.FormatInt(rev, 10)); err != nil {
+			return fail(err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fail(err)

@@ -7,11 +7,12 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	sq "github.com/Masterminds/squirrel"
 	"github.com/jmoiron/sqlx"
-	_ "github.com/lib/pq" // PostgreSQL driver
+	"github.com/lib/pq" // PostgreSQL driver
 	"github.com/pmezard/go-difflib/difflib"
 	_ "modernc.org/sqlite" // SQLite driver
 
@@ -46,7 +47,10 @@ var (
 type Store struct {
 	db      *sqlx.DB
 	dialect string
+	dsn     string // PostgreSQL's, for the change listener
 	sb      sq.StatementBuilderType
+
+	listeners atomic.Int64 // running Watch listeners
 }
 
 // Open connects to dsn and applies the schema. A DSN starting with
@@ -55,8 +59,8 @@ type Store struct {
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	s := &Store{dialect: SQLite}
 	driver, source := "sqlite", sqliteDSN(dsn)
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		s.dialect, driver, source = Postgres, "postgres", dsn
+	if isPostgresDSN(dsn) {
+		s.dialect, driver, source, s.dsn = Postgres, "postgres", dsn, dsn
 	}
 	// The one place placeholders are chosen.
 	var ph sq.PlaceholderFormat = sq.Question
@@ -65,9 +69,20 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	}
 	s.sb = sq.StatementBuilder.PlaceholderFormat(ph)
 
-	db, err := sqlx.Open(driver, source)
-	if err != nil {
-		return nil, fmt.Errorf("sqlstore: open: %w", translate(err))
+	var db *sqlx.DB
+	if s.dialect == Postgres {
+		// Connections that notice a dead peer (see pgDialer).
+		conn, err := pq.NewConnector(source)
+		if err != nil {
+			return nil, fmt.Errorf("sqlstore: open: %w", translate(err))
+		}
+		conn.Dialer(pgDialer())
+		db = sqlx.NewDb(sql.OpenDB(conn), driver)
+	} else {
+		var err error
+		if db, err = sqlx.Open(driver, source); err != nil {
+			return nil, fmt.Errorf("sqlstore: open: %w", translate(err))
+		}
 	}
 	s.db = db
 	if s.dialect == SQLite {

@@ -1,0 +1,126 @@
+package sqlstore_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/sqlstore"
+	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
+)
+
+var _ controller.Watcher = (*sqlstore.Store)(nil)
+
+// twoServers opens two stores on one PostgreSQL schema: the server under
+// test and another that saves.
+func twoServers(t *testing.T) (server, other *sqlstore.Store) {
+	t.Helper()
+	dsn := sqlstoretest.PostgresDSN(t)
+	if dsn == "" {
+		t.Skipf("%s is not set: skipping PostgreSQL", sqlstoretest.EnvDSN)
+	}
+	ctx := context.Background()
+	server, err := sqlstore.Open(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { server.Close() })
+	other, err = sqlstore.Open(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { other.Close() })
+	return server, other
+}
+
+func saveValue(t *testing.T, st *sqlstore.Store, v string) int64 {
+	t.Helper()
+	e, err := st.ReplaceRules(context.Background(), []rules.Rule{{Flag: "a.flag", Scope: "default", Value: v}},
+		sqlstore.Change{Comment: "test", Actor: "test", BaseRevision: sqlstore.AnyRevision})
+	require.NoError(t, err)
+	return e.Revision
+}
+
+func TestWatchOnSQLiteIsNil(t *testing.T) {
+	st := sqlstoretest.SQLite(t)
+	assert.Nil(t, st.Watch(context.Background()), "SQLite has nothing to listen to: readers poll")
+}
+
+func TestWatchSignalsEverySave(t *testing.T) {
+	server, other := twoServers(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := server.Watch(ctx)
+	require.NotNil(t, ch)
+	require.Eventually(t, func() bool { return server.Listeners() == 1 }, time.Second, time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the LISTEN is issued
+	drain := func() {
+		for {
+			select {
+			case <-ch:
+			default:
+				return
+			}
+		}
+	}
+	drain()
+	for i := range 3 {
+		start := time.Now()
+		saveValue(t, other, "v"+string(rune('0'+i)))
+		select {
+		case <-ch:
+			t.Logf("save %d signalled after %v", i, time.Since(start))
+		case <-time.After(2 * time.Second):
+			t.Fatalf("save %d: no signal within 2 s", i)
+		}
+		drain()
+	}
+	cancel()
+	require.Eventually(t, func() bool { return server.Listeners() == 0 }, 2*time.Second, 5*time.Millisecond, "the listener stops with ctx")
+}
+
+// countingSource counts full loads; Watch is the store's.
+type countingSource struct {
+	*sqlstore.Store
+	loads atomic.Int64
+}
+
+func (c *countingSource) Load(ctx context.Context) (*rules.Config, error) {
+	c.loads.Add(1)
+	return c.Store.Load(ctx)
+}
+
+func TestLiveFollowsNotificationsAndCoalesces(t *testing.T) {
+	server, other := twoServers(t)
+	src := &countingSource{Store: server}
+	live := controller.NewLive(src, controller.LiveOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go live.Run(ctx, time.Hour) // no poll to speak of: changes come by notification
+	require.Eventually(t, live.Ready, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return server.Listeners() == 1 }, time.Second, time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+
+	for i := range 3 {
+		start := time.Now()
+		rev := saveValue(t, other, "x"+string(rune('0'+i)))
+		require.Eventually(t, func() bool { return live.Current().Revision() == rev }, 2*time.Second, time.Millisecond,
+			"revision %d reaches the server by notification", rev)
+		took := time.Since(start)
+		t.Logf("change %d seen after %v", i, took)
+		assert.Less(t, took, time.Second)
+	}
+
+	// A burst of 50 saves costs a few reloads, not 50.
+	before := src.loads.Load()
+	var last int64
+	for i := range 50 {
+		last = saveValue(t, other, "burst"+string(rune('A'+i%26))+string(rune('a'+i/26)))
+	}
+	require.Eventually(t, func() bool { return live.Current().Revision() == last }, 3*time.Second, time.Millisecond)
+	loads := src.loads.Load() - before
+	t.Logf("50 saves, %d loads", loads)
+	assert.Less(t, loads, int64(25), "reloads coalesce")
+	assert.Positive(t, loads)
+}
