@@ -2,8 +2,6 @@ package controller_test
 
 import (
 	"context"
-	"io"
-	"net"
 	"net/url"
 	"sync"
 	"testing"
@@ -13,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/internal/testproxy"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
@@ -54,63 +53,6 @@ func TestLiveSeesChangesFromAnotherWriter(t *testing.T) {
 	}
 }
 
-// proxy forwards loopback TCP connections to target until cut.
-type proxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	down  bool
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.down {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go func() { io.Copy(u, c); u.Close() }()
-			go func() { io.Copy(c, u); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	return p
-}
-
-// cut drops every connection and refuses new ones: the database is gone.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *proxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
-}
-
 // TestLiveSurvivesOutage: when PostgreSQL becomes unreachable, evaluation
 // goes on with the last rules, and picks up changes once it is back.
 func TestLiveSurvivesOutage(t *testing.T) {
@@ -126,8 +68,8 @@ func TestLiveSurvivesOutage(t *testing.T) {
 
 	u, err := url.Parse(dsn)
 	require.NoError(t, err)
-	p := newProxy(t, u.Host)
-	u.Host = p.ln.Addr().String()
+	p := testproxy.New(t, u.Host)
+	u.Host = p.Addr()
 	q := u.Query()
 	q.Set("connect_timeout", "2")
 	u.RawQuery = q.Encode()
@@ -139,7 +81,7 @@ func TestLiveSurvivesOutage(t *testing.T) {
 	require.NoError(t, live.Reload(ctx, true))
 	assert.Equal(t, "before", flagNow(live, "a"))
 
-	p.cut()
+	p.Cut()
 	save(t, direct, "a default 1 after\n")
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	err = live.Reload(rctx, false)
@@ -148,7 +90,7 @@ func TestLiveSurvivesOutage(t *testing.T) {
 	assert.ErrorIs(t, live.Err(), err)
 	assert.Equal(t, "before", flagNow(live, "a"), "the last known rules keep serving")
 
-	p.restore()
+	p.Resume()
 	require.Eventually(t, func() bool {
 		rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()

@@ -5,12 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/testproxy"
 	"github.com/scopeflags/scopeflags/ofprovider"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
@@ -668,64 +666,6 @@ func TestConcurrentEvaluation(t *testing.T) {
 	}
 }
 
-// proxy forwards loopback TCP connections to target until cut.
-type proxy struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	down  bool
-}
-
-func newProxy(t *testing.T, target string) *proxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p := &proxy{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.down {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			u, err := net.Dial("tcp", target)
-			if err != nil {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go func() { io.Copy(u, c); u.Close() }()
-			go func() { io.Copy(c, u); c.Close() }()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); p.cut() })
-	return p
-}
-
-// cut drops every connection and refuses new ones: the database is gone.
-func (p *proxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *proxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
-}
-
 // TestStaleAndRecovery: PostgreSQL becomes unreachable (STALE, the last
 // rules served), then comes back (READY, and the change made meanwhile
 // arrives as CONFIGURATION_CHANGED).
@@ -743,8 +683,8 @@ func TestStaleAndRecovery(t *testing.T) {
 
 	u, err := url.Parse(dsn)
 	require.NoError(t, err)
-	px := newProxy(t, u.Host)
-	u.Host = px.ln.Addr().String()
+	px := testproxy.New(t, u.Host)
+	u.Host = px.Addr()
 	q := u.Query()
 	q.Set("connect_timeout", "2")
 	u.RawQuery = q.Encode()
@@ -759,13 +699,13 @@ func TestStaleAndRecovery(t *testing.T) {
 	w.start(t)
 	next(t, ready, "READY")
 
-	px.cut()
+	px.Cut()
 	save(t, direct, "a default 0 after\n")
 	next(t, stale, "STALE")
 	assert.Equal(t, openfeature.StaleState, w.client.State())
 	assert.Equal(t, "before", w.client.String(ctx, "a", "", ec("", nil)), "the last rules keep serving")
 
-	px.restore()
+	px.Resume()
 	d := next(t, changed, "CONFIGURATION_CHANGED")
 	assert.Equal(t, []string{"a"}, d.FlagChanges)
 	next(t, ready, "READY")
