@@ -10,7 +10,7 @@ export SCOPEFLAGS_TEST_POSTGRES
 
 GO ?= go
 
-.PHONY: run test bench bench-ofrep lint fuzz build js-deps
+.PHONY: run test bench bench-ofrep bench-cluster lint fuzz build js-deps
 
 run:
 	$(GO) run ./cmd/feature-info serve -addr $(ADDR) -db $(DB)
@@ -41,6 +41,10 @@ bench:
 # run it on a quiet machine. Not part of make test.
 bench-ofrep:
 	GO=$(GO) scripts/bench-ofrep.sh
+
+# Change propagation across three servers on one PostgreSQL (docs/operations.md).
+bench-cluster:
+	$(GO) run ./scripts/bench-cluster -servers 3 -changes 200 -rate 10
 
 # Longer fuzzing runs; the seed corpora already run in make test.
 fuzz:
