@@ -24,6 +24,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/testproxy"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
@@ -460,103 +461,6 @@ func TestOFREPRevocationAcrossServers(t *testing.T) {
 	})
 }
 
-// tcpProxy forwards loopback connections to target until cut: then its
-// listener and every connection through it are closed, as if the network
-// to the database had gone, until restore listens on the same address
-// again.
-type tcpProxy struct {
-	t      *testing.T
-	target string
-	addr   string
-	mu     sync.Mutex
-	ln     net.Listener
-	conns  map[net.Conn]struct{}
-	wg     sync.WaitGroup
-}
-
-func newTCPProxy(t *testing.T, target string) *tcpProxy {
-	t.Helper()
-	p := &tcpProxy{t: t, target: target, conns: map[net.Conn]struct{}{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	p.addr = ln.Addr().String()
-	p.serve(ln)
-	t.Cleanup(func() { p.cut(); p.wg.Wait() })
-	return p
-}
-
-func (p *tcpProxy) serve(ln net.Listener) {
-	p.mu.Lock()
-	p.ln = ln
-	p.mu.Unlock()
-	p.wg.Add(1)
-	go func() {
-		defer p.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			u, err := net.DialTimeout("tcp", p.target, 5*time.Second)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			if !p.track(c, u) {
-				return
-			}
-			p.wg.Add(2)
-			pipe := func(dst, src net.Conn) {
-				defer p.wg.Done()
-				_, _ = io.Copy(dst, src)
-				dst.Close()
-				src.Close()
-			}
-			go pipe(u, c)
-			go pipe(c, u)
-		}
-	}()
-}
-
-// track records a connection pair, unless the proxy was cut meanwhile.
-func (p *tcpProxy) track(c, u net.Conn) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln == nil {
-		c.Close()
-		u.Close()
-		return false
-	}
-	p.conns[c], p.conns[u] = struct{}{}, struct{}{}
-	return true
-}
-
-// cut closes the listener and every connection.
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.ln != nil {
-		p.ln.Close()
-		p.ln = nil
-	}
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-// restore listens again on the proxy's address.
-func (p *tcpProxy) restore() {
-	p.t.Helper()
-	var ln net.Listener
-	require.Eventually(p.t, func() bool {
-		var err error
-		ln, err = net.Listen("tcp", p.addr)
-		return err == nil
-	}, 5*time.Second, 20*time.Millisecond, "listen on %s again", p.addr)
-	p.serve(ln)
-}
-
 // TestOFREPThroughDatabaseOutage serves OFREP from a server whose only
 // way to PostgreSQL is a proxy, then cuts the proxy: single and bulk
 // evaluations (and /healthz) keep answering with the same values, while
@@ -574,8 +478,8 @@ func TestOFREPThroughDatabaseOutage(t *testing.T) {
 	if u.Port() == "" {
 		target = net.JoinHostPort(u.Hostname(), "5432")
 	}
-	p := newTCPProxy(t, target)
-	u.Host = p.addr
+	p := testproxy.New(t, target)
+	u.Host = p.Addr()
 	s := startE2E(t, u.String())
 	direct, err := sqlstore.Open(ctx, dsn)
 	require.NoError(t, err)
@@ -598,7 +502,7 @@ func TestOFREPThroughDatabaseOutage(t *testing.T) {
 	bulkTag := before[probes[3]].header.Get("ETag")
 	require.NotEmpty(t, bulkTag)
 
-	p.cut()
+	p.Cut()
 	// The outage is real: the server notices that it cannot read the
 	// keys or the rules.
 	require.Eventually(t, func() bool { return s.m.Keys.Err() != nil && s.m.Live.Err() != nil },
@@ -625,7 +529,7 @@ func TestOFREPThroughDatabaseOutage(t *testing.T) {
 	require.Error(t, s.m.Live.Err(), "still cut off after 5 s")
 	t.Logf("%d rounds of OFREP answers through %v of database outage", rounds, time.Since(start).Round(time.Millisecond))
 
-	p.restore()
+	p.Resume()
 	start = time.Now()
 	require.Eventually(t, func() bool {
 		r := e2ePost(t, base, e2eSingle+"e2e.int", s.extrn, pro)

@@ -24,6 +24,7 @@ import (
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/testproxy"
 	"github.com/scopeflags/scopeflags/remote"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
@@ -559,8 +560,8 @@ func TestPullThroughDatabaseOutage(t *testing.T) {
 	if u.Port() == "" {
 		target = net.JoinHostPort(u.Hostname(), "5432")
 	}
-	p := newTCPProxy(t, target)
-	u.Host = p.addr
+	p := testproxy.New(t, target)
+	u.Host = p.Addr()
 	m := startMain(t, u.String(), "127.0.0.1:0", sqlstore.NewKey())
 	read := makeKey(t, m, "read")
 	require.NoError(t, m.Keys.Reload(context.Background()))
@@ -568,7 +569,7 @@ func TestPullThroughDatabaseOutage(t *testing.T) {
 	require.Eventually(t, func() bool { return c.revision() == m.Live.Current().Revision() }, 10*time.Second, 5*time.Millisecond)
 	rev := c.revision()
 
-	p.cut()
+	p.Cut()
 	require.Eventually(t, func() bool { return m.Keys.Err() != nil && m.Live.Err() != nil }, 10*time.Second, 20*time.Millisecond,
 		"the server sees the database as unreachable")
 	direct, err := sqlstore.Open(context.Background(), dsn)
@@ -587,7 +588,7 @@ func TestPullThroughDatabaseOutage(t *testing.T) {
 	}
 	assert.WithinDuration(t, time.Now(), c.src.Status().Synced, 500*time.Millisecond, "the server keeps confirming the configuration")
 
-	p.restore()
+	p.Resume()
 	require.Eventually(t, func() bool { return c.revision() == rev+1 }, 10*time.Second, 5*time.Millisecond)
 	sameAnswers(t, m.Engine, c.engine)
 }
