@@ -50,7 +50,8 @@ type Store struct {
 	dsn     string // PostgreSQL's, for the change listener
 	sb      sq.StatementBuilderType
 
-	listeners atomic.Int64 // running Watch listeners
+	listeners                        atomic.Int64 // running Watch listeners
+	listenReconnects, listenFailures atomic.Int64
 }
 
 // Open connects to dsn and applies the schema. A DSN starting with

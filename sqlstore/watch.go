@@ -50,6 +50,12 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 	l := pq.NewDialListener(pgDialer(), listenerDSN(s.dsn), ListenerMinReconnect, ListenerMaxReconnect,
 		func(ev pq.ListenerEventType, err error) {
 			switch ev {
+			case pq.ListenerEventConnectionAttemptFailed:
+				s.listenFailures.Add(1)
+			case pq.ListenerEventReconnected:
+				s.listenReconnects.Add(1)
+			}
+			switch ev {
 			case pq.ListenerEventDisconnected, pq.ListenerEventConnectionAttemptFailed:
 				if !logged.Swap(true) {
 					s.log().Warn("sqlstore: change notifications lost; reconnecting (servers poll the revision meanwhile)", "err", err)
@@ -92,6 +98,13 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 // Listeners returns how many Watch listeners are running (for tests and
 // metrics).
 func (s *Store) Listeners() int { return int(s.listeners.Load()) }
+
+// ListenerStats counts, over every Watch listener of the store, the
+// reconnections after a lost connection and the failed attempts to
+// connect.
+func (s *Store) ListenerStats() (reconnects, failures int64) {
+	return s.listenReconnects.Load(), s.listenFailures.Load()
+}
 
 // listenerDSN names the listener's connection, so an operator (or a test)
 // can find it in pg_stat_activity.

@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"net/url"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/internal/testproxy"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
@@ -123,4 +125,59 @@ func TestLiveFollowsNotificationsAndCoalesces(t *testing.T) {
 	t.Logf("50 saves, %d loads", loads)
 	assert.Less(t, loads, int64(25), "reloads coalesce")
 	assert.Positive(t, loads)
+}
+
+// A notification sent while the listener is disconnected is lost; the
+// reload after the reconnect recovers it. The poll is an hour, so only
+// that reload can.
+func TestLostNotificationRecoveredAfterReconnect(t *testing.T) {
+	dsn := sqlstoretest.PostgresDSN(t)
+	if dsn == "" {
+		t.Skipf("%s is not set: skipping PostgreSQL", sqlstoretest.EnvDSN)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	p := testproxy.New(t, u.Host)
+	u.Host = p.Addr()
+	server, err := sqlstore.Open(ctx, u.String())
+	require.NoError(t, err)
+	t.Cleanup(func() { server.Close() })
+	other, err := sqlstore.Open(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { other.Close() })
+
+	live := controller.NewLive(server, controller.LiveOptions{})
+	go live.Run(ctx, time.Hour)
+	require.Eventually(t, live.Ready, 5*time.Second, time.Millisecond)
+	require.Eventually(t, func() bool { return server.Listeners() == 1 }, time.Second, time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+
+	p.Cut()
+	cutAt := time.Now()
+	rev := saveValue(t, other, "while-cut")
+	time.Sleep(1500 * time.Millisecond)
+	assert.NotEqual(t, rev, live.Current().Revision(), "nothing could tell the server while cut")
+	reconnects, failures := server.ListenerStats()
+	t.Logf("while cut for %v: %d failed connection attempts", time.Since(cutAt), failures)
+	// lib/pq's listener backs off 100 ms, 200 ms, 400 ms, ...: a handful
+	// of attempts in 1.5 s, not hundreds.
+	assert.GreaterOrEqual(t, failures, int64(2), "it keeps trying")
+	assert.LessOrEqual(t, failures, int64(8), "with backoff")
+	assert.Zero(t, reconnects)
+
+	p.Resume()
+	resumed := time.Now()
+	require.Eventually(t, func() bool { return live.Current().Revision() == rev }, 10*time.Second, 5*time.Millisecond,
+		"the reload after the reconnect finds the lost change")
+	t.Logf("lost change recovered %v after the network came back", time.Since(resumed))
+	reconnects, _ = server.ListenerStats()
+	assert.Equal(t, int64(1), reconnects)
+
+	// And notifications flow again.
+	start := time.Now()
+	rev = saveValue(t, other, "after")
+	require.Eventually(t, func() bool { return live.Current().Revision() == rev }, 2*time.Second, time.Millisecond)
+	t.Logf("next change seen after %v", time.Since(start))
 }
