@@ -45,6 +45,7 @@ type Live struct {
 	// (Unix nanoseconds; 0 before the first).
 	synced atomic.Int64
 	opts   BuildOptions
+	last   *Snapshot // the last snapshot build made, which the next reuses from; under mu
 
 	stored   []rules.Definition  // declarations from the last load; under mu
 	reported map[string]struct{} // problems logged for the current rules; under mu
@@ -125,7 +126,8 @@ func (l *Live) Build(rs []rules.Rule, revision int64) *Snapshot {
 func (l *Live) build(rs []rules.Rule, revision int64, stored []rules.Definition) *Snapshot {
 	opts := l.opts
 	opts.Defs = append(slices.Clip(stored), opts.Defs...)
-	s := Build(rs, l.reg, revision, opts)
+	s := build(rs, l.reg, revision, opts, l.last)
+	l.last = s
 	s.stored = stored
 	seen := make(map[string]struct{}, len(s.problems))
 	for _, p := range s.problems {

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"reflect"
@@ -93,6 +94,20 @@ type BuildOptions struct {
 // evaluates to an error (see Result) and the problem is listed by Problems.
 // Build does not modify rs.
 func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOptions) *Snapshot {
+	return build(rs, reg, revision, opts, nil)
+}
+
+// build is Build, reusing from prev (nil: none) the parsed values and
+// compiled conditions of rules that did not change: a rule whose flag,
+// scope, priority, value and condition are those of one of prev's rules,
+// and whose flag has an equal declaration (or none in both), shares that
+// rule's ruleExt, which is immutable. prev must have been built by build
+// with the same opts.Convert (Live's, fixed for its life; it is assumed to
+// give equivalent converters for a name each time). Scopes are compiled
+// afresh, since reg may have gained handlers. Everything per snapshot (the
+// rules slice, flag entries and their idx) is new, so a reused part is
+// never reached through a memo of prev's.
+func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOptions, prev *Snapshot) *Snapshot {
 	s := &Snapshot{revision: revision, built: time.Now(), all: make([]rule, len(rs))}
 
 	defs := make(map[string]*flagDef, len(opts.Defs))
@@ -110,61 +125,69 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 		defs[d.Name] = fd
 	}
 
-	compiled := make(map[string]*scopes.Scope)
-	type condKey struct{ text, salt string }
-	conds := make(map[condKey]*rules.Condition)
-	for i, r := range rs {
-		r.Line = 0
-		sc := compiled[r.Scope]
-		if sc == nil {
-			sc = reg.Compile(r.Scope)
-			compiled[r.Scope] = sc
-			s.scopes = append(s.scopes, sc)
-		}
-		cr := rule{Rule: r, scope: sc}
-		fd := defs[r.Flag]
-		if fd != nil || r.Condition != "" {
-			cr.x = &ruleExt{val: rules.Value{Text: r.Value}}
-		}
-		if fd != nil {
-			x := cr.x
-			x.val, x.typed, x.fresh, x.valErr = fd.parse(r.Value)
-			if x.valErr != nil {
-				x.val = rules.Value{Text: r.Value}
-				s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: stored value: %w", r.Flag, r.Scope, r.Priority, x.valErr))
-			}
-		}
-		if r.Condition != "" {
-			salt := r.Flag
-			if fd != nil {
-				salt = fd.def.RolloutSalt()
-			}
-			k := condKey{r.Condition, salt}
-			if c, ok := conds[k]; ok {
-				cr.x.cond = c
-			} else if c, err := rules.CompileCondition(r.Condition, salt); err != nil {
-				cr.x.condErr = err
-				s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: %w", r.Flag, r.Scope, r.Priority, err))
-			} else {
-				conds[k], cr.x.cond = c, c
-			}
-		}
-		s.all[i] = cr
+	at := func(i int) *rules.Rule { return &rs[i] }
+	if order := normalOrder(rs); order != nil {
+		at = func(i int) *rules.Rule { return &rs[order[i]] }
 	}
-	slices.SortStableFunc(s.all, func(a, b rule) int { return rules.Compare(a.Rule, b.Rule) })
-	slices.SortFunc(s.scopes, func(a, b *scopes.Scope) int { return strings.Compare(a.Name, b.Name) })
 
+	compiled := make(map[string]*scopes.Scope)
+	conds := make(map[condKey]*rules.Condition)
 	extra := len(opts.Known) + len(defs)
-	s.flags = make(map[string]*flagEntry, len(rs)/2+extra)
 	entries := make([]flagEntry, 0, len(rs)/2+extra)
-	for i := 0; i < len(s.all); {
+	for i := 0; i < len(rs); {
+		flag := at(i).Flag
 		j := i + 1
-		for j < len(s.all) && s.all[j].Flag == s.all[i].Flag {
+		for j < len(rs) && at(j).Flag == flag {
 			j++
 		}
-		entries = append(entries, flagEntry{name: s.all[i].Flag, rules: s.all[i:j:j]})
+		fd := defs[flag]
+		salt := flag
+		if fd != nil {
+			salt = fd.def.RolloutSalt()
+		}
+		var old []rule // prev's rules of flag, when their values mean the same
+		if prev != nil {
+			if oe := prev.flags[flag]; oe != nil && sameDef(oe.def, fd) {
+				old = oe.rules
+			}
+		}
+		o := 0
+		for k := i; k < j; k++ {
+			r := *at(k)
+			r.Line = 0
+			sc := compiled[r.Scope]
+			if sc == nil {
+				sc = reg.Compile(r.Scope)
+				compiled[r.Scope] = sc
+				s.scopes = append(s.scopes, sc)
+			}
+			cr := rule{Rule: r, scope: sc}
+			// Both are in descending priority: walk prev's alongside.
+			for o < len(old) && old[o].Priority > r.Priority {
+				o++
+			}
+			if o < len(old) && old[o].Rule == r {
+				cr.x = old[o].x
+				o++
+			} else if fd != nil || r.Condition != "" {
+				cr.x = compileExt(r, fd, salt, conds)
+			}
+			if x := cr.x; x != nil {
+				if x.valErr != nil {
+					s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: stored value: %w", r.Flag, r.Scope, r.Priority, x.valErr))
+				}
+				if x.condErr != nil {
+					s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: %w", r.Flag, r.Scope, r.Priority, x.condErr))
+				}
+			}
+			s.all[k] = cr
+		}
+		entries = append(entries, flagEntry{name: flag, rules: s.all[i:j:j]})
 		i = j
 	}
+	slices.SortFunc(s.scopes, func(a, b *scopes.Scope) int { return strings.Compare(a.Name, b.Name) })
+
+	s.flags = make(map[string]*flagEntry, len(entries)+extra)
 	withRules := len(entries) // entries[:withRules] is sorted by name
 	addName := func(name string) {
 		if _, ok := slices.BinarySearchFunc(entries[:withRules], name, func(e flagEntry, n string) int { return strings.Compare(e.name, n) }); !ok {
@@ -187,8 +210,14 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 		if fd := defs[e.name]; fd != nil {
 			e.def = &fd.def
 			e.dflt = fd.codec.Default()
+			var oe *flagEntry
+			if prev != nil {
+				oe = prev.flags[e.name]
+			}
 			var err error
-			if _, e.dfltTyped, e.dfltFresh, err = fd.parse(e.dflt.Text); err != nil {
+			if oe != nil && oe.dfltTyped != nil && sameDef(oe.def, fd) {
+				e.dfltTyped, e.dfltFresh = oe.dfltTyped, oe.dfltFresh
+			} else if _, e.dfltTyped, e.dfltFresh, err = fd.parse(e.dflt.Text); err != nil {
 				e.dfltTyped, e.dfltFresh = nil, nil
 				s.problems = append(s.problems, fmt.Errorf("flag %q: default: %w", e.name, err))
 			}
@@ -202,6 +231,86 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 	}
 	slices.Sort(s.names)
 	return s
+}
+
+// normalOrder returns the indexes of rs in normalised order (rules.Compare,
+// stable), or nil when rs is in that order already, as rules from a store
+// are. A flag's rules usually come together, so it sorts runs of one flag
+// by name, then each flag's rules by priority, rather than every rule.
+func normalOrder(rs []rules.Rule) []int32 {
+	type run struct{ lo, hi int32 }
+	var runs []run
+	sorted := true
+	for i := 0; i < len(rs); {
+		j := i + 1
+		for j < len(rs) && rs[j].Flag == rs[i].Flag {
+			sorted = sorted && rs[j].Priority <= rs[j-1].Priority
+			j++
+		}
+		if len(runs) > 0 && rs[runs[len(runs)-1].lo].Flag >= rs[i].Flag {
+			sorted = false
+		}
+		runs = append(runs, run{int32(i), int32(j)})
+		i = j
+	}
+	if sorted {
+		return nil
+	}
+	// Stable: the runs of a flag, and so its rules, keep their input order.
+	slices.SortStableFunc(runs, func(a, b run) int { return strings.Compare(rs[a.lo].Flag, rs[b.lo].Flag) })
+	order := make([]int32, 0, len(rs))
+	for _, r := range runs {
+		for k := r.lo; k < r.hi; k++ {
+			order = append(order, k)
+		}
+	}
+	byPriority := func(a, b int32) int { return cmp.Compare(rs[b].Priority, rs[a].Priority) }
+	for i := 0; i < len(order); {
+		j := i + 1
+		for j < len(order) && rs[order[j]].Flag == rs[order[i]].Flag {
+			j++
+		}
+		if !slices.IsSortedFunc(order[i:j], byPriority) {
+			slices.SortStableFunc(order[i:j], byPriority)
+		}
+		i = j
+	}
+	return order
+}
+
+type condKey struct{ text, salt string }
+
+// compileExt parses r's value for fd (nil: undeclared) and compiles its
+// condition with salt, sharing compiled conditions through conds.
+func compileExt(r rules.Rule, fd *flagDef, salt string, conds map[condKey]*rules.Condition) *ruleExt {
+	x := &ruleExt{val: rules.Value{Text: r.Value}}
+	if fd != nil {
+		x.val, x.typed, x.fresh, x.valErr = fd.parse(r.Value)
+		if x.valErr != nil {
+			x.val = rules.Value{Text: r.Value}
+		}
+	}
+	if r.Condition != "" {
+		k := condKey{r.Condition, salt}
+		if c, ok := conds[k]; ok {
+			x.cond = c
+		} else if c, err := rules.CompileCondition(r.Condition, salt); err != nil {
+			x.condErr = err
+		} else {
+			conds[k], x.cond = c, c
+		}
+	}
+	return x
+}
+
+// sameDef reports whether a flag declared by old (nil: undeclared) in a
+// previous snapshot is declared by fd (nil: undeclared) alike, so that its
+// rules' values parse the same.
+func sameDef(old *rules.Definition, fd *flagDef) bool {
+	if old == nil || fd == nil {
+		return old == nil && fd == nil
+	}
+	return old.Equal(fd.def)
 }
 
 type flagDef struct {
