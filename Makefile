@@ -10,7 +10,7 @@ export SCOPEFLAGS_TEST_POSTGRES
 
 GO ?= go
 
-.PHONY: run test bench bench-ofrep bench-cluster lint fuzz build js-deps
+.PHONY: run test bench bench-ofrep bench-cluster soak-ofrep lint fuzz build js-deps
 
 run:
 	$(GO) run ./cmd/feature-info serve -addr $(ADDR) -db $(DB)
@@ -41,6 +41,10 @@ bench:
 # run it on a quiet machine. Not part of make test.
 bench-ofrep:
 	GO=$(GO) scripts/bench-ofrep.sh
+
+# OFREP for 60 s at 64 connections while the rules change every second.
+soak-ofrep:
+	GO=$(GO) scripts/soak-ofrep.sh
 
 # Change propagation across three servers on one PostgreSQL (docs/operations.md).
 bench-cluster:
