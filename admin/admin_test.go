@@ -177,7 +177,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"GET", "/login", "", 200, none},
 			{"POST", "/login", "", 303, func() (string, []byte, []string) { return formType, form("key", e.keys["read"]), nil }},
 			{"POST", "/logout", "", 303, none},
-			{"GET", "/readyz", "read", 200, none},
+			{"GET", "/readyz", "", 200, none},
 			{"GET", "/metrics", "read", 200, none},
 			{"GET", "/{$}", "read", 302, none},
 			{"GET", "/+feature-info", "read", 200, none},

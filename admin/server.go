@@ -138,8 +138,9 @@ func (s *Server) Handler() http.Handler {
 	h("GET", "/login", anonymous, s.loginPage)
 	h("POST", "/login", anonymous, s.login)
 	h("POST", "/logout", anonymous, s.logout)
-	// Operations.
-	h("GET", "/readyz", ScopeRead, s.readyz)
+	// Operations. /readyz is for load balancers, which have no key: it
+	// tells only whether rules are served, their revision and age.
+	h("GET", "/readyz", anonymous, s.readyz)
 	h("GET", "/metrics", ScopeRead, s.metricsPage)
 	// Pages.
 	h("GET", "/{$}", ScopeRead, func(w http.ResponseWriter, r *http.Request) {
@@ -418,13 +419,36 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, "ok\n")
 }
 
-// readyz is 200 once rules have been loaded from the database, else 503.
+// Readiness is /readyz's JSON answer.
+type Readiness struct {
+	// Ready is true while a snapshot loaded from the database is served.
+	Ready bool `json:"ready"`
+	// Revision is the served rules' revision (0 before the first load).
+	Revision int64 `json:"revision"`
+	// AgeSeconds is the time since the database last confirmed the served
+	// rules are current; it grows while the database is unreachable. Nil
+	// before the first load.
+	AgeSeconds *float64 `json:"age_seconds"`
+	// SourceFailing is true while reloading from the database fails (the
+	// last rules are served meanwhile).
+	SourceFailing bool `json:"source_failing"`
+}
+
+// readyz answers 200 while rules loaded from the database are served, even
+// when the database has since become unreachable (evaluation goes on with
+// the last rules), and 503 before the first load. Anyone may ask: the
+// answer holds no rules, names or errors.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	if !s.live().Ready() {
-		w.WriteHeader(http.StatusServiceUnavailable)
-		io.WriteString(w, "rules not loaded yet\n")
-		return
+	l := s.live()
+	var rd Readiness
+	if synced := l.Synced(); l.Ready() && !synced.IsZero() {
+		age := max(time.Since(synced).Seconds(), 0)
+		rd = Readiness{Ready: true, Revision: l.Current().Revision(), AgeSeconds: &age}
 	}
-	fmt.Fprintf(w, "ready: rules revision %d\n", s.live().Current().Revision())
+	rd.SourceFailing = l.Err() != nil
+	status := http.StatusOK
+	if !rd.Ready {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, rd)
 }

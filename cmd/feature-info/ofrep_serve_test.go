@@ -14,7 +14,7 @@ import (
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
-// The public listener serves OFREP, its stream and /healthz, and nothing
+// The public listener serves OFREP, its stream, /healthz and /readyz, and nothing
 // of the admin server.
 func TestServePublicListener(t *testing.T) {
 	key := sqlstore.NewKey()
@@ -43,8 +43,12 @@ func TestServePublicListener(t *testing.T) {
 		assert.Equal(t, "http://app.example", hdr.Get("Access-Control-Allow-Origin"))
 		status, _, _ = do("GET", base+"/healthz", "")
 		assert.Equal(t, 200, status)
+		status, hdr, body = do("GET", base+"/readyz", "")
+		assert.Equal(t, 200, status, body)
+		assert.Contains(t, body, `"ready": true`)
+		assert.Equal(t, "application/json; charset=utf-8", hdr.Get("Content-Type"))
 	}
-	for _, path := range []string{"/+feature-info", "/+feature-rules", "/login", "/api/v1/rules", "/api/v1/config", "/metrics", "/readyz", "/"} {
+	for _, path := range []string{"/+feature-info", "/+feature-rules", "/login", "/api/v1/rules", "/api/v1/config", "/metrics", "/"} {
 		status, _, _ := do("GET", m.PublicURL()+path, "")
 		assert.Equal(t, http.StatusNotFound, status, "public %s", path)
 		status, _, _ = do("GET", m.URL()+path, "")

@@ -58,7 +58,7 @@ type Main struct {
 	TLSCert, TLSKey string
 	SecureCookies   bool
 	// PublicAddr, if set, is a second listener serving only OFREP, its
-	// change stream and /healthz, so the admin pages need not face the
+	// change stream, /healthz and /readyz, so the admin pages need not face the
 	// internet.
 	PublicAddr string
 	// CORSOrigins are the browser origins allowed to call OFREP.
@@ -141,7 +141,7 @@ func (m *Main) Run(ctx context.Context) error {
 			switch {
 			case strings.HasPrefix(r.URL.Path, "/ofrep/"):
 				m.OFREP.ServeHTTP(w, r)
-			case r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead):
+			case (r.URL.Path == "/healthz" || r.URL.Path == "/readyz") && (r.Method == http.MethodGet || r.Method == http.MethodHead):
 				adminHandler.ServeHTTP(w, r)
 			default:
 				http.NotFound(w, r)
@@ -295,7 +295,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "serve HTTPS with this certificate file (needs -tls-key)")
 	fs.StringVar(&m.TLSKey, "tls-key", "", "the private key file of -tls-cert")
 	fs.BoolVar(&m.SecureCookies, "secure-cookies", false, "mark session cookies Secure on plain HTTP (behind a TLS proxy)")
-	fs.StringVar(&m.PublicAddr, "public-addr", "", "a second listen address serving only OFREP, its change stream and /healthz")
+	fs.StringVar(&m.PublicAddr, "public-addr", "", "a second listen address serving only OFREP, its change stream, /healthz and /readyz")
 	origins := fs.String("cors-origins", "", "comma-separated browser origins allowed to call OFREP (https://app.example.com)")
 	fs.Float64Var(&m.OFREPRate, "ofrep-rate", 0, "OFREP requests a second allowed per key (0: no limit)")
 	fs.IntVar(&m.OFREPBurst, "ofrep-burst", 0, "OFREP requests a key may make at once (default: -ofrep-rate rounded up)")
