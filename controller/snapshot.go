@@ -33,10 +33,12 @@ type flagEntry struct {
 	rules []rule // descending priority
 
 	def         *rules.Definition // nil: undeclared, values are text
+	fd          *flagDef          // def's codec and converter; nil when undeclared
 	dflt        rules.Value       // the code default, parsed
 	dfltTyped   any               // the code default converted for the application
 	dfltFresh   func() any        // as ruleExt.fresh, for the code default
 	conditional bool              // some rule has a condition
+	bad         bool              // some rule's value or condition is a problem
 }
 
 type rule struct {
@@ -112,6 +114,12 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 
 	defs := make(map[string]*flagDef, len(opts.Defs))
 	for _, d := range opts.Defs {
+		if prev != nil { // an unchanged declaration: its codec and converter
+			if oe := prev.flags[d.Name]; oe != nil && oe.fd != nil && oe.fd.def.Equal(d) {
+				defs[d.Name] = oe.fd
+				continue
+			}
+		}
 		fd := &flagDef{def: d}
 		codec, err := d.Codec()
 		if err != nil {
@@ -126,14 +134,18 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 	}
 
 	at := func(i int) *rules.Rule { return &rs[i] }
-	if order := normalOrder(rs); order != nil {
+	order, runs := normalOrder(rs)
+	if order != nil {
 		at = func(i int) *rules.Rule { return &rs[order[i]] }
 	}
 
 	compiled := make(map[string]*scopes.Scope)
 	conds := make(map[condKey]*rules.Condition)
 	extra := len(opts.Known) + len(defs)
-	entries := make([]flagEntry, 0, len(rs)/2+extra)
+	// A flag has at least one run: entries is never reallocated, so
+	// pointers to its elements can be taken as it grows.
+	entries := make([]flagEntry, 0, runs+extra)
+	s.flags = make(map[string]*flagEntry, runs+extra)
 	for i := 0; i < len(rs); {
 		flag := at(i).Flag
 		j := i + 1
@@ -141,16 +153,14 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 			j++
 		}
 		fd := defs[flag]
-		salt := flag
-		if fd != nil {
-			salt = fd.def.RolloutSalt()
-		}
 		var old []rule // prev's rules of flag, when their values mean the same
+		oldBad := false
 		if prev != nil {
 			if oe := prev.flags[flag]; oe != nil && sameDef(oe.def, fd) {
-				old = oe.rules
+				old, oldBad = oe.rules, oe.bad
 			}
 		}
+		e := flagEntry{name: flag, rules: s.all[i:j:j]}
 		o := 0
 		for k := i; k < j; k++ {
 			r := *at(k)
@@ -162,6 +172,7 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 				s.scopes = append(s.scopes, sc)
 			}
 			cr := rule{Rule: r, scope: sc}
+			e.conditional = e.conditional || r.Condition != ""
 			// Both are in descending priority: walk prev's alongside.
 			for o < len(old) && old[o].Priority > r.Priority {
 				o++
@@ -169,65 +180,71 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 			if o < len(old) && old[o].Rule == r {
 				cr.x = old[o].x
 				o++
+				if !oldBad { // none of prev's rules of flag had a problem
+					s.all[k] = cr
+					continue
+				}
 			} else if fd != nil || r.Condition != "" {
+				salt := flag
+				if fd != nil {
+					salt = fd.def.RolloutSalt()
+				}
 				cr.x = compileExt(r, fd, salt, conds)
 			}
 			if x := cr.x; x != nil {
 				if x.valErr != nil {
+					e.bad = true
 					s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: stored value: %w", r.Flag, r.Scope, r.Priority, x.valErr))
 				}
 				if x.condErr != nil {
+					e.bad = true
 					s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: %w", r.Flag, r.Scope, r.Priority, x.condErr))
 				}
 			}
 			s.all[k] = cr
 		}
-		entries = append(entries, flagEntry{name: flag, rules: s.all[i:j:j]})
+		entries = append(entries, e)
+		s.flags[flag] = &entries[len(entries)-1]
 		i = j
 	}
 	slices.SortFunc(s.scopes, func(a, b *scopes.Scope) int { return strings.Compare(a.Name, b.Name) })
 
-	s.flags = make(map[string]*flagEntry, len(entries)+extra)
-	withRules := len(entries) // entries[:withRules] is sorted by name
 	addName := func(name string) {
-		if _, ok := slices.BinarySearchFunc(entries[:withRules], name, func(e flagEntry, n string) int { return strings.Compare(e.name, n) }); !ok {
+		if s.flags[name] == nil {
 			entries = append(entries, flagEntry{name: name})
+			s.flags[name] = &entries[len(entries)-1]
 		}
 	}
 	for _, name := range opts.Known {
 		addName(name)
 	}
-	for name := range defs {
-		addName(name)
+	for _, d := range opts.Defs {
+		if defs[d.Name] != nil {
+			addName(d.Name)
+		}
 	}
-	// entries may have been reallocated by append: take pointers only now.
-	s.names = make([]string, 0, len(entries))
+	s.names = make([]string, len(entries))
 	for i := range entries {
 		e := &entries[i]
-		if _, dup := s.flags[e.name]; dup {
-			continue
-		}
 		if fd := defs[e.name]; fd != nil {
-			e.def = &fd.def
-			e.dflt = fd.codec.Default()
+			e.def, e.fd = &fd.def, fd
 			var oe *flagEntry
 			if prev != nil {
 				oe = prev.flags[e.name]
 			}
-			var err error
-			if oe != nil && oe.dfltTyped != nil && sameDef(oe.def, fd) {
-				e.dfltTyped, e.dfltFresh = oe.dfltTyped, oe.dfltFresh
-			} else if _, e.dfltTyped, e.dfltFresh, err = fd.parse(e.dflt.Text); err != nil {
-				e.dfltTyped, e.dfltFresh = nil, nil
-				s.problems = append(s.problems, fmt.Errorf("flag %q: default: %w", e.name, err))
+			if oe != nil && oe.fd == fd && oe.dfltTyped != nil { // the default parsed alike before
+				e.dflt, e.dfltTyped, e.dfltFresh = oe.dflt, oe.dfltTyped, oe.dfltFresh
+			} else {
+				e.dflt = fd.codec.Default()
+				var err error
+				if _, e.dfltTyped, e.dfltFresh, err = fd.parse(e.dflt.Text); err != nil {
+					e.dfltTyped, e.dfltFresh = nil, nil
+					s.problems = append(s.problems, fmt.Errorf("flag %q: default: %w", e.name, err))
+				}
 			}
 		}
-		for _, r := range e.rules {
-			e.conditional = e.conditional || r.Condition != ""
-		}
-		e.idx = int32(len(s.names))
-		s.flags[e.name] = e
-		s.names = append(s.names, e.name)
+		e.idx = int32(i)
+		s.names[i] = e.name
 	}
 	slices.Sort(s.names)
 	return s
@@ -235,9 +252,10 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 
 // normalOrder returns the indexes of rs in normalised order (rules.Compare,
 // stable), or nil when rs is in that order already, as rules from a store
-// are. A flag's rules usually come together, so it sorts runs of one flag
-// by name, then each flag's rules by priority, rather than every rule.
-func normalOrder(rs []rules.Rule) []int32 {
+// are, and the number of runs of one flag's rules in rs (at least the
+// number of flags). A flag's rules usually come together, so it sorts the
+// runs by name, then each flag's rules by priority, rather than every rule.
+func normalOrder(rs []rules.Rule) (order []int32, nruns int) {
 	type run struct{ lo, hi int32 }
 	var runs []run
 	sorted := true
@@ -254,11 +272,11 @@ func normalOrder(rs []rules.Rule) []int32 {
 		i = j
 	}
 	if sorted {
-		return nil
+		return nil, len(runs)
 	}
 	// Stable: the runs of a flag, and so its rules, keep their input order.
 	slices.SortStableFunc(runs, func(a, b run) int { return strings.Compare(rs[a.lo].Flag, rs[b.lo].Flag) })
-	order := make([]int32, 0, len(rs))
+	order = make([]int32, 0, len(rs))
 	for _, r := range runs {
 		for k := r.lo; k < r.hi; k++ {
 			order = append(order, k)
@@ -275,7 +293,7 @@ func normalOrder(rs []rules.Rule) []int32 {
 		}
 		i = j
 	}
-	return order
+	return order, len(runs)
 }
 
 type condKey struct{ text, salt string }
