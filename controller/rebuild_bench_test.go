@@ -82,43 +82,50 @@ func BenchmarkLiveRebuild100kRich(b *testing.B) {
 	}
 }
 
-// BenchmarkReload100k is a whole forced reload of a Live over a real
-// SQLite store of 100,000 rich rules: the store's query and scan, then the
-// build.
+// BenchmarkReload100k is a whole forced reload of a Live over a real store
+// of 100,000 rich rules (SQLite, and PostgreSQL when configured): the
+// store's query and scan, then the build, which reuses every rule of the
+// previous snapshot (as after a save that changed a few flags).
 func BenchmarkReload100k(b *testing.B) {
 	rs, defs := richRules(20000, 5)
-	st := sqlstoretest.SQLite(b)
-	ctx := context.Background()
-	if _, err := st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "bench", Actor: "bench", BaseRevision: sqlstore.AnyRevision}); err != nil {
-		b.Fatal(err)
-	}
-	live := controller.NewLive(st, controller.LiveOptions{Build: controller.BuildOptions{Defs: defs}})
-	if err := live.Reload(ctx, true); err != nil {
-		b.Fatal(err)
-	}
-	if n := live.Current().Len(); n != len(rs) {
-		b.Fatalf("loaded %d rules, want %d", n, len(rs))
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := live.Reload(ctx, true); err != nil {
-			b.Fatal(err)
-		}
+	for _, st := range sqlstoretest.Stores(b) {
+		b.Run(st.Dialect(), func(b *testing.B) {
+			ctx := context.Background()
+			if _, err := st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "bench", Actor: "bench", BaseRevision: sqlstore.AnyRevision}); err != nil {
+				b.Fatal(err)
+			}
+			live := controller.NewLive(st, controller.LiveOptions{Build: controller.BuildOptions{Defs: defs}})
+			if err := live.Reload(ctx, true); err != nil {
+				b.Fatal(err)
+			}
+			if n := live.Current().Len(); n != len(rs) {
+				b.Fatalf("loaded %d rules, want %d", n, len(rs))
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := live.Reload(ctx, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
 // BenchmarkStoreLoad100k is the store's part of BenchmarkReload100k alone.
 func BenchmarkStoreLoad100k(b *testing.B) {
 	rs, _ := richRules(20000, 5)
-	st := sqlstoretest.SQLite(b)
-	ctx := context.Background()
-	if _, err := st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "bench", Actor: "bench", BaseRevision: sqlstore.AnyRevision}); err != nil {
-		b.Fatal(err)
-	}
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := st.Load(ctx); err != nil {
-			b.Fatal(err)
-		}
+	for _, st := range sqlstoretest.Stores(b) {
+		b.Run(st.Dialect(), func(b *testing.B) {
+			ctx := context.Background()
+			if _, err := st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "bench", Actor: "bench", BaseRevision: sqlstore.AnyRevision}); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := st.Load(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
