@@ -5,7 +5,10 @@
 // directory, trust authentication for the postgres role, listening only
 // on 127.0.0.1 at a free port (and a Unix socket in its own directory),
 // with fsync off and small buffers. The cluster is stopped and its
-// directory removed when the test ends.
+// directory removed when the test ends. A test binary that dies past its
+// cleanups (a -timeout panic) leaves its clusters running: the next New
+// in any test process stops and removes those whose owning process is
+// gone (the directory records it in owner.pid).
 //
 // PostgreSQL refuses to run as root: when the test runs as root, the
 // cluster's directory belongs to the postgres OS user and initdb, pg_ctl

@@ -1,6 +1,7 @@
 package pgcluster
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -50,10 +52,14 @@ func New(t testing.TB) *Cluster {
 		}
 		c.runAs = u
 	}
+	c.sweep()
 	// Not t.TempDir: its parents are private to the invoking user, and the
 	// server may run as another.
-	c.dir, err = os.MkdirTemp("", "pgcluster-")
+	c.dir, err = os.MkdirTemp("", dirPrefix)
 	if err != nil {
+		t.Fatalf("pgcluster: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(c.dir, ownerFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		t.Fatalf("pgcluster: %v", err)
 	}
 	t.Cleanup(func() { os.RemoveAll(c.dir) })
@@ -101,6 +107,42 @@ max_connections = 100
 	})
 	c.Start()
 	return c
+}
+
+const (
+	dirPrefix = "pgcluster-"
+	ownerFile = "owner.pid" // the test process that made the cluster
+)
+
+// sweep stops and removes the clusters of test processes that have died
+// without cleaning up (a test binary killed by its -timeout panics past
+// every t.Cleanup), so their servers do not run on forever.
+func (c *Cluster) sweep() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), dirPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, ownerFile))
+		if err != nil {
+			continue // being made, or not ours
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		data := filepath.Join(d, "data")
+		if isFile(filepath.Join(data, "postmaster.pid")) {
+			_, _ = c.run("pg_ctl", "-D", data, "-m", "immediate", "-w", "-t", "30", "stop")
+		}
+		os.RemoveAll(d)
+	}
+}
+
+func processAlive(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return false
+	}
+	err = p.Signal(syscall.Signal(0))
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // DSN returns a lib/pq URL for the cluster's postgres database as the
@@ -175,6 +217,9 @@ func (c *Cluster) run(prog string, args ...string) ([]byte, error) {
 		cmd = exec.Command("su", c.runAs.Username, "-s", "/bin/sh", "-c", strings.Join(q, " "))
 	}
 	cmd.Dir = c.dir
+	if cmd.Dir == "" { // sweeping, before the cluster has a directory
+		cmd.Dir = os.TempDir()
+	}
 	// Locale settings of the invoking shell are not the cluster's business.
 	cmd.Env = append(os.Environ(), "LC_ALL=C", "LANG=C")
 	return cmd.CombinedOutput()

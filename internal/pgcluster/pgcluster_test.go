@@ -3,6 +3,10 @@ package pgcluster_test
 import (
 	"context"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -71,4 +75,26 @@ func TestClustersAreSeparate(t *testing.T) {
 	rb, err := sb.Revision(ctx)
 	require.NoError(t, err)
 	assert.NotEqual(t, ra, rb)
+}
+
+// TestSweepsClustersOfDeadTests: a cluster directory left by a test
+// process that has died is removed by the next New; one whose process is
+// alive is left alone.
+func TestSweepsClustersOfDeadTests(t *testing.T) {
+	dead := exec.Command("true")
+	require.NoError(t, dead.Run())
+	stale, err := os.MkdirTemp("", "pgcluster-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(stale) })
+	require.NoError(t, os.WriteFile(filepath.Join(stale, "owner.pid"), []byte(strconv.Itoa(dead.Process.Pid)), 0o644))
+	alive, err := os.MkdirTemp("", "pgcluster-")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(alive) })
+	require.NoError(t, os.WriteFile(filepath.Join(alive, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644))
+
+	pgcluster.New(t)
+	_, err = os.Stat(stale)
+	assert.True(t, os.IsNotExist(err), "the dead test's directory is removed: %v", err)
+	_, err = os.Stat(alive)
+	assert.NoError(t, err, "a live test's directory stays")
 }
