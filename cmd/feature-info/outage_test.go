@@ -250,6 +250,15 @@ func TestEvaluationThroughDatabaseRestart(t *testing.T) {
 	d := w.seenEverywhere(start, "26")
 	t.Logf("a change after the restart reached every server in %v", d.Round(time.Millisecond))
 	assert.Less(t, d, 2*time.Second)
+	// And the next one, once things have settled.
+	time.Sleep(time.Second)
+	start = time.Now()
+	r, _, err = w.adminWrite(strings.Replace(outageChanged, "0   26", "0   27", 1), 10*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, r.status, r.body)
+	d = w.seenEverywhere(start, "27")
+	t.Logf("the next change, a second later, reached every server in %v", d.Round(time.Millisecond))
+	assert.Less(t, d, 2*time.Second)
 }
 
 // adminBoundedDuringPartition: the admin server's database calls are
