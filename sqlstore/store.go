@@ -77,7 +77,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sqlstore: open: %w", translate(err))
 		}
-		conn.Dialer(pgDialer())
+		conn.Dialer(pgDialer(queryReadTimeout))
 		db = sqlx.NewDb(sql.OpenDB(conn), driver)
 	} else {
 		var err error

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +26,13 @@ const (
 	// listenerPing is how often an idle listener connection is checked,
 	// so a connection a partition left hanging is noticed.
 	listenerPing = 5 * time.Second
+	// listenerPingTimeout is how long a ping may go unanswered before the
+	// listener's connection is closed.
+	listenerPingTimeout = 8 * time.Second
+	// queryReadTimeout bounds each wait for the server's answer on a pool
+	// connection: longer than any query, short enough that a connection a
+	// partition left hanging fails instead of hanging its caller.
+	queryReadTimeout = 10 * time.Second
 	// listenerApp names the listener's connection in pg_stat_activity.
 	listenerApp = "scopeflags-listener"
 )
@@ -47,7 +55,8 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 		}
 	}
 	var logged atomic.Bool // a failure was logged: log the recovery
-	l := pq.NewDialListener(pgDialer(), listenerDSN(s.dsn), ListenerMinReconnect, ListenerMaxReconnect,
+	d := pgDialer(0)       // the listener waits for notifications: no read deadline
+	l := pq.NewDialListener(d, listenerDSN(s.dsn), ListenerMinReconnect, ListenerMaxReconnect,
 		func(ev pq.ListenerEventType, err error) {
 			switch ev {
 			case pq.ListenerEventConnectionAttemptFailed:
@@ -77,6 +86,12 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 		defer l.Close()
 		ping := time.NewTicker(listenerPing)
 		defer ping.Stop()
+		// A ping that gets no answer means a connection that a partition
+		// left hanging (bytes accepted, never answered; keepalives and
+		// TCP_USER_TIMEOUT do not see a peer that acknowledges). lib/pq's
+		// Ping has no timeout and holds the listener's lock, so the
+		// connection itself is closed: the listener then reconnects.
+		var pinging atomic.Int64 // when the outstanding ping began (Unix ns); 0: none
 		for {
 			select {
 			case <-ctx.Done():
@@ -86,9 +101,19 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 				_ = n
 				signal()
 			case <-ping.C:
-				// A failed ping makes the listener drop the connection
-				// and reconnect (then signal).
-				go l.Ping()
+				if began := pinging.Load(); began != 0 {
+					if time.Since(time.Unix(0, began)) > listenerPingTimeout {
+						d.closeAll()
+					}
+					continue
+				}
+				pinging.Store(time.Now().UnixNano())
+				go func() {
+					// A failed ping makes the listener drop the
+					// connection and reconnect (then signal).
+					_ = l.Ping()
+					pinging.Store(0)
+				}()
 			}
 		}
 	}()
@@ -120,30 +145,84 @@ func listenerDSN(dsn string) string {
 }
 
 // pgDialer dials PostgreSQL so that a dead peer is noticed: a connect
-// timeout, TCP keepalives on idle connections and, where the system has
-// it, a bound on unacknowledged data (a partition that swallows a query).
-func pgDialer() pq.Dialer {
-	return dialer{net.Dialer{
+// timeout, TCP keepalives on idle connections, where the system has it a
+// bound on unacknowledged data (a partition that swallows a query), and,
+// when readTimeout > 0, a deadline on each wait for the server's answer.
+// It remembers the connections it made, so they can be closed.
+func pgDialer(readTimeout time.Duration) *dialer {
+	return &dialer{d: net.Dialer{
 		Timeout:         5 * time.Second,
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: 5 * time.Second, Interval: 2 * time.Second, Count: 3},
 		Control:         userTimeout(10 * time.Second),
-	}}
+	}, readTimeout: readTimeout}
 }
 
-type dialer struct{ d net.Dialer }
+type dialer struct {
+	d           net.Dialer
+	readTimeout time.Duration
+	mu          sync.Mutex
+	conns       map[*deadlineConn]struct{}
+}
 
-func (d dialer) Dial(network, address string) (net.Conn, error) { return d.d.Dial(network, address) }
+func (d *dialer) Dial(network, address string) (net.Conn, error) {
+	return d.DialContext(context.Background(), network, address)
+}
 
-func (d dialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
-	dd := d.d
-	if timeout > 0 && (dd.Timeout == 0 || timeout < dd.Timeout) {
-		dd.Timeout = timeout
+func (d *dialer) DialTimeout(network, address string, timeout time.Duration) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return d.DialContext(ctx, network, address)
+}
+
+func (d *dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := d.d.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
 	}
-	return dd.Dial(network, address)
+	dc := &deadlineConn{Conn: c, d: d}
+	d.mu.Lock()
+	if d.conns == nil {
+		d.conns = map[*deadlineConn]struct{}{}
+	}
+	d.conns[dc] = struct{}{}
+	d.mu.Unlock()
+	return dc, nil
 }
 
-func (d dialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
-	return d.d.DialContext(ctx, network, address)
+// closeAll closes every open connection the dialer made.
+func (d *dialer) closeAll() {
+	d.mu.Lock()
+	conns := make([]*deadlineConn, 0, len(d.conns))
+	for c := range d.conns {
+		conns = append(conns, c)
+	}
+	d.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// deadlineConn sets a read deadline before each read when its dialer has a
+// read timeout, and leaves the dialer's set when closed.
+type deadlineConn struct {
+	net.Conn
+	d *dialer
+}
+
+func (c *deadlineConn) Read(b []byte) (int, error) {
+	if t := c.d.readTimeout; t > 0 {
+		if err := c.Conn.SetReadDeadline(time.Now().Add(t)); err != nil {
+			return 0, err
+		}
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *deadlineConn) Close() error {
+	c.d.mu.Lock()
+	delete(c.d.conns, c)
+	c.d.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // log is where the store reports listener trouble.

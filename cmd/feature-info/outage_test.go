@@ -261,13 +261,13 @@ func TestEvaluationThroughDatabaseRestart(t *testing.T) {
 	assert.Less(t, d, 2*time.Second)
 }
 
-// adminBoundedDuringPartition: the admin server's database calls are
-// bounded, so a write during a partition is answered 503 within seconds.
-// Not yet: through a partition (the proxy's kernel acknowledges what is
-// sent, so neither TCP keepalives nor TCP_USER_TIMEOUT fire) only
-// deadlines on the queries themselves can end the wait; today a write
-// hangs until the client gives up. Set it once they exist.
-const adminBoundedDuringPartition = false
+// A write during a partition is bounded: every wait for PostgreSQL's
+// answer on a pool connection has a read deadline (sqlstore's
+// queryReadTimeout, 10 s), so the write is answered 503 once that passes,
+// or completes (200) if the partition heals first, as here after 5 s.
+// Keepalives and TCP_USER_TIMEOUT cannot end it through this proxy, whose
+// kernel acknowledges what is sent.
+const adminWriteBound = 14 * time.Second
 
 // TestEvaluationThroughPartition puts a proxy between the servers and
 // PostgreSQL and partitions it for 5 s (connections hang, nothing is
@@ -289,12 +289,11 @@ func TestEvaluationThroughPartition(t *testing.T) {
 	time.Sleep(time.Second)
 	// A write that did not time out would land once the partition heals:
 	// it writes what the test writes afterwards anyway.
-	r, took, err := w.adminWrite(outageChanged, 3*time.Second)
+	r, took, err := w.adminWrite(outageChanged, adminWriteBound+3*time.Second)
 	t.Logf("an admin write during the partition: %d %s (error %v) after %v", r.status, r.body, err, took.Round(time.Millisecond))
-	if adminBoundedDuringPartition {
-		require.NoError(t, err, "the admin server answers a write during a partition")
-		assert.Equal(t, http.StatusServiceUnavailable, r.status, r.body)
-	}
+	require.NoError(t, err, "the admin server answers a write during a partition")
+	assert.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, r.status, r.body)
+	assert.Less(t, took, adminWriteBound)
 	rd := w.readyz()
 	assert.Equal(t, http.StatusOK, rd.status, "ready through the partition: %s", rd.body)
 	t.Logf("/readyz during the partition: %s", strings.Join(strings.Fields(rd.body), " "))
