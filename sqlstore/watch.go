@@ -140,6 +140,11 @@ func listenerDSN(dsn string) string {
 	}
 	q := u.Query()
 	q.Set("application_name", listenerApp)
+	if q.Get("connect_timeout") == "" {
+		// The listener's connection has no read deadline (it waits for
+		// notifications), so bound its start-up instead.
+		q.Set("connect_timeout", "5")
+	}
 	u.RawQuery = q.Encode()
 	return u.String()
 }
