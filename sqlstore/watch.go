@@ -76,11 +76,17 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 			}
 		})
 	s.listeners.Add(1)
-	if err := l.Listen(NotifyChannel); err != nil {
-		// Only a closed listener or a server error lands here; the
-		// listener retries LISTEN itself on every reconnect.
-		s.log().Warn("sqlstore: listen for changes", "err", err)
-	}
+	go func() {
+		// Listen waits until the listener has a connection, which may be
+		// never while the database is down: it must not hold up Watch's
+		// caller (Live.Run, whose fallback poll keeps going meanwhile).
+		// It returns when the listener is closed, at the latest.
+		if err := l.Listen(NotifyChannel); err != nil && ctx.Err() == nil {
+			// Only a server error lands here; the listener retries
+			// LISTEN itself on every reconnect.
+			s.log().Warn("sqlstore: listen for changes", "err", err)
+		}
+	}()
 	go func() {
 		defer s.listeners.Add(-1)
 		defer l.Close()

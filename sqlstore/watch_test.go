@@ -181,3 +181,50 @@ func TestLostNotificationRecoveredAfterReconnect(t *testing.T) {
 	require.Eventually(t, func() bool { return live.Current().Revision() == rev }, 2*time.Second, time.Millisecond)
 	t.Logf("next change seen after %v", time.Since(start))
 }
+
+// Watch returns at once even when the database cannot be reached, so the
+// engine's fallback poll runs; the listener connects once it is back.
+func TestWatchDoesNotWaitForTheDatabase(t *testing.T) {
+	dsn := sqlstoretest.PostgresDSN(t)
+	if dsn == "" {
+		t.Skipf("%s is not set: skipping PostgreSQL", sqlstoretest.EnvDSN)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	p := testproxy.New(t, u.Host)
+	u.Host = p.Addr()
+	server, err := sqlstore.Open(ctx, u.String())
+	require.NoError(t, err)
+	t.Cleanup(func() { server.Close() })
+	other, err := sqlstore.Open(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { other.Close() })
+
+	p.Cut()
+	done := make(chan (<-chan struct{}))
+	go func() { done <- server.Watch(ctx) }()
+	var ch <-chan struct{}
+	select {
+	case ch = <-done:
+	case <-time.After(2 * time.Second):
+		t.Fatal("Watch waited for the database")
+	}
+	require.NotNil(t, ch)
+	p.Resume()
+	rev := saveValue(t, other, "after-resume")
+	_ = rev
+	// Once connected, saves signal (the first signal may be the connect).
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case <-ch:
+			return
+		case <-deadline:
+			t.Fatal("no signal after the database came back")
+		case <-time.After(200 * time.Millisecond):
+			saveValue(t, other, "again-"+time.Now().Format("150405.000"))
+		}
+	}
+}

@@ -570,8 +570,13 @@ func TestPullThroughDatabaseOutage(t *testing.T) {
 	rev := c.revision()
 
 	p.Cut()
-	require.Eventually(t, func() bool { return m.Keys.Err() != nil && m.Live.Err() != nil }, 10*time.Second, 20*time.Millisecond,
+	cut := time.Now()
+	// Noticed at the next fallback poll (2 s), or, when a query was in
+	// flight on a connection the cut left waiting, after sqlstore's 10 s
+	// read deadline and the reload's 10 s bound.
+	require.Eventually(t, func() bool { return m.Keys.Err() != nil && m.Live.Err() != nil }, 25*time.Second, 20*time.Millisecond,
 		"the server sees the database as unreachable")
+	t.Logf("the server saw the database unreachable %v after the cut", time.Since(cut).Round(time.Millisecond))
 	direct, err := sqlstore.Open(context.Background(), dsn)
 	require.NoError(t, err)
 	defer direct.Close()
