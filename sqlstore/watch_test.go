@@ -37,6 +37,27 @@ func twoServers(t *testing.T) (server, other *sqlstore.Store) {
 	return server, other
 }
 
+// proxiedServers is twoServers with the server under test reaching
+// PostgreSQL through a proxy the test controls.
+func proxiedServers(t *testing.T) (server, other *sqlstore.Store, p *testproxy.Proxy) {
+	t.Helper()
+	dsn := sqlstoretest.PostgresDSN(t)
+	if dsn == "" {
+		t.Skipf("%s is not set: skipping PostgreSQL", sqlstoretest.EnvDSN)
+	}
+	u, err := url.Parse(dsn)
+	require.NoError(t, err)
+	p = testproxy.New(t, u.Host)
+	u.Host = p.Addr()
+	server, err = sqlstore.Open(context.Background(), u.String())
+	require.NoError(t, err)
+	t.Cleanup(func() { server.Close() })
+	other, err = sqlstore.Open(context.Background(), dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { other.Close() })
+	return server, other, p
+}
+
 func saveValue(t *testing.T, st *sqlstore.Store, v string) int64 {
 	t.Helper()
 	e, err := st.ReplaceRules(context.Background(), []rules.Rule{{Flag: "a.flag", Scope: "default", Value: v}},
@@ -131,22 +152,9 @@ func TestLiveFollowsNotificationsAndCoalesces(t *testing.T) {
 // reload after the reconnect recovers it. The poll is an hour, so only
 // that reload can.
 func TestLostNotificationRecoveredAfterReconnect(t *testing.T) {
-	dsn := sqlstoretest.PostgresDSN(t)
-	if dsn == "" {
-		t.Skipf("%s is not set: skipping PostgreSQL", sqlstoretest.EnvDSN)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	u, err := url.Parse(dsn)
-	require.NoError(t, err)
-	p := testproxy.New(t, u.Host)
-	u.Host = p.Addr()
-	server, err := sqlstore.Open(ctx, u.String())
-	require.NoError(t, err)
-	t.Cleanup(func() { server.Close() })
-	other, err := sqlstore.Open(ctx, dsn)
-	require.NoError(t, err)
-	t.Cleanup(func() { other.Close() })
+	server, other, p := proxiedServers(t)
 
 	live := controller.NewLive(server, controller.LiveOptions{})
 	go live.Run(ctx, time.Hour)
@@ -185,22 +193,9 @@ func TestLostNotificationRecoveredAfterReconnect(t *testing.T) {
 // Watch returns at once even when the database cannot be reached, so the
 // engine's fallback poll runs; the listener connects once it is back.
 func TestWatchDoesNotWaitForTheDatabase(t *testing.T) {
-	dsn := sqlstoretest.PostgresDSN(t)
-	if dsn == "" {
-		t.Skipf("%s is not set: skipping PostgreSQL", sqlstoretest.EnvDSN)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	u, err := url.Parse(dsn)
-	require.NoError(t, err)
-	p := testproxy.New(t, u.Host)
-	u.Host = p.Addr()
-	server, err := sqlstore.Open(ctx, u.String())
-	require.NoError(t, err)
-	t.Cleanup(func() { server.Close() })
-	other, err := sqlstore.Open(ctx, dsn)
-	require.NoError(t, err)
-	t.Cleanup(func() { other.Close() })
+	server, other, p := proxiedServers(t)
 
 	p.Cut()
 	done := make(chan (<-chan struct{}))
@@ -213,8 +208,7 @@ func TestWatchDoesNotWaitForTheDatabase(t *testing.T) {
 	}
 	require.NotNil(t, ch)
 	p.Resume()
-	rev := saveValue(t, other, "after-resume")
-	_ = rev
+	saveValue(t, other, "after-resume")
 	// Once connected, saves signal (the first signal may be the connect).
 	deadline := time.After(10 * time.Second)
 	for {
