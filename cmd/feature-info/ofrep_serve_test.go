@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -113,4 +114,26 @@ func TestServeOFREPMetrics(t *testing.T) {
 		assert.Contains(t, string(b), line+"\n")
 	}
 	assert.NotContains(t, string(b), "no.such", "no label comes from a request")
+}
+
+// The README's OFREP example, against the example rules serve loads.
+func TestReadmeOFREPExample(t *testing.T) {
+	key := sqlstore.NewKey()
+	m := &Main{DSN: filepath.Join(t.TempDir(), "r.db"), Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t)}
+	require.NoError(t, m.Run(context.Background()))
+	t.Cleanup(func() { m.Close() })
+	web := sqlstore.NewKey()
+	_, err := m.Store.CreateKey(context.Background(), web, "web app", "read_external")
+	require.NoError(t, err)
+	require.NoError(t, m.Keys.Reload(context.Background()))
+	req, _ := http.NewRequest("POST", m.URL()+"/ofrep/v1/evaluate/flags/checkout.express.enabled",
+		strings.NewReader(`{"context":{"targetingKey":"u-42","plan":"enterprise","country":"US"}}`))
+	req.Header.Set("Authorization", "Bearer "+web)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	assert.Contains(t, string(readme), "# "+string(b)+"\n", "the README shows this answer")
 }
