@@ -13,7 +13,6 @@ import (
 	sq "github.com/Masterminds/squirrel"
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq" // PostgreSQL driver
-	"github.com/pmezard/go-difflib/difflib"
 	_ "modernc.org/sqlite" // SQLite driver
 
 	"github.com/scopeflags/scopeflags"
@@ -451,33 +450,6 @@ func validate(rs []rules.Rule, c Change) error {
 		return &invalidError{errs}
 	}
 	return nil
-}
-
-// Diff returns the unified diff of two texts (normalised rule texts,
-// declarations texts) without file header lines, with one line of
-// context, as Launchpad's changelog shows it. Equal texts give "".
-func Diff(before, after string) string {
-	if before == after {
-		return ""
-	}
-	d, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{A: lines(before), B: lines(after), Context: 1})
-	if err != nil {
-		return ""
-	}
-	return d
-}
-
-// lines splits text after each newline. (difflib.SplitLines would add an
-// empty last line.)
-func lines(text string) []string {
-	if text == "" {
-		return nil
-	}
-	ls := strings.SplitAfter(text, "\n")
-	if ls[len(ls)-1] == "" {
-		ls = ls[:len(ls)-1]
-	}
-	return ls
 }
 
 // ChangelogQuery pages through the changelog, newest first.
