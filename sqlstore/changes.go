@@ -24,31 +24,118 @@ type state struct {
 	defs  []rules.Definition
 }
 
-// errNoChange from a plan: there is nothing to write. The transaction is
-// rolled back: no revision, no entry.
+// errNoChange from a plan: there is nothing to write: no revision, no
+// entry.
 var errNoChange = errors.New("sqlstore: no change")
 
-// change runs one audited write in one transaction. It bumps the revision
-// first (refusing with ErrConflict when it is no longer c.BaseRevision;
-// the row lock it takes serialises writers on PostgreSQL), reads the rules
-// and declarations, asks plan for the state after the change, writes what
-// differs and appends the changelog entry: actor, comment, the diff, the
-// new revision, and the rules and declarations texts after the change (so
-// any entry can be reverted to). Errors from plan are returned as they
-// are; on errNoChange the Entry holds the revision the store stays at.
-// The caller checks c with checkChange.
-func (s *Store) change(ctx context.Context, op string, c Change, plan func(tx *sqlx.Tx, before state) (state, error)) (Entry, error) {
+// errMoved from commit: the revision is no longer the one the change was
+// planned at (another writer committed in between).
+var errMoved = errors.New("sqlstore: the revision moved")
+
+// maxPlans bounds how often a change based on AnyRevision is planned
+// again because another writer committed between its read and its write.
+const maxPlans = 4
+
+// planFunc returns the state after a change made to before (errNoChange:
+// nothing to write). It may run more than once (see change) and must not
+// keep what it computed for an earlier run.
+type planFunc func(before state) (state, error)
+
+// pending is a planned change: everything its write needs, computed
+// before the write transaction starts.
+type pending struct {
+	// at is the revision before was read at; the write bumps it to at+1
+	// only if it is still at.
+	at            int64
+	before, after state
+	// The texts before and after, and the entry's diff.
+	oldRules, newRules, oldDefs, newDefs string
+	diff                                 string
+}
+
+// change runs one audited write. The costly part happens before any lock
+// is taken (prepare): read the rules and declarations at one revision,
+// refuse with ErrConflict when it is not c.BaseRevision, ask plan for the
+// state after the change, render both texts and diff them. Then one short
+// transaction (commit) bumps the revision only if it is still the one
+// read (the row lock that serialises writers on PostgreSQL; SQLite's
+// write lock is taken at its start), writes the rows that differ,
+// appends the changelog entry (actor, comment, the diff, the new
+// revision, the rules and declarations texts after the change, so any
+// entry can be reverted to) and, on PostgreSQL, notifies. When another
+// writer committed in between, a change based on AnyRevision is planned
+// again (at most maxPlans times, then ErrBusy); one based on a revision
+// fails with ErrConflict. Errors from plan are returned as they are; on
+// errNoChange the Entry holds the revision the store stays at. The caller
+// checks c with checkChange.
+func (s *Store) change(ctx context.Context, op string, c Change, plan planFunc) (Entry, error) {
+	for range maxPlans {
+		p, err := s.prepare(ctx, op, c, plan)
+		if errors.Is(err, errNoChange) {
+			return Entry{Revision: p.at}, err
+		}
+		if err != nil {
+			return Entry{}, err
+		}
+		e, err := s.commit(ctx, op, c, p)
+		if !errors.Is(err, errMoved) {
+			return e, err
+		}
+		if c.BaseRevision != AnyRevision {
+			return Entry{}, fmt.Errorf("%w: the rules changed since revision %d", ErrConflict, c.BaseRevision)
+		}
+	}
+	return Entry{}, fmt.Errorf("sqlstore: %s: %w: the rules changed %d times while this change was being planned", op, ErrBusy, maxPlans)
+}
+
+// prepare reads the state at one revision (a read-only snapshot, taking
+// no write lock), checks c.BaseRevision, plans the change and renders
+// what its entry records. It writes nothing. On errNoChange the pending
+// change holds the revision read.
+func (s *Store) prepare(ctx context.Context, op string, c Change, plan planFunc) (*pending, error) {
+	fail := func(err error) (*pending, error) { return nil, fmt.Errorf("sqlstore: %s: %w", op, translate(err)) }
+	p := &pending{}
+	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.readIsolation()})
+	if err != nil {
+		return fail(err)
+	}
+	defer tx.Rollback()
+	if err := tx.GetContext(ctx, &p.at, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
+		return fail(err)
+	}
+	if c.BaseRevision != AnyRevision && p.at != c.BaseRevision {
+		return nil, fmt.Errorf("%w: the rules changed since revision %d", ErrConflict, c.BaseRevision)
+	}
+	if err := tx.SelectContext(ctx, &p.before.rules, `SELECT `+ruleColumns+` FROM feature_rules`); err != nil {
+		return fail(err)
+	}
+	if p.before.defs, err = definitions(ctx, tx); err != nil {
+		return fail(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(err)
+	}
+	if p.after, err = plan(p.before); err != nil {
+		return p, err
+	}
+	p.oldRules, p.newRules = rules.Format(p.before.rules), rules.Format(p.after.rules)
+	p.oldDefs, p.newDefs = DeclarationsText(p.before.defs), DeclarationsText(p.after.defs)
+	p.diff = entryDiff(p.oldRules, p.newRules, p.oldDefs, p.newDefs)
+	return p, nil
+}
+
+// commit writes p in one short transaction: bump the revision from p.at
+// (errMoved when it is no longer p.at), write the rules and declarations
+// that differ, append the entry, notify.
+func (s *Store) commit(ctx context.Context, op string, c Change, p *pending) (Entry, error) {
 	fail := func(err error) (Entry, error) { return Entry{}, fmt.Errorf("sqlstore: %s: %w", op, translate(err)) }
-	tx, err := s.db.BeginTxx(ctx, nil)
+	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return fail(err)
 	}
 	defer tx.Rollback()
 
-	bump := s.sb.Update("feature_revision").Set("revision", sq.Expr("revision + 1")).Where(sq.Eq{"id": 1})
-	if c.BaseRevision != AnyRevision {
-		bump = bump.Where(sq.Eq{"revision": c.BaseRevision})
-	}
+	bump := s.sb.Update("feature_revision").Set("revision", sq.Expr("revision + 1")).Where(sq.Eq{"id": 1, "revision": p.at})
 	res, err := bump.RunWith(tx).ExecContext(ctx)
 	if err != nil {
 		return fail(err)
@@ -56,44 +143,24 @@ func (s *Store) change(ctx context.Context, op string, c Change, plan func(tx *s
 	if n, err := res.RowsAffected(); err != nil {
 		return fail(err)
 	} else if n == 0 {
-		return Entry{}, fmt.Errorf("%w: the rules changed since revision %d", ErrConflict, c.BaseRevision)
+		return Entry{}, errMoved
 	}
-	var rev int64
-	if err := tx.GetContext(ctx, &rev, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
-		return fail(err)
-	}
+	rev := p.at + 1
 
-	var before state
-	if err := tx.SelectContext(ctx, &before.rules, `SELECT `+ruleColumns+` FROM feature_rules`); err != nil {
-		return fail(err)
-	}
-	if before.defs, err = definitions(ctx, tx); err != nil {
-		return fail(err)
-	}
-	after, err := plan(tx, before)
-	if errors.Is(err, errNoChange) {
-		return Entry{Revision: rev - 1}, err
-	}
-	if err != nil {
-		return Entry{}, err
-	}
-
-	oldRules, newRules := rules.Format(before.rules), rules.Format(after.rules)
-	if oldRules != newRules {
-		if err := s.writeRules(ctx, tx, after.rules); err != nil {
+	if p.oldRules != p.newRules {
+		if err := s.writeRules(ctx, tx, p.before.rules, p.after.rules); err != nil {
 			return fail(err)
 		}
 	}
-	oldDefs, newDefs := DeclarationsText(before.defs), DeclarationsText(after.defs)
-	if oldDefs != newDefs {
-		if err := s.writeDefinitions(ctx, tx, before.defs, after.defs); err != nil {
+	if p.oldDefs != p.newDefs {
+		if err := s.writeDefinitions(ctx, tx, p.before.defs, p.after.defs); err != nil {
 			return fail(err)
 		}
 	}
 
 	e := Entry{Time: time.Now().UTC().Truncate(time.Microsecond), Actor: c.Actor, Comment: c.Comment,
-		Diff: entryDiff(oldRules, newRules, oldDefs, newDefs), Revision: rev,
-		Text: sql.NullString{String: newRules, Valid: true}, Declarations: sql.NullString{String: newDefs, Valid: true},
+		Diff: p.diff, Revision: rev,
+		Text: sql.NullString{String: p.newRules, Valid: true}, Declarations: sql.NullString{String: p.newDefs, Valid: true},
 		Revertible: true}
 	query, args, err := s.sb.Insert("feature_changelog").
 		Columns("changed_at", "actor", "comment", "diff", "revision", "rules_text", "declarations_text").
@@ -116,14 +183,61 @@ func (s *Store) change(ctx context.Context, op string, c Change, plan func(tx *s
 	return e, nil
 }
 
-// writeRules replaces every rule with rs.
-func (s *Store) writeRules(ctx context.Context, tx *sqlx.Tx, rs []rules.Rule) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM feature_rules`); err != nil {
-		return err
+// ruleKey is a rule's primary key.
+type ruleKey struct {
+	flag     string
+	priority int
+}
+
+// sameRule reports whether x and y are stored alike.
+func sameRule(x, y rules.Rule) bool {
+	return x.Flag == y.Flag && x.Scope == y.Scope && x.Priority == y.Priority && x.Value == y.Value && x.Condition == y.Condition
+}
+
+// writeRules makes the stored rules after instead of before (what the
+// table holds: the revision has not moved since it was read). It deletes
+// the rules gone or changed and inserts the new or changed ones; when
+// most rules change, it deletes them all and inserts after. Deleting
+// first means no insert meets a row of before that after no longer has
+// (after itself has no duplicates: validate checked).
+func (s *Store) writeRules(ctx context.Context, tx *sqlx.Tx, before, after []rules.Rule) error {
+	old := make(map[ruleKey]rules.Rule, len(before))
+	for _, r := range before {
+		old[ruleKey{r.Flag, r.Priority}] = r
 	}
-	for start := 0; start < len(rs); start += insertBatch {
+	var add []rules.Rule
+	for _, r := range after {
+		k := ruleKey{r.Flag, r.Priority}
+		if o, ok := old[k]; ok && sameRule(o, r) {
+			delete(old, k) // kept as it is
+			continue
+		}
+		add = append(add, r)
+	}
+	// old now holds the rules gone or changed.
+	if 2*len(old) > len(before) {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM feature_rules`); err != nil {
+			return err
+		}
+		add = after
+	} else if len(old) > 0 {
+		gone := make([]ruleKey, 0, len(old))
+		for k := range old {
+			gone = append(gone, k)
+		}
+		for start := 0; start < len(gone); start += deleteBatch {
+			or := sq.Or{}
+			for _, k := range gone[start:min(start+deleteBatch, len(gone))] {
+				or = append(or, sq.Eq{"flag": k.flag, "priority": k.priority})
+			}
+			if _, err := s.sb.Delete("feature_rules").Where(or).RunWith(tx).ExecContext(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	for start := 0; start < len(add); start += insertBatch {
 		ins := s.sb.Insert("feature_rules").Columns("flag", "scope", "priority", "value", "condition")
-		for _, r := range rs[start:min(start+insertBatch, len(rs))] {
+		for _, r := range add[start:min(start+insertBatch, len(add))] {
 			ins = ins.Values(r.Flag, r.Scope, r.Priority, r.Value, r.Condition)
 		}
 		if _, err := ins.RunWith(tx).ExecContext(ctx); err != nil {
@@ -132,6 +246,9 @@ func (s *Store) writeRules(ctx context.Context, tx *sqlx.Tx, rs []rules.Rule) er
 	}
 	return nil
 }
+
+// deleteBatch rules per DELETE: 2 parameters a rule.
+const deleteBatch = 500
 
 // writeDefinitions makes the declarations after instead of before:
 // deletes those no longer declared and writes those new or changed (the
@@ -212,7 +329,7 @@ func (s *Store) ReplaceAll(ctx context.Context, rs []rules.Rule, defs []rules.De
 	if errs := rules.Check(rs, codecs); len(errs) > 0 {
 		return Entry{}, &invalidError{errs}
 	}
-	return s.change(ctx, "replace all", c, func(*sqlx.Tx, state) (state, error) {
+	return s.change(ctx, "replace all", c, func(state) (state, error) {
 		return state{rules: rs, defs: defs}, nil
 	})
 }
@@ -258,7 +375,7 @@ func (s *Store) Revert(ctx context.Context, id int64, c Change) (Entry, error) {
 		}
 	}
 	c.Comment = fmt.Sprintf("Revert to the rules after change #%d (revision %d): %s", to.ID, to.Revision, c.Comment)
-	return s.change(ctx, "revert", c, func(_ *sqlx.Tx, before state) (state, error) {
+	return s.change(ctx, "revert", c, func(before state) (state, error) {
 		after := state{rules: rs, defs: before.defs}
 		if to.Declarations.Valid {
 			after.defs = defs

@@ -28,6 +28,8 @@ func translate(err error) error {
 		switch {
 		case strings.HasPrefix(code, "08"), strings.HasPrefix(code, "53"), strings.HasPrefix(code, "57P"):
 			return fmt.Errorf("%w: %s", ErrUnavailable, pqErr.Message)
+		case code == "55P03": // lock_not_available: lock_timeout passed
+			return fmt.Errorf("%w: another write held the lock for %v; try again (%s)", ErrBusy, LockTimeout, pqErr.Message)
 		case code == "23505" || code == "40001" || code == "40P01":
 			return fmt.Errorf("%w: %s", ErrConflict, pqErr.Message)
 		}
@@ -36,7 +38,9 @@ func translate(err error) error {
 	var sqliteErr *sqlite.Error
 	if errors.As(err, &sqliteErr) {
 		switch sqliteErr.Code() & 0xff {
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY:
+		case sqlite3.SQLITE_BUSY:
+			return fmt.Errorf("%w: another write held the database for %v; try again (%s)", ErrBusy, LockTimeout, sqliteErr.Error())
+		case sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_FULL, sqlite3.SQLITE_READONLY:
 			return fmt.Errorf("%w: %s", ErrUnavailable, sqliteErr.Error())
 		case sqlite3.SQLITE_CONSTRAINT:
 			return fmt.Errorf("%w: %s", ErrConflict, sqliteErr.Error())

@@ -144,7 +144,7 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, c 
 		codecs[d.Name] = c
 	}
 	if opts.DryRun {
-		tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: s.dialect == Postgres, Isolation: s.readIsolation()})
+		tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.readIsolation()})
 		if err != nil {
 			return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
 		}
@@ -165,7 +165,8 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, c 
 	if err := checkChange(c); err != nil {
 		return rep, err
 	}
-	e, err := s.change(ctx, "push", c, func(_ *sqlx.Tx, before state) (state, error) {
+	e, err := s.change(ctx, "push", c, func(before state) (state, error) {
+		rep = PushReport{} // planned again when another write came first
 		after := planPush(&rep, before, defs, codecs)
 		switch {
 		case len(rep.Created) == 0 && len(rep.Updated) == 0:
@@ -237,7 +238,7 @@ func (s *Store) DeleteDefinitions(ctx context.Context, names []string, c Change)
 	if err := checkChange(c); err != nil {
 		return Entry{}, err
 	}
-	e, err := s.change(ctx, "delete definitions", c, func(_ *sqlx.Tx, before state) (state, error) {
+	e, err := s.change(ctx, "delete definitions", c, func(before state) (state, error) {
 		after := state{rules: before.rules}
 		for _, d := range before.defs {
 			if !slices.Contains(names, d.Name) {

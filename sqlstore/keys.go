@@ -121,7 +121,7 @@ func (s *Store) CountKeys(ctx context.Context) (int, error) {
 // RevokeKey revokes a key and ends its sessions. Revoking a revoked key
 // is not an error; an unknown ID is ErrNotFound.
 func (s *Store) RevokeKey(ctx context.Context, id int64) (APIKey, error) {
-	tx, err := s.db.BeginTxx(ctx, nil)
+	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return APIKey{}, fmt.Errorf("sqlstore: revoke key: %w", translate(err))
 	}

@@ -37,6 +37,10 @@ var (
 	ErrInvalid = errors.New("sqlstore: invalid input")
 	// ErrUnavailable: the database could not be reached or is overloaded.
 	ErrUnavailable = errors.New("sqlstore: database unavailable")
+	// ErrBusy: a write waited LockTimeout for another write to finish
+	// (PostgreSQL's row lock on the revision, SQLite's write lock) and
+	// gave up; nothing was written. Trying again shortly is the answer.
+	ErrBusy = errors.New("sqlstore: busy")
 	// ErrNotFound: no such changelog entry, key or session (or the key is
 	// revoked, or the session expired).
 	ErrNotFound = errors.New("sqlstore: not found")
@@ -99,12 +103,36 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	return s, nil
 }
 
+// LockTimeout bounds how long a write waits for a lock another write
+// holds (on PostgreSQL, lock_timeout in every write transaction; on
+// SQLite, the busy timeout) before it fails with ErrBusy. Writes of the
+// rules hold their locks only for a short transaction (everything costly
+// is computed before it), so a wait this long means the database is
+// overloaded or a write is stuck.
+const LockTimeout = 3 * time.Second
+
+// beginWrite starts a write transaction whose lock waits are bounded by
+// LockTimeout. (SQLite's take the write lock at once: see sqliteDSN.)
+func (s *Store) beginWrite(ctx context.Context) (*sqlx.Tx, error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	if s.dialect == Postgres {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, LockTimeout.Milliseconds())); err != nil {
+			tx.Rollback()
+			return nil, err
+		}
+	}
+	return tx, nil
+}
+
 // sqliteDSN adds the settings every connection needs: WAL, a busy timeout,
 // and write transactions that take the write lock up front (so concurrent
 // savers queue instead of deadlocking on lock upgrade).
 func sqliteDSN(path string) string {
 	q := url.Values{}
-	q.Add("_pragma", "busy_timeout(10000)")
+	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", LockTimeout.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
 	q.Add("_txlock", "immediate")
@@ -274,7 +302,7 @@ func (s *Store) LoadRules(ctx context.Context) ([]rules.Rule, int64, error) {
 // Load returns every rule (normalised order), every flag declaration and
 // the revision they belong to, read in one transaction.
 func (s *Store) Load(ctx context.Context) (*rules.Config, error) {
-	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: s.dialect == Postgres, Isolation: s.readIsolation()})
+	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.readIsolation()})
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: load rules: %w", translate(err))
 	}
@@ -425,7 +453,7 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 	if err := validate(rs, c); err != nil {
 		return Entry{}, err
 	}
-	return s.change(ctx, "replace rules", c, func(_ *sqlx.Tx, before state) (state, error) {
+	return s.change(ctx, "replace rules", c, func(before state) (state, error) {
 		if errs := rules.Check(rs, codecsOf(before.defs)); len(errs) > 0 {
 			return state{}, &invalidError{errs}
 		}
