@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	sq "github.com/Masterminds/squirrel"
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/scopeflags/scopeflags/rules"
 )
@@ -225,19 +227,65 @@ func (s *Store) writeRules(ctx context.Context, tx *sqlx.Tx, before, after []rul
 		for k := range old {
 			gone = append(gone, k)
 		}
-		for start := 0; start < len(gone); start += deleteBatch {
-			or := sq.Or{}
-			for _, k := range gone[start:min(start+deleteBatch, len(gone))] {
-				or = append(or, sq.Eq{"flag": k.flag, "priority": k.priority})
-			}
-			if _, err := s.sb.Delete("feature_rules").Where(or).RunWith(tx).ExecContext(ctx); err != nil {
-				return err
-			}
+		if err := s.deleteRules(ctx, tx, gone); err != nil {
+			return err
 		}
 	}
-	for start := 0; start < len(add); start += insertBatch {
+	return s.insertRules(ctx, tx, add)
+}
+
+// deleteRules deletes the rules with the keys gone: on PostgreSQL in one
+// statement over two arrays, on SQLite in batches of deleteBatch keys.
+// (A list of OR'd key comparisons made PostgreSQL scan the table once per
+// statement: 1.5 s for 7,000 of 14,000 rules.)
+func (s *Store) deleteRules(ctx context.Context, tx *sqlx.Tx, gone []ruleKey) error {
+	if s.dialect == Postgres {
+		flags, prios := make([]string, len(gone)), make([]int64, len(gone))
+		for i, k := range gone {
+			flags[i], prios[i] = k.flag, int64(k.priority)
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM feature_rules WHERE (flag, priority) IN (SELECT * FROM unnest($1::text[], $2::int[]))`,
+			pq.Array(flags), pq.Array(prios))
+		return err
+	}
+	for start := 0; start < len(gone); start += deleteBatch {
+		batch := gone[start:min(start+deleteBatch, len(gone))]
+		args := make([]any, 0, 2*len(batch))
+		for _, k := range batch {
+			args = append(args, k.flag, k.priority)
+		}
+		q := `DELETE FROM feature_rules WHERE (flag, priority) IN (VALUES ` + strings.Repeat("(?, ?), ", len(batch)-1) + `(?, ?))`
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// insertRules inserts rs: on PostgreSQL in one statement over arrays, on
+// SQLite in batches of insertBatch rules.
+func (s *Store) insertRules(ctx context.Context, tx *sqlx.Tx, rs []rules.Rule) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	if s.dialect == Postgres {
+		cols := [5][]string{}
+		prios := make([]int64, len(rs))
+		for i := range cols {
+			cols[i] = make([]string, len(rs))
+		}
+		for i, r := range rs {
+			cols[0][i], cols[1][i], cols[3][i], cols[4][i] = r.Flag, r.Scope, r.Value, r.Condition
+			prios[i] = int64(r.Priority)
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO feature_rules (flag, scope, priority, value, condition)
+			SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::text[], $5::text[])`,
+			pq.Array(cols[0]), pq.Array(cols[1]), pq.Array(prios), pq.Array(cols[3]), pq.Array(cols[4]))
+		return err
+	}
+	for start := 0; start < len(rs); start += insertBatch {
 		ins := s.sb.Insert("feature_rules").Columns("flag", "scope", "priority", "value", "condition")
-		for _, r := range add[start:min(start+insertBatch, len(add))] {
+		for _, r := range rs[start:min(start+insertBatch, len(rs))] {
 			ins = ins.Values(r.Flag, r.Scope, r.Priority, r.Value, r.Condition)
 		}
 		if _, err := ins.RunWith(tx).ExecContext(ctx); err != nil {
