@@ -15,7 +15,7 @@ import (
 )
 
 // ruleLines returns n rules, one a flag, with every other value changed
-// when alt.
+// when alt: every other line of the rules text.
 func ruleLines(n int, alt bool) []rules.Rule {
 	rs := make([]rules.Rule, n)
 	for i := range rs {
@@ -23,7 +23,7 @@ func ruleLines(n int, alt bool) []rules.Rule {
 		if alt && i%2 == 0 {
 			v = fmt.Sprintf("changed-%d", i)
 		}
-		rs[i] = rules.Rule{Flag: fmt.Sprintf("app%d.flag%d", i%10, i), Scope: "default", Priority: 1, Value: v}
+		rs[i] = rules.Rule{Flag: fmt.Sprintf("app.flag%06d", i), Scope: "default", Priority: 1, Value: v}
 	}
 	return rs
 }
