@@ -2,7 +2,9 @@ package sqlstore_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
+	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
 // ruleLines returns n rules, one a flag, with every other value changed
@@ -121,3 +124,106 @@ func TestLongSaveDoesNotBlockWriters(t *testing.T) {
 	})
 }
 
+
+// TestWriterBusy: a write that cannot get the lock within LockTimeout
+// (another transaction holds PostgreSQL's revision row, or SQLite's write
+// lock) fails with ErrBusy, not ErrUnavailable, and writes nothing.
+func TestWriterBusy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for the lock timeout")
+	}
+	ctx := context.Background()
+	check := func(t *testing.T, st *sqlstore.Store, hold func() (release func())) {
+		_, err := st.ReplaceRules(ctx, parse(t, "a default 1 x\n"), change("start", 0))
+		require.NoError(t, err)
+		k, err := st.CreateKey(ctx, sqlstore.NewKey(), "victim", "read")
+		require.NoError(t, err)
+
+		release := hold()
+		start := time.Now()
+		_, err = st.ReplaceRules(ctx, parse(t, "a default 1 y\n"), change("blocked", 1))
+		took := time.Since(start)
+		require.ErrorIs(t, err, sqlstore.ErrBusy)
+		assert.NotErrorIs(t, err, sqlstore.ErrUnavailable)
+		assert.ErrorContains(t, err, "sqlstore: busy")
+		t.Logf("after %v: %v", took, err)
+		assert.GreaterOrEqual(t, took, sqlstore.LockTimeout-100*time.Millisecond)
+		assert.Less(t, took, sqlstore.LockTimeout+2*time.Second)
+		if st.Dialect() == sqlstore.SQLite {
+			// On SQLite every writer waits for the one write lock.
+			_, err = st.RevokeKey(ctx, k.ID)
+			require.ErrorIs(t, err, sqlstore.ErrBusy)
+		}
+		release()
+
+		rs, rev, err := st.LoadRules(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, int64(1), rev, "nothing written")
+		assert.Equal(t, "a\tdefault\t1\tx\n", rules.Format(rs))
+		_, err = st.ReplaceRules(ctx, parse(t, "a default 1 y\n"), change("again", 1))
+		require.NoError(t, err, "once the lock is free the write goes through")
+	}
+	t.Run("sqlite", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "rules.db")
+		st, err := sqlstore.Open(ctx, path)
+		require.NoError(t, err)
+		defer st.Close()
+		check(t, st, func() func() {
+			db, err := sql.Open("sqlite", "file:"+path)
+			require.NoError(t, err)
+			conn, err := db.Conn(ctx)
+			require.NoError(t, err)
+			_, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE")
+			require.NoError(t, err)
+			return func() {
+				_, err := conn.ExecContext(ctx, "ROLLBACK")
+				assert.NoError(t, err)
+				conn.Close()
+				db.Close()
+			}
+		})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		dsn := sqlstoretest.PostgresDSN(t)
+		if dsn == "" {
+			t.Skipf("%s is not set", sqlstoretest.EnvDSN)
+		}
+		st, err := sqlstore.Open(ctx, dsn)
+		require.NoError(t, err)
+		defer st.Close()
+		check(t, st, func() func() {
+			db, err := sql.Open("postgres", dsn)
+			require.NoError(t, err)
+			tx, err := db.BeginTx(ctx, nil)
+			require.NoError(t, err)
+			var rev int64
+			require.NoError(t, tx.QueryRowContext(ctx, `SELECT revision FROM feature_revision WHERE id = 1 FOR UPDATE`).Scan(&rev))
+			return func() {
+				assert.NoError(t, tx.Rollback())
+				db.Close()
+			}
+		})
+	})
+}
+
+// BenchmarkSave100kLines saves 100,000 rules with half the values
+// changed (every other line of the text), on each dialect: the whole
+// write, from reading the rules to the commit.
+func BenchmarkSave100kLines(b *testing.B) {
+	run := func(b *testing.B, st *sqlstore.Store) {
+		ctx := context.Background()
+		const n = 100000
+		versions := [2][]rules.Rule{ruleLines(n, false), ruleLines(n, true)}
+		_, err := st.ReplaceRules(ctx, versions[0], change("100,000 flags", sqlstore.AnyRevision))
+		require.NoError(b, err)
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := st.ReplaceRules(ctx, versions[i%2], change("half the values", sqlstore.AnyRevision)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("sqlite", func(b *testing.B) { run(b, sqlstoretest.SQLite(b)) })
+	b.Run("postgres", func(b *testing.B) { run(b, sqlstoretest.Postgres(b)) })
+}
