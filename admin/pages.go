@@ -300,6 +300,12 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 // API classifies it (saveError), and returns its status, or 0 for errors
 // that are not the person's to fix.
 func (s *Server) explainRefusal(r *http.Request, d *pageData, err error, base int64) int {
+	if errors.Is(err, sqlstore.ErrBusy) {
+		// Nothing was saved; the person's text stays in the editor.
+		e := s.storeError(r, err)
+		d.Errors = []Detail{{Message: e.Message}}
+		return e.Status
+	}
 	var e *Error
 	if !errors.As(s.saveError(r, err, base), &e) {
 		return 0

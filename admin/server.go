@@ -225,8 +225,8 @@ func (s *Server) guard(need Scope, f http.HandlerFunc) http.Handler {
 		ri := info(r)
 		p, err := s.authenticate(r)
 		switch {
-		case errors.Is(err, sqlstore.ErrUnavailable) && need != anonymous:
-			s.fail(w, r, errf(http.StatusServiceUnavailable, "unavailable", "the database is unavailable; try again shortly"))
+		case (errors.Is(err, sqlstore.ErrUnavailable) || errors.Is(err, sqlstore.ErrBusy)) && need != anonymous:
+			s.fail(w, r, s.storeError(r, err))
 			return
 		case err != nil && need != anonymous:
 			s.metrics.authFailure("bad_credentials")
@@ -360,6 +360,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e = s.storeError(r, err)
 	}
 	e.Message = clip(e.Message, 2*maxMessage) // whatever it quotes
+	if e.Code == codeBusy {
+		w.Header().Set("Retry-After", busyRetryAfter)
+	}
 	if isAPI(r.URL.Path) {
 		writeJSON(w, e.Status, map[string]*Error{"error": e})
 		return
@@ -367,10 +370,21 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	s.renderStatus(w, r, e.Status, "error.html", pageData{Title: http.StatusText(e.Status), Message: e.Message, Code: e.Code})
 }
 
+// codeBusy is the error code of a write that could not get the
+// database's lock in time (sqlstore.ErrBusy): HTTP 503 with Retry-After
+// busyRetryAfter seconds. "unavailable" stays for a database that cannot
+// be reached.
+const (
+	codeBusy       = "busy"
+	busyRetryAfter = "2"
+)
+
 // storeError turns a store error into an API error.
 func (s *Server) storeError(r *http.Request, err error) *Error {
 	var fe *sqlstore.FieldError
 	switch {
+	case errors.Is(err, sqlstore.ErrBusy):
+		return errf(http.StatusServiceUnavailable, codeBusy, "busy, try again: another change held the database for longer than %v; nothing was written", sqlstore.LockTimeout)
 	case errors.Is(err, sqlstore.ErrUnavailable):
 		return errf(http.StatusServiceUnavailable, "unavailable", "the database is unavailable; try again shortly")
 	case errors.Is(err, sqlstore.ErrNotFound):
