@@ -8,7 +8,10 @@
 // for a set of active scopes, and writes changes: saves of the rules,
 // pushes of declarations and reverts, each in one transaction that bumps
 // the revision and appends a changelog entry recording the rules and
-// declarations after it (so every change is audited and revertible). It
+// declarations after it (so every change is audited and revertible).
+// Everything costly about a change (reading, checking, the diff) happens
+// before that transaction, which only writes; a write that waits more
+// than LockTimeout for another's lock fails with ErrBusy. It
 // refuses comments, actors and key names that are not human text
 // (FieldError), the same on both dialects.
 package sqlstore

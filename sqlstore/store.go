@@ -451,8 +451,10 @@ func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 // normalised text. Invalid input is refused with ErrInvalid before anything
 // is written: bad fields, duplicates, conditions that do not compile, and
 // values that do not parse as their flag's declared type (checked against
-// the declarations in the same transaction). Line-level problems come as a
-// rules.ErrorList inside the error.
+// the declarations of the revision the change is written on). Line-level
+// problems come as a rules.ErrorList inside the error. Everything but the
+// writes happens before the transaction (see change); a transaction that
+// cannot get its lock within LockTimeout fails with ErrBusy.
 func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (Entry, error) {
 	if err := validate(rs, c); err != nil {
 		return Entry{}, err
