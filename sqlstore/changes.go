@@ -36,8 +36,10 @@ var errNoChange = errors.New("sqlstore: no change")
 // planned at (another writer committed in between).
 var errMoved = errors.New("sqlstore: the revision moved")
 
-// maxPlans bounds how often a change based on AnyRevision is planned
-// again because another writer committed between its read and its write.
+// maxPlans bounds how often a change based on AnyRevision is planned: when
+// another writer committed between its read and its write every time, the
+// last plan is made holding the lock, so a large change is never starved
+// by a stream of small ones.
 const maxPlans = 4
 
 // planFunc returns the state after a change made to before (errNoChange:
@@ -67,43 +69,69 @@ type pending struct {
 // appends the changelog entry (actor, comment, the diff, the new
 // revision, the rules and declarations texts after the change, so any
 // entry can be reverted to) and, on PostgreSQL, notifies. When another
-// writer committed in between, a change based on AnyRevision is planned
-// again (at most maxPlans times, then ErrBusy); one based on a revision
-// fails with ErrConflict. Errors from plan are returned as they are; on
-// errNoChange the Entry holds the revision the store stays at. The caller
-// checks c with checkChange.
+// writer committed in between, a change based on a revision fails with
+// ErrConflict; one based on AnyRevision is planned again, the last of
+// maxPlans times inside the write transaction, after taking the lock.
+// Errors from plan are returned as they are; on errNoChange the Entry
+// holds the revision the store stays at. The caller checks c with
+// checkChange.
 func (s *Store) change(ctx context.Context, op string, c Change, plan planFunc) (Entry, error) {
-	for range maxPlans {
-		p, err := s.prepare(ctx, op, c, plan)
-		if errors.Is(err, errNoChange) {
-			return Entry{Revision: p.at}, err
-		}
-		if err != nil {
-			return Entry{}, err
-		}
-		e, err := s.commit(ctx, op, c, p)
+	for range maxPlans - 1 {
+		e, err := s.changeOnce(ctx, op, c, plan, false)
 		if !errors.Is(err, errMoved) {
 			return e, err
 		}
-		if c.BaseRevision != AnyRevision {
-			return Entry{}, fmt.Errorf("%w: the rules changed since revision %d", ErrConflict, c.BaseRevision)
-		}
 	}
-	return Entry{}, fmt.Errorf("sqlstore: %s: %w: the rules changed %d times while this change was being planned", op, ErrBusy, maxPlans)
+	return s.changeOnce(ctx, op, c, plan, true)
 }
 
-// prepare reads the state at one revision (a read-only snapshot, taking
-// no write lock), checks c.BaseRevision, plans the change and renders
-// what its entry records. It writes nothing. On errNoChange the pending
-// change holds the revision read.
-func (s *Store) prepare(ctx context.Context, op string, c Change, plan planFunc) (*pending, error) {
+// changeOnce plans and writes a change once: planned with no lock
+// (errMoved when another write came first), or, when locked, planned
+// inside the write transaction after it took the lock.
+func (s *Store) changeOnce(ctx context.Context, op string, c Change, plan planFunc, locked bool) (Entry, error) {
+	var tx *sqlx.Tx
+	if locked {
+		var err error
+		if tx, err = s.beginWrite(ctx); err != nil {
+			return Entry{}, fmt.Errorf("sqlstore: %s: %w", op, translate(err))
+		}
+		defer tx.Rollback()
+		if s.dialect == Postgres {
+			if _, err := tx.ExecContext(ctx, `SELECT revision FROM feature_revision WHERE id = 1 FOR UPDATE`); err != nil {
+				return Entry{}, fmt.Errorf("sqlstore: %s: %w", op, translate(err))
+			}
+		}
+	}
+	p, err := s.prepare(ctx, op, c, plan, tx)
+	if errors.Is(err, errNoChange) {
+		return Entry{Revision: p.at}, err
+	}
+	if err != nil {
+		return Entry{}, err
+	}
+	e, err := s.commit(ctx, op, c, p, tx)
+	if errors.Is(err, errMoved) && c.BaseRevision != AnyRevision {
+		return Entry{}, fmt.Errorf("%w: the rules changed since revision %d", ErrConflict, c.BaseRevision)
+	}
+	return e, err
+}
+
+// prepare reads the state at one revision, checks c.BaseRevision, plans
+// the change and renders what its entry records. It writes nothing. It
+// reads in tx when given (a write transaction holding the lock), else in
+// a read-only snapshot of its own, which takes no write lock. On
+// errNoChange the pending change holds the revision read.
+func (s *Store) prepare(ctx context.Context, op string, c Change, plan planFunc, tx *sqlx.Tx) (*pending, error) {
 	fail := func(err error) (*pending, error) { return nil, fmt.Errorf("sqlstore: %s: %w", op, translate(err)) }
 	p := &pending{}
-	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.readIsolation()})
-	if err != nil {
-		return fail(err)
+	own := tx == nil
+	if own {
+		var err error
+		if tx, err = s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.readIsolation()}); err != nil {
+			return fail(err)
+		}
+		defer tx.Rollback()
 	}
-	defer tx.Rollback()
 	if err := tx.GetContext(ctx, &p.at, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
 		return fail(err)
 	}
@@ -114,11 +142,14 @@ func (s *Store) prepare(ctx context.Context, op string, c Change, plan planFunc)
 	if err := tx.SelectContext(ctx, &p.before.rules, `SELECT `+ruleColumns+` FROM feature_rules ORDER BY flag, priority DESC`); err != nil {
 		return fail(err)
 	}
+	var err error
 	if p.before.defs, err = definitions(ctx, tx); err != nil {
 		return fail(err)
 	}
-	if err := tx.Commit(); err != nil {
-		return fail(err)
+	if own {
+		if err := tx.Commit(); err != nil {
+			return fail(err)
+		}
 	}
 	if p.after, err = plan(p.before); err != nil {
 		return p, err
@@ -129,16 +160,19 @@ func (s *Store) prepare(ctx context.Context, op string, c Change, plan planFunc)
 	return p, nil
 }
 
-// commit writes p in one short transaction: bump the revision from p.at
-// (errMoved when it is no longer p.at), write the rules and declarations
-// that differ, append the entry, notify.
-func (s *Store) commit(ctx context.Context, op string, c Change, p *pending) (Entry, error) {
+// commit writes p in one short transaction (tx when given, else one of
+// its own): bump the revision from p.at (errMoved when it is no longer
+// p.at), write the rules and declarations that differ, append the entry,
+// notify, commit.
+func (s *Store) commit(ctx context.Context, op string, c Change, p *pending, tx *sqlx.Tx) (Entry, error) {
 	fail := func(err error) (Entry, error) { return Entry{}, fmt.Errorf("sqlstore: %s: %w", op, translate(err)) }
-	tx, err := s.beginWrite(ctx)
-	if err != nil {
-		return fail(err)
+	if tx == nil {
+		var err error
+		if tx, err = s.beginWrite(ctx); err != nil {
+			return fail(err)
+		}
+		defer tx.Rollback()
 	}
-	defer tx.Rollback()
 
 	bump := s.sb.Update("feature_revision").Set("revision", sq.Expr("revision + 1")).Where(sq.Eq{"id": 1, "revision": p.at})
 	res, err := bump.RunWith(tx).ExecContext(ctx)

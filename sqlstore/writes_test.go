@@ -277,3 +277,47 @@ func TestSavesWriteWhatDiffers(t *testing.T) {
 		}
 	})
 }
+
+// TestLargeSaveIsNotStarved: a large save made whatever the revision,
+// while another writer commits small changes back to back, gets through:
+// planned without a lock, it loses to the small writes every time, so its
+// last plan is made holding the lock.
+func TestLargeSaveIsNotStarved(t *testing.T) {
+	if testing.Short() {
+		t.Skip("large")
+	}
+	eachStore(t, func(t *testing.T, st *sqlstore.Store) {
+		ctx := context.Background()
+		const n = 20000
+		_, err := st.ReplaceRules(ctx, ruleLines(n, false), change("20,000 flags", sqlstore.AnyRevision))
+		require.NoError(t, err)
+		done := make(chan struct{})
+		lat := &latencies{longest: map[string]time.Duration{}, count: map[string]int{}}
+		var wg sync.WaitGroup
+		for w := range 4 {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					defs := []rules.Definition{{Name: fmt.Sprintf("other.w%d.flag%d", w, i), Type: rules.String, Default: "x"}}
+					start := time.Now()
+					_, err := st.PushDefinitions(ctx, defs, change(fmt.Sprintf("small %d", i), sqlstore.AnyRevision), sqlstore.PushOptions{})
+					lat.note("small", time.Since(start), err)
+				}
+			})
+		}
+		time.Sleep(20 * time.Millisecond)
+		_, err = st.ReplaceRules(ctx, ruleLines(n, true), change("large", sqlstore.AnyRevision))
+		close(done)
+		wg.Wait()
+		require.NoError(t, err)
+		assert.Empty(t, lat.errs)
+		t.Logf("%d small writes meanwhile", lat.count["small"])
+		got, _, err := st.LoadRules(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, rules.Format(ruleLines(n, true)), rules.Format(got))
+	})
+}
