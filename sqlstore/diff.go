@@ -57,8 +57,19 @@ type pair struct{ i, j int }
 // both) of the longest increasing run, the equal lines extending them, and
 // the exact alignment of the small regions between them.
 func matchLines(a, b []string) []pair {
-	// Lines as small integers: equal lines, equal numbers.
-	ids := make(map[string]int32, len(a))
+	n, m := len(a), len(b)
+	out := make([]pair, 0, min(n, m))
+	pre := 0
+	for pre < n && pre < m && a[pre] == b[pre] {
+		out = append(out, pair{pre, pre})
+		pre++
+	}
+	suf := 0
+	for suf < n-pre && suf < m-pre && a[n-1-suf] == b[m-1-suf] {
+		suf++
+	}
+	// The lines between as small integers: equal lines, equal numbers.
+	ids := make(map[string]int32, n-pre-suf)
 	intern := func(ls []string) []int32 {
 		out := make([]int32, len(ls))
 		for k, l := range ls {
@@ -71,20 +82,8 @@ func matchLines(a, b []string) []pair {
 		}
 		return out
 	}
-	x, y := intern(a), intern(b)
-	n, m := len(x), len(y)
-
-	out := make([]pair, 0, min(n, m))
-	pre := 0
-	for pre < n && pre < m && x[pre] == y[pre] {
-		out = append(out, pair{pre, pre})
-		pre++
-	}
-	suf := 0
-	for suf < n-pre && suf < m-pre && x[n-1-suf] == y[m-1-suf] {
-		suf++
-	}
-	out = matchMiddle(out, x[pre:n-suf], y[pre:m-suf], pre, pre, len(ids))
+	x, y := intern(a[pre:n-suf]), intern(b[pre:m-suf])
+	out = matchMiddle(out, x, y, pre, pre, len(ids))
 	for k := suf; k > 0; k-- {
 		out = append(out, pair{n - k, m - k})
 	}
