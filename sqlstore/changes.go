@@ -380,13 +380,14 @@ const deleteBatch = 500
 
 // writeDefinitions makes the declarations after instead of before:
 // deletes those no longer declared and writes those new or changed (the
-// unchanged keep their updated_at).
+// unchanged keep their updated_at), defBatch to a statement.
 func (s *Store) writeDefinitions(ctx context.Context, tx *sqlx.Tx, before, after []rules.Definition) error {
 	old := make(map[string]rules.Definition, len(before))
 	for _, d := range before {
 		old[d.Name] = d
 	}
 	now := time.Now().UTC().Truncate(time.Microsecond)
+	var put []flagRow
 	for _, d := range after {
 		if o, ok := old[d.Name]; ok {
 			delete(old, d.Name)
@@ -394,27 +395,37 @@ func (s *Store) writeDefinitions(ctx context.Context, tx *sqlx.Tx, before, after
 				continue
 			}
 		}
-		r := rowOf(d, now)
+		put = append(put, rowOf(d, now))
+	}
+	for start := 0; start < len(put); start += defBatch {
 		up := s.sb.Insert("feature_flags").
-			Columns("name", "type", "default_value", "description", "external", "variants", "json_schema", "salt", "updated_at").
-			Values(r.Name, r.Type, r.Default, r.Description, r.External, r.Variants, r.Schema, r.Salt, r.UpdatedAt).
-			Suffix(`ON CONFLICT (name) DO UPDATE SET type = excluded.type, default_value = excluded.default_value,
+			Columns("name", "type", "default_value", "description", "external", "variants", "json_schema", "salt", "updated_at")
+		for _, r := range put[start:min(start+defBatch, len(put))] {
+			up = up.Values(r.Name, r.Type, r.Default, r.Description, r.External, r.Variants, r.Schema, r.Salt, r.UpdatedAt)
+		}
+		up = up.Suffix(`ON CONFLICT (name) DO UPDATE SET type = excluded.type, default_value = excluded.default_value,
 				description = excluded.description, external = excluded.external, variants = excluded.variants,
 				json_schema = excluded.json_schema, salt = excluded.salt, updated_at = excluded.updated_at`)
 		if _, err := up.RunWith(tx).ExecContext(ctx); err != nil {
 			return err
 		}
 	}
-	if len(old) == 0 {
-		return nil
-	}
 	gone := make([]string, 0, len(old))
 	for name := range old {
 		gone = append(gone, name)
 	}
-	_, err := s.sb.Delete("feature_flags").Where(sq.Eq{"name": gone}).RunWith(tx).ExecContext(ctx)
-	return err
+	for start := 0; start < len(gone); start += defBatch {
+		del := s.sb.Delete("feature_flags").Where(sq.Eq{"name": gone[start:min(start+defBatch, len(gone))]})
+		if _, err := del.RunWith(tx).ExecContext(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
 }
+
+// defBatch declarations per statement: 9 parameters each stays far below
+// SQLite's and PostgreSQL's parameter limits.
+const defBatch = 500
 
 // declarationsHeader starts the declarations part of an entry's diff.
 const declarationsHeader = "--- declarations\n+++ declarations\n"

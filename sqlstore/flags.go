@@ -238,10 +238,14 @@ func (s *Store) DeleteDefinitions(ctx context.Context, names []string, c Change)
 	if err := checkChange(c); err != nil {
 		return Entry{}, err
 	}
+	drop := make(map[string]bool, len(names))
+	for _, n := range names {
+		drop[n] = true
+	}
 	e, err := s.change(ctx, "delete definitions", c, func(before state) (state, error) {
 		after := state{rules: before.rules}
 		for _, d := range before.defs {
-			if !slices.Contains(names, d.Name) {
+			if !drop[d.Name] {
 				after.defs = append(after.defs, d)
 			}
 		}

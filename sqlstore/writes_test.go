@@ -321,3 +321,38 @@ func TestLargeSaveIsNotStarved(t *testing.T) {
 		assert.Equal(t, rules.Format(ruleLines(n, true)), rules.Format(got))
 	})
 }
+
+// TestManyDeclarations: pushes and removals of more declarations than
+// one statement writes are whole.
+func TestManyDeclarations(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *sqlstore.Store) {
+		ctx := context.Background()
+		defs := func(n int, dflt string) []rules.Definition {
+			ds := make([]rules.Definition, n)
+			for i := range ds {
+				ds[i] = rules.Definition{Name: fmt.Sprintf("d.flag%05d", i), Type: rules.String, Default: dflt}
+			}
+			return ds
+		}
+		rep, err := st.PushDefinitions(ctx, defs(1200, "a"), change("1,200", sqlstore.AnyRevision), sqlstore.PushOptions{})
+		require.NoError(t, err)
+		assert.Len(t, rep.Created, 1200)
+		want := append(defs(1100, "b"), defs(1200, "a")[1100:]...)
+		rep, err = st.PushDefinitions(ctx, defs(1100, "b"), change("1,100 changed", sqlstore.AnyRevision), sqlstore.PushOptions{})
+		require.NoError(t, err)
+		assert.Len(t, rep.Updated, 1100)
+		got, err := st.Definitions(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, sqlstore.DeclarationsText(want), sqlstore.DeclarationsText(got))
+
+		var names []string
+		for _, d := range want[:1150] {
+			names = append(names, d.Name)
+		}
+		_, err = st.DeleteDefinitions(ctx, names, change("1,150 gone", sqlstore.AnyRevision))
+		require.NoError(t, err)
+		got, err = st.Definitions(ctx)
+		require.NoError(t, err)
+		assert.Equal(t, sqlstore.DeclarationsText(want[1150:]), sqlstore.DeclarationsText(got))
+	})
+}
