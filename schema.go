@@ -17,6 +17,7 @@ var Schema string
 var sqliteRewrites = []struct{ from, to string }{
 	{"BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT"},
 	{"TIMESTAMPTZ", "TIMESTAMP"},
+	{" WITH (fillfactor = 70)", ""},
 }
 
 // SQLiteSchema is Schema rewritten for SQLite.

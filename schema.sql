@@ -7,6 +7,9 @@
 -- flag and the highest matching rule wins. A flag may repeat a scope only
 -- with different conditions: the later rule could never match otherwise.
 -- Conditions are at most 1,500 bytes so the unique index always fits.
+-- Pages are filled to 70% so that a save changing values updates the rows
+-- in place (PostgreSQL's HOT updates: no index is written, since none holds
+-- the value); databases made before get the setting on open.
 CREATE TABLE IF NOT EXISTS feature_rules (
     flag      TEXT    NOT NULL,
     scope     TEXT    NOT NULL,
@@ -15,7 +18,7 @@ CREATE TABLE IF NOT EXISTS feature_rules (
     condition TEXT    NOT NULL DEFAULT '',
     PRIMARY KEY (flag, priority),
     UNIQUE (flag, scope, condition)
-);
+) WITH (fillfactor = 70);
 
 -- Serves the prioritized query: rows for a handful of active scopes, already
 -- in (flag, priority DESC) order within each scope.

@@ -234,13 +234,13 @@ func sameRule(x, y rules.Rule) bool {
 }
 
 // writeRules makes the stored rules after instead of before (what the
-// table holds: the revision has not moved since it was read). On SQLite,
-// rules whose value alone changed are updated in place (no index holds
-// the value: 0.5 s for 50,000 of 100,000 rules, where deleting and
-// inserting them took 2 s); on PostgreSQL an update writes a new row
-// version and index entries anyway, and deleting and inserting is faster
-// (0.6 s against 1 s). The rules gone or otherwise changed are deleted
-// and the new or changed ones inserted. When most rules go, it deletes them all and inserts
+// table holds: the revision has not moved since it was read). Rules whose
+// value alone changed are updated in place: no index holds the value, so
+// on SQLite only the table is written (0.5 s for 50,000 of 100,000 rules,
+// where deleting and inserting them took 2 s), and on PostgreSQL the
+// pages' free room (fillfactor 70) makes most of them HOT updates, which
+// write no index either (0.2 s against 0.7 s). The rules gone or
+// otherwise changed are deleted and the new or changed ones inserted. When most rules go, it deletes them all and inserts
 // after. Deleting first means no insert meets a row of before that after
 // no longer has (after itself has no duplicates: validate checked).
 func (s *Store) writeRules(ctx context.Context, tx *sqlx.Tx, before, after []rules.Rule) error {
@@ -257,7 +257,7 @@ func (s *Store) writeRules(ctx context.Context, tx *sqlx.Tx, before, after []rul
 			add = append(add, r)
 		case sameRule(o, r):
 			delete(old, k) // kept as it is
-		case o.Scope == r.Scope && o.Condition == r.Condition && s.dialect == SQLite:
+		case o.Scope == r.Scope && o.Condition == r.Condition:
 			delete(old, k)
 			revalue = append(revalue, r)
 		default:
@@ -293,9 +293,23 @@ func (s *Store) writeRules(ctx context.Context, tx *sqlx.Tx, before, after []rul
 	return s.insertRules(ctx, tx, add)
 }
 
-// updateValues sets the values of the stored rules with the keys of rs
-// (SQLite only), in batches of updateBatch rules.
+// updateValues sets the values of the stored rules with the keys of rs:
+// on PostgreSQL in one statement over arrays, on SQLite in batches of
+// updateBatch rules.
 func (s *Store) updateValues(ctx context.Context, tx *sqlx.Tx, rs []rules.Rule) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	if s.dialect == Postgres {
+		flags, prios, values := make([]string, len(rs)), make([]int64, len(rs)), make([]string, len(rs))
+		for i, r := range rs {
+			flags[i], prios[i], values[i] = r.Flag, int64(r.Priority), r.Value
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE feature_rules AS r SET value = u.value
+			FROM unnest($1::text[], $2::int[], $3::text[]) AS u(flag, priority, value)
+			WHERE r.flag = u.flag AND r.priority = u.priority`, pq.Array(flags), pq.Array(prios), pq.Array(values))
+		return err
+	}
 	for start := 0; start < len(rs); start += updateBatch {
 		batch := rs[start:min(start+updateBatch, len(rs))]
 		args := make([]any, 0, 3*len(batch))

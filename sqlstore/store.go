@@ -181,7 +181,26 @@ func (s *Store) upgrade(ctx context.Context, tx *sqlx.Tx) error {
 	if err := s.upgradeChangelogText(ctx, tx); err != nil {
 		return err
 	}
+	if err := s.upgradeFillFactor(ctx, tx); err != nil {
+		return err
+	}
 	return s.upgradeChangelogDeclarations(ctx, tx)
+}
+
+// upgradeFillFactor gives a PostgreSQL rules table made before schema.sql
+// set it the fill factor that lets saves update values in place (pages
+// written from then on leave room).
+func (s *Store) upgradeFillFactor(ctx context.Context, tx *sqlx.Tx) error {
+	if s.dialect != Postgres {
+		return nil
+	}
+	var set bool
+	err := tx.GetContext(ctx, &set, `SELECT coalesce('fillfactor=70' = ANY(reloptions), false) FROM pg_class WHERE oid = 'feature_rules'::regclass`)
+	if err != nil || set {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `ALTER TABLE feature_rules SET (fillfactor = 70)`)
+	return err
 }
 
 // hasColumn reports whether table has column.
