@@ -294,7 +294,29 @@ func unified(a, b []string, codes []opcode, ctx int) string {
 		groups = append(groups, group)
 	}
 
+	// The exact size first: one allocation for the text.
+	size := 0
+	lineSize := func(l string) int {
+		if strings.HasSuffix(l, "\n") {
+			return 1 + len(l)
+		}
+		return 1 + len(l) + len("\n\\ No newline at end of file\n")
+	}
+	for _, g := range groups {
+		size += len("@@ -,  +, @@\n") + 4*20
+		for _, c := range g {
+			for _, l := range a[c.i1:c.i2] {
+				size += lineSize(l)
+			}
+			if c.tag != 'e' {
+				for _, l := range b[c.j1:c.j2] {
+					size += lineSize(l)
+				}
+			}
+		}
+	}
 	var sb strings.Builder
+	sb.Grow(size)
 	line := func(prefix byte, l string) {
 		sb.WriteByte(prefix)
 		sb.WriteString(l)
