@@ -1,0 +1,42 @@
+package admin
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+)
+
+// encodedLen is the length encoding/json gives s as admin encodes
+// answers (HTML escaping off).
+func encodedLen(t testing.TB, s string) int {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(s); err != nil {
+		t.Fatal(err)
+	}
+	return b.Len() - 1 // Encode's newline
+}
+
+// jsonStringLen counts what explain's value budget is spent on: exactly
+// the bytes encoding/json writes.
+func TestJSONStringLen(t *testing.T) {
+	for _, s := range []string{"", "plain", `{"a": [1, "two"]}`, "tab\tnl\ncr\rbs\\q\"", "\b\f\x00\x1f\x7f", "<&>", "é€😀", "\u2028\u2029", "bad \xff\xfe utf-8 \xc3", "\xed\xa0\x80"} {
+		t.Run(s, func(t *testing.T) {
+			if got, want := jsonStringLen(s), encodedLen(t, s); got != want {
+				t.Errorf("jsonStringLen(%q) = %d, encoding/json writes %d", s, got, want)
+			}
+		})
+	}
+}
+
+func FuzzJSONStringLen(f *testing.F) {
+	for _, s := range []string{"", "a\"b", "\x00\u2028", "\xff", "é"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := jsonStringLen(s), encodedLen(t, s); got != want {
+			t.Errorf("jsonStringLen(%q) = %d, encoding/json writes %d", s, got, want)
+		}
+	})
+}
