@@ -211,6 +211,10 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		text = string(body)
+		if err := checkSaveRules(ruleLines(text)); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		if comment, err = requestComment(r); err != nil {
 			s.fail(w, r, err)
 			return
@@ -227,6 +231,16 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 		}
 		comment = b.Comment
 		if err := checkComment("comment", comment); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var n int
+		if b.Text != nil {
+			n = ruleLines(*b.Text)
+		} else {
+			n = len(*b.Rules)
+		}
+		if err := checkSaveRules(n); err != nil {
 			s.fail(w, r, err)
 			return
 		}
@@ -399,6 +413,10 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.ReplaceAll(err.Error(), "\n", "; ")))
 		return
 	}
+	if err := checkPush(defs); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	c := sqlstore.Change{Actor: info(r).actor, BaseRevision: sqlstore.AnyRevision}
 	if !opts.DryRun {
 		if c.Comment, err = requestComment(r); err != nil {
@@ -487,7 +505,7 @@ func (s *Server) apiChangelog(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// changelogQuery reads limit (at most 1000) and before.
+// changelogQuery reads limit (at most MaxChangelogLimit) and before.
 func changelogQuery(r *http.Request, def int) (sqlstore.ChangelogQuery, error) {
 	q := sqlstore.ChangelogQuery{Limit: def}
 	positive := func(name string, max int64) (int64, error) {
@@ -501,7 +519,7 @@ func changelogQuery(r *http.Request, def int) (sqlstore.ChangelogQuery, error) {
 		}
 		return n, nil
 	}
-	limit, err := positive("limit", 1000)
+	limit, err := positive("limit", MaxChangelogLimit)
 	if err != nil {
 		return q, err
 	}

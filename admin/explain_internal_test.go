@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"testing"
+
+	"github.com/scopeflags/scopeflags/rules"
 )
 
 // encodedLen is the length encoding/json gives s as admin encodes
@@ -37,6 +39,23 @@ func FuzzJSONStringLen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := jsonStringLen(s), encodedLen(t, s); got != want {
 			t.Errorf("jsonStringLen(%q) = %d, encoding/json writes %d", s, got, want)
+		}
+	})
+}
+
+// ruleLines counts what rules.Parse makes rules of, for any text it
+// accepts.
+func FuzzRuleLines(f *testing.F) {
+	for _, s := range []string{"", "a default 0 x\n", "# c\n\na default 0 x\r\n    when plan == \"pro\"\nb team:qa 1 y", "\t\n  \na x 1 y\n#a default 0 x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		rs, _, err := rules.Parse(text, nil)
+		if err != nil {
+			return
+		}
+		if got := ruleLines(text); got != len(rs) {
+			t.Errorf("ruleLines(%q) = %d, rules.Parse made %d rules", text, got, len(rs))
 		}
 	})
 }

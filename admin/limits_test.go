@@ -250,3 +250,100 @@ func TestExplainLargeValues(t *testing.T) {
 	t.Logf("%.2f MB allocated per explain of a %.1f MB value", per/1e6, float64(len(big))/1e6)
 	assert.Less(t, per, 0.25*float64(len(big)), "nothing is copied")
 }
+
+// Every list a write or a changelog page takes is bounded: over the
+// bound, a clear error with the limit and the count and nothing written;
+// at the bound, the request goes on to its other checks.
+func TestListLimits(t *testing.T) {
+	e := newEnvWith(t, sqlstoretest.SQLite(t), envOptions{maxBody: 32 << 20})
+	ruleText := func(n int, last string) string {
+		var b strings.Builder
+		b.WriteString("# a comment, not a rule\n\n")
+		for i := range n - 1 {
+			fmt.Fprintf(&b, "r.n%06d default 0 x\n", i)
+		}
+		b.WriteString(last)
+		b.WriteString("    when plan == \"pro\"\n") // not a rule either
+		return b.String()
+	}
+	const badLast = "r.last default notanumber x\n" // refused by the parser, after the count
+	over, atLimit := ruleText(admin.MaxSaveRules+1, "r.last default 0 x\n"), ruleText(admin.MaxSaveRules, badLast)
+	jsonRules := func(n int) string {
+		var b strings.Builder
+		b.WriteString(`{"comment":"c","rules":[`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"flag":"r.n%06d","scope":"default","priority":0,"value":"x"}`, i)
+		}
+		b.WriteString(`]}`)
+		return b.String()
+	}
+	textJSON := func(text string) string {
+		b, _ := json.Marshal(map[string]string{"comment": "c", "text": text})
+		return string(b)
+	}
+	decls := func(n int, variants int) string {
+		var b strings.Builder
+		b.WriteString(`{"flags":[`)
+		for i := range n {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprintf(&b, `{"name":"d.n%06d","type":"string","default":"v0"`, i)
+			if variants > 0 {
+				b.WriteString(`,"variants":{`)
+				for j := range variants {
+					if j > 0 {
+						b.WriteByte(',')
+					}
+					fmt.Fprintf(&b, `"v%d":"%d"`, j, j)
+				}
+				b.WriteByte('}')
+			}
+			b.WriteByte('}')
+		}
+		b.WriteString(`]}`)
+		return b.String()
+	}
+	put := []string{"If-Match", "*", "X-Comment", "limits"}
+	cases := []struct {
+		name, method, path, ctype, body string
+		hdr                             []string
+		code                            int
+		errCode, msg                    string
+	}{
+		{"rules text over", "PUT", "/api/v1/rules", "text/plain", over, put, 422, "too_many", "the rules: 200001 rules, at most 200000 in one save"},
+		{"rules text at the limit", "PUT", "/api/v1/rules", "text/plain", atLimit, put, 422, "invalid_rules", "priority"},
+		{"rules JSON text over", "PUT", "/api/v1/rules", "application/json", textJSON(over), put[:2], 422, "too_many", "200001 rules, at most 200000"},
+		{"rules JSON array over", "PUT", "/api/v1/rules", "application/json", jsonRules(admin.MaxSaveRules + 1), put[:2], 422, "too_many", "200001 rules, at most 200000"},
+		{"push over", "POST", "/api/v1/flags/push?dry_run=true", "application/json", decls(admin.MaxPushFlags+1, 0), nil, 422, "too_many", "flags: 100001 declarations, at most 100000 in one push"},
+		{"push at the limit", "POST", "/api/v1/flags/push?dry_run=true", "application/json", decls(admin.MaxPushFlags, 0), nil, 200, "", `"created"`},
+		{"variants over", "POST", "/api/v1/flags/push?dry_run=true", "application/json", decls(1, admin.MaxVariants+1), nil, 422, "too_many", `flags[0] (\"d.n000000\"): 1001 variants, at most 1000`},
+		{"variants at the limit", "POST", "/api/v1/flags/push?dry_run=true", "application/json", decls(1, admin.MaxVariants), nil, 200, "", `"created"`},
+		{"changelog page over", "GET", "/api/v1/changelog?limit=1001", "", "", nil, 400, "invalid_request", "limit=\\\"1001\\\": want an integer from 1 to 1000"},
+		{"changelog page at the limit", "GET", "/api/v1/changelog?limit=1000", "", "", nil, 200, "", `"entries"`},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rev, entries := e.revision(), e.changelogLen()
+			r := e.do("write", c.method, c.path, c.ctype, []byte(c.body), c.hdr...)
+			require.Equal(t, c.code, r.code, "%.300s", r.body)
+			if c.errCode != "" {
+				assert.Equal(t, c.errCode, errCode(t, r.body))
+				assert.Less(t, len(r.body), 16<<10, "the error stays short")
+			}
+			assert.Contains(t, r.body, c.msg)
+			assert.Equal(t, rev, e.revision(), "nothing written")
+			assert.Equal(t, entries, e.changelogLen())
+		})
+	}
+	t.Run("rules page over", func(t *testing.T) {
+		rev := e.revision()
+		r := e.do("write", "POST", "/+feature-rules", formType, form("text", over, "comment", "limits", "base", fmt.Sprint(rev)))
+		assert.Equal(t, 422, r.code)
+		assert.Contains(t, r.body, "200001 rules, at most 200000 in one save")
+		assert.Equal(t, rev, e.revision(), "nothing written")
+	})
+}
