@@ -952,6 +952,15 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_request", "name: a key needs a name"))
 		return
 	}
+	ks, err := s.Store.Keys(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if n := len(ks) - countRevoked(ks); n >= MaxKeys {
+		s.fail(w, r, errf(http.StatusUnprocessableEntity, "too_many", "keys: %d keys in use, at most %d; revoke one first", n, MaxKeys))
+		return
+	}
 	key := sqlstore.NewKey()
 	k, err := s.Store.CreateKey(r.Context(), key, b.Name, string(sc))
 	if err != nil {
@@ -963,6 +972,17 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 	out := keyOf(k)
 	out.Key = key
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// countRevoked counts the revoked keys of ks.
+func countRevoked(ks []sqlstore.APIKey) int {
+	n := 0
+	for _, k := range ks {
+		if k.Revoked.Valid {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) apiRevokeKey(w http.ResponseWriter, r *http.Request) {

@@ -178,6 +178,9 @@ const (
 	// MaxChangelogLimit bounds the entries of one page of
 	// GET /api/v1/changelog (limit=).
 	MaxChangelogLimit = 1000
+	// MaxKeys bounds the keys in use (not revoked): every one is held in
+	// memory by each server's key table (sqlstore.KeyCache).
+	MaxKeys = 10_000
 )
 
 // ruleLines counts the rules of rules text as rules.Parse reads it: the

@@ -347,3 +347,28 @@ func TestListLimits(t *testing.T) {
 		assert.Equal(t, rev, e.revision(), "nothing written")
 	})
 }
+
+// At most admin.MaxKeys keys are in use at once (each server holds every
+// one in memory); a revoked key makes room.
+func TestKeyLimit(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	ctx := context.Background()
+	ks, err := e.st.Keys(ctx)
+	require.NoError(t, err)
+	inUse := len(ks) - 1 // newEnv revoked one
+	var last sqlstore.APIKey
+	for i := inUse; i < admin.MaxKeys; i++ {
+		last, err = e.st.CreateKey(ctx, sqlstore.NewKey(), fmt.Sprint("bulk ", i), "read")
+		require.NoError(t, err)
+	}
+	mk := func() reply {
+		return e.do("admin", "POST", "/api/v1/keys", "application/json", []byte(`{"name":"one more","scope":"read"}`))
+	}
+	r := mk()
+	assert.Equal(t, 422, r.code, r.body)
+	assert.Equal(t, "too_many", errCode(t, r.body))
+	assert.Contains(t, r.body, "keys: 10000 keys in use, at most 10000; revoke one first")
+	require.Equal(t, 200, e.do("admin", "DELETE", fmt.Sprintf("/api/v1/keys/%d", last.ID), "", nil).code)
+	assert.Equal(t, 201, mk().code, "a revoked key makes room")
+	assert.Equal(t, 422, mk().code)
+}
