@@ -372,3 +372,18 @@ func TestKeyLimit(t *testing.T) {
 	assert.Equal(t, 201, mk().code, "a revoked key makes room")
 	assert.Equal(t, 422, mk().code)
 }
+
+// Small answers are indented for people; large ones are compact (the
+// probe's 74 MiB explain answer was mostly indentation and repeated
+// nulls).
+func TestLargeAnswersAreCompact(t *testing.T) {
+	e := newEnvWith(t, sqlstoretest.SQLite(t), envOptions{maxBody: admin.DefaultMaxBody})
+	small := e.do("read", "GET", "/api/v1/whoami", "", nil)
+	assert.Contains(t, small.body, "{\n  \"id\": ", "indented")
+	names := jsonList(admin.MaxExplainFlags, func(i int) string { return fmt.Sprintf("n%04d.%s", i, strings.Repeat("x", rules.MaxFlagLen-6)) })
+	large := e.do("read", "POST", "/api/v1/explain", "application/json", []byte(`{"flags":`+names+`}`))
+	require.Equal(t, 200, large.code)
+	assert.Len(t, readExplain(t, large.body).Flags, admin.MaxExplainFlags)
+	assert.NotContains(t, large.body, "\n  ", "compact")
+	assert.Less(t, len(large.body), admin.MaxExplainFlags*(rules.MaxFlagLen+64), "a name and a short entry per flag")
+}
