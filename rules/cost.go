@@ -1,7 +1,11 @@
 package rules
 
 import (
+	"cmp"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"regexp/syntax"
 
 	"github.com/expr-lang/expr/ast"
@@ -43,8 +47,11 @@ const (
 	// costEqualValue is a deep comparison (== of two structures) per
 	// value of the smaller side: a map entry's lookup and compare.
 	costEqualValue = 80
-	// costScanValue is a walk over a list (in, max, min) per element.
+	// costScanValue is a walk over a list (max, min) per element.
 	costScanValue = 2
+	// costInValue is a search of a list (in) per element: each is
+	// compared with the needle, by reflection when their types differ.
+	costInValue = 6
 	// bytesPerUnit is what one unit compares or hashes of strings
 	// (memcmp, map hashing).
 	bytesPerUnit = 512
@@ -58,7 +65,7 @@ const (
 	runeBytesPerUnit = 4
 	// caseUnitsPerByte is what upper and lower cost per byte: each rune
 	// is mapped through the Unicode tables.
-	caseUnitsPerByte = 2
+	caseUnitsPerByte = 3
 	// hashBytesPerUnit is what the rollout hash (byte-at-a-time FNV-1a)
 	// reads in one unit.
 	hashBytesPerUnit = 4
@@ -221,7 +228,7 @@ func (c *coster) binary(n *ast.BinaryNode) (int64, bound) {
 		}
 		// A list: every element compared, together no more than a deep
 		// comparison of the whole; a map: the needle hashed.
-		return k + rb.vals*costScanValue + equalCost(lb, rb) + lb.str/bytesPerUnit, scalarBound
+		return k + rb.vals*costInValue + equalCost(lb, rb) + lb.str/bytesPerUnit, scalarBound
 	case "contains":
 		return k + (lb.str+rb.str)/searchBytesPerUnit, scalarBound
 	case "startsWith", "endsWith":
@@ -381,3 +388,91 @@ const DefaultFlagBudget = 1_000_000
 
 // ErrCost marks a flag whose worst-case cost is over the per-flag budget.
 var ErrCost = errors.New("rules: over the per-flag cost budget")
+
+// CheckChange is Check for a write that replaces the rules before with rs.
+// Every problem Check finds is an error, except the cost: a flag whose
+// worst case (FlagCost) is over budget (DefaultFlagBudget when 0) is an
+// error only when the write changes its rules (its set of rules in rs
+// differs from that in before); a flag the write does not change is kept
+// as it is and listed among the warnings. Both name the flag's first line
+// and the figures ("ui.x costs up to N units, over the per-flag budget of
+// M"), and unwrap to ErrCost. before nil: every flag is changed.
+func CheckChange(before, rs []Rule, codecs map[string]*Codec, budget int64) (errs ErrorList, warnings []*Error) {
+	if budget <= 0 {
+		budget = DefaultFlagBudget
+	}
+	errs, conds := check(rs, codecs)
+	type flagCost struct {
+		first, costliest int // indexes in rs
+		cost, worst      int64
+	}
+	flags := make(map[string]*flagCost)
+	var order []string
+	for i, r := range rs {
+		f := flags[r.Flag]
+		if f == nil {
+			f = &flagCost{first: i, costliest: i, cost: CostFlag}
+			flags[r.Flag] = f
+			order = append(order, r.Flag)
+		}
+		k := RuleCost(conds[i])
+		f.cost += k
+		if k > f.worst {
+			f.costliest, f.worst = i, k
+		}
+	}
+	var changed map[string]bool
+	if before != nil {
+		changed = changedFlags(before, rs)
+	}
+	for _, name := range order {
+		f := flags[name]
+		if f.cost <= budget {
+			continue
+		}
+		msg := fmt.Sprintf("%s costs up to %d units, over the per-flag budget of %d", name, f.cost, budget)
+		if rs[f.costliest].Line > 0 {
+			msg += fmt.Sprintf(" (its costliest rule, line %d, costs %d)", rs[f.costliest].Line, f.worst)
+		}
+		if changed == nil || changed[name] {
+			errs = append(errs, ruleError(rs, f.first, false, ErrCost, msg))
+			continue
+		}
+		warnings = append(warnings, ruleError(rs, f.first, false, ErrCost,
+			msg+"; kept, since this change does not touch it, but bulk evaluations may leave it out"))
+	}
+	slices.SortStableFunc(errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+	return errs, warnings
+}
+
+// changedFlags returns the flags whose set of rules (lines aside) differs
+// between before and after; a flag in only one of them has changed.
+func changedFlags(before, after []Rule) map[string]bool {
+	group := func(rs []Rule) map[string][]Rule {
+		m := make(map[string][]Rule)
+		for _, r := range rs {
+			r.Line = 0
+			m[r.Flag] = append(m[r.Flag], r)
+		}
+		for _, l := range m {
+			slices.SortFunc(l, func(a, b Rule) int {
+				return cmp.Or(cmp.Compare(a.Priority, b.Priority), strings.Compare(a.Scope, b.Scope),
+					strings.Compare(a.Condition, b.Condition), strings.Compare(a.Value, b.Value))
+			})
+		}
+		return m
+	}
+	b, a := group(before), group(after)
+	changed := make(map[string]bool)
+	for name, l := range a {
+		if !slices.Equal(l, b[name]) {
+			changed[name] = true
+		}
+	}
+	for name := range b {
+		if a[name] == nil {
+			changed[name] = true
+		}
+	}
+	return changed
+}

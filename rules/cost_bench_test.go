@@ -53,7 +53,7 @@ var costShapes = []costShape{
 	{"scalars", orOf("n == 1", 120)},
 	{"arithmetic", orOf("n * 2 - 1 > 99", 60)},
 	{"deepEqual", orOf("a != b", 124)},
-	{"inAttrList", orOf("\"x\" in list", 100)},
+	{"inAttrList", orOf("\"x\" in nums", 100)},
 	{"inLiteral", "s in [" + strings.Repeat("\"abcdefgh\", ", 110) + "\"z\"]"},
 	{"inLiteralScalar", "n in [" + strings.Repeat("1, ", 300) + "2]"},
 	{"stringLess", orOf("s < t", 124)},
