@@ -4,9 +4,9 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"regexp/syntax"
 	"slices"
 	"strings"
-	"regexp/syntax"
 
 	"github.com/expr-lang/expr/ast"
 )
