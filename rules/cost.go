@@ -210,6 +210,17 @@ func (c *coster) fail(format string, args ...any) {
 
 func (c *coster) binary(n *ast.BinaryNode) (int64, bound) {
 	lk, lb := c.cost(n.Left)
+	if arr, ok := n.Right.(*ast.ArrayNode); ok && (n.Operator == "in" || n.Operator == "not in") {
+		// Each element is compared with the needle. (Every node is
+		// walked once: a second walk of a subtree would double at every
+		// level of nesting.)
+		k := lk + 2*costNode
+		for _, e := range arr.Nodes {
+			ek, eb := c.cost(e)
+			k += ek + costNode + equalCost(lb, eb)
+		}
+		return k, scalarBound
+	}
 	rk, rb := c.cost(n.Right)
 	k := lk + rk + costNode
 	switch n.Operator {
@@ -218,14 +229,6 @@ func (c *coster) binary(n *ast.BinaryNode) (int64, bound) {
 	case "<", ">", "<=", ">=":
 		return k + min(lb.str, rb.str)/bytesPerUnit, scalarBound
 	case "in", "not in":
-		if arr, ok := n.Right.(*ast.ArrayNode); ok {
-			// Each element is compared with the needle.
-			for _, e := range arr.Nodes {
-				_, eb := c.cost(e)
-				k += costNode + equalCost(lb, eb)
-			}
-			return k, scalarBound
-		}
 		// A list: every element compared, together no more than a deep
 		// comparison of the whole; a map: the needle hashed.
 		return k + rb.vals*costInValue + equalCost(lb, rb) + lb.str/bytesPerUnit, scalarBound
@@ -321,25 +324,25 @@ func (c *coster) builtin(n *ast.BuiltinNode) (int64, bound) {
 
 func (c *coster) call(n *ast.CallNode) (int64, bound) {
 	k := int64(costNode)
-	var salt int64 = int64(len(c.salt))
+	id, _ := n.Callee.(*ast.IdentifierNode)
+	saltArg := 1 // percent(p, salt)
+	if id != nil && id.Value == "bucket" {
+		saltArg = 0 // bucket(salt)
+	}
+	salt := int64(len(c.salt))
 	for i, a := range n.Arguments {
 		ak, ab := c.cost(a)
 		k += ak
-		if i == 1 {
+		if i == saltArg {
 			salt = ab.str
 		}
 	}
-	id, _ := n.Callee.(*ast.IdentifierNode)
 	if id == nil {
 		c.fail("no cost for this call")
 		return k, scalarBound
 	}
 	switch id.Value {
 	case "percent", "bucket":
-		if id.Value == "bucket" && len(n.Arguments) == 1 {
-			_, sb := c.cost(n.Arguments[0])
-			salt = sb.str
-		}
 		// The rollout hash reads the salt and the targeting key.
 		return k + (salt+MaxAttrString)/hashBytesPerUnit, scalarBound
 	}

@@ -151,3 +151,22 @@ func TestCheckChange(t *testing.T) {
 		assert.Contains(t, errs[0].Error(), "rule 1 (ui.x default 1): ui.x costs up to")
 	})
 }
+
+// The cost walks each node once: nested lists after in, which a walk
+// per element would cost 2^depth (depth 22 took 0.25 s, 100 would never
+// end), compile at once.
+func TestCostOfNestingIsLinear(t *testing.T) {
+	for _, text := range []string{
+		strings.Repeat("a in [", 100) + "1" + strings.Repeat("]", 100),
+		strings.Repeat("bucket(", 100) + strings.Repeat(")", 100) + " < 1",
+	} {
+		start := time.Now()
+		c, err := rules.CompileCondition(text, "f")
+		if err != nil {
+			t.Logf("%.20s…: %v", text, err)
+			continue
+		}
+		assert.Less(t, time.Since(start), time.Second, text)
+		assert.Positive(t, c.Cost())
+	}
+}
