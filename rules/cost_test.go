@@ -43,11 +43,13 @@ func TestCostOfProbe(t *testing.T) {
 
 // The model bounds time: the costliest accepted conditions of every
 // kind, on the worst targets, take at most maxNsPerUnit a unit (the unit
-// is calibrated to about 4 ns; the bound leaves room for a loaded machine
-// and the race detector). A node the model undercharged ten times would
-// fail.
+// is calibrated to about 4 ns; the bound leaves room for a loaded
+// machine). A node the model undercharged ten times would fail. The race
+// detector slows code unevenly (regexps sixty times, the rest twenty), so
+// under it the figures are only logged.
 func TestCostBoundsTime(t *testing.T) {
-	maxNsPerUnit := 40.0 * float64(budgetTime/(50*time.Millisecond))
+	const maxNsPerUnit = 40.0
+	race := budgetTime > 50*time.Millisecond
 	worst := []string{
 		probeCondition,
 		fill(`upper(plan) != upper(plan)`, "||"),
@@ -91,7 +93,9 @@ func TestCostBoundsTime(t *testing.T) {
 			name = name[:40] + "…"
 		}
 		t.Logf("%-42s %9d units, worst %9v: %6.2f ns a unit", name, c.Cost(), d, perUnit)
-		assert.LessOrEqual(t, perUnit, maxNsPerUnit, text)
+		if !race {
+			assert.LessOrEqual(t, perUnit, maxNsPerUnit, text)
+		}
 	}
 }
 
