@@ -87,6 +87,16 @@ func TestSaveWarnsUntouchedCostlyFlag(t *testing.T) {
 			_, _, err = st.ReplaceText(ctx, touched, nil, change("touch it", e.Revision))
 			require.ErrorIs(t, err, rules.ErrCost, "a save that changes it is refused")
 			assert.Contains(t, err.Error(), fmt.Sprintf("over the per-flag budget of %d", rules.DefaultFlagBudget))
+
+			// A revert is a write like any other: one that leaves the flag
+			// as it is warns, one that brings it back is refused.
+			kept := e
+			e, _, err = st.ReplaceText(ctx, "f default 0 safe\n", nil, change("drop it", e.Revision))
+			require.NoError(t, err)
+			assert.Empty(t, e.Warnings)
+			_, err = st.Revert(ctx, kept.ID, change("bring it back", e.Revision))
+			require.ErrorIs(t, err, rules.ErrCost)
+			assert.Contains(t, err.Error(), fmt.Sprintf("the rules recorded with change #%d: line 2: ui.x costs up to", kept.ID))
 		})
 	}
 }
