@@ -281,7 +281,7 @@ func (s *Server) reload(r *http.Request, what string) {
 func (s *Server) saved(w http.ResponseWriter, r *http.Request, e sqlstore.Entry, warnings []*rules.Error) {
 	s.reload(r, "save")
 	res := saveResult{Revision: e.Revision, ChangelogID: e.ID, Diff: e.Diff}
-	res.Warnings = warningDetails(warnings)
+	res.Warnings = warningDetails(append(warnings, e.Warnings...))
 	w.Header().Set("ETag", etag(e.Revision))
 	writeJSON(w, http.StatusOK, res)
 }

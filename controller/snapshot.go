@@ -39,6 +39,7 @@ type flagEntry struct {
 	dfltFresh   func() any        // as ruleExt.fresh, for the code default
 	conditional bool              // some rule has a condition
 	bad         bool              // some rule's value or condition is a problem
+	cost        int64             // worst-case cost of an evaluation (rules.FlagCost)
 }
 
 type rule struct {
@@ -245,6 +246,14 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 		}
 		e.idx = int32(i)
 		s.names[i] = e.name
+		e.cost = rules.CostFlag
+		for k := range e.rules {
+			var c *rules.Condition
+			if x := e.rules[k].x; x != nil {
+				c = x.cond
+			}
+			e.cost += rules.RuleCost(c)
+		}
 	}
 	slices.Sort(s.names)
 	return s
@@ -507,6 +516,17 @@ func (s *Snapshot) Definitions() []rules.Definition {
 // built by Build rather than by a Live has no stored declarations.
 func (s *Snapshot) Config() *rules.Config {
 	return &rules.Config{Revision: s.revision, Rules: s.Rules(), Flags: slices.Clone(s.stored)}
+}
+
+// Cost returns the worst-case cost of evaluating flag name, in the units
+// of rules.FlagCost: every rule walked and its condition at its worst.
+// An unknown flag costs rules.CostFlag. Bulk evaluations charge it
+// against a budget.
+func (s *Snapshot) Cost(name string) int64 {
+	if f := s.flags[name]; f != nil {
+		return f.cost
+	}
+	return rules.CostFlag
 }
 
 // Scopes returns the distinct scopes the rules mention, compiled, sorted by

@@ -286,36 +286,53 @@ func TextOf(t Type, v any) (string, error) {
 }
 
 // Check validates rules against declarations: values of declared flags must
-// parse as their type (or name a variant), and every condition must
-// compile. codecs maps flag names to their codecs; undeclared flags are
-// text. Problems are reported with the rule's line (the condition's line
-// for a condition), or "rule N" when rules did not come from text.
+// parse as their type (or name a variant), every condition must compile,
+// and every flag's worst-case cost (FlagCost) must be within
+// DefaultFlagBudget. codecs maps flag names to their codecs; undeclared
+// flags are text. Problems are reported with the rule's line (the
+// condition's line for a condition), or "rule N" when rules did not come
+// from text. A save, which may keep flags it does not change, uses
+// CheckChange.
 func Check(rs []Rule, codecs map[string]*Codec) ErrorList {
+	errs, _ := CheckChange(nil, rs, codecs, 0)
+	return errs
+}
+
+// check is Check without the cost: it returns each rule's compiled
+// condition (nil: none or a bad one).
+func check(rs []Rule, codecs map[string]*Codec) (ErrorList, []*Condition) {
 	var errs ErrorList
+	conds := make([]*Condition, len(rs))
 	for i, r := range rs {
-		where := func(cond bool, kind error, format string, args ...any) *Error {
-			msg := fmt.Sprintf(format, args...)
-			if r.Line == 0 {
-				return &Error{Kind: kind, Msg: fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, msg)}
-			}
-			line := r.Line
-			if cond {
-				line++
-			}
-			return &Error{Line: line, Kind: kind, Msg: msg}
-		}
 		salt := r.Flag
 		if c := codecs[r.Flag]; c != nil {
 			salt = c.def.RolloutSalt()
 			if _, err := c.Parse(r.Value); err != nil {
-				errs = append(errs, where(false, ErrValue, "bad value for %s flag %q: %v", c.def.Type, r.Flag, err))
+				errs = append(errs, ruleError(rs, i, false, ErrValue, fmt.Sprintf("bad value for %s flag %q: %v", c.def.Type, r.Flag, err)))
 			}
 		}
 		if r.Condition != "" {
-			if _, err := CompileCondition(r.Condition, salt); err != nil {
-				errs = append(errs, where(true, ErrCondition, "%v", err))
+			c, err := CompileCondition(r.Condition, salt)
+			if err != nil {
+				errs = append(errs, ruleError(rs, i, true, ErrCondition, err.Error()))
 			}
+			conds[i] = c
 		}
 	}
-	return errs
+	return errs, conds
+}
+
+// ruleError is a problem with rs[i], at its line (the line of its
+// condition when cond), or named "rule N (flag scope priority)" when it
+// did not come from text.
+func ruleError(rs []Rule, i int, cond bool, kind error, msg string) *Error {
+	r := rs[i]
+	if r.Line == 0 {
+		return &Error{Kind: kind, Msg: fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, msg)}
+	}
+	line := r.Line
+	if cond {
+		line++
+	}
+	return &Error{Line: line, Kind: kind, Msg: msg}
 }

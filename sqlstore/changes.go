@@ -258,16 +258,23 @@ func (s *Store) Revert(ctx context.Context, id int64, c Change) (Entry, error) {
 		}
 	}
 	c.Comment = fmt.Sprintf("Revert to the rules after change #%d (revision %d): %s", to.ID, to.Revision, c.Comment)
-	return s.change(ctx, "revert", c, func(_ *sqlx.Tx, before state) (state, error) {
+	var warnings []*rules.Error
+	e, err := s.change(ctx, "revert", c, func(_ *sqlx.Tx, before state) (state, error) {
 		after := state{rules: rs, defs: before.defs}
 		if to.Declarations.Valid {
 			after.defs = defs
 		}
-		if errs := rules.Check(rs, codecsOf(after.defs)); len(errs) > 0 {
+		errs, ws := rules.CheckChange(before.rules, rs, codecsOf(after.defs), 0)
+		if len(errs) > 0 {
 			return state{}, &invalidError{fmt.Errorf("the rules recorded with change #%d: %w", id, errs)}
 		}
+		warnings = ws
 		return after, nil
 	})
+	if err == nil {
+		e.Warnings = warnings
+	}
+	return e, err
 }
 
 // codecsOf returns the codecs of the valid declarations among defs.

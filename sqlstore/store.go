@@ -374,6 +374,10 @@ type Entry struct {
 	// rules", "--- declarations"; see DeclarationsText).
 	Diff     string `db:"diff"`
 	Revision int64  `db:"revision"`
+	// Warnings are what a write (ReplaceRules, ReplaceText, Revert) kept
+	// but reports: flags it does not change whose worst-case cost is over
+	// the per-flag budget (rules.CheckChange). Never stored.
+	Warnings []*rules.Error `db:"-"`
 	// Text is the whole normalised rules text after the change. Only
 	// ChangelogEntry and writes fill it; Valid is false for entries
 	// written before the text was recorded.
@@ -418,20 +422,29 @@ func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 // the revision (refusing with ErrConflict if it is no longer
 // c.BaseRevision) and appends a changelog entry with the unified diff of the
 // normalised text. Invalid input is refused with ErrInvalid before anything
-// is written: bad fields, duplicates, conditions that do not compile, and
+// is written: bad fields, duplicates, conditions that do not compile,
 // values that do not parse as their flag's declared type (checked against
-// the declarations in the same transaction). Line-level problems come as a
-// rules.ErrorList inside the error.
+// the declarations in the same transaction) and flags the save changes
+// whose worst-case cost is over the per-flag budget (rules.CheckChange;
+// unchanged ones over it are kept and listed in Entry.Warnings).
+// Line-level problems come as a rules.ErrorList inside the error.
 func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (Entry, error) {
 	if err := validate(rs, c); err != nil {
 		return Entry{}, err
 	}
-	return s.change(ctx, "replace rules", c, func(_ *sqlx.Tx, before state) (state, error) {
-		if errs := rules.Check(rs, codecsOf(before.defs)); len(errs) > 0 {
+	var warnings []*rules.Error
+	e, err := s.change(ctx, "replace rules", c, func(_ *sqlx.Tx, before state) (state, error) {
+		errs, ws := rules.CheckChange(before.rules, rs, codecsOf(before.defs), 0)
+		if len(errs) > 0 {
 			return state{}, &invalidError{errs}
 		}
+		warnings = ws
 		return state{rules: rs, defs: before.defs}, nil
 	})
+	if err == nil {
+		e.Warnings = warnings
+	}
+	return e, err
 }
 
 func validate(rs []rules.Rule, c Change) error {

@@ -67,6 +67,11 @@ type Main struct {
 	// second, burst); 0 is no limit.
 	OFREPRate  float64
 	OFREPBurst int
+	// OFREPBudgetPerFlag and OFREPBudgetBase make a bulk OFREP request's
+	// evaluation budget in cost units (ofrep.Config.BulkUnitsPerFlag and
+	// BulkBaseUnits); 0 is the default.
+	OFREPBudgetPerFlag int64
+	OFREPBudgetBase    int64
 
 	Store  *sqlstore.Store
 	Live   *controller.Live
@@ -112,7 +117,8 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.OFREP = ofrep.New(ofrep.Config{Engine: m.Engine, Keys: m.Keys, CORSOrigins: m.CORSOrigins,
-		RateLimit: m.OFREPRate, RateBurst: m.OFREPBurst, Log: m.Log})
+		RateLimit: m.OFREPRate, RateBurst: m.OFREPBurst, Log: m.Log,
+		BulkUnitsPerFlag: m.OFREPBudgetPerFlag, BulkBaseUnits: m.OFREPBudgetBase})
 	m.Admin = &admin.Server{Store: st, Engine: m.Engine, Keys: m.Keys, Log: m.Log, SecureCookies: m.SecureCookies,
 		MoreMetrics: []admin.MetricsWriter{m.OFREP}}
 	adminHandler := m.Admin.Handler()
@@ -299,6 +305,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	origins := fs.String("cors-origins", "", "comma-separated browser origins allowed to call OFREP (https://app.example.com)")
 	fs.Float64Var(&m.OFREPRate, "ofrep-rate", 0, "OFREP requests a second allowed per key (0: no limit)")
 	fs.IntVar(&m.OFREPBurst, "ofrep-burst", 0, "OFREP requests a key may make at once (default: -ofrep-rate rounded up)")
+	fs.Int64Var(&m.OFREPBudgetPerFlag, "ofrep-budget-per-flag", ofrep.DefaultBulkUnitsPerFlag, "a bulk OFREP request's evaluation budget grows by this many cost units for each flag the key may see")
+	fs.Int64Var(&m.OFREPBudgetBase, "ofrep-budget-base", ofrep.DefaultBulkBaseUnits, "every bulk OFREP request's evaluation budget, in cost units, before its flags are counted")
 	m.AdminKey = os.Getenv("SCOPEFLAGS_ADMIN_KEY")
 	m.Out = stdout
 	if err := parseFlags(fs, args); err != nil {
@@ -318,6 +326,9 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if m.OFREPRate < 0 || m.OFREPBurst < 0 {
 		return fmt.Errorf("%w: -ofrep-rate and -ofrep-burst must not be negative", errUsage)
+	}
+	if m.OFREPBudgetPerFlag <= 0 || m.OFREPBudgetBase <= 0 {
+		return fmt.Errorf("%w: -ofrep-budget-per-flag and -ofrep-budget-base must be positive", errUsage)
 	}
 	if os.Getenv("GOGC") == "" {
 		// The server's live heap is small (a few MB), so at the default
