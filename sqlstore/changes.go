@@ -203,7 +203,7 @@ func (s *Store) ReplaceAll(ctx context.Context, rs []rules.Rule, defs []rules.De
 		if _, dup := codecs[d.Name]; dup {
 			return Entry{}, fmt.Errorf("%w: flag %q declared twice", ErrInvalid, d.Name)
 		}
-		c, err := d.Codec()
+		c, err := d.CodecWith(s.codec)
 		if err != nil {
 			return Entry{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
@@ -263,18 +263,19 @@ func (s *Store) Revert(ctx context.Context, id int64, c Change) (Entry, error) {
 		if to.Declarations.Valid {
 			after.defs = defs
 		}
-		if errs := rules.Check(rs, codecsOf(after.defs)); len(errs) > 0 {
+		if errs := rules.Check(rs, s.codecsOf(after.defs)); len(errs) > 0 {
 			return state{}, &invalidError{fmt.Errorf("the rules recorded with change #%d: %w", id, errs)}
 		}
 		return after, nil
 	})
 }
 
-// codecsOf returns the codecs of the valid declarations among defs.
-func codecsOf(defs []rules.Definition) map[string]*rules.Codec {
+// codecsOf returns the codecs of the valid declarations among defs, with
+// the store's options.
+func (s *Store) codecsOf(defs []rules.Definition) map[string]*rules.Codec {
 	codecs := make(map[string]*rules.Codec, len(defs))
 	for _, d := range defs {
-		if c, err := d.Codec(); err == nil {
+		if c, err := d.CodecWith(s.codec); err == nil {
 			codecs[d.Name] = c
 		}
 	}

@@ -50,15 +50,34 @@ type Store struct {
 	dsn     string // PostgreSQL's, for the change listener
 	sb      sq.StatementBuilderType
 
+	// codec parses declared values at saves: the size limit and a cache
+	// of schema checks, so an unchanged value is checked once, not at
+	// every save.
+	codec rules.CodecOptions
+
 	listeners                        atomic.Int64 // running Watch listeners
 	listenReconnects, listenFailures atomic.Int64
 }
 
-// Open connects to dsn and applies the schema. A DSN starting with
-// postgres:// or postgresql:// selects PostgreSQL; anything else is the path
-// of a SQLite file, created if missing.
+// Options configure a Store (OpenWith). The zero value is the defaults.
+type Options struct {
+	// MaxValue bounds the text of a declared flag's value, in bytes:
+	// saves and pushes refuse larger ones. rules.DefaultMaxValue (256
+	// KiB) when 0. Servers that evaluate the rules should be given the
+	// same limit (features.Config.MaxValue).
+	MaxValue int
+}
+
+// Open connects to dsn and applies the schema, with the default Options.
+// A DSN starting with postgres:// or postgresql:// selects PostgreSQL;
+// anything else is the path of a SQLite file, created if missing.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	s := &Store{dialect: SQLite}
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	s := &Store{dialect: SQLite, codec: rules.CodecOptions{MaxValue: opts.MaxValue, Cache: rules.NewValidationCache(0, 0)}}
 	driver, source := "sqlite", sqliteDSN(dsn)
 	if isPostgresDSN(dsn) {
 		s.dialect, driver, source, s.dsn = Postgres, "postgres", dsn, dsn
@@ -427,7 +446,7 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 		return Entry{}, err
 	}
 	return s.change(ctx, "replace rules", c, func(_ *sqlx.Tx, before state) (state, error) {
-		if errs := rules.Check(rs, codecsOf(before.defs)); len(errs) > 0 {
+		if errs := rules.Check(rs, s.codecsOf(before.defs)); len(errs) > 0 {
 			return state{}, &invalidError{errs}
 		}
 		return state{rules: rs, defs: before.defs}, nil

@@ -67,6 +67,9 @@ type Main struct {
 	// second, burst); 0 is no limit.
 	OFREPRate  float64
 	OFREPBurst int
+	// MaxValue bounds a declared flag's value, in bytes, at saves and in
+	// snapshots; rules.DefaultMaxValue (256 KiB) when 0.
+	MaxValue int
 
 	Store  *sqlstore.Store
 	Live   *controller.Live
@@ -88,9 +91,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Log == nil {
 		m.Log = slog.Default()
 	}
-	st, err := openStore(ctx, m.DSN)
+	st, err := sqlstore.OpenWith(ctx, m.DSN, sqlstore.Options{MaxValue: m.MaxValue})
 	if err != nil {
-		return err
+		return fmt.Errorf("open %s: %w", redactDSN(m.DSN), err)
 	}
 	m.Store = st
 	if err := m.seed(ctx); err != nil {
@@ -101,7 +104,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	docs := features.NewRegistry()
 	docs.MustDocument(exampleDocs...)
-	m.Engine = features.NewEngine(features.Config{Source: st, Flags: docs, ServerRole: m.ServerRole, Log: m.Log})
+	m.Engine = features.NewEngine(features.Config{Source: st, Flags: docs, ServerRole: m.ServerRole, Log: m.Log, MaxValue: m.MaxValue})
 	m.Live = m.Engine.Live()
 	if err := m.Live.Reload(ctx, true); err != nil {
 		return err
@@ -299,6 +302,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	origins := fs.String("cors-origins", "", "comma-separated browser origins allowed to call OFREP (https://app.example.com)")
 	fs.Float64Var(&m.OFREPRate, "ofrep-rate", 0, "OFREP requests a second allowed per key (0: no limit)")
 	fs.IntVar(&m.OFREPBurst, "ofrep-burst", 0, "OFREP requests a key may make at once (default: -ofrep-rate rounded up)")
+	fs.IntVar(&m.MaxValue, "max-value", rules.DefaultMaxValue, "the largest value of a declared flag (json, string, ...), in bytes")
 	m.AdminKey = os.Getenv("SCOPEFLAGS_ADMIN_KEY")
 	m.Out = stdout
 	if err := parseFlags(fs, args); err != nil {
