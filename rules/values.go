@@ -34,8 +34,10 @@ const (
 	// schema's parts (its JSON nodes) times schemaPartWeight, plus the
 	// bytes of the value's strings and keys times the instructions of
 	// the schema's patterns. A value over it is refused without being
-	// checked. It is about half a second of one core (a part applied to
-	// a number, such as an enum entry, costs up to 1.3 µs).
+	// checked. It is about half a second of one core: 0.3 s for a string
+	// of 100,000 bytes against patterns of 963 instructions, 0.7 s for
+	// 900 numbers against an enum of 500 (an enum entry compared with a
+	// number costs 1.5 µs, the most of any part).
 	MaxSchemaWork    = 100_000_000
 	schemaPartWeight = 200
 	// MaxSchemaNumberLen bounds the text of a number in a json value
