@@ -40,10 +40,11 @@ const (
 	// number costs 1.5 µs, the most of any part).
 	MaxSchemaWork    = 100_000_000
 	schemaPartWeight = 200
-	// MaxSchemaNumberLen bounds the text of a number in a json value
-	// checked by a schema (which reads every number as an exact
-	// fraction: 1e1000000 takes 20 ms), in bytes; its exponent is at
-	// most ±maxSchemaExponent.
+	// MaxSchemaNumberLen bounds the text of a number in a schema or in a
+	// json value checked by one (the library reads every number as an
+	// exact fraction: 1e1000000 takes 20 ms, and multipleOf 1e-99999
+	// 0.2 ms a number checked), in bytes; its exponent is at most
+	// ±maxSchemaExponent.
 	MaxSchemaNumberLen = 100
 	maxSchemaExponent  = 1000
 )
@@ -240,16 +241,18 @@ func (vc *valueCost) walk(v any, depth int) error {
 	return nil
 }
 
-// checkNumber refuses a number a schema would take long to read exactly.
+// checkNumber refuses a number that would take long to read exactly (as
+// the schema library reads the numbers of schemas and of the values it
+// checks).
 func checkNumber(n string) error {
 	if len(n) > MaxSchemaNumberLen {
-		return errorf(ErrValueTooLarge, "a number of %d characters, over the limit of %d for a value checked by a schema", len(n), MaxSchemaNumberLen)
+		return errorf(ErrValueTooLarge, "a number of %d characters, over the limit of %d where a schema applies", len(n), MaxSchemaNumberLen)
 	}
 	if i := strings.IndexAny(n, "eE"); i >= 0 {
 		exp := strings.TrimLeft(n[i+1:], "+-")
 		exp = strings.TrimLeft(exp, "0")
 		if len(exp) > 4 || (len(exp) == 4 && exp > fmt.Sprint(maxSchemaExponent)) {
-			return errorf(ErrValueTooLarge, "number %s: exponent beyond ±%d in a value checked by a schema", n, maxSchemaExponent)
+			return errorf(ErrValueTooLarge, "number %s: exponent beyond ±%d where a schema applies", n, maxSchemaExponent)
 		}
 	}
 	return nil
@@ -275,24 +278,37 @@ var subschemaKeywords = []string{
 // pointer).
 func costOfSchema(doc any) (schemaCost, error) {
 	var sc schemaCost
-	sc.parts = countNodes(doc)
+	if err := sc.count(doc, ""); err != nil {
+		return sc, err
+	}
 	err := sc.patterns(doc, "")
 	return sc, err
 }
 
-func countNodes(v any) int {
-	n := 1
+// count counts the nodes of a schema into parts, and checks its numbers
+// as a value's (multipleOf 1e-99999 takes 0.2 ms a number checked).
+func (sc *schemaCost) count(v any, at string) error {
+	sc.parts++
 	switch a := v.(type) {
 	case map[string]any:
-		for _, e := range a {
-			n += 1 + countNodes(e)
+		for _, k := range sortedKeys(a) {
+			sc.parts++
+			if err := sc.count(a[k], at+"/"+pointerToken(k)); err != nil {
+				return err
+			}
 		}
 	case []any:
-		for _, e := range a {
-			n += countNodes(e)
+		for i, e := range a {
+			if err := sc.count(e, fmt.Sprintf("%s/%d", at, i)); err != nil {
+				return err
+			}
+		}
+	case json.Number:
+		if err := checkNumber(string(a)); err != nil {
+			return fmt.Errorf("%s: %v", at, err)
 		}
 	}
-	return n
+	return nil
 }
 
 // patterns adds the instructions of the patterns of schema s, at the

@@ -32,6 +32,8 @@ func TestSchemaPatternsBounded(t *testing.T) {
 			"/allOf/1/pattern: the schema's patterns compile to 1604"},
 		{"a pointer token is escaped", `{"properties": {"a/b": {"pattern": "(a?){999}"}}}`, "/properties/a~1b/pattern:"},
 		{"bad pattern", `{"pattern": "(a"}`, "/pattern: bad pattern"},
+		{"a tiny multipleOf", `{"items": {"multipleOf": 1e-99999}}`, "/items/multipleOf: number 1e-99999: exponent beyond ±1000"},
+		{"a long number", `{"enum": [1, ` + strings.Repeat("9", 101) + `]}`, "/enum/1: a number of 101 characters, over the limit of 100"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,7 +129,7 @@ func TestSchemaCheckCostBounded(t *testing.T) {
 		{"many numbers against a long enum", enum, "[" + strings.Repeat("0.5,", 20000) + "1]",
 			"checking it against the schema could cost 2028202800 units (20002 nodes × 507 schema parts × 200"},
 		{"a long enum against fewer numbers", enum, "[" + strings.Repeat("0.5,", 900) + "1]", "does not match the schema: /0: value must be one of"},
-		{"a huge exponent", `{"type": "array", "items": {"type": "integer"}}`, "[1e999999]", "number 1e999999: exponent beyond ±1000"},
+		{"a huge exponent", `{"type": "array", "items": {"type": "integer"}}`, "[1e999999]", "number 1e999999: exponent beyond ±1000 where a schema applies"},
 		{"a long number", `{}`, "[" + strings.Repeat("1", 101) + "]", "a number of 101 characters, over the limit of 100"},
 	}
 	for _, tt := range tests {
