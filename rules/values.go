@@ -198,9 +198,9 @@ func (c *Codec) validate(doc any) error {
 	if err := vc.walk(doc, 0); err != nil {
 		return err
 	}
-	if work := vc.nodes*c.cost.parts*schemaPartWeight + vc.text*c.cost.insts; work > MaxSchemaWork {
-		return errorf(ErrValueTooLarge, "checking it against the schema could cost %d units (%d nodes × %d schema parts × 200 + %d bytes of strings × %d pattern instructions), over the limit of %d: make the value or the schema smaller",
-			work, vc.nodes, c.cost.parts, vc.text, c.cost.insts, MaxSchemaWork)
+	if work := vc.nodes*c.cost.parts*schemaPartWeight + vc.text*c.cost.perByte(); work > MaxSchemaWork {
+		return errorf(ErrValueTooLarge, "checking it against the schema could cost %d units (%d nodes × %d schema parts × 200 + %d bytes of strings × %d pattern instructions%s), over the limit of %d: make the value or the schema smaller",
+			work, vc.nodes, c.cost.parts, vc.text, c.cost.insts, c.cost.regexNote(), MaxSchemaWork)
 	}
 	if err := c.schema.Validate(doc); err != nil {
 		return fmt.Errorf("does not match the schema: %s", schemaError(err))
@@ -262,6 +262,22 @@ func checkNumber(n string) error {
 type schemaCost struct {
 	parts int // JSON nodes of the schema
 	insts int // regexp instructions of its patterns, in all
+	// regexes counts the places that say "format": "regex": the strings
+	// there are compiled as regexps (in drafts up to 7), which costs up
+	// to regexFormatWeight units a byte (\pL{1000} is 10 bytes and 73 µs).
+	regexes int
+}
+
+const regexFormatWeight = 1500
+
+// perByte is the units a byte of the value's strings may cost.
+func (sc schemaCost) perByte() int { return sc.insts + sc.regexes*regexFormatWeight }
+
+func (sc schemaCost) regexNote() string {
+	if sc.regexes == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" + %d × %d for format regex", sc.regexes, regexFormatWeight)
 }
 
 // subschemaKeywords are the keywords whose value is a schema, an array of
@@ -317,6 +333,9 @@ func (sc *schemaCost) patterns(s any, at string) error {
 	obj, ok := s.(map[string]any)
 	if !ok {
 		return nil // true, false, or not a schema (the compiler says so)
+	}
+	if obj["format"] == "regex" {
+		sc.regexes++
 	}
 	if p, ok := obj["pattern"].(string); ok {
 		if err := sc.pattern(p, at+"/pattern"); err != nil {

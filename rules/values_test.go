@@ -129,6 +129,8 @@ func TestSchemaCheckCostBounded(t *testing.T) {
 		{"many numbers against a long enum", enum, "[" + strings.Repeat("0.5,", 20000) + "1]",
 			"checking it against the schema could cost 2028202800 units (20002 nodes × 507 schema parts × 200"},
 		{"a long enum against fewer numbers", enum, "[" + strings.Repeat("0.5,", 900) + "1]", "does not match the schema: /0: value must be one of"},
+		{"many regexps to compile (format regex, draft 7)", `{"$schema": "http://json-schema.org/draft-07/schema#", "type": "array", "items": {"format": "regex"}}`,
+			"[" + strings.Repeat(`"\\pL{1000}",`, 10000) + `"x"]`, "+ 1 × 1500 for format regex), over the limit of 100000000"},
 		{"a huge exponent", `{"type": "array", "items": {"type": "integer"}}`, "[1e999999]", "number 1e999999: exponent beyond ±1000 where a schema applies"},
 		{"a long number", `{}`, "[" + strings.Repeat("1", 101) + "]", "a number of 101 characters, over the limit of 100"},
 	}
