@@ -268,6 +268,8 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !utf8.ValidString(d.Text):
 		status, d.Errors = http.StatusBadRequest, []Detail{{Line: 1 + strings.Count(d.Text[:badUTF8([]byte(d.Text))], "\n"), Message: "the rules text is not valid UTF-8"}}
+	case errors.As(checkSaveRules(ruleLines(d.Text)), &bad):
+		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
 	case errors.As(checkComment("the comment", d.Comment), &bad):
 		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
 		if bad.Code == "invalid_text" {

@@ -569,6 +569,16 @@ func (f *flagEntry) typedOf(r *rule) any {
 	return r.x.typed
 }
 
+// sharedOf is typedOf without the copy: the snapshot's own typed value
+// for winning rule r (nil: none), for a Result, whose readers must not
+// modify it.
+func (f *flagEntry) sharedOf(r *rule) any {
+	if r == nil || r.valErr() != nil {
+		return f.dfltTyped
+	}
+	return r.x.typed
+}
+
 // outcome is what walking a flag's rules found.
 type outcome struct {
 	idx  int   // the winning rule, or the failing one; -1: none matched
@@ -636,7 +646,7 @@ func (f *flagEntry) resultOf(o outcome) Result {
 	if !o.fail {
 		return f.result(o.rule, o.err)
 	}
-	res := Result{Flag: f.name, Err: o.err, Declared: f.def != nil, Reason: ReasonError, Typed: f.typedOf(nil)}
+	res := Result{Flag: f.name, Err: o.err, Declared: f.def != nil, Reason: ReasonError, Typed: f.sharedOf(nil)}
 	if f.def != nil {
 		res.Value = f.dflt.Text
 	}
@@ -646,11 +656,25 @@ func (f *flagEntry) resultOf(o outcome) Result {
 	return res
 }
 
+// ownResultOf is resultOf with Typed copied (typedOf), for a caller
+// that may modify it.
+func (f *flagEntry) ownResultOf(o outcome) Result {
+	res := f.resultOf(o)
+	if f.def != nil {
+		if o.fail {
+			res.Typed = f.typedOf(nil)
+		} else {
+			res.Typed = f.typedOf(o.rule)
+		}
+	}
+	return res
+}
+
 // result describes winning rule r (nil: none) and the error met.
 func (f *flagEntry) result(r *rule, err error) Result {
 	res := Result{Flag: f.name, Err: err, Declared: f.def != nil}
 	if r == nil {
-		res.Reason, res.Typed = ReasonDefault, f.typedOf(nil)
+		res.Reason, res.Typed = ReasonDefault, f.sharedOf(nil)
 		if f.def != nil {
 			res.Value = f.dflt.Text
 		}
@@ -660,12 +684,12 @@ func (f *flagEntry) result(r *rule, err error) Result {
 	res.Value = r.Value
 	var cond *rules.Condition
 	if r.x != nil {
-		res.Value, res.Variant, res.Typed, cond = r.x.val.Text, r.x.val.Variant, f.typedOf(r), r.x.cond
+		res.Value, res.Variant, res.Typed, cond = r.x.val.Text, r.x.val.Variant, f.sharedOf(r), r.x.cond
 	}
 	switch {
 	case r.valErr() != nil:
 		res.Reason, res.Err, res.Variant = ReasonError, r.x.valErr, ""
-		res.Value, res.Typed = f.dflt.Text, f.typedOf(nil)
+		res.Value, res.Typed = f.dflt.Text, f.sharedOf(nil)
 	case cond != nil && cond.Rollout():
 		res.Reason = ReasonSplit
 	case r.Condition != "" || r.Scope != "default":

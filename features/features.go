@@ -62,7 +62,8 @@ func Lookup(ctx context.Context, name string) (string, bool) {
 }
 
 // Evaluate returns the named flag's answer with its details, overrides
-// included.
+// included. Its Typed is the caller's own (controller.Controller's
+// EvaluateCopy): changing it changes nothing another request sees.
 func Evaluate(ctx context.Context, name string) controller.Result {
 	st, _ := ctx.Value(ctxKey{}).(*state)
 	if st == nil {
@@ -79,7 +80,7 @@ func Evaluate(ctx context.Context, name string) controller.Result {
 	if st.ctrl == nil {
 		return controller.Result{Flag: name, Reason: controller.ReasonDefault}
 	}
-	return st.ctrl.Evaluate(name)
+	return st.ctrl.EvaluateCopy(name)
 }
 
 // Engine wires flag evaluation into an application: the live rule
