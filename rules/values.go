@@ -33,7 +33,9 @@ const (
 	// about 5 ns: the value's nodes (values and object keys) times the
 	// schema's parts (its JSON nodes) times schemaPartWeight, plus the
 	// bytes of the value's strings and keys times the instructions of
-	// the schema's patterns. A value over it is refused without being
+	// the schema's patterns (and regexFormatWeight for each "format":
+	// "regex", whose strings are compiled as regexps in drafts up to
+	// 7). A value over it is refused without being
 	// checked. It is about half a second of one core: 0.3 s for a string
 	// of 100,000 bytes against patterns of 963 instructions, 0.7 s for
 	// 900 numbers against an enum of 500 (an enum entry compared with a
