@@ -33,12 +33,12 @@ func TestAPIRefusesValuesOverTheLimit(t *testing.T) {
 		r := e.do("write", "PUT", "/api/v1/rules", "text/plain", []byte("a default 1 true\ncfg default 1 "+huge+"\n"), "If-Match", "*", "X-Comment", "c")
 		assert.Equal(t, 422, r.code, r.body[:min(len(r.body), 300)])
 		assert.Contains(t, r.body, `"line": 2`)
-		assert.Contains(t, r.body, `bad value for json flag \"cfg\": a value of 262153 bytes, over the limit of 262144 bytes`)
+		assert.Contains(t, r.body, `"message": "flag \"cfg\": a value of 262153 bytes, over the limit of 262144 bytes`)
 
 		body, err := json.Marshal(map[string]any{"comment": "c", "rules": []map[string]any{{"flag": "cfg", "scope": "default", "priority": 1, "value": huge}}})
 		require.NoError(t, err)
 		r = e.do("write", "PUT", "/api/v1/rules", "application/json", body, "If-Match", "*")
 		assert.Equal(t, 422, r.code, r.body[:min(len(r.body), 300)])
-		assert.Contains(t, r.body, `rule 1 (cfg default 1): bad value for json flag \"cfg\": a value of 262153 bytes, over the limit of 262144 bytes`)
+		assert.Contains(t, r.body, `rule 1 (cfg default 1): flag \"cfg\": a value of 262153 bytes, over the limit of 262144 bytes`)
 	})
 }

@@ -195,7 +195,7 @@ func entryDiff(oldRules, newRules, oldDefs, newDefs string) string {
 // start seeds the example rules and declarations with it, so the seed is
 // one revertible entry.
 func (s *Store) ReplaceAll(ctx context.Context, rs []rules.Rule, defs []rules.Definition, c Change) (Entry, error) {
-	if err := validate(rs, c); err != nil {
+	if err := s.validate(rs, c); err != nil {
 		return Entry{}, err
 	}
 	codecs := make(map[string]*rules.Codec, len(defs))

@@ -61,11 +61,20 @@ type Store struct {
 
 // Options configure a Store (OpenWith). The zero value is the defaults.
 type Options struct {
-	// MaxValue bounds the text of a declared flag's value, in bytes:
+	// MaxValue bounds the text of a rule's value (of any flag, declared
+	// or not) and of a declaration's default and variants, in bytes:
 	// saves and pushes refuse larger ones. rules.DefaultMaxValue (256
 	// KiB) when 0. Servers that evaluate the rules should be given the
 	// same limit (features.Config.MaxValue).
 	MaxValue int
+}
+
+// maxValue is the longest rule value a save takes, in bytes.
+func (s *Store) maxValue() int {
+	if s.codec.MaxValue > 0 {
+		return s.codec.MaxValue
+	}
+	return rules.DefaultMaxValue
 }
 
 // Open connects to dsn and applies the schema, with the default Options.
@@ -442,7 +451,7 @@ func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 // the declarations in the same transaction). Line-level problems come as a
 // rules.ErrorList inside the error.
 func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (Entry, error) {
-	if err := validate(rs, c); err != nil {
+	if err := s.validate(rs, c); err != nil {
 		return Entry{}, err
 	}
 	return s.change(ctx, "replace rules", c, func(_ *sqlx.Tx, before state) (state, error) {
@@ -453,10 +462,13 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 	})
 }
 
-func validate(rs []rules.Rule, c Change) error {
+// validate checks c and each rule's fields, and that no value (of a
+// declared flag or not) is over the store's value limit.
+func (s *Store) validate(rs []rules.Rule, c Change) error {
 	if err := checkChange(c); err != nil {
 		return err
 	}
+	var large rules.ErrorList
 	for i, r := range rs {
 		if err := r.Validate(); err != nil {
 			where := fmt.Sprintf("rule %d", i+1)
@@ -465,6 +477,17 @@ func validate(rs []rules.Rule, c Change) error {
 			}
 			return fmt.Errorf("%w: %s: %v", ErrInvalid, where, err)
 		}
+		if len(r.Value) > s.maxValue() {
+			e := &rules.Error{Line: r.Line, Kind: rules.ErrValueTooLarge,
+				Msg: fmt.Sprintf("flag %q: a value of %d bytes, over the limit of %d bytes", r.Flag, len(r.Value), s.maxValue())}
+			if r.Line == 0 {
+				e.Msg = fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, e.Msg)
+			}
+			large = append(large, e)
+		}
+	}
+	if len(large) > 0 {
+		return &invalidError{large}
 	}
 	if errs := rules.Duplicates(rs); len(errs) > 0 {
 		return &invalidError{errs}

@@ -44,10 +44,16 @@ func TestSavesBoundValuesAndSchemas(t *testing.T) {
 			huge := `{"x": "` + strings.Repeat("y", 256<<10) + `"}`
 			_, _, err = st.ReplaceText(ctx, "other default 1 x\ncfg.doc default 1 "+huge+"\n", nil, change("huge", sqlstore.AnyRevision))
 			require.ErrorIs(t, err, sqlstore.ErrInvalid)
-			assert.EqualError(t, err, `line 2: bad value for json flag "cfg.doc": a value of 262153 bytes, over the limit of 262144 bytes`)
+			assert.EqualError(t, err, `line 2: flag "cfg.doc": a value of 262153 bytes, over the limit of 262144 bytes`)
 			_, err = st.ReplaceRules(ctx, []rules.Rule{{Flag: "cfg.doc", Scope: "default", Priority: 1, Value: huge}}, change("huge", sqlstore.AnyRevision))
 			require.ErrorIs(t, err, sqlstore.ErrInvalid)
-			assert.EqualError(t, err, `rule 1 (cfg.doc default 1): bad value for json flag "cfg.doc": a value of 262153 bytes, over the limit of 262144 bytes`)
+			assert.ErrorIs(t, err, rules.ErrValueTooLarge)
+			assert.EqualError(t, err, `rule 1 (cfg.doc default 1): flag "cfg.doc": a value of 262153 bytes, over the limit of 262144 bytes`)
+			_, _, err = st.ReplaceText(ctx, "undeclared default 1 "+huge+"\n", nil, change("huge", sqlstore.AnyRevision))
+			assert.EqualError(t, err, `line 1: flag "undeclared": a value of 262153 bytes, over the limit of 262144 bytes`, "text values too")
+			_, err = st.PushDefinitions(ctx, []rules.Definition{{Name: "cfg.big", Type: rules.String, Default: strings.Repeat("y", 256<<10+1)}},
+				change("huge", sqlstore.AnyRevision), sqlstore.PushOptions{})
+			assert.ErrorContains(t, err, `flag "cfg.big": default: a value of 262145 bytes, over the limit of 262144 bytes`)
 
 			long := `"` + strings.Repeat("a", 60000) + `b"`
 			cpu := cpuTime()

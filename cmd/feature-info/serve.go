@@ -67,8 +67,8 @@ type Main struct {
 	// second, burst); 0 is no limit.
 	OFREPRate  float64
 	OFREPBurst int
-	// MaxValue bounds a declared flag's value, in bytes, at saves and in
-	// snapshots; rules.DefaultMaxValue (256 KiB) when 0.
+	// MaxValue bounds a rule's value, in bytes, at saves (and a declared
+	// flag's in snapshots); rules.DefaultMaxValue (256 KiB) when 0.
 	MaxValue int
 
 	Store  *sqlstore.Store
@@ -302,7 +302,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	origins := fs.String("cors-origins", "", "comma-separated browser origins allowed to call OFREP (https://app.example.com)")
 	fs.Float64Var(&m.OFREPRate, "ofrep-rate", 0, "OFREP requests a second allowed per key (0: no limit)")
 	fs.IntVar(&m.OFREPBurst, "ofrep-burst", 0, "OFREP requests a key may make at once (default: -ofrep-rate rounded up)")
-	fs.IntVar(&m.MaxValue, "max-value", rules.DefaultMaxValue, "the largest value of a declared flag (json, string, ...), in bytes")
+	fs.IntVar(&m.MaxValue, "max-value", rules.DefaultMaxValue, "the longest rule value (of any flag and type) or declared default or variant, in bytes")
 	m.AdminKey = os.Getenv("SCOPEFLAGS_ADMIN_KEY")
 	m.Out = stdout
 	if err := parseFlags(fs, args); err != nil {
