@@ -50,8 +50,9 @@ func newEnv(t testing.TB, st *sqlstore.Store) *env { return newEnvWith(t, st, en
 
 // envOptions change newEnv's server.
 type envOptions struct {
-	maxBody int64            // 0: testMaxBody
-	scopes  *scopes.Registry // nil: the built-in handlers
+	maxBody  int64            // 0: testMaxBody
+	scopes   *scopes.Registry // nil: the built-in handlers
+	maxValue int              // the engine's value limit; 0: the default (give the store the same)
 }
 
 func newEnvWith(t testing.TB, st *sqlstore.Store, o envOptions) *env {
@@ -65,7 +66,7 @@ func newEnvWith(t testing.TB, st *sqlstore.Store, o envOptions) *env {
 
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil))
-	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Scopes: o.scopes, Log: log})
+	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Scopes: o.scopes, Log: log, MaxValue: o.maxValue})
 	live := engine.Live()
 	require.NoError(t, live.Reload(ctx, true))
 	srv := &admin.Server{Store: st, Engine: engine, Log: log, MaxBody: cmp.Or(o.maxBody, testMaxBody)}

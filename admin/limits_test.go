@@ -207,7 +207,9 @@ func TestExplainLargeValues(t *testing.T) {
 	if testing.Short() {
 		t.Skip("stores a 7.7 MB document")
 	}
-	e := newEnvWith(t, sqlstoretest.SQLite(t), envOptions{maxBody: admin.DefaultMaxBody})
+	// Values over the default 256 KiB limit, as a server with -max-value
+	// 8388608 keeps.
+	e := newEnvWith(t, sqlstoretest.SQLiteWith(t, sqlstore.Options{MaxValue: 8 << 20}), envOptions{maxBody: admin.DefaultMaxBody, maxValue: 8 << 20})
 	ctx := context.Background()
 	big, mid := largeDoc(7_700_000), largeDoc(1_000_000)
 	defs, err := rules.ParseDeclarations([]byte(`{"flags":[{"name":"big.doc","type":"json","default":{}},{"name":"mid.doc","type":"json","default":{}}]}`))

@@ -89,6 +89,12 @@ type BuildOptions struct {
 	// Convert returns the converter for a declared flag, or nil to keep
 	// the parsed value (bool, string, int64, float64 or decoded JSON).
 	Convert func(flag string) Converter
+	// Codec is how declared flags' values are parsed: their size limit
+	// and the cache of schema checks. Live gives its builds one cache
+	// (unless set here), so a value is checked against its schema once
+	// across its snapshots; a Build without one checks each distinct
+	// value once within the build.
+	Codec rules.CodecOptions
 }
 
 // Build compiles rs into a Snapshot for revision. Scope strings are compiled
@@ -122,7 +128,10 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 			}
 		}
 		fd := &flagDef{def: d}
-		codec, err := d.Codec()
+		if opts.Codec.Cache == nil { // a value repeated in many rules is checked once
+			opts.Codec.Cache = rules.NewValidationCache(0, 0)
+		}
+		codec, err := d.CodecWith(opts.Codec)
 		if err != nil {
 			s.problems = append(s.problems, err)
 			continue // an invalid declaration is ignored: the flag is text

@@ -111,6 +111,11 @@ type Config struct {
 	// Log receives reload failures, problems in stored rules and panics
 	// recovered from callbacks; slog.Default() when nil.
 	Log *slog.Logger
+	// MaxValue bounds the text of a declared flag's value, in bytes: a
+	// stored value over it evaluates to an error.
+	// rules.DefaultMaxValue (256 KiB) when 0. Give the store the same
+	// (sqlstore.Options.MaxValue).
+	MaxValue int
 }
 
 // NewEngine returns a complete Engine. Every snapshot it serves is built
@@ -129,6 +134,7 @@ func NewEngine(cfg Config) *Engine {
 		cfg.Log = slog.Default()
 	}
 	build := cfg.Flags.freeze()
+	build.Codec.MaxValue = cfg.MaxValue
 	live := controller.NewLive(cfg.Source, controller.LiveOptions{Scopes: cfg.Scopes, Log: cfg.Log, Build: build})
 	return &Engine{live: live, scopes: cfg.Scopes, docs: cfg.Flags, role: cfg.ServerRole, log: cfg.Log}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/scopeflags/scopeflags/ofprovider"
 	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
@@ -51,7 +52,7 @@ func TestLargeJSONObjectIsDecodedOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("allocates a 7.7 MB document")
 	}
-	st := sqlstoretest.SQLite(t)
+	st := sqlstoretest.SQLiteWith(t, sqlstore.Options{MaxValue: 8 << 20})
 	doc := largeDoc(7_700_000)
 	push(t, st, rules.Definition{Name: "big.doc", Type: rules.JSON, Default: "{}"})
 	_, err := st.ReplaceRules(context.Background(), []rules.Rule{{Flag: "big.doc", Scope: "default", Value: doc}}, change)

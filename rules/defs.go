@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -77,15 +80,22 @@ type Value struct {
 }
 
 // Codec parses values of one declared flag. Make one with
-// Definition.Codec; it is safe for concurrent use.
+// Definition.Codec or CodecWith; it is safe for concurrent use.
 type Codec struct {
 	def      Definition
+	opts     CodecOptions
 	schema   *jsonschema.Schema
+	cost     schemaCost // the schema's size, for the checking budget
+	key      [32]byte   // sha256 of the schema, for opts.Cache
 	variants map[string]string
 }
 
-// Codec validates d and returns its parser.
-func (d Definition) Codec() (*Codec, error) {
+// Codec validates d and returns its parser, with the default options.
+func (d Definition) Codec() (*Codec, error) { return d.CodecWith(CodecOptions{}) }
+
+// CodecWith validates d and returns its parser, which parses with opts
+// (the default, the variants and every rule value).
+func (d Definition) CodecWith(opts CodecOptions) (*Codec, error) {
 	if err := ValidFlag(d.Name); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDefinition, err)
 	}
@@ -95,7 +105,7 @@ func (d Definition) Codec() (*Codec, error) {
 	if !slices.Contains(Types, d.Type) {
 		return nil, bad("unknown type %q (want one of boolean, string, int, float, json)", d.Type)
 	}
-	c := &Codec{def: d, variants: make(map[string]string, len(d.Variants))}
+	c := &Codec{def: d, opts: opts, variants: make(map[string]string, len(d.Variants))}
 	if d.Schema != "" {
 		if d.Type != JSON {
 			return nil, bad("a schema is only for json flags")
@@ -110,6 +120,12 @@ func (d Definition) Codec() (*Codec, error) {
 		if key := schemaReference(doc, 0); key != "" {
 			return nil, bad("schema: %s is not allowed: a reference lets a short schema take exponential time to check; write the subschema out", key)
 		}
+		if c.cost, err = costOfSchema(doc); err != nil {
+			return nil, bad("schema: %v", err)
+		}
+		var canon bytes.Buffer
+		_ = json.Compact(&canon, []byte(d.Schema)) // JSON: decoded above
+		c.key = sha256.Sum256(canon.Bytes())
 		comp := jsonschema.NewCompiler()
 		url := "scopeflags:///" + d.Name + ".json"
 		if err := comp.AddResource(url, doc); err != nil {
@@ -160,6 +176,9 @@ func (c *Codec) Default() Value {
 }
 
 func (c *Codec) parse(text string) (any, error) {
+	if max := c.opts.maxValue(); len(text) > max {
+		return nil, errorf(ErrValueTooLarge, "a value of %d bytes, over the limit of %d bytes", len(text), max)
+	}
 	switch c.def.Type {
 	case Boolean:
 		switch text {
@@ -189,8 +208,8 @@ func (c *Codec) parse(text string) (any, error) {
 		return nil, fmt.Errorf("not JSON: %v", err)
 	}
 	if c.schema != nil {
-		if err := c.schema.Validate(doc); err != nil {
-			return nil, fmt.Errorf("does not match the schema: %s", schemaError(err))
+		if err := c.check(text, doc); err != nil {
+			return nil, err
 		}
 	}
 	return doc, nil
@@ -227,8 +246,25 @@ func schemaReference(v any, depth int) string {
 	return ""
 }
 
-// schemaError flattens a validation error to one line.
+// maxSchemaError bounds the text of a value's schema error, in bytes: the
+// library quotes the value and the pattern it failed.
+const maxSchemaError = 1000
+
+// schemaError flattens a validation error to one line of at most
+// maxSchemaError bytes.
 func schemaError(err error) string {
+	msg := schemaErrorText(err)
+	if len(msg) > maxSchemaError {
+		cut := maxSchemaError
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
+	}
+	return msg
+}
+
+func schemaErrorText(err error) string {
 	var ve *jsonschema.ValidationError
 	if errors.As(err, &ve) {
 		out := ve.BasicOutput()

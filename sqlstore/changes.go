@@ -195,7 +195,7 @@ func entryDiff(oldRules, newRules, oldDefs, newDefs string) string {
 // start seeds the example rules and declarations with it, so the seed is
 // one revertible entry.
 func (s *Store) ReplaceAll(ctx context.Context, rs []rules.Rule, defs []rules.Definition, c Change) (Entry, error) {
-	if err := validate(rs, c); err != nil {
+	if err := s.validate(rs, c); err != nil {
 		return Entry{}, err
 	}
 	codecs := make(map[string]*rules.Codec, len(defs))
@@ -203,7 +203,7 @@ func (s *Store) ReplaceAll(ctx context.Context, rs []rules.Rule, defs []rules.De
 		if _, dup := codecs[d.Name]; dup {
 			return Entry{}, fmt.Errorf("%w: flag %q declared twice", ErrInvalid, d.Name)
 		}
-		c, err := d.Codec()
+		c, err := d.CodecWith(s.codec)
 		if err != nil {
 			return Entry{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
@@ -264,7 +264,7 @@ func (s *Store) Revert(ctx context.Context, id int64, c Change) (Entry, error) {
 		if to.Declarations.Valid {
 			after.defs = defs
 		}
-		errs, ws := rules.CheckChange(before.rules, rs, codecsOf(after.defs), 0)
+		errs, ws := rules.CheckChange(before.rules, rs, s.codecsOf(after.defs), 0)
 		if len(errs) > 0 {
 			return state{}, &invalidError{fmt.Errorf("the rules recorded with change #%d: %w", id, errs)}
 		}
@@ -277,11 +277,12 @@ func (s *Store) Revert(ctx context.Context, id int64, c Change) (Entry, error) {
 	return e, err
 }
 
-// codecsOf returns the codecs of the valid declarations among defs.
-func codecsOf(defs []rules.Definition) map[string]*rules.Codec {
+// codecsOf returns the codecs of the valid declarations among defs, with
+// the store's options.
+func (s *Store) codecsOf(defs []rules.Definition) map[string]*rules.Codec {
 	codecs := make(map[string]*rules.Codec, len(defs))
 	for _, d := range defs {
-		if c, err := d.Codec(); err == nil {
+		if c, err := d.CodecWith(s.codec); err == nil {
 			codecs[d.Name] = c
 		}
 	}

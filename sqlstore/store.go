@@ -50,15 +50,43 @@ type Store struct {
 	dsn     string // PostgreSQL's, for the change listener
 	sb      sq.StatementBuilderType
 
+	// codec parses declared values at saves: the size limit and a cache
+	// of schema checks, so an unchanged value is checked once, not at
+	// every save.
+	codec rules.CodecOptions
+
 	listeners                        atomic.Int64 // running Watch listeners
 	listenReconnects, listenFailures atomic.Int64
 }
 
-// Open connects to dsn and applies the schema. A DSN starting with
-// postgres:// or postgresql:// selects PostgreSQL; anything else is the path
-// of a SQLite file, created if missing.
+// Options configure a Store (OpenWith). The zero value is the defaults.
+type Options struct {
+	// MaxValue bounds the text of a rule's value (of any flag, declared
+	// or not) and of a declaration's default and variants, in bytes:
+	// saves and pushes refuse larger ones. rules.DefaultMaxValue (256
+	// KiB) when 0. Servers that evaluate the rules should be given the
+	// same limit (features.Config.MaxValue).
+	MaxValue int
+}
+
+// maxValue is the longest rule value a save takes, in bytes.
+func (s *Store) maxValue() int {
+	if s.codec.MaxValue > 0 {
+		return s.codec.MaxValue
+	}
+	return rules.DefaultMaxValue
+}
+
+// Open connects to dsn and applies the schema, with the default Options.
+// A DSN starting with postgres:// or postgresql:// selects PostgreSQL;
+// anything else is the path of a SQLite file, created if missing.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	s := &Store{dialect: SQLite}
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	s := &Store{dialect: SQLite, codec: rules.CodecOptions{MaxValue: opts.MaxValue, Cache: rules.NewValidationCache(0, 0)}}
 	driver, source := "sqlite", sqliteDSN(dsn)
 	if isPostgresDSN(dsn) {
 		s.dialect, driver, source, s.dsn = Postgres, "postgres", dsn, dsn
@@ -429,12 +457,12 @@ func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 // unchanged ones over it are kept and listed in Entry.Warnings).
 // Line-level problems come as a rules.ErrorList inside the error.
 func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (Entry, error) {
-	if err := validate(rs, c); err != nil {
+	if err := s.validate(rs, c); err != nil {
 		return Entry{}, err
 	}
 	var warnings []*rules.Error
 	e, err := s.change(ctx, "replace rules", c, func(_ *sqlx.Tx, before state) (state, error) {
-		errs, ws := rules.CheckChange(before.rules, rs, codecsOf(before.defs), 0)
+		errs, ws := rules.CheckChange(before.rules, rs, s.codecsOf(before.defs), 0)
 		if len(errs) > 0 {
 			return state{}, &invalidError{errs}
 		}
@@ -447,10 +475,13 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 	return e, err
 }
 
-func validate(rs []rules.Rule, c Change) error {
+// validate checks c and each rule's fields, and that no value (of a
+// declared flag or not) is over the store's value limit.
+func (s *Store) validate(rs []rules.Rule, c Change) error {
 	if err := checkChange(c); err != nil {
 		return err
 	}
+	var large rules.ErrorList
 	for i, r := range rs {
 		if err := r.Validate(); err != nil {
 			where := fmt.Sprintf("rule %d", i+1)
@@ -459,6 +490,17 @@ func validate(rs []rules.Rule, c Change) error {
 			}
 			return fmt.Errorf("%w: %s: %v", ErrInvalid, where, err)
 		}
+		if len(r.Value) > s.maxValue() {
+			e := &rules.Error{Line: r.Line, Kind: rules.ErrValueTooLarge,
+				Msg: fmt.Sprintf("flag %q: a value of %d bytes, over the limit of %d bytes", r.Flag, len(r.Value), s.maxValue())}
+			if r.Line == 0 {
+				e.Msg = fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, e.Msg)
+			}
+			large = append(large, e)
+		}
+	}
+	if len(large) > 0 {
+		return &invalidError{large}
 	}
 	if errs := rules.Duplicates(rs); len(errs) > 0 {
 		return &invalidError{errs}

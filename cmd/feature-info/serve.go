@@ -72,6 +72,9 @@ type Main struct {
 	// BulkBaseUnits); 0 is the default.
 	OFREPBudgetPerFlag int64
 	OFREPBudgetBase    int64
+	// MaxValue bounds a rule's value, in bytes, at saves (and a declared
+	// flag's in snapshots); rules.DefaultMaxValue (256 KiB) when 0.
+	MaxValue int
 
 	Store  *sqlstore.Store
 	Live   *controller.Live
@@ -93,9 +96,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Log == nil {
 		m.Log = slog.Default()
 	}
-	st, err := openStore(ctx, m.DSN)
+	st, err := sqlstore.OpenWith(ctx, m.DSN, sqlstore.Options{MaxValue: m.MaxValue})
 	if err != nil {
-		return err
+		return fmt.Errorf("open %s: %w", redactDSN(m.DSN), err)
 	}
 	m.Store = st
 	if err := m.seed(ctx); err != nil {
@@ -106,7 +109,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	docs := features.NewRegistry()
 	docs.MustDocument(exampleDocs...)
-	m.Engine = features.NewEngine(features.Config{Source: st, Flags: docs, ServerRole: m.ServerRole, Log: m.Log})
+	m.Engine = features.NewEngine(features.Config{Source: st, Flags: docs, ServerRole: m.ServerRole, Log: m.Log, MaxValue: m.MaxValue})
 	m.Live = m.Engine.Live()
 	if err := m.Live.Reload(ctx, true); err != nil {
 		return err
@@ -307,6 +310,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&m.OFREPBurst, "ofrep-burst", 0, "OFREP requests a key may make at once (default: -ofrep-rate rounded up)")
 	fs.Int64Var(&m.OFREPBudgetPerFlag, "ofrep-budget-per-flag", ofrep.DefaultBulkUnitsPerFlag, "a bulk OFREP request's evaluation budget grows by this many cost units for each flag the key may see")
 	fs.Int64Var(&m.OFREPBudgetBase, "ofrep-budget-base", ofrep.DefaultBulkBaseUnits, "every bulk OFREP request's evaluation budget, in cost units, before its flags are counted")
+	fs.IntVar(&m.MaxValue, "max-value", rules.DefaultMaxValue, "the longest rule value (of any flag and type) or declared default or variant, in bytes")
 	m.AdminKey = os.Getenv("SCOPEFLAGS_ADMIN_KEY")
 	m.Out = stdout
 	if err := parseFlags(fs, args); err != nil {
