@@ -13,8 +13,8 @@ import (
 
 // Defaults for FailureConfig's zero values.
 const (
-	// DefaultFree failures in a row cost nothing; each one after waits
-	// twice as long as the one before.
+	// DefaultFree failures in a row may be made without waiting; the
+	// attempt after them waits Base, each further one twice as long.
 	DefaultFree = 5
 	// DefaultBase is the wait after the first failure past the free ones.
 	DefaultBase = time.Second
@@ -134,9 +134,9 @@ func (f *Failures) Failed(a netip.Addr, now time.Time) {
 	f.push(e)
 	e.n++
 	e.last = t
-	if e.n > f.free {
+	if e.n >= f.free {
 		d := f.max
-		if shift := e.n - f.free - 1; shift < 40 {
+		if shift := e.n - f.free; shift < 40 {
 			d = min(f.base<<shift, f.max)
 		}
 		e.until = t + int64(d)

@@ -25,7 +25,7 @@ func TestBackoff(t *testing.T) {
 		waits = append(waits, w)
 		now = now.Add(w)
 	}
-	want := []time.Duration{0, 0, 0, 1, 2, 4, 8, 10, 10}
+	want := []time.Duration{0, 0, 1, 2, 4, 8, 10, 10, 10}
 	for i := range want {
 		if waits[i] != want[i]*time.Second {
 			t.Fatalf("waits %v, want %v seconds", waits, want)
@@ -34,8 +34,8 @@ func TestBackoff(t *testing.T) {
 	if w := f.Wait(other, now.Add(-time.Second)); w != 0 {
 		t.Fatalf("another address waits %v", w)
 	}
-	if got := f.Throttled(); got != 6 {
-		t.Fatalf("Throttled = %d, want 6", got)
+	if got := f.Throttled(); got != 7 {
+		t.Fatalf("Throttled = %d, want 7", got)
 	}
 	f.Succeeded(a)
 	if w := f.Wait(a, now.Add(-time.Second)); w != 0 || f.Len() != 0 {
@@ -44,7 +44,7 @@ func TestBackoff(t *testing.T) {
 }
 
 func TestForget(t *testing.T) {
-	f := throttle.NewFailures(throttle.FailureConfig{Free: 1, Base: time.Second, Forget: time.Minute})
+	f := throttle.NewFailures(throttle.FailureConfig{Free: 2, Base: time.Second, Forget: time.Minute})
 	a := netip.MustParseAddr("198.51.100.7")
 	f.Failed(a, t0)
 	f.Failed(a, t0.Add(time.Second))
