@@ -81,7 +81,7 @@ type Server struct {
 	failures    *throttle.Failures
 	keyStreams  *throttle.Slots[int64]
 	addrStreams *throttle.Slots[netip.Addr]
-	routes  []Route
+	routes      []Route
 
 	config   atomic.Pointer[encodedConfig] // GET /api/v1/config of the last snapshot asked for
 	streams  atomic.Int64                  // open event streams
