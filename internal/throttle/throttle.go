@@ -49,7 +49,7 @@ type Failures struct {
 	mu             sync.Mutex
 	m              map[netip.Addr]*entry
 	head, tail     *entry       // least recently failed first
-	blockedUntil   atomic.Int64 // the latest end of any wait (unix ns): before it, Wait must look
+	blockedUntil   atomic.Int64 // the latest end of any wait (unix ns), 0 once Wait saw it pass: before it, Wait must look
 	size           atomic.Int64
 	throttled      atomic.Uint64
 }
@@ -94,12 +94,20 @@ func key(a netip.Addr) netip.Addr {
 	return a
 }
 
+// Waiting reports whether some address may be waiting: when false, Wait
+// would return 0 for every address. It is one atomic load, for hot paths
+// that would rather not read the clock.
+func (f *Failures) Waiting() bool { return f.blockedUntil.Load() != 0 }
+
 // Wait reports how long the client at a must still wait before its next
 // attempt; 0 means it may try now. A refusal counts in Throttled. While
 // no address is waiting it takes no lock.
 func (f *Failures) Wait(a netip.Addr, now time.Time) time.Duration {
 	t := now.UnixNano()
-	if t >= f.blockedUntil.Load() {
+	if u := f.blockedUntil.Load(); t >= u {
+		if u != 0 {
+			f.blockedUntil.CompareAndSwap(u, 0) // every wait is over
+		}
 		return 0
 	}
 	f.mu.Lock()

@@ -37,6 +37,12 @@ func TestBackoff(t *testing.T) {
 	if got := f.Throttled(); got != 7 {
 		t.Fatalf("Throttled = %d, want 7", got)
 	}
+	if !f.Waiting() {
+		t.Fatal("not Waiting while an address waits")
+	}
+	if w := f.Wait(a, now.Add(time.Hour)); w != 0 || f.Waiting() {
+		t.Fatalf("an hour later: wait %v, Waiting %v", w, f.Waiting())
+	}
 	f.Succeeded(a)
 	if w := f.Wait(a, now.Add(-time.Second)); w != 0 || f.Len() != 0 {
 		t.Fatalf("after a success: wait %v, len %d", w, f.Len())
