@@ -18,7 +18,6 @@ import (
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
-
 // clientFrom is an HTTP client whose connections come from ip (any of
 // 127.0.0.0/8 on loopback).
 func clientFrom(ip string) *http.Client {
