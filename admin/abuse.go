@@ -39,8 +39,9 @@ const (
 // per client address; zero fields take the defaults above. After Free
 // failures in a row, an address's next attempt must wait Base, the one
 // after 2×Base, and so on up to Max; it is answered 429 with Retry-After
-// until then. A success clears the address; so do 15 minutes without a
-// failure. IPv6 addresses count per /64. At most MaxEntries addresses
+// until then. A key the address already failed with (among its last
+// four failing keys) is not counted again: retrying is not guessing. A
+// success clears the address; so do 15 minutes without a failure. IPv6 addresses count per /64. At most MaxEntries addresses
 // are remembered.
 type LoginThrottle = throttle.FailureConfig
 

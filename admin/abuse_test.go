@@ -112,6 +112,13 @@ func TestLoginThrottle(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, body)
 	assert.Equal(t, float64(counts[429]+1), metricValue(t, body, "scopeflags_login_throttled_total"))
 	assert.Equal(t, 1.0, metricValue(t, body, "scopeflags_login_throttle_addresses"))
+
+	// Retrying one wrong key (a client with a revoked key) is not
+	// guessing: it is refused 401 each time, never throttled.
+	for range 50 {
+		code, _, _ := send(t, other, "GET", url+"/api/v1/whoami", "", "", "Authorization", "Bearer sf_revoked_long_ago")
+		require.Equal(t, http.StatusUnauthorized, code)
+	}
 }
 
 // TestLoginThrottleProxies: behind a trusted proxy each client counts
@@ -131,9 +138,9 @@ func TestLoginThrottleProxies(t *testing.T) {
 		return code
 	}
 	for i := range 20 {
-		whoami(proxy, "wrong", "198.51.100.1")
+		whoami(proxy, fmt.Sprintf("guess-%d", i), "198.51.100.1")
 		// A spoofed header from an untrusted peer: still the peer.
-		whoami(direct, "wrong", fmt.Sprintf("203.0.113.%d", i))
+		whoami(direct, fmt.Sprintf("guess-%d", i), fmt.Sprintf("203.0.113.%d", i))
 	}
 	assert.Equal(t, http.StatusTooManyRequests, whoami(proxy, e.keys["read"], "198.51.100.1"), "the client behind the proxy is throttled")
 	assert.Equal(t, http.StatusTooManyRequests, whoami(direct, e.keys["read"], "198.51.100.9"), "spoofing the header does not escape")

@@ -183,7 +183,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	case key == "":
 		d.LoginError = "Enter an API key."
 	case errors.Is(err, sqlstore.ErrNotFound):
-		s.failures.Failed(s.clientAddr(r), time.Now())
+		s.failures.Failed(s.clientAddr(r), key, time.Now())
 		s.metrics.authFailure("bad_credentials")
 		d.LoginError = "That key is not valid: it may be mistyped or revoked."
 	case err != nil:

@@ -267,7 +267,7 @@ func (s *Server) guard(need Scope, f http.HandlerFunc) http.Handler {
 			case err != nil && !errors.Is(err, sqlstore.ErrUnavailable) && !errors.Is(err, context.Canceled):
 				// Even on anonymous routes: their pages tell who is
 				// logged in.
-				s.failures.Failed(addr, time.Now())
+				s.failures.Failed(addr, r.Header.Get("Authorization")+"\x00"+r.Header.Get("X-API-Key"), time.Now())
 			}
 		}
 		switch {

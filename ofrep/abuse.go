@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/scopeflags/scopeflags/internal/throttle"
@@ -43,7 +44,10 @@ type Abuse struct {
 	// revoked, or a scope OFREP does not accept), per client address:
 	// after Free in a row, every request from that address (whatever its
 	// key) waits Base, then twice as long per further failure up to Max,
-	// answered 429 with Retry-After meanwhile. IPv6 addresses count per
+	// answered 429 with Retry-After meanwhile. A key retried (among the
+	// address's last four failing ones) is not counted again: a client
+	// polling with a revoked or not-yet-propagated key is not guessing.
+	// IPv6 addresses count per
 	// /64; at most MaxEntries addresses are remembered (the one whose
 	// last failure is oldest is forgotten first), and an address is
 	// forgotten after 15 minutes without a failure. Zero fields take the
@@ -94,10 +98,11 @@ func (h *Handler) throttled(w http.ResponseWriter, r *http.Request) int {
 }
 
 // keyFailed records a request that sent a key which failed (a request
-// with no key at all is not a guess).
+// with no key at all is not a guess, nor is a key retried).
 func (h *Handler) keyFailed(r *http.Request) {
-	if len(r.Header["Authorization"]) > 0 || len(r.Header["X-Api-Key"]) > 0 {
-		h.fails.Failed(h.clients.Addr(r), time.Now())
+	a, k := r.Header["Authorization"], r.Header["X-Api-Key"]
+	if len(a) > 0 || len(k) > 0 {
+		h.fails.Failed(h.clients.Addr(r), strings.Join(a, ",")+"\x00"+strings.Join(k, ","), time.Now())
 	}
 }
 

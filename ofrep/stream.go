@@ -54,14 +54,14 @@ func (s *streams) serve(w http.ResponseWriter, r *http.Request) int {
 		writeJSON(w, http.StatusTooManyRequests, []byte(`{"errorDetails":"too many open change streams from this address (limit `+strconv.Itoa(s.perAddr.Max())+`); poll instead"}`))
 		return http.StatusTooManyRequests
 	}
-	defer s.perAddr.Release(addr)
 	if s.open.Add(1) > s.max {
 		s.open.Add(-1)
+		s.perAddr.Release(addr)
 		w.Header().Set("Retry-After", "10")
 		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"errorDetails":"too many open change streams; poll instead"}`))
 		return http.StatusServiceUnavailable
 	}
-	defer s.open.Add(-1)
+	defer func() { s.perAddr.Release(addr); s.open.Add(-1) }()
 	select {
 	case <-s.done:
 		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"errorDetails":"the server is shutting down"}`))

@@ -5,6 +5,7 @@
 package throttle
 
 import (
+	"hash/maphash"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -38,7 +39,10 @@ type FailureConfig struct {
 // Failures counts failed authentications per client address. After Free
 // failures in a row an address must wait Base before its next attempt,
 // then 2×Base, 4×Base... up to Max; a success (Succeeded) or Forget of
-// quiet clears it. IPv6 addresses count per /64 (one host's usual
+// quiet clears it. Only guesses count: a failing key the address already
+// sent among its last four failures is not counted again (a client
+// retrying its one revoked, mistyped or not-yet-known key is not
+// guessing). IPv6 addresses count per /64 (one host's usual
 // allocation). The table holds at most MaxEntries addresses: when full,
 // the address whose last failure is oldest is dropped, so a flood of
 // distinct addresses costs bounded memory. Safe for concurrent use.
@@ -46,6 +50,7 @@ type Failures struct {
 	free           int
 	base, max, fgt time.Duration
 	maxEntries     int
+	seed           maphash.Seed
 	mu             sync.Mutex
 	m              map[netip.Addr]*entry
 	head, tail     *entry       // least recently failed first
@@ -56,15 +61,32 @@ type Failures struct {
 
 type entry struct {
 	addr       netip.Addr
-	n          int   // failures in a row
-	last       int64 // unix ns of the last failure
-	until      int64 // unix ns before which attempts are refused
+	n          int                // failures in a row
+	last       int64              // unix ns of the last failure
+	until      int64              // unix ns before which attempts are refused
+	recent     [recentKeys]uint64 // hashes of the last failing keys
 	prev, next *entry
+}
+
+// recentKeys is how many failing keys per address are remembered.
+const recentKeys = 4
+
+// seen reports whether key hash h is among e's recent failing keys, and
+// remembers it if not.
+func (e *entry) seen(h uint64) bool {
+	for _, r := range e.recent {
+		if r == h {
+			return true
+		}
+	}
+	copy(e.recent[1:], e.recent[:recentKeys-1])
+	e.recent[0] = h
+	return false
 }
 
 // NewFailures returns an empty table.
 func NewFailures(cfg FailureConfig) *Failures {
-	f := &Failures{free: cfg.Free, base: cfg.Base, max: cfg.Max, fgt: cfg.Forget, maxEntries: cfg.MaxEntries, m: map[netip.Addr]*entry{}}
+	f := &Failures{free: cfg.Free, base: cfg.Base, max: cfg.Max, fgt: cfg.Forget, maxEntries: cfg.MaxEntries, m: map[netip.Addr]*entry{}, seed: maphash.MakeSeed()}
 	if f.free <= 0 {
 		f.free = DefaultFree
 	}
@@ -84,8 +106,8 @@ func NewFailures(cfg FailureConfig) *Failures {
 	return f
 }
 
-// key is the table's key for a: IPv6 addresses by their /64.
-func key(a netip.Addr) netip.Addr {
+// addrKey is the table's key for a: IPv6 addresses by their /64.
+func addrKey(a netip.Addr) netip.Addr {
 	a = a.Unmap()
 	if a.Is6() {
 		p, _ := a.Prefix(64)
@@ -112,7 +134,7 @@ func (f *Failures) Wait(a netip.Addr, now time.Time) time.Duration {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	e := f.m[key(a)]
+	e := f.m[addrKey(a)]
 	if e == nil || t >= e.until {
 		return 0
 	}
@@ -120,9 +142,15 @@ func (f *Failures) Wait(a netip.Addr, now time.Time) time.Duration {
 	return time.Duration(e.until - t)
 }
 
-// Failed records a failed attempt by the client at a.
-func (f *Failures) Failed(a netip.Addr, now time.Time) {
-	k, t := key(a), now.UnixNano()
+// Failed records a failed attempt with key by the client at a; a key
+// among the address's last few failing ones is not counted again ("" is
+// always counted).
+func (f *Failures) Failed(a netip.Addr, key string, now time.Time) {
+	h := uint64(0)
+	if key != "" {
+		h = maphash.String(f.seed, key) | 1 // never 0, the empty slot
+	}
+	k, t := addrKey(a), now.UnixNano()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	e := f.m[k]
@@ -135,11 +163,14 @@ func (f *Failures) Failed(a netip.Addr, now time.Time) {
 		f.size.Store(int64(len(f.m)))
 	} else {
 		if t-e.last > int64(f.fgt) {
-			e.n = 0
+			e.n, e.recent = 0, [recentKeys]uint64{}
 		}
 		f.unlink(e)
 	}
 	f.push(e)
+	if h != 0 && e.seen(h) {
+		return // a retry, not a guess
+	}
 	e.n++
 	e.last = t
 	if e.n >= f.free {
@@ -162,7 +193,7 @@ func (f *Failures) Succeeded(a netip.Addr) {
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.m[key(a)]; e != nil {
+	if e := f.m[addrKey(a)]; e != nil {
 		f.remove(e)
 	}
 }

@@ -20,7 +20,7 @@ func TestBackoff(t *testing.T) {
 		if w := f.Wait(a, now); w != 0 {
 			t.Fatalf("attempt refused at the moment its wait ended: %v", w)
 		}
-		f.Failed(a, now)
+		f.Failed(a, "", now)
 		w := f.Wait(a, now)
 		waits = append(waits, w)
 		now = now.Add(w)
@@ -49,17 +49,35 @@ func TestBackoff(t *testing.T) {
 	}
 }
 
+// TestRetryIsNotAGuess: the same failing key sent again is not counted;
+// distinct keys are.
+func TestRetryIsNotAGuess(t *testing.T) {
+	f := throttle.NewFailures(throttle.FailureConfig{Free: 3})
+	a := netip.MustParseAddr("198.51.100.7")
+	for range 100 {
+		f.Failed(a, "sf_revoked", t0)
+		f.Failed(a, "sf_not_yet_known", t0)
+	}
+	if w := f.Wait(a, t0); w != 0 {
+		t.Fatalf("two keys retried: wait %v", w)
+	}
+	f.Failed(a, "guess 1", t0)
+	if w := f.Wait(a, t0); w != time.Second {
+		t.Fatalf("a third distinct key: wait %v, want 1s", w)
+	}
+}
+
 func TestForget(t *testing.T) {
 	f := throttle.NewFailures(throttle.FailureConfig{Free: 2, Base: time.Second, Forget: time.Minute})
 	a := netip.MustParseAddr("198.51.100.7")
-	f.Failed(a, t0)
-	f.Failed(a, t0.Add(time.Second))
+	f.Failed(a, "", t0)
+	f.Failed(a, "", t0.Add(time.Second))
 	if w := f.Wait(a, t0.Add(time.Second)); w != time.Second {
 		t.Fatalf("wait %v", w)
 	}
 	// Quiet for longer than Forget: the count starts afresh.
 	later := t0.Add(2 * time.Minute)
-	f.Failed(a, later)
+	f.Failed(a, "", later)
 	if w := f.Wait(a, later); w != 0 {
 		t.Fatalf("wait %v after being forgotten", w)
 	}
@@ -67,8 +85,8 @@ func TestForget(t *testing.T) {
 
 func TestIPv6By64(t *testing.T) {
 	f := throttle.NewFailures(throttle.FailureConfig{Free: 1})
-	f.Failed(netip.MustParseAddr("2001:db8:1:2::1"), t0)
-	f.Failed(netip.MustParseAddr("2001:db8:1:2:ffff::9"), t0)
+	f.Failed(netip.MustParseAddr("2001:db8:1:2::1"), "", t0)
+	f.Failed(netip.MustParseAddr("2001:db8:1:2:ffff::9"), "", t0)
 	if w := f.Wait(netip.MustParseAddr("2001:db8:1:2::77"), t0); w == 0 {
 		t.Fatal("addresses of one /64 counted apart")
 	}
@@ -85,8 +103,8 @@ func TestBounded(t *testing.T) {
 	var last netip.Addr
 	for i := range 100_000 {
 		last = netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
-		f.Failed(last, now)
-		f.Failed(last, now)
+		f.Failed(last, "", now)
+		f.Failed(last, "", now)
 		if f.Len() > 1000 {
 			t.Fatalf("%d entries after %d addresses", f.Len(), i+1)
 		}
