@@ -85,7 +85,7 @@ func TestEventFloodCoalesced(t *testing.T) {
 			}
 			require.Eventually(t, func() bool { return src.Status().Revision == 1001 }, 5*time.Second, 5*time.Millisecond, "the last revision is fetched")
 			time.Sleep(200 * time.Millisecond) // anything still queued
-			n := gets.Load() - 1                // the first fetch
+			n := gets.Load() - 1               // the first fetch
 			// One GET per 100 ms of flood at most, one at its start and one
 			// at its end (and one of slack).
 			max := int64(took/(100*time.Millisecond)) + 3
