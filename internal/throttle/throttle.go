@@ -30,9 +30,15 @@ const (
 
 // FailureConfig configures a Failures table; zero fields take defaults.
 type FailureConfig struct {
-	Free       int
-	Base, Max  time.Duration
-	Forget     time.Duration
+	// Free is how many failures in a row an address may make without
+	// waiting.
+	Free int
+	// Base is the wait before the attempt after the Free failures; each
+	// further failure doubles it, up to Max.
+	Base, Max time.Duration
+	// Forget: an address with no failure for this long starts afresh.
+	Forget time.Duration
+	// MaxEntries bounds the addresses remembered.
 	MaxEntries int
 }
 
