@@ -80,7 +80,7 @@ type Config struct {
 	// slog.Default() when nil.
 	Log *slog.Logger
 	// Abuse limits per client address: the change streams one address
-	// holds, and how often it may send keys that fail. See abuse.go.
+	// holds, and how often it may send keys that fail (docs/ofrep.md).
 	Abuse Abuse
 }
 
