@@ -75,8 +75,13 @@ func TestKeyThrottle(t *testing.T) {
 	assert.Greater(t, counts[429], 100)
 	assert.Equal(t, 429, f.postFrom(attacker, single+"pub.bool", f.read, `{"context":{}}`).status, "the address waits, whatever its key")
 	assert.Equal(t, 200, f.postFrom(other, single+"pub.bool", f.read, `{"context":{}}`).status, "another address is served")
+	// A client retrying its one revoked (or not yet propagated) key is
+	// not guessing: 401 every time, never throttled.
+	for range 50 {
+		require.Equal(t, 401, f.postFrom(other, single+"pub.bool", "sf_revoked_long_ago", `{"context":{}}`).status)
+	}
 	m := f.metrics()
-	assert.Contains(t, m, "scopeflags_ofrep_key_throttle_addresses 1\n")
+	assert.Contains(t, m, "scopeflags_ofrep_key_throttle_addresses 2\n")
 	assert.Contains(t, m, "scopeflags_ofrep_key_throttled_total ")
 	assert.NotContains(t, m, "scopeflags_ofrep_key_throttled_total 0\n")
 }
