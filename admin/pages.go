@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/scopeflags/scopeflags/features"
@@ -182,6 +183,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	case key == "":
 		d.LoginError = "Enter an API key."
 	case errors.Is(err, sqlstore.ErrNotFound):
+		s.failures.Failed(s.clientAddr(r), key, time.Now())
 		s.metrics.authFailure("bad_credentials")
 		d.LoginError = "That key is not valid: it may be mistyped or revoked."
 	case err != nil:
@@ -195,6 +197,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.renderStatus(w, r, http.StatusUnauthorized, "login.html", d)
 		return
 	}
+	s.failures.Succeeded(s.clientAddr(r))
 	token, sess, err := s.Store.CreateSession(r.Context(), k, s.SessionTTL)
 	if err != nil {
 		s.fail(w, r, err)

@@ -15,6 +15,8 @@ import (
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/clientaddr"
+	"github.com/scopeflags/scopeflags/internal/throttle"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 )
@@ -95,6 +97,9 @@ type Config struct {
 	// Log receives panics recovered from the context mapper;
 	// slog.Default() when nil.
 	Log *slog.Logger
+	// Abuse limits per client address: the change streams one address
+	// holds, and how often it may send keys that fail (docs/ofrep.md).
+	Abuse Abuse
 }
 
 // Handler serves OFREP. It is complete when New returns; mount it at the
@@ -114,6 +119,8 @@ type Handler struct {
 
 	streams    *streams
 	inactivity int
+	clients    *clientaddr.Resolver
+	fails      *throttle.Failures
 
 	metrics metrics
 	views   atomic.Pointer[view]
@@ -165,7 +172,9 @@ func New(cfg Config) *Handler {
 		cfg.InactivityDelay = DefaultInactivityDelay
 	}
 	h.inactivity = int(cfg.InactivityDelay / time.Second)
-	h.streams = newStreams(h.live, cfg.MaxStreams, cfg.Heartbeat)
+	h.clients = clientaddr.New(cfg.Abuse.TrustedProxies)
+	h.fails = cfg.Abuse.failures()
+	h.streams = newStreams(h.live, cfg.MaxStreams, cfg.Abuse.maxStreamsPerAddr(), cfg.Heartbeat, h.clients)
 	h.sets.New = func() any { return new(scopes.Set) }
 	h.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	return h
@@ -315,8 +324,14 @@ func (h *Handler) authorize(r *http.Request) (id int64, access int) {
 
 // evaluate answers one flag (bulk false) or every flag the key may see.
 func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, bulk bool) int {
+	if h.fails.Waiting() { // one atomic load unless some address waits
+		if status := h.throttled(w, r); status != 0 {
+			return status
+		}
+	}
 	id, access := h.authorize(r)
 	if access == accessNone {
+		h.keyFailed(r)
 		w.Header()["Www-Authenticate"] = bearerRealm
 		w.WriteHeader(http.StatusUnauthorized)
 		return 401
@@ -337,6 +352,11 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 	body, err := readBody(r, h.maxBody, (*bp)[:0])
 	*bp = body[:0]
 	if err != nil {
+		if bodyTimedOut(err) {
+			allowAnswer(w)
+			writeJSON(w, http.StatusRequestTimeout, []byte(`{"errorDetails":"the request body did not arrive in time"}`))
+			return http.StatusRequestTimeout
+		}
 		if errors.Is(err, errTooLarge) {
 			writeJSON(w, http.StatusRequestEntityTooLarge, []byte(`{"errorDetails":"request body is larger than `+strconv.FormatInt(h.maxBody, 10)+` bytes"}`))
 			return 413

@@ -21,7 +21,7 @@ var endpointNames = [numEndpoints]string{"single", "bulk", "events", "preflight"
 
 // codes are the statuses a Handler answers with; anything else counts
 // as the last.
-var codes = [...]int{200, 204, 304, 400, 401, 404, 405, 413, 429, statusClientGone, 503, 0}
+var codes = [...]int{200, 204, 304, 400, 401, 404, 405, 408, 413, 429, statusClientGone, 503, 0}
 
 // metrics counts requests by endpoint and status: a fixed set of
 // counters, so no label comes from a request.
@@ -70,4 +70,7 @@ func (h *Handler) WriteMetrics(w io.Writer) {
 		"scopeflags_ofrep_bulk_stopped_total{reason=\"budget\"} %d\nscopeflags_ofrep_bulk_stopped_total{reason=\"client_gone\"} %d\n",
 		h.metrics.bulkExhausted.Load(), h.metrics.bulkCanceled.Load())
 	fmt.Fprintf(w, "# HELP scopeflags_ofrep_streams Open OFREP change streams.\n# TYPE scopeflags_ofrep_streams gauge\nscopeflags_ofrep_streams %d\n", h.streams.open.Load())
+	fmt.Fprintf(w, "# HELP scopeflags_ofrep_streams_refused_total OFREP change streams refused because their client address holds its limit.\n# TYPE scopeflags_ofrep_streams_refused_total counter\nscopeflags_ofrep_streams_refused_total{limit=\"address\"} %d\n", h.streams.refusedAddr.Load())
+	fmt.Fprintf(w, "# HELP scopeflags_ofrep_key_throttled_total OFREP requests refused (429) because their client address sent too many failing keys.\n# TYPE scopeflags_ofrep_key_throttled_total counter\nscopeflags_ofrep_key_throttled_total %d\n", h.fails.Throttled())
+	fmt.Fprintf(w, "# HELP scopeflags_ofrep_key_throttle_addresses Client addresses with recent failing keys in OFREP's throttle table (bounded).\n# TYPE scopeflags_ofrep_key_throttle_addresses gauge\nscopeflags_ofrep_key_throttle_addresses %d\n", h.fails.Len())
 }
