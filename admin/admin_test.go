@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"github.com/scopeflags/scopeflags/admin"
 	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
@@ -44,7 +46,16 @@ type env struct {
 const seedRules = "a default 1 true\nb default 1 x\nb team:qa 5 y\n    when plan == \"pro\"\n"
 const seedDecls = `{"flags":[{"name":"a","type":"boolean","default":false,"external":true},{"name":"b","type":"string","default":"none"}]}`
 
-func newEnv(t testing.TB, st *sqlstore.Store) *env {
+func newEnv(t testing.TB, st *sqlstore.Store) *env { return newEnvWith(t, st, envOptions{}) }
+
+// envOptions change newEnv's server.
+type envOptions struct {
+	maxBody  int64            // 0: testMaxBody
+	scopes   *scopes.Registry // nil: the built-in handlers
+	maxValue int              // the engine's value limit; 0: the default (give the store the same)
+}
+
+func newEnvWith(t testing.TB, st *sqlstore.Store, o envOptions) *env {
 	ctx := context.Background()
 	defs, err := rules.ParseDeclarations([]byte(seedDecls))
 	require.NoError(t, err)
@@ -55,10 +66,10 @@ func newEnv(t testing.TB, st *sqlstore.Store) *env {
 
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil))
-	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Log: log})
+	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Scopes: o.scopes, Log: log, MaxValue: o.maxValue})
 	live := engine.Live()
 	require.NoError(t, live.Reload(ctx, true))
-	srv := &admin.Server{Store: st, Engine: engine, Log: log, MaxBody: testMaxBody}
+	srv := &admin.Server{Store: st, Engine: engine, Log: log, MaxBody: cmp.Or(o.maxBody, testMaxBody)}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	e := &env{t: t, st: st, srv: srv, url: ts.URL, keys: map[string]string{}, logs: logs}

@@ -15,24 +15,42 @@ import (
 	"unicode/utf8"
 
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
+// maxIndented bounds the answers that are indented for people to read;
+// larger ones are sent compact (indentation made an answer of many small
+// entries half again as large).
+const maxIndented = 64 << 10
+
 // writeJSON answers with v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
-	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(v); err != nil {
 		http.Error(w, `{"error":{"code":"internal","message":"encoding the answer failed"}}`, http.StatusInternalServerError)
 		return
 	}
+	writeDoc(w, status, b.Bytes())
+}
+
+// writeDoc answers with doc, compact JSON ending in a newline, indented
+// (exactly as json.Encoder.SetIndent would) when it is at most
+// maxIndented bytes.
+func writeDoc(w http.ResponseWriter, status int, doc []byte) {
+	if len(doc) <= maxIndented {
+		var ind bytes.Buffer
+		if json.Indent(&ind, doc, "", "  ") == nil {
+			doc = ind.Bytes()
+		}
+	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8") // nosniff and no-store: protect
 	w.WriteHeader(status)
-	w.Write(b.Bytes())
+	w.Write(doc)
 }
 
 // mediaType returns the request's media type, lower-cased, without
@@ -193,6 +211,10 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		text = string(body)
+		if err := checkSaveRules(ruleLines(text)); err != nil {
+			s.fail(w, r, err)
+			return
+		}
 		if comment, err = requestComment(r); err != nil {
 			s.fail(w, r, err)
 			return
@@ -209,6 +231,16 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 		}
 		comment = b.Comment
 		if err := checkComment("comment", comment); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		var n int
+		if b.Text != nil {
+			n = ruleLines(*b.Text)
+		} else {
+			n = len(*b.Rules)
+		}
+		if err := checkSaveRules(n); err != nil {
 			s.fail(w, r, err)
 			return
 		}
@@ -249,7 +281,7 @@ func (s *Server) reload(r *http.Request, what string) {
 func (s *Server) saved(w http.ResponseWriter, r *http.Request, e sqlstore.Entry, warnings []*rules.Error) {
 	s.reload(r, "save")
 	res := saveResult{Revision: e.Revision, ChangelogID: e.ID, Diff: e.Diff}
-	res.Warnings = warningDetails(warnings)
+	res.Warnings = warningDetails(append(warnings, e.Warnings...))
 	w.Header().Set("ETag", etag(e.Revision))
 	writeJSON(w, http.StatusOK, res)
 }
@@ -381,6 +413,10 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.ReplaceAll(err.Error(), "\n", "; ")))
 		return
 	}
+	if err := checkPush(defs); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	c := sqlstore.Change{Actor: info(r).actor, BaseRevision: sqlstore.AnyRevision}
 	if !opts.DryRun {
 		if c.Comment, err = requestComment(r); err != nil {
@@ -469,7 +505,7 @@ func (s *Server) apiChangelog(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// changelogQuery reads limit (at most 1000) and before.
+// changelogQuery reads limit (at most MaxChangelogLimit) and before.
 func changelogQuery(r *http.Request, def int) (sqlstore.ChangelogQuery, error) {
 	q := sqlstore.ChangelogQuery{Limit: def}
 	positive := func(name string, max int64) (int64, error) {
@@ -483,7 +519,7 @@ func changelogQuery(r *http.Request, def int) (sqlstore.ChangelogQuery, error) {
 		}
 		return n, nil
 	}
-	limit, err := positive("limit", 1000)
+	limit, err := positive("limit", MaxChangelogLimit)
 	if err != nil {
 		return q, err
 	}
@@ -572,6 +608,26 @@ func (s *Server) apiRevert(w http.ResponseWriter, r *http.Request) {
 	s.saved(w, r, e, nil)
 }
 
+// Limits of one explain request and its answer (docs/admin-api.md).
+const (
+	// MaxExplainFlags bounds the flag names one explain request may
+	// name.
+	MaxExplainFlags = 1000
+	// MaxExplainBody bounds an explain request's body, in bytes (or the
+	// server's MaxBody, when lower): 1,000 names of the longest kind, the
+	// scopes and teams and a context of MaxExplainContext fit in a
+	// quarter of it.
+	MaxExplainBody = 1 << 20
+	// MaxExplainContext bounds the evaluation context ("context"), in
+	// bytes of JSON: as much as a whole OFREP request may carry
+	// (ofrep.DefaultMaxBody).
+	MaxExplainContext = 64 << 10
+	// MaxExplainValues bounds the values an explain answer shows, in
+	// bytes of JSON (each flag's value and its rule's value); a value
+	// that would go over is left out and its size given instead.
+	MaxExplainValues = 8 << 20
+)
+
 // explainRequest says whom to evaluate for: the request or job's scopes
 // and evaluation context.
 type explainRequest struct {
@@ -585,16 +641,16 @@ type explainRequest struct {
 	Script string `json:"script"`
 	Server string `json:"server"`
 	// Context is the evaluation context: targetingKey and attributes.
-	Context map[string]any `json:"context"`
+	Context json.RawMessage `json:"context"`
 	// Flags to explain; every flag with rules or a declaration when empty.
 	Flags []string `json:"flags"`
 }
 
 type explainRule struct {
-	Scope     string `json:"scope"`
-	Priority  int    `json:"priority"`
-	Condition string `json:"condition,omitempty"`
-	Value     string `json:"value"`
+	Scope     string  `json:"scope"`
+	Priority  int     `json:"priority"`
+	Condition string  `json:"condition,omitempty"`
+	Value     *string `json:"value"`
 }
 
 type explainFlag struct {
@@ -603,6 +659,9 @@ type explainFlag struct {
 	Reason  string       `json:"reason"`
 	Rule    *explainRule `json:"rule"`
 	Error   string       `json:"error,omitempty"`
+	// ValueOmitted is the size in bytes of a value left out because the
+	// answer already holds MaxExplainValues of values.
+	ValueOmitted int `json:"value_omitted,omitempty"`
 }
 
 type explainScope struct {
@@ -611,64 +670,225 @@ type explainScope struct {
 	Claimed bool   `json:"claimed"`
 }
 
+// checkList refuses a list of more than max entries, or with an entry
+// longer than maxLen bytes, naming the field, the limit and the count.
+func checkList(field string, list []string, max, maxLen int) error {
+	if len(list) > max {
+		return errf(http.StatusUnprocessableEntity, "too_many", "%s: %d entries, at most %d in one request", field, len(list), max)
+	}
+	for i, v := range list {
+		if len(v) > maxLen {
+			return errf(http.StatusUnprocessableEntity, "too_long", "%s[%d]: %d bytes, at most %d", field, i, len(v), maxLen)
+		}
+	}
+	return nil
+}
+
+// check refuses an explain request over its limits.
+func (req *explainRequest) check() error {
+	if err := checkList("flags", req.Flags, MaxExplainFlags, rules.MaxFlagLen); err != nil {
+		return err
+	}
+	if err := checkList("scopes", req.Scopes, features.MaxContextScopes, rules.MaxScopeLen); err != nil {
+		return err
+	}
+	if req.User != nil {
+		if err := checkList("user.teams", req.User.Teams, features.MaxContextScopes, features.MaxContextName); err != nil {
+			return err
+		}
+	}
+	for field, v := range map[string]string{"page_id": req.PageID, "script": req.Script, "server": req.Server} {
+		if len(v) > features.MaxContextName {
+			return errf(http.StatusUnprocessableEntity, "too_long", "%s: %d bytes, at most %d", field, len(v), features.MaxContextName)
+		}
+	}
+	if len(req.Context) > MaxExplainContext {
+		return errf(http.StatusUnprocessableEntity, "too_long", "context: %d bytes of JSON, at most %d", len(req.Context), MaxExplainContext)
+	}
+	return nil
+}
+
+// maxBody is the limit of a request body.
+func (s *Server) maxBody() int64 {
+	if s.MaxBody > 0 {
+		return s.MaxBody
+	}
+	return DefaultMaxBody
+}
+
+// explainBody is the body limit of an explain request.
+func (s *Server) explainBody() int64 { return min(s.maxBody(), MaxExplainBody) }
+
 // apiExplain: POST /api/v1/explain evaluates flags for the given scopes
 // and context on the rules this server serves, and says why each has its
-// value and which scopes were checked to decide.
+// value and which scopes were checked to decide. The names are checked
+// (at most MaxExplainFlags) and deduplicated; evaluation stops when the
+// client goes away; the values shown are bounded by MaxExplainValues.
 func (s *Server) apiExplain(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, s.explainBody())
 	var req explainRequest
 	if err := decodeJSON(r, &req); err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	if err := req.check(); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	var ec map[string]any
+	if len(req.Context) > 0 {
+		if err := json.Unmarshal(req.Context, &ec); err != nil {
+			s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "context must be a JSON object: %s", clip(rules.JSONError(req.Context, err), maxMessage)))
+			return
+		}
+	}
 	env := scopes.Env{Context: r.Context(), Fixed: req.Scopes, PageID: req.PageID, Script: req.Script, ServerRole: req.Server}
 	if req.User != nil {
 		env.User = scopes.StaticUser{ID: req.User.ID, Teams: req.User.Teams}
 	}
-	key, _ := req.Context["targetingKey"].(string)
-	if v, ok := req.Context["targetingKey"]; ok && key == "" && v != nil {
+	key, _ := ec["targetingKey"].(string)
+	if v, ok := ec["targetingKey"]; ok && key == "" && v != nil {
 		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "context.targetingKey must be a string"))
 		return
 	}
-	c := controller.New(r.Context(), s.live(), env, controller.Options{Target: rules.NewTarget(key, req.Context)})
+	c := controller.New(r.Context(), s.live(), env, controller.Options{Target: rules.NewTarget(key, ec)})
 	snap := c.Snapshot()
 	names := req.Flags
 	if len(names) == 0 {
-		for _, rl := range snap.Rules() {
-			names = append(names, rl.Flag)
-		}
-		for _, d := range snap.Definitions() {
-			names = append(names, d.Name)
-		}
+		names = snap.KnownFlags()
+	} else {
+		names = slices.Clone(names)
 		slices.Sort(names)
 		names = slices.Compact(names)
 	}
-	out := struct {
-		Revision int64                   `json:"revision"`
-		Flags    map[string]*explainFlag `json:"flags"`
-		Scopes   []explainScope          `json:"scopes_checked"`
-	}{Revision: snap.Revision(), Flags: map[string]*explainFlag{}, Scopes: []explainScope{}}
-	for _, name := range names {
-		res := c.Evaluate(name)
-		f := &explainFlag{Variant: res.Variant, Reason: string(res.Reason)}
-		if res.Set || res.Declared {
-			v := res.Value
-			f.Value = &v
+
+	// The answer is written as it is made, one flag at a time, in the
+	// order encoding/json gives a map's keys (sorted), so it is the JSON
+	// of {"revision", "flags": {NAME: explainFlag}, "scopes_checked"}.
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	put := func(v any) error { // compact, without Encode's newline
+		if err := enc.Encode(v); err != nil {
+			return err
 		}
-		if f.Reason == "" {
-			f.Reason = string(controller.ReasonDefault)
-		}
-		if res.Set && res.Reason != controller.ReasonDefault && res.Reason != controller.ReasonError {
-			f.Rule = &explainRule{Scope: res.Scope, Priority: res.Priority, Condition: res.Condition, Value: res.Value}
-		}
-		if res.Err != nil {
-			f.Error = res.Err.Error()
-		}
-		out.Flags[name] = f
+		b.Truncate(b.Len() - 1)
+		return nil
 	}
+	fmt.Fprintf(&b, `{"revision":%d,"flags":{`, snap.Revision())
+	values := 0 // bytes of values shown
+	for i, name := range names {
+		if err := r.Context().Err(); err != nil { // the client left: stop
+			s.fail(w, r, errf(499, "canceled", "the request was canceled"))
+			return
+		}
+		f := explainOf(c.Evaluate(name))
+		if n := valueBytes(f); n > 0 {
+			if values+n > MaxExplainValues {
+				f.omitValue()
+			} else {
+				values += n
+			}
+		}
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		if err := put(name); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		b.WriteByte(':')
+		if err := put(f); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	b.WriteString(`},"scopes_checked":`)
+	checked := []explainScope{}
 	for _, ch := range c.UsedScopes() {
-		out.Scopes = append(out.Scopes, explainScope{ch.Scope, ch.Active, ch.Claimed})
+		checked = append(checked, explainScope{ch.Scope, ch.Active, ch.Claimed})
 	}
-	writeJSON(w, http.StatusOK, out)
+	if err := put(checked); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	b.WriteString("}\n")
+	writeDoc(w, http.StatusOK, b.Bytes())
+}
+
+// explainOf describes one flag's answer.
+func explainOf(res controller.Result) *explainFlag {
+	f := &explainFlag{Variant: res.Variant, Reason: string(res.Reason)}
+	if res.Set || res.Declared {
+		v := res.Value
+		f.Value = &v
+	}
+	if f.Reason == "" {
+		f.Reason = string(controller.ReasonDefault)
+	}
+	if res.Set && res.Reason != controller.ReasonDefault && res.Reason != controller.ReasonError {
+		v := res.Value
+		f.Rule = &explainRule{Scope: res.Scope, Priority: res.Priority, Condition: res.Condition, Value: &v}
+	}
+	if res.Err != nil {
+		f.Error = clip(res.Err.Error(), maxMessage)
+	}
+	return f
+}
+
+// valueBytes is the size of f's values as JSON strings.
+func valueBytes(f *explainFlag) int {
+	n := 0
+	if f.Value != nil {
+		n += jsonStringLen(*f.Value)
+	}
+	if f.Rule != nil && f.Rule.Value != nil {
+		n += jsonStringLen(*f.Rule.Value)
+	}
+	return n
+}
+
+// omitValue leaves f's values out, giving their size instead.
+func (f *explainFlag) omitValue() {
+	if f.Value != nil {
+		f.ValueOmitted = len(*f.Value)
+	}
+	f.Value = nil
+	if f.Rule != nil {
+		f.Rule.Value = nil
+	}
+}
+
+// jsonStringLen is the length of s encoded as a JSON string by
+// encoding/json with HTML escaping off (invalid UTF-8 becomes U+FFFD).
+func jsonStringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\' || c == '\n' || c == '\r' || c == '\t' || c == '\b' || c == '\f':
+				n += 2
+			case c < 0x20:
+				n += 6
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			n += 6 // \ufffd
+		case r == '\u2028' || r == '\u2029':
+			n += 6
+		default:
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 // keyJSON is a key in the API: never the key itself, except once in the
@@ -732,6 +952,15 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_request", "name: a key needs a name"))
 		return
 	}
+	ks, err := s.Store.Keys(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if n := len(ks) - countRevoked(ks); n >= MaxKeys {
+		s.fail(w, r, errf(http.StatusUnprocessableEntity, "too_many", "keys: %d keys in use, at most %d; revoke one first", n, MaxKeys))
+		return
+	}
 	key := sqlstore.NewKey()
 	k, err := s.Store.CreateKey(r.Context(), key, b.Name, string(sc))
 	if err != nil {
@@ -743,6 +972,17 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 	out := keyOf(k)
 	out.Key = key
 	writeJSON(w, http.StatusCreated, out)
+}
+
+// countRevoked counts the revoked keys of ks.
+func countRevoked(ks []sqlstore.APIKey) int {
+	n := 0
+	for _, k := range ks {
+		if k.Revoked.Valid {
+			n++
+		}
+	}
+	return n
 }
 
 func (s *Server) apiRevokeKey(w http.ResponseWriter, r *http.Request) {

@@ -154,13 +154,37 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 	}
+	// One key, or one client address, may not hold every slot.
+	keyID, addr := info(r).p.key.ID, s.clientAddr(r)
+	if !s.keyStreams.Acquire(keyID) {
+		s.metrics.streamRefused("key")
+		w.Header().Set("Retry-After", "30")
+		s.fail(w, r, errf(http.StatusTooManyRequests, "too_many_streams", "the key %s has %d event streams open, its limit; close one, or give each service its own key", echo(info(r).p.key.Name), s.keyStreams.Max()))
+		return
+	}
+	if !s.addrStreams.Acquire(addr) {
+		s.keyStreams.Release(keyID)
+		s.metrics.streamRefused("address")
+		w.Header().Set("Retry-After", "30")
+		s.fail(w, r, errf(http.StatusTooManyRequests, "too_many_streams", "your address has %d event streams open, its limit; close one", s.addrStreams.Max()))
+		return
+	}
 	if n := s.streams.Add(1); n > int64(s.MaxStreams) {
+		s.metrics.streamRefused("server")
 		s.streams.Add(-1)
+		s.keyStreams.Release(keyID)
+		s.addrStreams.Release(addr)
 		w.Header().Set("Retry-After", "5")
 		s.fail(w, r, errf(http.StatusServiceUnavailable, "too_many_streams", "this server has %d event streams open, its limit; try again later", s.MaxStreams))
 		return
 	}
-	defer s.streams.Add(-1)
+	defer func() {
+		// The slots first: once OpenStreams counts a stream gone, its
+		// key and address may open another.
+		s.keyStreams.Release(keyID)
+		s.addrStreams.Release(addr)
+		s.streams.Add(-1)
+	}()
 
 	// The server's write timeout is for ordinary answers: a stream lives
 	// until the client or the server ends it. (net/http already lifts the

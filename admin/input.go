@@ -164,3 +164,62 @@ func checkRules(in []ruleJSON, sc rules.ScopeChecker) ([]rules.Rule, []*rules.Er
 	}
 	return rs, warnings, nil
 }
+
+// Limits on the lists one write or one page of the changelog may hold
+// (docs/admin-api.md has every limit of the API in one table).
+const (
+	// MaxSaveRules bounds the rules of one save: the JSON "rules" array,
+	// or the rule lines of rules text (the API's and the page's).
+	MaxSaveRules = 200_000
+	// MaxPushFlags bounds the declarations of one push.
+	MaxPushFlags = 100_000
+	// MaxVariants bounds the variants of one declaration.
+	MaxVariants = 1000
+	// MaxChangelogLimit bounds the entries of one page of
+	// GET /api/v1/changelog (limit=).
+	MaxChangelogLimit = 1000
+	// MaxKeys bounds the keys in use (not revoked): every one is held in
+	// memory by each server's key table (sqlstore.KeyCache).
+	MaxKeys = 10_000
+)
+
+// ruleLines counts the rules of rules text as rules.Parse reads it: the
+// non-blank lines that start with neither '#' nor a space or tab (an
+// indented line is a rule's "when").
+func ruleLines(text string) int {
+	n := 0
+	for len(text) > 0 {
+		line := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			line, text = text[:i], text[i+1:]
+		} else {
+			text = ""
+		}
+		if line = strings.TrimRight(line, " \t\r"); line != "" && line[0] != '#' && line[0] != ' ' && line[0] != '\t' {
+			n++
+		}
+	}
+	return n
+}
+
+// checkSaveRules refuses a save of more than MaxSaveRules rules.
+func checkSaveRules(n int) error {
+	if n > MaxSaveRules {
+		return errf(http.StatusUnprocessableEntity, "too_many", "the rules: %d rules, at most %d in one save; nothing was saved", n, MaxSaveRules)
+	}
+	return nil
+}
+
+// checkPush refuses declarations over MaxPushFlags, or a declaration
+// with more than MaxVariants variants.
+func checkPush(defs []rules.Definition) error {
+	if len(defs) > MaxPushFlags {
+		return errf(http.StatusUnprocessableEntity, "too_many", "flags: %d declarations, at most %d in one push; nothing was written", len(defs), MaxPushFlags)
+	}
+	for i, d := range defs {
+		if len(d.Variants) > MaxVariants {
+			return errf(http.StatusUnprocessableEntity, "too_many", "flags[%d] (%s): %d variants, at most %d; nothing was written", i, echo(d.Name), len(d.Variants), MaxVariants)
+		}
+	}
+	return nil
+}

@@ -24,6 +24,7 @@ type metrics struct {
 	requests map[reqLabels]uint64
 	hist     map[string]*histogram // by route
 	authFail map[string]uint64     // by reason
+	streamNo map[string]uint64     // event streams refused, by limit
 }
 
 type reqLabels struct {
@@ -38,7 +39,7 @@ type histogram struct {
 }
 
 func newMetrics() *metrics {
-	return &metrics{requests: map[reqLabels]uint64{}, hist: map[string]*histogram{}, authFail: map[string]uint64{}}
+	return &metrics{requests: map[reqLabels]uint64{}, hist: map[string]*histogram{}, authFail: map[string]uint64{}, streamNo: map[string]uint64{}}
 }
 
 // knownMethods bounds the method label.
@@ -69,6 +70,12 @@ func (m *metrics) observe(route, method string, code int, d time.Duration) {
 func (m *metrics) authFailure(reason string) {
 	m.mu.Lock()
 	m.authFail[reason]++
+	m.mu.Unlock()
+}
+
+func (m *metrics) streamRefused(limit string) {
+	m.mu.Lock()
+	m.streamNo[limit]++
 	m.mu.Unlock()
 }
 
@@ -112,6 +119,11 @@ func (m *metrics) write(b *strings.Builder) {
 	for _, r := range slices.Sorted(maps.Keys(m.authFail)) {
 		fmt.Fprintf(b, "scopeflags_auth_failures_total{reason=%q} %d\n", r, m.authFail[r])
 	}
+	b.WriteString("# HELP scopeflags_event_streams_refused_total /api/v1/events streams refused by the limit reached (key, address, server).\n")
+	b.WriteString("# TYPE scopeflags_event_streams_refused_total counter\n")
+	for _, l := range []string{"key", "address", "server"} {
+		fmt.Fprintf(b, "scopeflags_event_streams_refused_total{limit=%q} %d\n", l, m.streamNo[l])
+	}
 }
 
 // metricsPage serves /metrics: the request counters and the state of the
@@ -139,6 +151,8 @@ func (s *Server) metricsPage(w http.ResponseWriter, r *http.Request) {
 	}
 	gauge("scopeflags_rules_ready", "1 once rules have been loaded from the database.", ready)
 	gauge("scopeflags_event_streams", "Open /api/v1/events streams.", float64(s.OpenStreams()))
+	fmt.Fprintf(&b, "# HELP scopeflags_login_throttled_total Login and API-key attempts refused (429) because their client address failed too often.\n# TYPE scopeflags_login_throttled_total counter\nscopeflags_login_throttled_total %d\n", s.failures.Throttled())
+	gauge("scopeflags_login_throttle_addresses", "Client addresses with recent failed logins or API keys in the throttle's table (bounded).", float64(s.failures.Len()))
 	gauge("scopeflags_rules_reload_failing", "1 while reloading rules from the database fails (the last rules are served meanwhile).", failing)
 	for _, m := range s.MoreMetrics {
 		m.WriteMetrics(&b)
@@ -175,7 +189,7 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 func (s *Server) observe(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ri := &reqInfo{}
+		ri := &reqInfo{addr: s.clients.Addr(r), addrSet: true}
 		r = r.WithContext(context.WithValue(r.Context(), ctxKey{}, ri))
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
@@ -189,6 +203,6 @@ func (s *Server) observe(next http.Handler) http.Handler {
 			level = slog.LevelError
 		}
 		s.Log.LogAttrs(r.Context(), level, "http request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
-			slog.String("route", r.Pattern), slog.Int("status", rec.code), slog.Duration("duration", d), slog.String("actor", ri.actor))
+			slog.String("route", r.Pattern), slog.Int("status", rec.code), slog.Duration("duration", d), slog.String("actor", ri.actor), slog.String("client", ri.addr.String()))
 	})
 }

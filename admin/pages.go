@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/scopeflags/scopeflags/features"
@@ -182,6 +183,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	case key == "":
 		d.LoginError = "Enter an API key."
 	case errors.Is(err, sqlstore.ErrNotFound):
+		s.failures.Failed(s.clientAddr(r), key, time.Now())
 		s.metrics.authFailure("bad_credentials")
 		d.LoginError = "That key is not valid: it may be mistyped or revoked."
 	case err != nil:
@@ -195,6 +197,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.renderStatus(w, r, http.StatusUnauthorized, "login.html", d)
 		return
 	}
+	s.failures.Succeeded(s.clientAddr(r))
 	token, sess, err := s.Store.CreateSession(r.Context(), k, s.SessionTTL)
 	if err != nil {
 		s.fail(w, r, err)
@@ -268,6 +271,8 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !utf8.ValidString(d.Text):
 		status, d.Errors = http.StatusBadRequest, []Detail{{Line: 1 + strings.Count(d.Text[:badUTF8([]byte(d.Text))], "\n"), Message: "the rules text is not valid UTF-8"}}
+	case errors.As(checkSaveRules(ruleLines(d.Text)), &bad):
+		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
 	case errors.As(checkComment("the comment", d.Comment), &bad):
 		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
 		if bad.Code == "invalid_text" {

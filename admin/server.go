@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/clientaddr"
+	"github.com/scopeflags/scopeflags/internal/throttle"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
@@ -58,9 +61,27 @@ type Server struct {
 	// MaxStreams bounds the /api/v1/events streams open at once (more are
 	// refused with 503); DefaultMaxStreams when 0.
 	MaxStreams int
+	// MaxStreamsPerKey bounds the /api/v1/events streams one key (with
+	// its browser sessions) holds at once, and MaxStreamsPerAddr those
+	// of one client address; more are refused with 429.
+	// DefaultMaxStreamsPerKey and DefaultMaxStreamsPerAddr when 0; no
+	// cap when negative.
+	MaxStreamsPerKey, MaxStreamsPerAddr int
+	// TrustedProxies are the proxies (addresses and CIDR prefixes) whose
+	// X-Forwarded-For names the client: a request from one of them is
+	// counted against the right-most address of that header that is not
+	// a trusted proxy. Empty: no proxy is trusted and the client address
+	// is the peer's, whatever the header says.
+	TrustedProxies []netip.Prefix
+	// Logins throttles failed logins and API keys per client address.
+	Logins LoginThrottle
 
-	metrics *metrics
-	routes  []Route
+	metrics     *metrics
+	clients     *clientaddr.Resolver
+	failures    *throttle.Failures
+	keyStreams  *throttle.Slots[int64]
+	addrStreams *throttle.Slots[netip.Addr]
+	routes      []Route
 
 	config   atomic.Pointer[encodedConfig] // GET /api/v1/config of the last snapshot asked for
 	streams  atomic.Int64                  // open event streams
@@ -98,8 +119,10 @@ type ctxKey struct{}
 
 // reqInfo is filled in as a request is handled, for the access log.
 type reqInfo struct {
-	actor string
-	p     *principal
+	actor   string
+	p       *principal
+	addr    netip.Addr // the client address
+	addrSet bool
 }
 
 func info(r *http.Request) *reqInfo {
@@ -128,6 +151,10 @@ func (s *Server) Handler() http.Handler {
 		s.MaxStreams = DefaultMaxStreams
 	}
 	s.metrics = newMetrics()
+	s.clients = clientaddr.New(s.TrustedProxies)
+	s.failures = s.newFailures()
+	s.keyStreams = throttle.NewSlots[int64](s.maxStreamsPerKey())
+	s.addrStreams = throttle.NewSlots[netip.Addr](s.maxStreamsPerAddr())
 	mux := http.NewServeMux()
 	h := func(method, path string, need Scope, f http.HandlerFunc) {
 		s.routes = append(s.routes, Route{method, path, need})
@@ -223,7 +250,26 @@ func (s *Server) guard(need Scope, f http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
 		ri := info(r)
+		// A client address that failed too often waits before trying a
+		// key again, whether the key would be right or not.
+		addr := s.clientAddr(r)
+		if loginAttempt(r) {
+			if wait := s.failures.Wait(addr, time.Now()); wait > 0 {
+				s.throttled(w, r, wait)
+				return
+			}
+		}
 		p, err := s.authenticate(r)
+		if presentsKey(r) {
+			switch {
+			case err == nil && p != nil:
+				s.failures.Succeeded(addr)
+			case err != nil && !errors.Is(err, sqlstore.ErrUnavailable) && !errors.Is(err, sqlstore.ErrBusy) && !errors.Is(err, context.Canceled):
+				// Even on anonymous routes: their pages tell who is
+				// logged in.
+				s.failures.Failed(addr, r.Header.Get("Authorization")+"\x00"+r.Header.Get("X-API-Key"), time.Now())
+			}
+		}
 		switch {
 		case (errors.Is(err, sqlstore.ErrUnavailable) || errors.Is(err, sqlstore.ErrBusy)) && need != anonymous:
 			s.fail(w, r, s.storeError(r, err))
@@ -360,6 +406,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		e = s.storeError(r, err)
 	}
 	e.Message = clip(e.Message, 2*maxMessage) // whatever it quotes
+	if e.Status == http.StatusRequestTimeout {
+		allowAnswer(w)
+	}
 	if e.Code == codeBusy {
 		w.Header().Set("Retry-After", busyRetryAfter)
 	}
@@ -415,6 +464,9 @@ func bodyError(err error) *Error {
 	var mb *http.MaxBytesError
 	if errors.As(err, &mb) {
 		return errf(http.StatusRequestEntityTooLarge, "body_too_large", "the request body is larger than %d bytes", mb.Limit)
+	}
+	if bodyTimedOut(err) {
+		return errf(http.StatusRequestTimeout, "body_timeout", "the request body did not arrive in time (the server's read timeout); send it faster or in smaller parts")
 	}
 	return errf(http.StatusBadRequest, "invalid_request", "reading the request body: %v", err)
 }

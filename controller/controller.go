@@ -57,7 +57,11 @@ type Result struct {
 	// flag when no rule matched or the rule's value is bad.
 	Value string
 	// Typed is the declared flag's value, parsed (or converted for the
-	// application); nil for an undeclared flag.
+	// application); nil for an undeclared flag. It is the snapshot's own
+	// value, shared with every reader of the snapshot and not copied for
+	// the Result (so that readers of the text, such as OFREP, pay for no
+	// copy): read it, never modify it. Controller.Typed, and the features
+	// package's typed reads, return a copy the caller may modify.
 	Typed any
 	// Variant names the variant the value is, if any.
 	Variant string
@@ -286,7 +290,7 @@ func (c *Controller) lookupSlow(name string) (string, bool) {
 // Typed returns a declared flag's typed value: the matched rule's, or the
 // code default when no rule matched or the rule's value is bad. ok is false
 // for undeclared flags. A memoised lookup takes no lock and allocates
-// nothing (but for json values, which are copied: see Snapshot).
+// nothing (but for json values, which are copied: see Result.Typed).
 func (c *Controller) Typed(name string) (v any, ok bool) {
 	f, m := c.find(name)
 	if f == nil || f.def == nil {
@@ -349,6 +353,25 @@ func (c *Controller) Evaluate(name string) Result {
 		return unknownResult(name)
 	}
 	return f.resultOf(o)
+}
+
+// EvaluateCopy is Evaluate for a caller that may modify the typed value:
+// its Typed is a copy when the value holds maps, slices or pointers (as
+// Typed returns), so no other reader sees the change. A memoised lookup
+// of a scalar value allocates nothing.
+func (c *Controller) EvaluateCopy(name string) Result {
+	if s := c.snap.Load(); s != nil {
+		if f := s.flags[name]; f != nil {
+			if v := c.memo(f); v != 0 {
+				return f.ownResultOf(c.outcomeOf(f, v))
+			}
+		}
+	}
+	f, o := c.slow(name)
+	if f == nil {
+		return unknownResult(name)
+	}
+	return f.ownResultOf(o)
 }
 
 // outcomeOf rebuilds the outcome of f's memoised answer v.

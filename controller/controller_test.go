@@ -246,3 +246,39 @@ func TestConcurrentLookups(t *testing.T) {
 		assert.Equal(t, 1, n, "scope %s checked once under concurrency", s)
 	}
 }
+
+// Evaluate hands out the snapshot's own typed value, never a copy: readers
+// of the text (OFREP, the OpenFeature provider, explain) pay nothing for a
+// json value, however large. EvaluateCopy and Typed, for callers that may
+// modify what they get, copy it.
+func TestEvaluateDoesNotCopy(t *testing.T) {
+	defs := []rules.Definition{
+		{Name: "doc", Type: rules.JSON, Default: `{"d":[0]}`},
+		{Name: "unset", Type: rules.JSON, Default: `{"d":[0]}`},
+		{Name: "n", Type: rules.Int, Default: "0"},
+	}
+	live := controller.NewLive(nil, controller.LiveOptions{Build: controller.BuildOptions{Defs: defs}})
+	live.Publish(live.Build(mustParse(t, "doc default 0 {\"a\": [1, 2, {\"b\": \"c\"}]}\nn default 0 7\n"), 1))
+	c := controller.New(context.Background(), live, scopes.Env{}, controller.Options{})
+	for _, name := range []string{"doc", "unset", "n"} {
+		t.Run(name, func(t *testing.T) {
+			first := c.Evaluate(name)
+			require.NotNil(t, first.Typed)
+			allocs := testing.AllocsPerRun(100, func() { _ = c.Evaluate(name) })
+			assert.Zero(t, allocs, "a memoised Evaluate allocates nothing, json values included")
+			if m, ok := first.Typed.(map[string]any); ok {
+				again := c.Evaluate(name).Typed.(map[string]any)
+				assert.Equal(t, fmt.Sprintf("%p", m), fmt.Sprintf("%p", again), "the same, shared value")
+				own := c.EvaluateCopy(name).Typed.(map[string]any)
+				assert.NotEqual(t, fmt.Sprintf("%p", m), fmt.Sprintf("%p", own), "EvaluateCopy copies")
+				assert.Equal(t, m, own)
+				own["changed"] = true
+				typed, _ := c.Typed(name)
+				assert.NotContains(t, typed, "changed")
+				assert.NotContains(t, c.Evaluate(name).Typed, "changed", "a copy's change is not seen")
+			} else {
+				assert.Equal(t, first, c.EvaluateCopy(name), "scalars: the same answer")
+			}
+		})
+	}
+}

@@ -83,6 +83,9 @@ func NewLive(src RuleSource, opts LiveOptions) *Live {
 	}
 	opts.Build.Known = slices.Clone(opts.Build.Known)
 	opts.Build.Defs = slices.Clone(opts.Build.Defs)
+	if opts.Build.Codec.Cache == nil {
+		opts.Build.Codec.Cache = rules.NewValidationCache(0, 0)
+	}
 	l := &Live{reg: opts.Scopes, src: src, log: opts.Log, opts: opts.Build}
 	l.cur.Store(Build(nil, l.reg, -1, l.opts))
 	ch := make(chan struct{})

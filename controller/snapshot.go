@@ -39,6 +39,7 @@ type flagEntry struct {
 	dfltFresh   func() any        // as ruleExt.fresh, for the code default
 	conditional bool              // some rule has a condition
 	bad         bool              // some rule's value or condition is a problem
+	cost        int64             // worst-case cost of an evaluation (rules.FlagCost)
 }
 
 type rule struct {
@@ -88,6 +89,12 @@ type BuildOptions struct {
 	// Convert returns the converter for a declared flag, or nil to keep
 	// the parsed value (bool, string, int64, float64 or decoded JSON).
 	Convert func(flag string) Converter
+	// Codec is how declared flags' values are parsed: their size limit
+	// and the cache of schema checks. Live gives its builds one cache
+	// (unless set here), so a value is checked against its schema once
+	// across its snapshots; a Build without one checks each distinct
+	// value once within the build.
+	Codec rules.CodecOptions
 }
 
 // Build compiles rs into a Snapshot for revision. Scope strings are compiled
@@ -121,7 +128,10 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 			}
 		}
 		fd := &flagDef{def: d}
-		codec, err := d.Codec()
+		if opts.Codec.Cache == nil { // a value repeated in many rules is checked once
+			opts.Codec.Cache = rules.NewValidationCache(0, 0)
+		}
+		codec, err := d.CodecWith(opts.Codec)
 		if err != nil {
 			s.problems = append(s.problems, err)
 			continue // an invalid declaration is ignored: the flag is text
@@ -245,6 +255,14 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 		}
 		e.idx = int32(i)
 		s.names[i] = e.name
+		e.cost = rules.CostFlag
+		for k := range e.rules {
+			var c *rules.Condition
+			if x := e.rules[k].x; x != nil {
+				c = x.cond
+			}
+			e.cost += rules.RuleCost(c)
+		}
 	}
 	slices.Sort(s.names)
 	return s
@@ -509,6 +527,17 @@ func (s *Snapshot) Config() *rules.Config {
 	return &rules.Config{Revision: s.revision, Rules: s.Rules(), Flags: slices.Clone(s.stored)}
 }
 
+// Cost returns the worst-case cost of evaluating flag name, in the units
+// of rules.FlagCost: every rule walked and its condition at its worst.
+// An unknown flag costs rules.CostFlag. Bulk evaluations charge it
+// against a budget.
+func (s *Snapshot) Cost(name string) int64 {
+	if f := s.flags[name]; f != nil {
+		return f.cost
+	}
+	return rules.CostFlag
+}
+
 // Scopes returns the distinct scopes the rules mention, compiled, sorted by
 // name.
 func (s *Snapshot) Scopes() []*scopes.Scope { return slices.Clone(s.scopes) }
@@ -556,6 +585,16 @@ func (f *flagEntry) typedOf(r *rule) any {
 	}
 	if r.x.fresh != nil {
 		return r.x.fresh()
+	}
+	return r.x.typed
+}
+
+// sharedOf is typedOf without the copy: the snapshot's own typed value
+// for winning rule r (nil: none), for a Result, whose readers must not
+// modify it.
+func (f *flagEntry) sharedOf(r *rule) any {
+	if r == nil || r.valErr() != nil {
+		return f.dfltTyped
 	}
 	return r.x.typed
 }
@@ -627,7 +666,7 @@ func (f *flagEntry) resultOf(o outcome) Result {
 	if !o.fail {
 		return f.result(o.rule, o.err)
 	}
-	res := Result{Flag: f.name, Err: o.err, Declared: f.def != nil, Reason: ReasonError, Typed: f.typedOf(nil)}
+	res := Result{Flag: f.name, Err: o.err, Declared: f.def != nil, Reason: ReasonError, Typed: f.sharedOf(nil)}
 	if f.def != nil {
 		res.Value = f.dflt.Text
 	}
@@ -637,11 +676,25 @@ func (f *flagEntry) resultOf(o outcome) Result {
 	return res
 }
 
+// ownResultOf is resultOf with Typed copied (typedOf), for a caller
+// that may modify it.
+func (f *flagEntry) ownResultOf(o outcome) Result {
+	res := f.resultOf(o)
+	if f.def != nil {
+		if o.fail {
+			res.Typed = f.typedOf(nil)
+		} else {
+			res.Typed = f.typedOf(o.rule)
+		}
+	}
+	return res
+}
+
 // result describes winning rule r (nil: none) and the error met.
 func (f *flagEntry) result(r *rule, err error) Result {
 	res := Result{Flag: f.name, Err: err, Declared: f.def != nil}
 	if r == nil {
-		res.Reason, res.Typed = ReasonDefault, f.typedOf(nil)
+		res.Reason, res.Typed = ReasonDefault, f.sharedOf(nil)
 		if f.def != nil {
 			res.Value = f.dflt.Text
 		}
@@ -651,12 +704,12 @@ func (f *flagEntry) result(r *rule, err error) Result {
 	res.Value = r.Value
 	var cond *rules.Condition
 	if r.x != nil {
-		res.Value, res.Variant, res.Typed, cond = r.x.val.Text, r.x.val.Variant, f.typedOf(r), r.x.cond
+		res.Value, res.Variant, res.Typed, cond = r.x.val.Text, r.x.val.Variant, f.sharedOf(r), r.x.cond
 	}
 	switch {
 	case r.valErr() != nil:
 		res.Reason, res.Err, res.Variant = ReasonError, r.x.valErr, ""
-		res.Value, res.Typed = f.dflt.Text, f.typedOf(nil)
+		res.Value, res.Typed = f.dflt.Text, f.sharedOf(nil)
 	case cond != nil && cond.Rollout():
 		res.Reason = ReasonSplit
 	case r.Condition != "" || r.Scope != "default":

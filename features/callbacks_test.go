@@ -309,6 +309,7 @@ api.map default 0 {"k": "stored", "n": [1, 2]}
 		require.Equal(t, map[string]int{"a": 1}, l.Extra, "request %d", i)
 		l.Tags[0], l.Extra["a"] = "changed", 99
 		d := lim.Details(ctx).Value
+		require.Equal(t, []string{"x", "y"}, d.Tags, "request %d: Details", i)
 		d.Tags[1] = "changed too"
 
 		ts := tags.Get(ctx)
@@ -320,8 +321,10 @@ api.map default 0 {"k": "stored", "n": [1, 2]}
 		mv["k"] = "changed"
 		mv["n"].([]any)[0] = "changed"
 		if typed, ok := features.Evaluate(ctx, "api.map").Typed.(map[string]any); assert.True(t, ok) {
+			require.Equal(t, "stored", typed["k"], "request %d: Evaluate", i)
 			typed["k"] = "changed via Evaluate"
 		}
+		require.Equal(t, "stored", m.Details(ctx).Value["k"], "request %d: Details after Evaluate", i)
 
 		u := unset.Get(ctx)
 		require.Equal(t, []string{"code", "default"}, u, "request %d", i)

@@ -62,7 +62,8 @@ func Lookup(ctx context.Context, name string) (string, bool) {
 }
 
 // Evaluate returns the named flag's answer with its details, overrides
-// included.
+// included. Its Typed is the caller's own (controller.Controller's
+// EvaluateCopy): changing it changes nothing another request sees.
 func Evaluate(ctx context.Context, name string) controller.Result {
 	st, _ := ctx.Value(ctxKey{}).(*state)
 	if st == nil {
@@ -79,7 +80,7 @@ func Evaluate(ctx context.Context, name string) controller.Result {
 	if st.ctrl == nil {
 		return controller.Result{Flag: name, Reason: controller.ReasonDefault}
 	}
-	return st.ctrl.Evaluate(name)
+	return st.ctrl.EvaluateCopy(name)
 }
 
 // Engine wires flag evaluation into an application: the live rule
@@ -110,6 +111,11 @@ type Config struct {
 	// Log receives reload failures, problems in stored rules and panics
 	// recovered from callbacks; slog.Default() when nil.
 	Log *slog.Logger
+	// MaxValue bounds the text of a declared flag's value, in bytes: a
+	// stored value over it evaluates to an error.
+	// rules.DefaultMaxValue (256 KiB) when 0. Give the store the same
+	// (sqlstore.Options.MaxValue).
+	MaxValue int
 }
 
 // NewEngine returns a complete Engine. Every snapshot it serves is built
@@ -128,6 +134,7 @@ func NewEngine(cfg Config) *Engine {
 		cfg.Log = slog.Default()
 	}
 	build := cfg.Flags.freeze()
+	build.Codec.MaxValue = cfg.MaxValue
 	live := controller.NewLive(cfg.Source, controller.LiveOptions{Scopes: cfg.Scopes, Log: cfg.Log, Build: build})
 	return &Engine{live: live, scopes: cfg.Scopes, docs: cfg.Flags, role: cfg.ServerRole, log: cfg.Log}
 }

@@ -194,7 +194,7 @@ func (f *Flag[T]) Details(ctx context.Context) Details[T] {
 	if st.ctrl == nil {
 		return d
 	}
-	res := st.ctrl.Evaluate(f.name)
+	res := st.ctrl.EvaluateCopy(f.name) // the caller may change d.Value
 	d.Variant, d.Scope, d.Priority, d.Condition, d.Reason, d.Err = res.Variant, res.Scope, res.Priority, res.Condition, res.Reason, res.Err
 	if t, ok := res.Typed.(T); ok {
 		d.Value = t

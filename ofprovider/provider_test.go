@@ -59,7 +59,9 @@ func newWorld(t testing.TB, st *sqlstore.Store, reg *features.Registry, opts ofp
 	if reg == nil {
 		reg = features.NewRegistry()
 	}
-	engine := features.NewEngine(features.Config{Source: st, Flags: reg, ServerRole: "production"})
+	// Values up to 8 MiB, as a server with -max-value 8388608 keeps (the
+	// store must allow them too: TestLargeJSONObjectIsDecodedOnce).
+	engine := features.NewEngine(features.Config{Source: st, Flags: reg, ServerRole: "production", MaxValue: 8 << 20})
 	api := isolated.NewAPI()
 	w := &world{store: st, engine: engine, prov: ofprovider.New(engine, opts), api: api, client: api.NewClient()}
 	t.Cleanup(func() {

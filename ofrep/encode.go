@@ -28,6 +28,7 @@ type flagView struct {
 	keyJSON  []byte     // {"key":"NAME"
 	typ      rules.Type // "" for an undeclared flag
 	external bool
+	cost     int64 // worst case of an evaluation (controller.Snapshot.Cost)
 }
 
 func (h *Handler) viewOf(s *controller.Snapshot) *view {
@@ -37,7 +38,7 @@ func (h *Handler) viewOf(s *controller.Snapshot) *view {
 	names := s.KnownFlags()
 	v := &view{snap: s, flags: make(map[string]*flagView, len(names)), all: make([]*flagView, 0, len(names))}
 	for _, n := range names {
-		f := &flagView{name: n}
+		f := &flagView{name: n, cost: s.Cost(n)}
 		f.keyJSON = appendString(append([]byte(nil), `{"key":`...), n)
 		if d, ok := s.Definition(n); ok {
 			f.typ, f.external = d.Type, d.External

@@ -15,6 +15,8 @@ import (
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/clientaddr"
+	"github.com/scopeflags/scopeflags/internal/throttle"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 )
@@ -33,6 +35,15 @@ const (
 	// DefaultInactivityDelay is what bulk answers advertise as the
 	// stream's inactivityDelaySec: how long a hidden page keeps it open.
 	DefaultInactivityDelay = 120 * time.Second
+	// DefaultBulkUnitsPerFlag and DefaultBulkBaseUnits make a bulk
+	// request's evaluation budget, in the cost units of rules.FlagCost
+	// (about 4 ns each): 5,000 units for every flag the key may see, some
+	// three times the worst case of a flag with a rollout and a condition
+	// on an attribute, plus 4,000,000 (about 16 ms), room for a few flags
+	// of high cost. 10,000 ordinary flags fit; the probe's 80 flags of
+	// 124 deep comparisons (10 million units each) do not.
+	DefaultBulkUnitsPerFlag = 5_000
+	DefaultBulkBaseUnits    = 4_000_000
 )
 
 // Keys authorizes OFREP requests. sqlstore.KeyCache implements it.
@@ -74,9 +85,21 @@ type Config struct {
 	// InactivityDelay is advertised to web clients as inactivityDelaySec;
 	// DefaultInactivityDelay when 0.
 	InactivityDelay time.Duration
+	// BulkUnitsPerFlag and BulkBaseUnits make a bulk request's evaluation
+	// budget: BulkBaseUnits plus BulkUnitsPerFlag for every flag the key
+	// may see, in the units of rules.FlagCost. Each flag is charged its
+	// worst case (controller.Snapshot.Cost) before it is evaluated, in
+	// name order; a flag that no longer fits is not evaluated and comes
+	// back as a GENERAL error, and the answer has no ETag.
+	// DefaultBulkUnitsPerFlag and DefaultBulkBaseUnits when 0.
+	BulkUnitsPerFlag int64
+	BulkBaseUnits    int64
 	// Log receives panics recovered from the context mapper;
 	// slog.Default() when nil.
 	Log *slog.Logger
+	// Abuse limits per client address: the change streams one address
+	// holds, and how often it may send keys that fail (docs/ofrep.md).
+	Abuse Abuse
 }
 
 // Handler serves OFREP. It is complete when New returns; mount it at the
@@ -91,9 +114,13 @@ type Handler struct {
 	limiter *limiter
 	maxBody int64
 	log     *slog.Logger
+	perFlag int64 // Config.BulkUnitsPerFlag; see unitsPerFlag
+	base    int64 // Config.BulkBaseUnits; see baseUnits
 
 	streams    *streams
 	inactivity int
+	clients    *clientaddr.Resolver
+	fails      *throttle.Failures
 
 	metrics metrics
 	views   atomic.Pointer[view]
@@ -115,6 +142,8 @@ func New(cfg Config) *Handler {
 		origins: map[string]bool{},
 		maxBody: cfg.MaxBody,
 		log:     cfg.Log,
+		perFlag: cfg.BulkUnitsPerFlag,
+		base:    cfg.BulkBaseUnits,
 	}
 	if h.mapper == nil {
 		h.mapper = features.MapContext
@@ -143,10 +172,35 @@ func New(cfg Config) *Handler {
 		cfg.InactivityDelay = DefaultInactivityDelay
 	}
 	h.inactivity = int(cfg.InactivityDelay / time.Second)
-	h.streams = newStreams(h.live, cfg.MaxStreams, cfg.Heartbeat)
+	h.clients = clientaddr.New(cfg.Abuse.TrustedProxies)
+	h.fails = cfg.Abuse.failures()
+	h.streams = newStreams(h.live, cfg.MaxStreams, cfg.Abuse.maxStreamsPerAddr(), cfg.Heartbeat, h.clients)
 	h.sets.New = func() any { return new(scopes.Set) }
 	h.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	return h
+}
+
+// unitsPerFlag is what a bulk request's budget grows by for each flag
+// the key may see.
+func (h *Handler) unitsPerFlag() int64 {
+	if h.perFlag > 0 {
+		return h.perFlag
+	}
+	return DefaultBulkUnitsPerFlag
+}
+
+// baseUnits is every bulk request's budget before its flags are counted.
+func (h *Handler) baseUnits() int64 {
+	if h.base > 0 {
+		return h.base
+	}
+	return DefaultBulkBaseUnits
+}
+
+// BulkBudget is the evaluation budget of a bulk request from a key that
+// may see flags flags, in the units of rules.FlagCost.
+func (h *Handler) BulkBudget(flags int) int64 {
+	return h.baseUnits() + int64(flags)*h.unitsPerFlag()
 }
 
 // Close ends every open change stream. The Handler keeps answering
@@ -270,8 +324,14 @@ func (h *Handler) authorize(r *http.Request) (id int64, access int) {
 
 // evaluate answers one flag (bulk false) or every flag the key may see.
 func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, bulk bool) int {
+	if h.fails.Waiting() { // one atomic load unless some address waits
+		if status := h.throttled(w, r); status != 0 {
+			return status
+		}
+	}
 	id, access := h.authorize(r)
 	if access == accessNone {
+		h.keyFailed(r)
 		w.Header()["Www-Authenticate"] = bearerRealm
 		w.WriteHeader(http.StatusUnauthorized)
 		return 401
@@ -292,6 +352,11 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 	body, err := readBody(r, h.maxBody, (*bp)[:0])
 	*bp = body[:0]
 	if err != nil {
+		if bodyTimedOut(err) {
+			allowAnswer(w)
+			writeJSON(w, http.StatusRequestTimeout, []byte(`{"errorDetails":"the request body did not arrive in time"}`))
+			return http.StatusRequestTimeout
+		}
 		if errors.Is(err, errTooLarge) {
 			writeJSON(w, http.StatusRequestEntityTooLarge, []byte(`{"errorDetails":"request body is larger than `+strconv.FormatInt(h.maxBody, 10)+` bytes"}`))
 			return 413
@@ -357,19 +422,52 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 		names = v.external
 	}
 	out = append(out, `{"flags":[`...)
+	// Each flag is charged its worst case before it is evaluated; one
+	// that no longer fits is answered with an error, unevaluated. Before
+	// a flag that would take the units run since the last look past
+	// cancelCheckUnits, a client that left stops the loop: every flag of
+	// high cost, every few dozen ordinary ones.
+	budget, skipped, evaluated := h.BulkBudget(len(names)), 0, 0
+	var sinceCheck int64
+	done := r.Context().Done()
 	for i, f := range names {
+		if sinceCheck += f.cost; sinceCheck > cancelCheckUnits {
+			sinceCheck = 0
+			select {
+			case <-done:
+				h.metrics.bulkCanceled.Add(1)
+				h.metrics.bulkEvaluated.Add(int64(evaluated))
+				return statusClientGone
+			default:
+			}
+		}
 		if i > 0 {
 			out = append(out, ',')
 		}
+		if f.cost > budget {
+			skipped++
+			out = append(out, f.keyJSON...)
+			out = append(out, `,"errorCode":"GENERAL","errorDetails":"not evaluated: the request's evaluation budget is exhausted"}`...)
+			continue
+		}
+		budget -= f.cost
+		evaluated++
 		res := snap.Evaluate(f.name, set, rc.Target)
 		out = appendResult(out, f, &res, access == accessAll, snap.Revision())
+	}
+	h.metrics.bulkEvaluated.Add(int64(evaluated))
+	if skipped > 0 {
+		// A partial answer is not one to cache: a client must ask again.
+		h.metrics.bulkExhausted.Add(1)
+		h.metrics.bulkSkipped.Add(int64(skipped))
+		etag = ""
 	}
 	out = append(out, `],"eventStreams":[{"type":"sse","endpoint":{"requestUri":"`...)
 	out = append(out, EventsPath...)
 	out = append(out, `"},"inactivityDelaySec":`...)
 	out = strconv.AppendInt(out, int64(h.inactivity), 10)
 	out = append(out, `}]}`...)
-	if !h.pure {
+	if !h.pure && skipped == 0 {
 		etag = bodyETag(out)
 		if match(r, etag) {
 			w.Header()["Etag"] = []string{etag}
@@ -377,10 +475,20 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 			return 304
 		}
 	}
-	w.Header()["Etag"] = []string{etag}
+	if etag != "" {
+		w.Header()["Etag"] = []string{etag}
+	}
 	writeJSON(w, http.StatusOK, out)
 	return 200
 }
+
+// cancelCheckUnits is how many units of worst-case cost (about 80 µs) a
+// bulk evaluation runs between looks at the request's context.
+const cancelCheckUnits = 20_000
+
+// statusClientGone is the status counted for a request whose client left
+// before it was answered (as nginx's 499); nothing is written.
+const statusClientGone = 499
 
 var bearerRealm = []string{`Bearer realm="scopeflags"`}
 

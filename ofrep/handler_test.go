@@ -71,14 +71,16 @@ type fixture struct {
 func newFixture(t *testing.T, cfg ofrep.Config) *fixture {
 	t.Helper()
 	ctx := context.Background()
-	st := sqlstoretest.SQLite(t)
+	// Values up to 8 MiB (over the default 256 KiB), as a server with
+	// -max-value 8388608 keeps: TestLargeJSONValueIsNotCopied stores 7.7 MB.
+	st := sqlstoretest.SQLiteWith(t, sqlstore.Options{MaxValue: 8 << 20})
 	rs, _, err := rules.Parse(testRules, scopes.NewRegistry())
 	require.NoError(t, err)
 	defs, err := rules.ParseDeclarations([]byte(testDecls))
 	require.NoError(t, err)
 	_, err = st.ReplaceAll(ctx, rs, defs, sqlstore.Change{Comment: "test rules", Actor: "test", BaseRevision: sqlstore.AnyRevision})
 	require.NoError(t, err)
-	eng := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry()})
+	eng := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), MaxValue: 8 << 20})
 	require.NoError(t, eng.Live().Reload(ctx, true))
 	f := &fixture{t: t, st: st, eng: eng, read: sqlstore.NewKey(), external: sqlstore.NewKey()}
 	k, err := st.CreateKey(ctx, f.read, "reader", "read")

@@ -4,11 +4,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/internal/clientaddr"
+	"github.com/scopeflags/scopeflags/internal/throttle"
 )
 
 // streams serves the change stream web clients open from a bulk answer's
@@ -19,15 +23,20 @@ import (
 // ETag: a 304 when nothing it sees changed).
 type streams struct {
 	live      *controller.Live
+	clients   *clientaddr.Resolver
+	perAddr   *throttle.Slots[netip.Addr]
 	max       int64
 	heartbeat time.Duration
 	open      atomic.Int64
-	done      chan struct{}
-	once      sync.Once
+	// refusedAddr counts streams refused for their address's cap.
+	refusedAddr atomic.Int64
+	done        chan struct{}
+	once        sync.Once
 }
 
-func newStreams(live *controller.Live, max int, heartbeat time.Duration) *streams {
-	return &streams{live: live, max: int64(max), heartbeat: heartbeat, done: make(chan struct{})}
+func newStreams(live *controller.Live, max, perAddr int, heartbeat time.Duration, clients *clientaddr.Resolver) *streams {
+	return &streams{live: live, clients: clients, perAddr: throttle.NewSlots[netip.Addr](perAddr),
+		max: int64(max), heartbeat: heartbeat, done: make(chan struct{})}
 }
 
 func (s *streams) close() { s.once.Do(func() { close(s.done) }) }
@@ -37,13 +46,22 @@ func (s *streams) close() { s.once.Do(func() { close(s.done) }) }
 const writeWait = 10 * time.Second
 
 func (s *streams) serve(w http.ResponseWriter, r *http.Request) int {
+	// Anyone may open a stream: one client address may not hold them all.
+	addr := s.clients.Addr(r)
+	if !s.perAddr.Acquire(addr) {
+		s.refusedAddr.Add(1)
+		w.Header().Set("Retry-After", "30")
+		writeJSON(w, http.StatusTooManyRequests, []byte(`{"errorDetails":"too many open change streams from this address (limit `+strconv.Itoa(s.perAddr.Max())+`); poll instead"}`))
+		return http.StatusTooManyRequests
+	}
 	if s.open.Add(1) > s.max {
 		s.open.Add(-1)
+		s.perAddr.Release(addr)
 		w.Header().Set("Retry-After", "10")
 		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"errorDetails":"too many open change streams; poll instead"}`))
 		return http.StatusServiceUnavailable
 	}
-	defer s.open.Add(-1)
+	defer func() { s.perAddr.Release(addr); s.open.Add(-1) }()
 	select {
 	case <-s.done:
 		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"errorDetails":"the server is shutting down"}`))

@@ -561,25 +561,46 @@ func (s *Source) run(ctx context.Context, first chan struct{}) {
 	s.fetchLoop(ctx, failures)
 }
 
-// fetchLoop fetches when the stream asks, on every PollInterval, and
-// after a failure again after a backoff, until ctx is done.
+// streamFetchGap is the least time between the start of one fetch and a
+// fetch the change stream asks for. A change is fetched at once unless a
+// fetch started less than this ago; events that come meanwhile wait, as
+// one, for the gap to pass. So a flood of events costs at most one
+// conditional GET per gap (1,000 events 1 ms apart, 1.3 s: 14 GETs, where
+// each event cost one before), and the last revision is never missed.
+const streamFetchGap = 100 * time.Millisecond
+
+// fetchLoop fetches when the stream asks (one fetch in flight, at most
+// one asked for meanwhile, spaced by streamFetchGap), on every
+// PollInterval, and after a failure again after a backoff, until ctx is
+// done.
 func (s *Source) fetchLoop(ctx context.Context, failures int) {
 	poll := time.NewTimer(s.cfg.PollInterval)
 	defer poll.Stop()
 	retry := time.NewTimer(time.Hour)
 	defer retry.Stop()
 	retry.Stop()
+	gap := time.NewTimer(time.Hour) // a fetch the stream asked for, due when the gap has passed
+	defer gap.Stop()
+	gap.Stop()
 	if failures > 0 {
 		retry.Reset(s.backoff(failures))
 	}
+	var started time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.want:
+			if wait := streamFetchGap - time.Since(started); wait > 0 {
+				gap.Reset(wait)
+				continue
+			}
+		case <-gap.C:
 		case <-poll.C:
 		case <-retry.C:
 		}
+		gap.Stop() // this fetch serves whatever was asked for
+		started = time.Now()
 		_, err := s.fetch(ctx)
 		if ctx.Err() != nil {
 			return

@@ -50,3 +50,24 @@ func BenchmarkParse10k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkCheckChange10k is the check a save of 10,000 rules runs against
+// the stored ones (one flag's rules changed): Check plus the cost of every
+// flag and the comparison of the two rule sets.
+func BenchmarkCheckChange10k(b *testing.B) {
+	text := saveText()
+	before, _, err := rules.Parse(text, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	after, _, err := rules.Parse(strings.Replace(text, " 0 off\n", " 0 on\n", 1), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if errs, _ := rules.CheckChange(before, after, nil, 0); len(errs) > 0 {
+			b.Fatal(errs)
+		}
+	}
+}

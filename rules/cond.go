@@ -168,6 +168,7 @@ type Condition struct {
 	program  *vm.Program // condExpr
 	names    []string    // attributes the expression reads, sorted
 	readsAll bool        // it reads $env
+	cost     int64       // worst-case cost in units (cost.go)
 }
 
 type condKind uint8
@@ -232,6 +233,9 @@ func CompileCondition(text, salt string) (*Condition, error) {
 		return nil, err
 	}
 	c.names, c.readsAll = sb.names(), sb.all
+	if c.cost, err = conditionCost(tree.Node, salt); err != nil {
+		return nil, err
+	}
 	c.native(tree.Node)
 	if c.program, err = c.compile(); err != nil {
 		return nil, err

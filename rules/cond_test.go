@@ -283,7 +283,13 @@ func FuzzCondition(f *testing.F) {
 			if !errors.Is(err, rules.ErrCondition) {
 				t.Fatalf("compile error is not ErrCondition: %v", err)
 			}
+			if strings.Contains(err.Error(), "no cost for") {
+				t.Fatalf("the sandbox accepts what the cost model cannot cost: %v", err)
+			}
 			return
+		}
+		if c.Cost() < rules.CostCondition {
+			t.Fatalf("condition %q costs %d units, less than any condition", text, c.Cost())
 		}
 		for _, tg := range []*rules.Target{nil, rules.NewTarget(key, map[string]any{"plan": attr, "a": 1, "b": attr})} {
 			ok, err := c.Match(tg)

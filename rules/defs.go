@@ -1,6 +1,8 @@
 package rules
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 )
@@ -77,15 +80,22 @@ type Value struct {
 }
 
 // Codec parses values of one declared flag. Make one with
-// Definition.Codec; it is safe for concurrent use.
+// Definition.Codec or CodecWith; it is safe for concurrent use.
 type Codec struct {
 	def      Definition
+	opts     CodecOptions
 	schema   *jsonschema.Schema
+	cost     schemaCost // the schema's size, for the checking budget
+	key      [32]byte   // sha256 of the schema, for opts.Cache
 	variants map[string]string
 }
 
-// Codec validates d and returns its parser.
-func (d Definition) Codec() (*Codec, error) {
+// Codec validates d and returns its parser, with the default options.
+func (d Definition) Codec() (*Codec, error) { return d.CodecWith(CodecOptions{}) }
+
+// CodecWith validates d and returns its parser, which parses with opts
+// (the default, the variants and every rule value).
+func (d Definition) CodecWith(opts CodecOptions) (*Codec, error) {
 	if err := ValidFlag(d.Name); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrDefinition, err)
 	}
@@ -95,7 +105,7 @@ func (d Definition) Codec() (*Codec, error) {
 	if !slices.Contains(Types, d.Type) {
 		return nil, bad("unknown type %q (want one of boolean, string, int, float, json)", d.Type)
 	}
-	c := &Codec{def: d, variants: make(map[string]string, len(d.Variants))}
+	c := &Codec{def: d, opts: opts, variants: make(map[string]string, len(d.Variants))}
 	if d.Schema != "" {
 		if d.Type != JSON {
 			return nil, bad("a schema is only for json flags")
@@ -110,6 +120,12 @@ func (d Definition) Codec() (*Codec, error) {
 		if key := schemaReference(doc, 0); key != "" {
 			return nil, bad("schema: %s is not allowed: a reference lets a short schema take exponential time to check; write the subschema out", key)
 		}
+		if c.cost, err = costOfSchema(doc); err != nil {
+			return nil, bad("schema: %v", err)
+		}
+		var canon bytes.Buffer
+		_ = json.Compact(&canon, []byte(d.Schema)) // JSON: decoded above
+		c.key = sha256.Sum256(canon.Bytes())
 		comp := jsonschema.NewCompiler()
 		url := "scopeflags:///" + d.Name + ".json"
 		if err := comp.AddResource(url, doc); err != nil {
@@ -160,6 +176,9 @@ func (c *Codec) Default() Value {
 }
 
 func (c *Codec) parse(text string) (any, error) {
+	if max := c.opts.maxValue(); len(text) > max {
+		return nil, errorf(ErrValueTooLarge, "a value of %d bytes, over the limit of %d bytes", len(text), max)
+	}
 	switch c.def.Type {
 	case Boolean:
 		switch text {
@@ -189,8 +208,8 @@ func (c *Codec) parse(text string) (any, error) {
 		return nil, fmt.Errorf("not JSON: %v", err)
 	}
 	if c.schema != nil {
-		if err := c.schema.Validate(doc); err != nil {
-			return nil, fmt.Errorf("does not match the schema: %s", schemaError(err))
+		if err := c.check(text, doc); err != nil {
+			return nil, err
 		}
 	}
 	return doc, nil
@@ -227,8 +246,25 @@ func schemaReference(v any, depth int) string {
 	return ""
 }
 
-// schemaError flattens a validation error to one line.
+// maxSchemaError bounds the text of a value's schema error, in bytes: the
+// library quotes the value and the pattern it failed.
+const maxSchemaError = 1000
+
+// schemaError flattens a validation error to one line of at most
+// maxSchemaError bytes.
 func schemaError(err error) string {
+	msg := schemaErrorText(err)
+	if len(msg) > maxSchemaError {
+		cut := maxSchemaError
+		for cut > 0 && !utf8.RuneStart(msg[cut]) {
+			cut--
+		}
+		msg = msg[:cut] + "…"
+	}
+	return msg
+}
+
+func schemaErrorText(err error) string {
 	var ve *jsonschema.ValidationError
 	if errors.As(err, &ve) {
 		out := ve.BasicOutput()
@@ -286,36 +322,53 @@ func TextOf(t Type, v any) (string, error) {
 }
 
 // Check validates rules against declarations: values of declared flags must
-// parse as their type (or name a variant), and every condition must
-// compile. codecs maps flag names to their codecs; undeclared flags are
-// text. Problems are reported with the rule's line (the condition's line
-// for a condition), or "rule N" when rules did not come from text.
+// parse as their type (or name a variant), every condition must compile,
+// and every flag's worst-case cost (FlagCost) must be within
+// DefaultFlagBudget. codecs maps flag names to their codecs; undeclared
+// flags are text. Problems are reported with the rule's line (the
+// condition's line for a condition), or "rule N" when rules did not come
+// from text. A save, which may keep flags it does not change, uses
+// CheckChange.
 func Check(rs []Rule, codecs map[string]*Codec) ErrorList {
+	errs, _ := CheckChange(nil, rs, codecs, 0)
+	return errs
+}
+
+// check is Check without the cost: it returns each rule's compiled
+// condition (nil: none or a bad one).
+func check(rs []Rule, codecs map[string]*Codec) (ErrorList, []*Condition) {
 	var errs ErrorList
+	conds := make([]*Condition, len(rs))
 	for i, r := range rs {
-		where := func(cond bool, kind error, format string, args ...any) *Error {
-			msg := fmt.Sprintf(format, args...)
-			if r.Line == 0 {
-				return &Error{Kind: kind, Msg: fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, msg)}
-			}
-			line := r.Line
-			if cond {
-				line++
-			}
-			return &Error{Line: line, Kind: kind, Msg: msg}
-		}
 		salt := r.Flag
 		if c := codecs[r.Flag]; c != nil {
 			salt = c.def.RolloutSalt()
 			if _, err := c.Parse(r.Value); err != nil {
-				errs = append(errs, where(false, ErrValue, "bad value for %s flag %q: %v", c.def.Type, r.Flag, err))
+				errs = append(errs, ruleError(rs, i, false, ErrValue, fmt.Sprintf("bad value for %s flag %q: %v", c.def.Type, r.Flag, err)))
 			}
 		}
 		if r.Condition != "" {
-			if _, err := CompileCondition(r.Condition, salt); err != nil {
-				errs = append(errs, where(true, ErrCondition, "%v", err))
+			c, err := CompileCondition(r.Condition, salt)
+			if err != nil {
+				errs = append(errs, ruleError(rs, i, true, ErrCondition, err.Error()))
 			}
+			conds[i] = c
 		}
 	}
-	return errs
+	return errs, conds
+}
+
+// ruleError is a problem with rs[i], at its line (the line of its
+// condition when cond), or named "rule N (flag scope priority)" when it
+// did not come from text.
+func ruleError(rs []Rule, i int, cond bool, kind error, msg string) *Error {
+	r := rs[i]
+	if r.Line == 0 {
+		return &Error{Kind: kind, Msg: fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, msg)}
+	}
+	line := r.Line
+	if cond {
+		line++
+	}
+	return &Error{Line: line, Kind: kind, Msg: msg}
 }

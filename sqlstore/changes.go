@@ -465,7 +465,7 @@ func entryDiff(oldRules, newRules, oldDefs, newDefs string) string {
 // start seeds the example rules and declarations with it, so the seed is
 // one revertible entry.
 func (s *Store) ReplaceAll(ctx context.Context, rs []rules.Rule, defs []rules.Definition, c Change) (Entry, error) {
-	if err := validate(rs, c); err != nil {
+	if err := s.validate(rs, c); err != nil {
 		return Entry{}, err
 	}
 	codecs := make(map[string]*rules.Codec, len(defs))
@@ -473,7 +473,7 @@ func (s *Store) ReplaceAll(ctx context.Context, rs []rules.Rule, defs []rules.De
 		if _, dup := codecs[d.Name]; dup {
 			return Entry{}, fmt.Errorf("%w: flag %q declared twice", ErrInvalid, d.Name)
 		}
-		c, err := d.Codec()
+		c, err := d.CodecWith(s.codec)
 		if err != nil {
 			return Entry{}, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}
@@ -528,23 +528,31 @@ func (s *Store) Revert(ctx context.Context, id int64, c Change) (Entry, error) {
 		}
 	}
 	c.Comment = fmt.Sprintf("Revert to the rules after change #%d (revision %d): %s", to.ID, to.Revision, c.Comment)
-	return s.change(ctx, "revert", c, func(before state) (state, error) {
+	var warnings []*rules.Error
+	e, err := s.change(ctx, "revert", c, func(before state) (state, error) {
 		after := state{rules: rs, defs: before.defs}
 		if to.Declarations.Valid {
 			after.defs = defs
 		}
-		if errs := rules.Check(rs, codecsOf(after.defs)); len(errs) > 0 {
+		errs, ws := rules.CheckChange(before.rules, rs, s.codecsOf(after.defs), 0)
+		if len(errs) > 0 {
 			return state{}, &invalidError{fmt.Errorf("the rules recorded with change #%d: %w", id, errs)}
 		}
+		warnings = ws
 		return after, nil
 	})
+	if err == nil {
+		e.Warnings = warnings
+	}
+	return e, err
 }
 
-// codecsOf returns the codecs of the valid declarations among defs.
-func codecsOf(defs []rules.Definition) map[string]*rules.Codec {
+// codecsOf returns the codecs of the valid declarations among defs, with
+// the store's options.
+func (s *Store) codecsOf(defs []rules.Definition) map[string]*rules.Codec {
 	codecs := make(map[string]*rules.Codec, len(defs))
 	for _, d := range defs {
-		if c, err := d.Codec(); err == nil {
+		if c, err := d.CodecWith(s.codec); err == nil {
 			codecs[d.Name] = c
 		}
 	}

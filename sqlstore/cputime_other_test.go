@@ -4,5 +4,7 @@ package sqlstore_test
 
 import "time"
 
-// cpuTime is not measured here: benchmarks report 0.
-func cpuTime() time.Duration { return 0 }
+var start0 = time.Now()
+
+// cpuTime stands in for the process's CPU time with the wall clock.
+func cpuTime() time.Duration { return time.Since(start0) }

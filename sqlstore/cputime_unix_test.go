@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// cpuTime is the CPU time (user and system) this process has used.
+// cpuTime is the CPU time the process has used: the database's work is
+// not in it, the schema checks are.
 func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {

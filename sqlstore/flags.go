@@ -137,7 +137,7 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, c 
 		if _, dup := codecs[d.Name]; dup {
 			return rep, fmt.Errorf("%w: flag %q declared twice", ErrInvalid, d.Name)
 		}
-		c, err := d.Codec()
+		c, err := d.CodecWith(s.codec)
 		if err != nil {
 			return rep, fmt.Errorf("%w: %v", ErrInvalid, err)
 		}

@@ -2,5 +2,5 @@
 
 package sqlstore_test
 
-// raceEnabled: see race_test.go.
-const raceEnabled = false
+// slowdown scales CPU-time bounds (see race_test.go).
+const slowdown = 1

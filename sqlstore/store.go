@@ -53,15 +53,43 @@ type Store struct {
 	dsn     string // PostgreSQL's, for the change listener
 	sb      sq.StatementBuilderType
 
+	// codec parses declared values at saves: the size limit and a cache
+	// of schema checks, so an unchanged value is checked once, not at
+	// every save.
+	codec rules.CodecOptions
+
 	listeners                        atomic.Int64 // running Watch listeners
 	listenReconnects, listenFailures atomic.Int64
 }
 
-// Open connects to dsn and applies the schema. A DSN starting with
-// postgres:// or postgresql:// selects PostgreSQL; anything else is the path
-// of a SQLite file, created if missing.
+// Options configure a Store (OpenWith). The zero value is the defaults.
+type Options struct {
+	// MaxValue bounds the text of a rule's value (of any flag, declared
+	// or not) and of a declaration's default and variants, in bytes:
+	// saves and pushes refuse larger ones. rules.DefaultMaxValue (256
+	// KiB) when 0. Servers that evaluate the rules should be given the
+	// same limit (features.Config.MaxValue).
+	MaxValue int
+}
+
+// maxValue is the longest rule value a save takes, in bytes.
+func (s *Store) maxValue() int {
+	if s.codec.MaxValue > 0 {
+		return s.codec.MaxValue
+	}
+	return rules.DefaultMaxValue
+}
+
+// Open connects to dsn and applies the schema, with the default Options.
+// A DSN starting with postgres:// or postgresql:// selects PostgreSQL;
+// anything else is the path of a SQLite file, created if missing.
 func Open(ctx context.Context, dsn string) (*Store, error) {
-	s := &Store{dialect: SQLite}
+	return OpenWith(ctx, dsn, Options{})
+}
+
+// OpenWith is Open with options.
+func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	s := &Store{dialect: SQLite, codec: rules.CodecOptions{MaxValue: opts.MaxValue, Cache: rules.NewValidationCache(0, 0)}}
 	driver, source := "sqlite", sqliteDSN(dsn)
 	if isPostgresDSN(dsn) {
 		s.dialect, driver, source, s.dsn = Postgres, "postgres", dsn, dsn
@@ -424,6 +452,10 @@ type Entry struct {
 	// rules", "--- declarations"; see DeclarationsText).
 	Diff     string `db:"diff"`
 	Revision int64  `db:"revision"`
+	// Warnings are what a write (ReplaceRules, ReplaceText, Revert) kept
+	// but reports: flags it does not change whose worst-case cost is over
+	// the per-flag budget (rules.CheckChange). Never stored.
+	Warnings []*rules.Error `db:"-"`
 	// Text is the whole normalised rules text after the change. Only
 	// ChangelogEntry and writes fill it; Valid is false for entries
 	// written before the text was recorded.
@@ -468,28 +500,41 @@ func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 // the revision (refusing with ErrConflict if it is no longer
 // c.BaseRevision) and appends a changelog entry with the unified diff of the
 // normalised text. Invalid input is refused with ErrInvalid before anything
-// is written: bad fields, duplicates, conditions that do not compile, and
+// is written: bad fields, duplicates, conditions that do not compile,
 // values that do not parse as their flag's declared type (checked against
-// the declarations of the revision the change is written on). Line-level
-// problems come as a rules.ErrorList inside the error. Everything but the
-// writes happens before the transaction (see change); a transaction that
-// cannot get its lock within LockTimeout fails with ErrBusy.
+// the declarations of the revision the change is written on) and flags the
+// save changes whose worst-case cost is over the per-flag budget
+// (rules.CheckChange; unchanged ones over it are kept and listed in
+// Entry.Warnings). Line-level problems come as a rules.ErrorList inside
+// the error. Everything but the writes happens before the transaction
+// (see change); a transaction that cannot get its lock within LockTimeout
+// fails with ErrBusy.
 func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (Entry, error) {
-	if err := validate(rs, c); err != nil {
+	if err := s.validate(rs, c); err != nil {
 		return Entry{}, err
 	}
-	return s.change(ctx, "replace rules", c, func(before state) (state, error) {
-		if errs := rules.Check(rs, codecsOf(before.defs)); len(errs) > 0 {
+	var warnings []*rules.Error
+	e, err := s.change(ctx, "replace rules", c, func(before state) (state, error) {
+		errs, ws := rules.CheckChange(before.rules, rs, s.codecsOf(before.defs), 0)
+		if len(errs) > 0 {
 			return state{}, &invalidError{errs}
 		}
+		warnings = ws
 		return state{rules: rs, defs: before.defs}, nil
 	})
+	if err == nil {
+		e.Warnings = warnings
+	}
+	return e, err
 }
 
-func validate(rs []rules.Rule, c Change) error {
+// validate checks c and each rule's fields, and that no value (of a
+// declared flag or not) is over the store's value limit.
+func (s *Store) validate(rs []rules.Rule, c Change) error {
 	if err := checkChange(c); err != nil {
 		return err
 	}
+	var large rules.ErrorList
 	for i, r := range rs {
 		if err := r.Validate(); err != nil {
 			where := fmt.Sprintf("rule %d", i+1)
@@ -498,6 +543,17 @@ func validate(rs []rules.Rule, c Change) error {
 			}
 			return fmt.Errorf("%w: %s: %v", ErrInvalid, where, err)
 		}
+		if len(r.Value) > s.maxValue() {
+			e := &rules.Error{Line: r.Line, Kind: rules.ErrValueTooLarge,
+				Msg: fmt.Sprintf("flag %q: a value of %d bytes, over the limit of %d bytes", r.Flag, len(r.Value), s.maxValue())}
+			if r.Line == 0 {
+				e.Msg = fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, e.Msg)
+			}
+			large = append(large, e)
+		}
+	}
+	if len(large) > 0 {
+		return &invalidError{large}
 	}
 	if errs := rules.Duplicates(rs); len(errs) > 0 {
 		return &invalidError{errs}

@@ -5,6 +5,7 @@
 //
 //	feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE] [-tls-cert FILE -tls-key FILE] [-secure-cookies]
 //	                  [-public-addr HOST:PORT] [-cors-origins ORIGIN,...] [-ofrep-rate N [-ofrep-burst N]]
+//	                  [-ofrep-budget-per-flag UNITS] [-ofrep-budget-base UNITS]
 //	feature-info check [-defs FILE | -db DSN] FILE
 //	feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
 //	feature-info export [-db DSN]
@@ -45,6 +46,7 @@ var errUsage = errors.New("usage")
 const usage = `usage:
   feature-info serve [-db DSN] [-addr HOST:PORT] [-role ROLE] [-tls-cert FILE -tls-key FILE] [-secure-cookies]
                     [-public-addr HOST:PORT] [-cors-origins ORIGIN,...] [-ofrep-rate N [-ofrep-burst N]]
+                    [-ofrep-budget-per-flag UNITS] [-ofrep-budget-base UNITS]
   feature-info check [-defs FILE | -db DSN] FILE
   feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
   feature-info export [-db DSN]

@@ -76,6 +76,9 @@ func TestServeOFREPFlags(t *testing.T) {
 		{[]string{"-cors-origins", "app.example"}, `"app.example" is not an origin`},
 		{[]string{"-cors-origins", "https://app.example/path"}, "is not an origin"},
 		{[]string{"-ofrep-rate", "-1"}, "must not be negative"},
+		{[]string{"-ofrep-budget-base", "0"}, "must be positive"},
+		{[]string{"-ofrep-budget-per-flag", "-5"}, "must be positive"},
+		{[]string{"-ofrep-budget-per-flag", "many"}, "invalid value"},
 	} {
 		res := runCLI(t, dir, append([]string{"serve", "-addr", "127.0.0.1:0", "-db", filepath.Join(dir, "x.db")}, c.args...)...)
 		assert.Equal(t, 2, res.code, "%v: %s", c.args, res.stderr)
@@ -114,6 +117,26 @@ func TestServeOFREPMetrics(t *testing.T) {
 		assert.Contains(t, string(b), line+"\n")
 	}
 	assert.NotContains(t, string(b), "no.such", "no label comes from a request")
+}
+
+// serve's budget reaches bulk OFREP: with a budget of one unit, no flag
+// is evaluated.
+func TestServeOFREPBudget(t *testing.T) {
+	key := sqlstore.NewKey()
+	m := &Main{DSN: filepath.Join(t.TempDir(), "b.db"), Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t),
+		OFREPBudgetPerFlag: 1, OFREPBudgetBase: 1}
+	require.NoError(t, m.Run(context.Background()))
+	t.Cleanup(func() { m.Close() })
+	req, _ := http.NewRequest("POST", m.URL()+"/ofrep/v1/evaluate/flags", strings.NewReader(`{"context":{}}`))
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.Empty(t, resp.Header.Get("ETag"))
+	assert.Contains(t, string(b), `"errorCode":"GENERAL","errorDetails":"not evaluated: the request's evaluation budget is exhausted"`)
+	assert.NotContains(t, string(b), `"value"`)
 }
 
 // The README's OFREP example, against the example rules serve loads.

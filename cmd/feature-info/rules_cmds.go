@@ -134,6 +134,9 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return reportErrors(fs.Arg(0), err, stderr)
 	}
+	for _, w := range e.Warnings {
+		fmt.Fprintf(stderr, "%s:%d: warning: %s\n", fs.Arg(0), w.Line, w.Msg)
+	}
 	fmt.Fprintf(stdout, "imported %d rule(s) as revision %d\n", len(rs), e.Revision)
 	return nil
 }
@@ -268,6 +271,9 @@ func cmdRevert(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	e, err := st.Revert(ctx, id, sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: *base})
 	if err != nil {
 		return reportErrors(fmt.Sprintf("change #%d", id), err, stderr)
+	}
+	for _, w := range e.Warnings {
+		fmt.Fprintf(stderr, "change #%d:%d: warning: %s\n", id, w.Line, w.Msg)
 	}
 	fmt.Fprintf(stdout, "reverted to change #%d: saved as revision %d (changelog entry %d)\n", id, e.Revision, e.ID)
 	return nil

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"runtime/debug"
@@ -19,6 +20,7 @@ import (
 	"github.com/scopeflags/scopeflags/admin"
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/clientaddr"
 	"github.com/scopeflags/scopeflags/ofrep"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
@@ -67,6 +69,23 @@ type Main struct {
 	// second, burst); 0 is no limit.
 	OFREPRate  float64
 	OFREPBurst int
+	// OFREPBudgetPerFlag and OFREPBudgetBase make a bulk OFREP request's
+	// evaluation budget in cost units (ofrep.Config.BulkUnitsPerFlag and
+	// BulkBaseUnits); 0 is the default.
+	OFREPBudgetPerFlag int64
+	OFREPBudgetBase    int64
+	// MaxValue bounds a rule's value, in bytes, at saves (and a declared
+	// flag's in snapshots); rules.DefaultMaxValue (256 KiB) when 0.
+	MaxValue int
+	// Abuse limits (docs/operations.md): the proxies whose
+	// X-Forwarded-For names the client; event streams per key and per
+	// client address (0: the packages' defaults); how long a request's
+	// headers and body may take to arrive (0: DefaultBodyTimeout), a
+	// slower body being answered 408.
+	TrustedProxies    []netip.Prefix
+	MaxStreamsPerKey  int
+	MaxStreamsPerAddr int
+	BodyTimeout       time.Duration
 
 	Store  *sqlstore.Store
 	Live   *controller.Live
@@ -88,9 +107,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Log == nil {
 		m.Log = slog.Default()
 	}
-	st, err := openStore(ctx, m.DSN)
+	st, err := sqlstore.OpenWith(ctx, m.DSN, sqlstore.Options{MaxValue: m.MaxValue})
 	if err != nil {
-		return err
+		return fmt.Errorf("open %s: %w", redactDSN(m.DSN), err)
 	}
 	m.Store = st
 	if err := m.seed(ctx); err != nil {
@@ -101,7 +120,7 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	docs := features.NewRegistry()
 	docs.MustDocument(exampleDocs...)
-	m.Engine = features.NewEngine(features.Config{Source: st, Flags: docs, ServerRole: m.ServerRole, Log: m.Log})
+	m.Engine = features.NewEngine(features.Config{Source: st, Flags: docs, ServerRole: m.ServerRole, Log: m.Log, MaxValue: m.MaxValue})
 	m.Live = m.Engine.Live()
 	if err := m.Live.Reload(ctx, true); err != nil {
 		return err
@@ -112,9 +131,12 @@ func (m *Main) Run(ctx context.Context) error {
 		return err
 	}
 	m.OFREP = ofrep.New(ofrep.Config{Engine: m.Engine, Keys: m.Keys, CORSOrigins: m.CORSOrigins,
-		RateLimit: m.OFREPRate, RateBurst: m.OFREPBurst, Log: m.Log})
+		RateLimit: m.OFREPRate, RateBurst: m.OFREPBurst, Log: m.Log,
+		BulkUnitsPerFlag: m.OFREPBudgetPerFlag, BulkBaseUnits: m.OFREPBudgetBase,
+		Abuse: ofrep.Abuse{TrustedProxies: m.TrustedProxies, MaxStreamsPerAddr: m.MaxStreamsPerAddr}})
 	m.Admin = &admin.Server{Store: st, Engine: m.Engine, Keys: m.Keys, Log: m.Log, SecureCookies: m.SecureCookies,
-		MoreMetrics: []admin.MetricsWriter{m.OFREP}}
+		MoreMetrics: []admin.MetricsWriter{m.OFREP}, TrustedProxies: m.TrustedProxies,
+		MaxStreamsPerKey: m.MaxStreamsPerKey, MaxStreamsPerAddr: m.MaxStreamsPerAddr}
 	adminHandler := m.Admin.Handler()
 	// OFREP authenticates by header, never by cookie: it sits beside the
 	// admin server, outside its cross-origin protection.
@@ -179,13 +201,27 @@ func (m *Main) Run(ctx context.Context) error {
 	return nil
 }
 
+// DefaultBodyTimeout is how long a request (headers and body) may take to
+// arrive; a slower body is answered 408.
+const DefaultBodyTimeout = 30 * time.Second
+
+func (m *Main) bodyTimeout() time.Duration {
+	if m.BodyTimeout <= 0 {
+		return DefaultBodyTimeout
+	}
+	return m.BodyTimeout
+}
+
 func (m *Main) httpServer(h http.Handler) *http.Server {
+	// A body that has not arrived by the read timeout is answered 408 by
+	// the admin server and OFREP (which lift the write deadline for it:
+	// at equal timeouts it has passed too).
 	srv := &http.Server{
 		Handler:           h,
 		ErrorLog:          slog.NewLogLogger(m.Log.Handler(), slog.LevelWarn),
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		ReadHeaderTimeout: min(5*time.Second, m.bodyTimeout()),
+		ReadTimeout:       m.bodyTimeout(),
+		WriteTimeout:      max(30*time.Second, m.bodyTimeout()),
 		IdleTimeout:       2 * time.Minute,
 	}
 	srv.RegisterOnShutdown(m.OFREP.Close)
@@ -299,6 +335,13 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	origins := fs.String("cors-origins", "", "comma-separated browser origins allowed to call OFREP (https://app.example.com)")
 	fs.Float64Var(&m.OFREPRate, "ofrep-rate", 0, "OFREP requests a second allowed per key (0: no limit)")
 	fs.IntVar(&m.OFREPBurst, "ofrep-burst", 0, "OFREP requests a key may make at once (default: -ofrep-rate rounded up)")
+	fs.Int64Var(&m.OFREPBudgetPerFlag, "ofrep-budget-per-flag", ofrep.DefaultBulkUnitsPerFlag, "a bulk OFREP request's evaluation budget grows by this many cost units for each flag the key may see")
+	fs.Int64Var(&m.OFREPBudgetBase, "ofrep-budget-base", ofrep.DefaultBulkBaseUnits, "every bulk OFREP request's evaluation budget, in cost units, before its flags are counted")
+	fs.IntVar(&m.MaxValue, "max-value", rules.DefaultMaxValue, "the longest rule value (of any flag and type) or declared default or variant, in bytes")
+	proxies := fs.String("trusted-proxies", "", "comma-separated proxy addresses and CIDR prefixes whose X-Forwarded-For names the client (default: none, the peer is the client)")
+	fs.IntVar(&m.MaxStreamsPerKey, "max-streams-per-key", admin.DefaultMaxStreamsPerKey, "/api/v1/events streams one key may hold open (-1: no cap)")
+	fs.IntVar(&m.MaxStreamsPerAddr, "max-streams-per-addr", admin.DefaultMaxStreamsPerAddr, "change streams (/api/v1/events and /ofrep/v1/events, each) one client address may hold open (-1: no cap)")
+	fs.DurationVar(&m.BodyTimeout, "body-timeout", DefaultBodyTimeout, "how long a request's headers and body may take to arrive; a slower body is answered 408")
 	m.AdminKey = os.Getenv("SCOPEFLAGS_ADMIN_KEY")
 	m.Out = stdout
 	if err := parseFlags(fs, args); err != nil {
@@ -318,6 +361,19 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if m.OFREPRate < 0 || m.OFREPBurst < 0 {
 		return fmt.Errorf("%w: -ofrep-rate and -ofrep-burst must not be negative", errUsage)
+	}
+	if m.OFREPBudgetPerFlag <= 0 || m.OFREPBudgetBase <= 0 {
+		return fmt.Errorf("%w: -ofrep-budget-per-flag and -ofrep-budget-base must be positive", errUsage)
+	}
+	var err error
+	if m.TrustedProxies, err = clientaddr.Parse(*proxies); err != nil {
+		return fmt.Errorf("%w: -trusted-proxies: %v", errUsage, err)
+	}
+	if m.MaxStreamsPerKey == 0 || m.MaxStreamsPerKey < -1 || m.MaxStreamsPerAddr == 0 || m.MaxStreamsPerAddr < -1 {
+		return fmt.Errorf("%w: -max-streams-per-key and -max-streams-per-addr: want a positive count, or -1 for no cap", errUsage)
+	}
+	if m.BodyTimeout <= 0 {
+		return fmt.Errorf("%w: -body-timeout must be positive, such as 30s", errUsage)
 	}
 	if os.Getenv("GOGC") == "" {
 		// The server's live heap is small (a few MB), so at the default

@@ -27,7 +27,13 @@ const EnvDSN = "SCOPEFLAGS_TEST_POSTGRES"
 // SQLite returns a store on a new SQLite file, closed at the end of the test.
 func SQLite(t testing.TB) *sqlstore.Store {
 	t.Helper()
-	return open(t, filepath.Join(t.TempDir(), "rules.db"))
+	return SQLiteWith(t, sqlstore.Options{})
+}
+
+// SQLiteWith is SQLite with options, such as a larger value limit.
+func SQLiteWith(t testing.TB, opts sqlstore.Options) *sqlstore.Store {
+	t.Helper()
+	return openWith(t, filepath.Join(t.TempDir(), "rules.db"), opts)
 }
 
 // Postgres returns a store on a fresh PostgreSQL schema, dropped at the end
@@ -53,9 +59,14 @@ func Stores(t testing.TB) []*sqlstore.Store {
 
 func open(t testing.TB, dsn string) *sqlstore.Store {
 	t.Helper()
+	return openWith(t, dsn, sqlstore.Options{})
+}
+
+func openWith(t testing.TB, dsn string, opts sqlstore.Options) *sqlstore.Store {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	st, err := sqlstore.Open(ctx, dsn)
+	st, err := sqlstore.OpenWith(ctx, dsn, opts)
 	if err != nil {
 		t.Fatalf("open store: %v", err)
 	}
