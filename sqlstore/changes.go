@@ -57,6 +57,8 @@ type pending struct {
 	// The texts before and after, and the entry's diff.
 	oldRules, newRules, oldDefs, newDefs string
 	diff                                 string
+	// rules is what the write does to the rules table.
+	rules ruleWrites
 }
 
 // change runs one audited write. The costly part happens before any lock
@@ -157,6 +159,9 @@ func (s *Store) prepare(ctx context.Context, op string, c Change, plan planFunc,
 	p.oldRules, p.newRules = rules.Format(p.before.rules), rules.Format(p.after.rules)
 	p.oldDefs, p.newDefs = DeclarationsText(p.before.defs), DeclarationsText(p.after.defs)
 	p.diff = entryDiff(p.oldRules, p.newRules, p.oldDefs, p.newDefs)
+	if p.oldRules != p.newRules {
+		p.rules = planRules(p.before.rules, p.after.rules)
+	}
 	return p, nil
 }
 
@@ -187,7 +192,7 @@ func (s *Store) commit(ctx context.Context, op string, c Change, p *pending, tx 
 	rev := p.at + 1
 
 	if p.oldRules != p.newRules {
-		if err := s.writeRules(ctx, tx, p.before.rules, p.after.rules); err != nil {
+		if err := s.writeRules(ctx, tx, p.rules); err != nil {
 			return fail(err)
 		}
 	}
@@ -233,64 +238,79 @@ func sameRule(x, y rules.Rule) bool {
 	return x.Flag == y.Flag && x.Scope == y.Scope && x.Priority == y.Priority && x.Value == y.Value && x.Condition == y.Condition
 }
 
-// writeRules makes the stored rules after instead of before (what the
-// table holds: the revision has not moved since it was read). Rules whose
-// value alone changed are updated in place: no index holds the value, so
-// on SQLite only the table is written (0.5 s for 50,000 of 100,000 rules,
-// where deleting and inserting them took 2 s), and on PostgreSQL the
-// pages' free room (fillfactor 70) makes most of them HOT updates, which
-// write no index either (0.2 s against 0.7 s). The rules gone or
-// otherwise changed are deleted and the new or changed ones inserted. When most rules go, it deletes them all and inserts
-// after. Deleting first means no insert meets a row of before that after
-// no longer has (after itself has no duplicates: validate checked).
-func (s *Store) writeRules(ctx context.Context, tx *sqlx.Tx, before, after []rules.Rule) error {
-	old := make(map[ruleKey]rules.Rule, len(before))
-	for _, r := range before {
-		old[ruleKey{r.Flag, r.Priority}] = r
+// ruleWrites is what a save writes to the rules table, worked out before
+// its transaction (planRules).
+type ruleWrites struct {
+	all     bool      // delete every rule, then insert add
+	gone    []ruleKey // rules to delete, in key order
+	revalue []rules.Rule
+	add     []rules.Rule
+}
+
+// planRules works out the writes that make the stored rules after instead
+// of before. Rules whose value alone changed are updated in place: no
+// index holds the value, so on SQLite only the table is written (0.5 s for
+// 50,000 of 100,000 rules, where deleting and inserting them took 2 s),
+// and on PostgreSQL the pages' free room (fillfactor 70) makes most of
+// them HOT updates, which write no index either (0.2 s against 0.7 s).
+// The rules gone or otherwise changed are deleted and the new or changed
+// ones inserted; when most rules go, all are deleted and after inserted.
+// Deleting first means no insert meets a row of before that after no
+// longer has (after itself has no duplicates: validate checked).
+func planRules(before, after []rules.Rule) ruleWrites {
+	old := make(map[ruleKey]int32, len(before)) // index in before
+	for i, r := range before {
+		old[ruleKey{r.Flag, r.Priority}] = int32(i)
 	}
-	var add, revalue []rules.Rule
+	var w ruleWrites
 	for _, r := range after {
 		k := ruleKey{r.Flag, r.Priority}
-		o, ok := old[k]
+		i, ok := old[k]
 		switch {
 		case !ok:
-			add = append(add, r)
-		case sameRule(o, r):
+			w.add = append(w.add, r)
+		case sameRule(before[i], r):
 			delete(old, k) // kept as it is
-		case o.Scope == r.Scope && o.Condition == r.Condition:
+		case before[i].Scope == r.Scope && before[i].Condition == r.Condition:
 			delete(old, k)
-			revalue = append(revalue, r)
+			w.revalue = append(w.revalue, r)
 		default:
-			add = append(add, r) // and o, left in old, is deleted
+			w.add = append(w.add, r) // and before[i], left in old, is deleted
 		}
 	}
 	// old now holds the rules gone or changed other than in value.
 	if 2*len(old) > len(before) {
+		return ruleWrites{all: true, add: after}
+	}
+	w.gone = make([]ruleKey, 0, len(old))
+	for k := range old {
+		w.gone = append(w.gone, k)
+	}
+	// In key order: the index is walked once, not at random.
+	slices.SortFunc(w.gone, func(a, b ruleKey) int {
+		if c := strings.Compare(a.flag, b.flag); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.priority, b.priority)
+	})
+	return w
+}
+
+// writeRules makes the writes w.
+func (s *Store) writeRules(ctx context.Context, tx *sqlx.Tx, w ruleWrites) error {
+	if w.all {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM feature_rules`); err != nil {
 			return err
 		}
-		return s.insertRules(ctx, tx, after)
-	}
-	if len(old) > 0 {
-		gone := make([]ruleKey, 0, len(old))
-		for k := range old {
-			gone = append(gone, k)
-		}
-		// In key order: the index is walked once, not at random.
-		slices.SortFunc(gone, func(a, b ruleKey) int {
-			if c := strings.Compare(a.flag, b.flag); c != 0 {
-				return c
-			}
-			return cmp.Compare(a.priority, b.priority)
-		})
-		if err := s.deleteRules(ctx, tx, gone); err != nil {
+	} else if len(w.gone) > 0 {
+		if err := s.deleteRules(ctx, tx, w.gone); err != nil {
 			return err
 		}
 	}
-	if err := s.updateValues(ctx, tx, revalue); err != nil {
+	if err := s.updateValues(ctx, tx, w.revalue); err != nil {
 		return err
 	}
-	return s.insertRules(ctx, tx, add)
+	return s.insertRules(ctx, tx, w.add)
 }
 
 // updateValues sets the values of the stored rules with the keys of rs:
