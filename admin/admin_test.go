@@ -209,6 +209,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"POST", "/api/v1/flags/push", "write", 200, func() (string, []byte, []string) {
 				return "application/json", []byte(seedDecls), []string{"X-Comment", "matrix"}
 			}},
+			{"PUT", "/api/v1/flags/{name}/rules", "write", 200, func() (string, []byte, []string) {
+				return "text/plain", []byte("a default 1 true\n"), []string{"If-Match", "*", "X-Comment", "matrix"}
+			}},
 			{"GET", "/api/v1/changelog", "read", 200, none},
 			{"GET", "/api/v1/changelog/{id}", "read", 200, none},
 			{"POST", "/api/v1/changelog/{id}/revert", "write", 200, func() (string, []byte, []string) {

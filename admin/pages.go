@@ -380,7 +380,7 @@ func (s *Server) revertPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "the form lacks the revision it was loaded from; reload the page"))
 		return
 	}
-	e, err := s.revert(r, id, base, r.PostForm.Get("comment"))
+	e, err := s.revert(r, id, base, r.PostForm.Get("comment"), false)
 	if err != nil {
 		var ae *Error
 		if errors.As(err, &ae) && ae.Code == "precondition_failed" {
