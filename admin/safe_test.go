@@ -62,7 +62,7 @@ func TestPutFlagRules(t *testing.T) {
 		a = decodeSave(t, gone)
 		require.Len(t, a.Flags, 1)
 		assert.True(t, a.Flags[0].AllRemoved)
-		assert.Equal(t, "a: its only rule removed", a.Flags[0].Summary)
+		assert.Equal(t, "a: all 1 rule removed", a.Flags[0].Summary)
 		assert.Equal(t, "b\tdefault\t1\tz\n", e.do("read", "GET", "/api/v1/rules?format=text", "", nil).body)
 
 		bad := e.do("write", "PUT", "/api/v1/flags/Bad%20Name/rules", "text/plain", nil, "If-Match", "*", "X-Comment", "x")

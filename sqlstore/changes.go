@@ -265,12 +265,13 @@ type FlagChange struct {
 	Before, After  int
 }
 
-// String renders c as "ui.icing: +1 -1", "new.flag: +2" or
-// "mail.outgoing.disabled: all 2 rules removed".
+// String renders c as "ui.icing: +1 -1", "new.flag: +2",
+// "mail.outgoing.disabled: all 2 rules removed" or "x.y: all 1 rule
+// removed".
 func (c FlagChange) String() string {
 	if c.After == 0 && c.Before > 0 {
 		if c.Before == 1 {
-			return c.Flag + ": its only rule removed"
+			return c.Flag + ": all 1 rule removed"
 		}
 		return fmt.Sprintf("%s: all %d rules removed", c.Flag, c.Before)
 	}

@@ -66,7 +66,7 @@ func TestReplaceFlagRulesLeavesOtherFlags(t *testing.T) {
 		// named is refused.
 		e, err = st.ReplaceFlagRules(ctx, []string{"mail.outgoing.disabled", "jobs.reindex.batch_size"}, nil, change("drop two", sqlstore.AnyRevision))
 		require.NoError(t, err)
-		assert.Equal(t, []string{"jobs.reindex.batch_size: all 2 rules removed", "mail.outgoing.disabled: its only rule removed"}, flagChangeStrings(e))
+		assert.Equal(t, []string{"jobs.reindex.batch_size: all 2 rules removed", "mail.outgoing.disabled: all 1 rule removed"}, flagChangeStrings(e))
 		_, err = st.ReplaceFlagRules(ctx, []string{"ui.icing"}, parse(t, "ui.theme default 1 dark\n"), change("wrong flag", sqlstore.AnyRevision))
 		require.ErrorIs(t, err, sqlstore.ErrInvalid)
 		assert.ErrorContains(t, err, `line 1: flag "ui.theme" is not one of the flags replaced`)
@@ -132,7 +132,7 @@ func TestDryRun(t *testing.T) {
 		assert.False(t, e.Unchanged)
 		assert.Equal(t, int64(2), e.Revision, "the revision it would write")
 		assert.Zero(t, e.ID)
-		assert.Equal(t, []string{"checkout.new_flow.enabled: its only rule removed", "ui.icing: +1 -3"}, flagChangeStrings(e))
+		assert.Equal(t, []string{"checkout.new_flow.enabled: all 1 rule removed", "ui.icing: +1 -3"}, flagChangeStrings(e))
 		assert.Contains(t, e.Diff, "+ui.icing\tdefault\t0\tlemon")
 		assert.Equal(t, "ui.icing\tdefault\t0\tlemon\n", e.Text.String)
 
