@@ -222,3 +222,45 @@ func TestWatchDoesNotWaitForTheDatabase(t *testing.T) {
 		}
 	}
 }
+
+// TestNoChangeNotifiesNothing: a save of the rules already stored, a
+// revert to the state already current and a dry run signal no listener
+// (a save that changes something does, as a control).
+func TestNoChangeNotifiesNothing(t *testing.T) {
+	server, other := twoServers(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch := server.Watch(ctx)
+	require.NotNil(t, ch)
+	require.Eventually(t, func() bool { return server.Listeners() == 1 }, time.Second, time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // the LISTEN is issued
+	saveValue(t, other, "same")
+	select {
+	case <-ch:
+	case <-time.After(2 * time.Second):
+		t.Fatal("the control save: no signal within 2 s")
+	}
+	time.Sleep(300 * time.Millisecond) // any later signal of the listener's start
+	for {
+		select {
+		case <-ch:
+			continue
+		default:
+		}
+		break
+	}
+	saveValue(t, other, "same")
+	es, err := other.Changelog(ctx, sqlstore.ChangelogQuery{Limit: 1})
+	require.NoError(t, err)
+	_, err = other.Revert(ctx, es[0].ID, change("to now", sqlstore.AnyRevision))
+	require.NoError(t, err)
+	dry := change("dry", sqlstore.AnyRevision)
+	dry.DryRun = true
+	_, err = other.ReplaceRules(ctx, parse(t, "ui.icing default 0 other\n"), dry)
+	require.NoError(t, err)
+	select {
+	case <-ch:
+		t.Fatal("a write that changed nothing signalled")
+	case <-time.After(500 * time.Millisecond):
+	}
+}
