@@ -69,9 +69,9 @@ type pageData struct {
 	// ErrorSummary counts the problems (and says when not all are listed).
 	ErrorSummary string
 	// Warnings about the saved text (line numbers of the saved text).
-	Warnings  []Detail
-	Conflict  []sqlstore.Entry
-	Saved     *sqlstore.Entry
+	Warnings []Detail
+	Conflict []sqlstore.Entry
+	Saved    *sqlstore.Entry
 	// Unchanged: the last save or revert changed nothing, so wrote nothing.
 	Unchanged bool
 	Rules     []rules.Rule
