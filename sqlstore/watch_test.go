@@ -222,4 +222,3 @@ func TestWatchDoesNotWaitForTheDatabase(t *testing.T) {
 		}
 	}
 }
-
