@@ -1,0 +1,37 @@
+package admin_test
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strconv"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scopeflags/scopeflags/sqlstore"
+)
+
+// TestAPISaveWarnsOfNegations: a save with a rule of an untyped flag whose
+// value reads as "off" answers a warning naming the line.
+func TestAPISaveWarnsOfNegations(t *testing.T) {
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, filepath.Join(t.TempDir(), "neg.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	e := newEnv(t, st)
+	r := e.do("write", "PUT", "/api/v1/rules", "text/plain", []byte("checkout.new_flow.enabled default 100 on\nmail.x default 100 disabled\n"),
+		"If-Match", strconv.Quote(strconv.FormatInt(e.revision(), 10)), "X-Comment", "trap")
+	require.Equal(t, 200, r.code, r.body)
+	var saved struct {
+		Warnings []struct {
+			Line    int
+			Message string
+		}
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.body), &saved))
+	require.Len(t, saved.Warnings, 1, r.body)
+	assert.Equal(t, 2, saved.Warnings[0].Line)
+	assert.Equal(t, `mail.x = "disabled" is a non-empty value, so GetFlag treats it as on; declare the flag boolean or delete the rule`, saved.Warnings[0].Message)
+}
