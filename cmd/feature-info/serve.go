@@ -103,6 +103,7 @@ type Main struct {
 	srv, public  *http.Server
 	cancel       context.CancelFunc
 	done         chan struct{}
+	keysDone     chan struct{} // closed when the key table's loop (and its listener) has ended
 }
 
 // Run opens the store (applying the schema), loads the example rules into
@@ -184,7 +185,8 @@ func (m *Main) Run(ctx context.Context) error {
 	m.cancel = cancel
 	m.done = make(chan struct{})
 	go func() { _ = m.Live.Run(runCtx, 0) }()
-	go func() { _ = m.Keys.Run(runCtx) }()
+	m.keysDone = make(chan struct{})
+	go func() { defer close(m.keysDone); _ = m.Keys.Run(runCtx) }()
 	serve := func(srv *http.Server, ln net.Listener) error {
 		if m.TLSCert != "" {
 			return srv.ServeTLS(ln, m.TLSCert, m.TLSKey)
@@ -324,6 +326,7 @@ func (m *Main) Close() error {
 	}
 	if m.cancel != nil {
 		m.cancel()
+		<-m.keysDone
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
