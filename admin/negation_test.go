@@ -35,3 +35,14 @@ func TestAPISaveWarnsOfNegations(t *testing.T) {
 	assert.Equal(t, 2, saved.Warnings[0].Line)
 	assert.Equal(t, `mail.x = "disabled" is a non-empty value, so GetFlag treats it as on; declare the flag boolean or delete the rule`, saved.Warnings[0].Message)
 }
+
+// TestLoginPageListsEveryScope: the login page names all four key scopes.
+func TestLoginPageListsEveryScope(t *testing.T) {
+	st, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "login.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	e := newEnv(t, st)
+	r := e.do("", "GET", "/login", "", nil)
+	require.Equal(t, 200, r.code)
+	assert.Contains(t, r.body, "-scope read_external|read|write|admin -name NAME")
+}

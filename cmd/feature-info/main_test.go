@@ -182,6 +182,8 @@ func TestStoreCommands(t *testing.T) {
 				member := runCLI(t, dir, append(append([]string{"eval"}, src...), "-team", "qa", "ui.icing", "slice.test")...)
 				require.Equal(t, 0, member.code, member.stderr)
 				assert.Equal(t, "ui.icing\tchocolate\t(scope team:qa, priority 100, TARGETING_MATCH)\nslice.test\t(unset)\n", member.stdout, "%q", src)
+				unknown := runCLI(t, dir, append(append([]string{"eval"}, src...), "slice.test", "no.such.flag")...)
+				assert.Equal(t, "slice.test\t(unset)\nno.such.flag\t(unset: the flag has neither rules nor a declaration)\n", unknown.stdout, "%q", src)
 				user4 := runCLI(t, dir, append(append([]string{"eval"}, src...), "-team", "qa", "-user", "4", "slice.test")...)
 				assert.Equal(t, "slice.test\tin-slice\t(scope userslice:1,3, priority 1, TARGETING_MATCH)\n", user4.stdout, "%q", src)
 			}
@@ -248,6 +250,7 @@ func TestServe(t *testing.T) {
 		return key != ""
 	}, 5*time.Second, 10*time.Millisecond, "first start prints an admin key")
 	assert.NotContains(t, logs.String(), key, "keys never appear in logs")
+	assert.Contains(t, stdout.String(), "-scope read_external|read|write|admin -name NAME", "the banner lists every scope")
 
 	get := func(path string) (int, string) {
 		req, err := http.NewRequest("GET", base+path, nil)
@@ -471,7 +474,10 @@ func TestKeysCommands(t *testing.T) {
 		res := runCLI(t, dir, args...)
 		assert.Equal(t, 2, res.code, "%v: %s", args, res.stderr)
 	}
-	res := runCLI(t, dir, "keys", "revoke", "99")
+	res := runCLI(t, dir, "keys", "create", "-scope", "superuser", "-name", "x")
+	assert.Equal(t, 2, res.code)
+	assert.Contains(t, res.stderr, `unknown scope "superuser" (want read_external, read, write or admin)`, "the valid scopes are listed")
+	res = runCLI(t, dir, "keys", "revoke", "99")
 	assert.Equal(t, 1, res.code)
 	assert.Contains(t, res.stderr, "not found: key 99")
 }

@@ -280,7 +280,7 @@ func (m *Main) bootstrapKey(ctx context.Context) error {
 		if out == nil {
 			out = os.Stdout
 		}
-		fmt.Fprintf(out, "\nThe database had no API keys, so this admin key was made (id %d). It is shown only now:\n\n    %s\n\nLog in with it at /login, or send it as Authorization: Bearer KEY. Make narrower keys with\n\"feature-info keys create -scope read|write|admin -name NAME\".\n\n", k.ID, key)
+		fmt.Fprintf(out, "\nThe database had no API keys, so this admin key was made (id %d). It is shown only now:\n\n    %s\n\nLog in with it at /login, or send it as Authorization: Bearer KEY. Make narrower keys with\n\"feature-info keys create -scope read_external|read|write|admin -name NAME\".\n\n", k.ID, key)
 	} else {
 		m.Log.Info("first admin key stored from SCOPEFLAGS_ADMIN_KEY", "id", k.ID, "hint", k.Hint)
 	}
