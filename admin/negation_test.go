@@ -46,3 +46,19 @@ func TestLoginPageListsEveryScope(t *testing.T) {
 	require.Equal(t, 200, r.code)
 	assert.Contains(t, r.body, "-scope read_external|read|write|admin -name NAME")
 }
+
+// TestRulesPageWarnsOfNegations: the rules page, after a save, lists the
+// rule of an untyped flag whose value reads as "off", with its line.
+func TestRulesPageWarnsOfNegations(t *testing.T) {
+	st, err := sqlstore.Open(context.Background(), filepath.Join(t.TempDir(), "page.db"))
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	e := newEnv(t, st)
+	text := "mail.x default 100 None\n"
+	r := e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "trap", "base", strconv.FormatInt(e.revision(), 10)))
+	require.Equal(t, 303, r.code, r.body)
+	page := e.do("write", "GET", r.header.Get("Location"), "", nil)
+	require.Equal(t, 200, page.code)
+	assert.Contains(t, page.body, `id="warnings"`)
+	assert.Contains(t, page.body, `line 1: mail.x = &#34;None&#34; is a non-empty value, so GetFlag treats it as on; declare the flag boolean or delete the rule`)
+}
