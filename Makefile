@@ -13,7 +13,7 @@ GO ?= go
 .PHONY: run test bench bench-ofrep bench-cluster soak-ofrep lint fuzz build js-deps
 
 run:
-	$(GO) run ./cmd/feature-info serve -addr $(ADDR) -db $(DB)
+	$(GO) run ./cmd/feature-info serve -examples -addr '$(ADDR)' -db '$(DB)'
 
 build:
 	$(GO) build -o bin/feature-info ./cmd/feature-info

@@ -234,20 +234,27 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
 	d := s.page(r, "Feature rules")
 	d.Unchanged = r.URL.Query().Get("unchanged") == "1"
-	if id, err := strconv.ParseInt(r.URL.Query().Get("saved"), 10, 64); err == nil {
-		if e, err := s.Store.ChangelogEntry(r.Context(), id); err == nil {
-			d.Saved = &e
-			// Warnings (such as scopes no handler claims) do not stop a
-			// save; show them for the text as saved.
-			if _, ws, err := rules.Parse(e.Text.String, s.live().Registry()); err == nil {
-				d.Warnings = warningDetails(ws)
-			}
-		}
-	}
 	cfg, err := s.Store.Load(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if id, err := strconv.ParseInt(r.URL.Query().Get("saved"), 10, 64); err == nil {
+		if e, err := s.Store.ChangelogEntry(r.Context(), id); err == nil {
+			d.Saved = &e
+			// Warnings (such as scopes no handler claims, or values
+			// that read as "off") do not stop a save; show them for the
+			// text as saved.
+			if rs, ws, err := rules.Parse(e.Text.String, s.live().Registry()); err == nil {
+				codecs := make(map[string]*rules.Codec, len(cfg.Flags))
+				for _, def := range cfg.Flags {
+					if c, err := def.Codec(); err == nil {
+						codecs[def.Name] = c
+					}
+				}
+				d.Warnings = warningDetails(append(ws, rules.Negations(rs, codecs)...))
+			}
+		}
 	}
 	d.Revision, d.Base, d.Rules, d.Text = cfg.Revision, cfg.Revision, cfg.Rules, rules.Format(cfg.Rules)
 	s.renderStatus(w, r, http.StatusOK, "rules.html", d)

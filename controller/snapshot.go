@@ -696,7 +696,9 @@ func (f *flagEntry) result(r *rule, err error) Result {
 	if r == nil {
 		res.Reason, res.Typed = ReasonDefault, f.sharedOf(nil)
 		if f.def != nil {
-			res.Value = f.dflt.Text
+			// A default that names a variant is that variant (the
+			// control group of an A/B test).
+			res.Value, res.Variant = f.dflt.Text, f.dflt.Variant
 		}
 		return res
 	}

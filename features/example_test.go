@@ -57,6 +57,18 @@ func currentUser(r *http.Request) scopes.User {
 	return scopes.StaticUser{ID: n, Teams: strings.Split(teams, ",")}
 }
 
+// requireStaff is the application's own authentication: here, members
+// of the team staff; anyone else gets 403.
+func requireStaff(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u := currentUser(r); u == nil || !u.InTeam("staff") {
+			http.Error(w, "forbidden", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // runServer is README's web handler wiring.
 func runServer(ctx context.Context, ln net.Listener, dsn string) error {
 	store, err := sqlstore.Open(ctx, dsn) // "scopeflags.db", or "postgres://..."
@@ -74,9 +86,15 @@ func runServer(ctx context.Context, ln net.Listener, dsn string) error {
 		}
 		fmt.Fprintln(w, "express:", express.Get(r.Context()))
 	})
-	mux.Handle("GET /+feature-info", engine.InfoHandler())
+	mux.Handle("GET /+feature-info", requireStaff(engine.InfoHandler())) // behind your own authentication: never public
 	return http.Serve(ln, engine.Middleware(features.MiddlewareOptions{
 		User: func(r *http.Request) scopes.User { return currentUser(r) }, // nil when anonymous
+		Target: func(r *http.Request) (string, map[string]any) { // the targeting key percent() and bucket() hash
+			if u := currentUser(r); u != nil {
+				return strconv.FormatInt(u.UserID(), 10), nil
+			}
+			return "", nil
+		},
 	})(mux))
 }
 
@@ -119,7 +137,7 @@ func Example_webHandler() {
 		fmt.Println(err)
 		return
 	}
-	if _, _, err := store.ReplaceText(ctx, "checkout.new_flow.enabled team:beta 10 on\ncheckout.express.enabled default 0 true\n", nil,
+	if _, _, err := store.ReplaceText(ctx, "checkout.new_flow.enabled team:beta 10 on\ncheckout.express.enabled default 0 true\n    when percent(100)\n", nil,
 		sqlstore.Change{Comment: "example", Actor: "example", BaseRevision: sqlstore.AnyRevision}); err != nil {
 		fmt.Println(err)
 		return
@@ -136,10 +154,23 @@ func Example_webHandler() {
 	url := "http://" + ln.Addr().String() + "/checkout/pay"
 	fmt.Print(getUntil(url, "7:beta", "new flow\nexpress: true\n"))
 	fmt.Print(getUntil(url, "8:other", "express: true\n"))
+	// /+feature-info is for staff only.
+	info := "http://" + ln.Addr().String() + "/+feature-info"
+	for _, user := range []string{"", "8:other", "9:staff"} {
+		req, _ := http.NewRequest("GET", info, nil)
+		req.Header.Set("X-User", user)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			fmt.Printf("%q: %d\n", user, resp.StatusCode)
+		}
+	}
 	// Output:
 	// new flow
 	// express: true
 	// express: true
+	// "": 403
+	// "8:other": 403
+	// "9:staff": 200
 }
 
 // publishedEngine is an engine on DefaultRegistry whose rules are text.

@@ -399,7 +399,9 @@ var ErrCost = errors.New("rules: over the per-flag cost budget")
 // differs from that in before); a flag the write does not change is kept
 // as it is and listed among the warnings. Both name the flag's first line
 // and the figures ("ui.x costs up to N units, over the per-flag budget of
-// M"), and unwrap to ErrCost. before nil: every flag is changed.
+// M"), and unwrap to ErrCost. before nil: every flag is changed. The
+// warnings also list every rule of an undeclared flag whose value reads
+// as a negation (Negations).
 func CheckChange(before, rs []Rule, codecs map[string]*Codec, budget int64) (errs ErrorList, warnings []*Error) {
 	if budget <= 0 {
 		budget = DefaultFlagBudget
@@ -445,6 +447,7 @@ func CheckChange(before, rs []Rule, codecs map[string]*Codec, budget int64) (err
 			msg+"; kept, since this change does not touch it, but bulk evaluations may leave it out"))
 	}
 	slices.SortStableFunc(errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+	warnings = append(warnings, Negations(rs, codecs)...)
 	return errs, warnings
 }
 

@@ -105,7 +105,7 @@ func TestCheckChange(t *testing.T) {
 			"    when plan == \"pro\"\n" +
 			"ui.x default 1 on\n" +
 			"    when " + probe + "\n" +
-			"ui.x default 0 off\n"
+			"ui.x default 0 plain\n"
 	}
 	parse := func(s string) []rules.Rule {
 		rs, _, err := rules.Parse(s, nil)

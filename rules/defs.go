@@ -358,6 +358,48 @@ func check(rs []Rule, codecs map[string]*Codec) (ErrorList, []*Condition) {
 	return errs, conds
 }
 
+// ErrNegation marks a rule of a flag not declared with a type whose value
+// reads as "off" (Negations): GetFlag treats every non-empty value as on.
+var ErrNegation = errors.New("rules: a negation as the value of an untyped flag")
+
+// negations are the values, in any case, that read as "off" but that
+// GetFlag, like any non-empty value, treats as on.
+var negations = [...]string{"off", "false", "no", "0", "disabled", "none"}
+
+// IsNegation reports whether v reads as "off" (off, false, no, 0,
+// disabled or none, in any case).
+func IsNegation(v string) bool {
+	v = strings.TrimSpace(v)
+	for _, n := range negations {
+		if strings.EqualFold(v, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// Negations returns a warning for each rule of a flag without a codec (not
+// declared with a type) whose value reads as "off" (IsNegation): an unset
+// or empty value is false and anything else true, so such a rule turns the
+// flag on. Each names its line: `line 7: checkout.new_flow.enabled =
+// "off" is a non-empty value, so GetFlag treats it as on; declare the flag
+// boolean or delete the rule`. They unwrap to ErrNegation.
+func Negations(rs []Rule, codecs map[string]*Codec) []*Error {
+	var ws []*Error
+	for i, r := range rs {
+		if codecs[r.Flag] != nil || !IsNegation(r.Value) {
+			continue
+		}
+		ws = append(ws, ruleError(rs, i, false, ErrNegation, NegationMessage(r.Flag, r.Value)))
+	}
+	return ws
+}
+
+// NegationMessage is the text of a Negations warning, without its line.
+func NegationMessage(flag, value string) string {
+	return fmt.Sprintf("%s = %q is a non-empty value, so GetFlag treats it as on; declare the flag boolean or delete the rule", flag, value)
+}
+
 // ruleError is a problem with rs[i], at its line (the line of its
 // condition when cond), or named "rule N (flag scope priority)" when it
 // did not come from text.

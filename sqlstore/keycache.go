@@ -17,8 +17,10 @@ const DefaultKeyRefresh = 250 * time.Millisecond
 
 // KeyCache is an in-memory table of the unrevoked API keys' hashes. It
 // authorizes a request without a query (so through a database outage, with
-// the keys last read) and is refreshed like the rules: a revoked key stops
-// working on every server within one refresh. Lookups take no lock.
+// the keys last read) and is refreshed like the rules: on PostgreSQL a
+// key's creation or revocation notifies every server, which reloads at
+// once; on SQLite a revoked key stops working within one refresh (the
+// poll, DefaultKeyRefresh). Lookups take no lock.
 type KeyCache struct {
 	st       *Store
 	log      *slog.Logger
@@ -171,7 +173,16 @@ func (c *KeyCache) flushUsed(ctx context.Context) error {
 // Run reads the keys at once, then checks them every refresh interval and
 // writes last-used times about once a minute, until ctx is done. Failures
 // are logged once while they last; the keys last read stay in use.
+//
+// On PostgreSQL it also listens on KeyNotifyChannel and reloads on every
+// notification (and after its listener reconnects), so a key created or
+// revoked anywhere is known within milliseconds; the poll stays as the
+// fallback. Run returns only once the listener it started has stopped.
 func (c *KeyCache) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	notified, wait := c.st.listen(ctx, KeyNotifyChannel, "key notifications")
+	defer wait()
+	defer cancel()
 	_ = c.Reload(ctx)
 	t := time.NewTicker(c.interval)
 	defer t.Stop()
@@ -180,6 +191,8 @@ func (c *KeyCache) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-notified:
+			_ = c.Reload(ctx)
 		case <-t.C:
 			_ = c.Reload(ctx)
 			if time.Since(lastFlush) >= lastUsedEvery/4 {

@@ -88,7 +88,23 @@ func (s *Store) CreateKey(ctx context.Context, key, name, scope string) (APIKey,
 	if err := s.db.GetContext(ctx, &k.ID, q, args...); err != nil {
 		return APIKey{}, fmt.Errorf("sqlstore: create key: %w", translate(err))
 	}
+	if err := s.notifyKeys(ctx, s.db); err != nil {
+		// The key is stored: key tables find it at their next poll.
+		s.log().Warn("sqlstore: could not notify a new key; servers find it at their next poll", "id", k.ID, "err", err)
+	}
 	return k, nil
+}
+
+// notifyKeys tells every server's KeyCache (on PostgreSQL; a no-op on
+// SQLite) that the keys changed; inside a transaction, at its commit.
+func (s *Store) notifyKeys(ctx context.Context, ex interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}) error {
+	if s.dialect != Postgres {
+		return nil
+	}
+	_, err := ex.ExecContext(ctx, `SELECT pg_notify($1, '')`, KeyNotifyChannel)
+	return translate(err)
 }
 
 // Keys lists every key, revoked ones too, oldest first.
@@ -119,7 +135,9 @@ func (s *Store) CountKeys(ctx context.Context) (int, error) {
 }
 
 // RevokeKey revokes a key and ends its sessions. Revoking a revoked key
-// is not an error; an unknown ID is ErrNotFound.
+// is not an error; an unknown ID is ErrNotFound. On PostgreSQL the
+// transaction notifies KeyNotifyChannel, so every KeyCache reloads at its
+// commit; CreateKey notifies too.
 func (s *Store) RevokeKey(ctx context.Context, id int64) (APIKey, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
@@ -142,6 +160,9 @@ func (s *Store) RevokeKey(ctx context.Context, id int64) (APIKey, error) {
 		return APIKey{}, fmt.Errorf("sqlstore: revoke key: %w", translate(err))
 	}
 	k.utc()
+	if err := s.notifyKeys(ctx, tx); err != nil {
+		return APIKey{}, fmt.Errorf("sqlstore: revoke key: %w", err)
+	}
 	return k, translate(tx.Commit())
 }
 

@@ -44,8 +44,22 @@ const (
 // then). Signals coalesce: the channel holds at most one. On SQLite (one
 // host; nothing to listen to) it returns nil, and readers keep polling.
 func (s *Store) Watch(ctx context.Context) <-chan struct{} {
+	out, _ := s.listen(ctx, NotifyChannel, "change notifications")
+	return out
+}
+
+// KeyNotifyChannel is the PostgreSQL notification channel key creation
+// and revocation notify (at commit), so every server's KeyCache reloads.
+const KeyNotifyChannel = "scopeflags_keys"
+
+// listen is Watch on channel (what names the notifications in the log).
+// wait returns once every goroutine listen started has ended, which is
+// soon after ctx is done; listen on SQLite returns a nil channel and a
+// wait that returns at once.
+func (s *Store) listen(ctx context.Context, channel, what string) (signals <-chan struct{}, wait func()) {
+	var wg sync.WaitGroup
 	if s.dialect != Postgres || s.dsn == "" {
-		return nil
+		return nil, wg.Wait
 	}
 	out := make(chan struct{}, 1)
 	signal := func() {
@@ -67,27 +81,30 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 			switch ev {
 			case pq.ListenerEventDisconnected, pq.ListenerEventConnectionAttemptFailed:
 				if !logged.Swap(true) {
-					s.log().Warn("sqlstore: change notifications lost; reconnecting (servers poll the revision meanwhile)", "err", err)
+					s.log().Warn("sqlstore: "+what+" lost; reconnecting (servers poll meanwhile)", "err", err)
 				}
 			case pq.ListenerEventReconnected, pq.ListenerEventConnected:
 				if logged.Swap(false) {
-					s.log().Info("sqlstore: change notifications back")
+					s.log().Info("sqlstore: " + what + " back")
 				}
 			}
 		})
 	s.listeners.Add(1)
+	wg.Add(2)
 	go func() {
+		defer wg.Done()
 		// Listen waits until the listener has a connection, which may be
 		// never while the database is down: it must not hold up Watch's
 		// caller (Live.Run, whose fallback poll keeps going meanwhile).
 		// It returns when the listener is closed, at the latest.
-		if err := l.Listen(NotifyChannel); err != nil && ctx.Err() == nil {
+		if err := l.Listen(channel); err != nil && ctx.Err() == nil {
 			// Only a server error lands here; the listener retries
 			// LISTEN itself on every reconnect.
-			s.log().Warn("sqlstore: listen for changes", "err", err)
+			s.log().Warn("sqlstore: listen for "+what, "err", err)
 		}
 	}()
 	go func() {
+		defer wg.Done()
 		defer s.listeners.Add(-1)
 		defer l.Close()
 		ping := time.NewTicker(listenerPing)
@@ -114,7 +131,9 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 					continue
 				}
 				pinging.Store(time.Now().UnixNano())
+				wg.Add(1)
 				go func() {
+					defer wg.Done()
 					// A failed ping makes the listener drop the
 					// connection and reconnect (then signal).
 					_ = l.Ping()
@@ -123,7 +142,7 @@ func (s *Store) Watch(ctx context.Context) <-chan struct{} {
 			}
 		}
 	}()
-	return out
+	return out, wg.Wait
 }
 
 // Listeners returns how many Watch listeners are running (for tests and

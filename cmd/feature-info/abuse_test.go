@@ -24,7 +24,7 @@ import (
 // were equal, and the connection was closed without an answer).
 func TestServeSlowBody(t *testing.T) {
 	key := sqlstore.NewKey()
-	m := &Main{DSN: filepath.Join(t.TempDir(), "slow.db"), Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0",
+	m := &Main{Examples: true, DSN: filepath.Join(t.TempDir(), "slow.db"), Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0",
 		AdminKey: key, Log: quietLog(t), BodyTimeout: 400 * time.Millisecond}
 	require.NoError(t, m.Run(context.Background()))
 	t.Cleanup(func() { m.Close() })
@@ -70,7 +70,7 @@ func TestServeSlowBody(t *testing.T) {
 // TestServeTrustedProxies: behind a proxy named in -trusted-proxies, the
 // OFREP change stream's cap counts each client of X-Forwarded-For apart.
 func TestServeTrustedProxies(t *testing.T) {
-	m := &Main{DSN: filepath.Join(t.TempDir(), "proxy.db"), Addr: "127.0.0.1:0", Log: quietLog(t),
+	m := &Main{Examples: true, DSN: filepath.Join(t.TempDir(), "proxy.db"), Addr: "127.0.0.1:0", Log: quietLog(t),
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, MaxStreamsPerAddr: 1}
 	require.NoError(t, m.Run(context.Background()))
 	t.Cleanup(func() { m.Close() })

@@ -100,7 +100,7 @@ func step(t *testing.T, ctx context.Context, name string, actions ...chromedp.Ac
 func TestBrowserEditing(t *testing.T) {
 	ctx := browser(t)
 	adminKey := sqlstore.NewKey()
-	m := &Main{DSN: filepath.Join(t.TempDir(), "b.db"), Addr: "127.0.0.1:0", AdminKey: adminKey, Log: quietLog(t)}
+	m := &Main{Examples: true, DSN: filepath.Join(t.TempDir(), "b.db"), Addr: "127.0.0.1:0", AdminKey: adminKey, Log: quietLog(t)}
 	require.NoError(t, m.Run(context.Background()))
 	t.Cleanup(func() { m.Close() })
 	base := m.URL()

@@ -86,6 +86,9 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	reg := scopes.NewRegistry()
 	var src controller.Source
+	// ruled lists the flags that have rules, read only when a flag is
+	// unset and undeclared (to tell "no rule matched" from "no such flag").
+	var ruled func() (map[string]bool, error)
 	if *rulesFile != "" {
 		defs, err := loadDefs(ctx, *defsFile, "")
 		if err != nil {
@@ -98,6 +101,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := reportErrors(*rulesFile, rules.Check(rs, codecs(defs)), stderr); err != nil {
 			return err
 		}
+		ruled = func() (map[string]bool, error) { return flagNames(rs), nil }
 		live := controller.NewLive(nil, controller.LiveOptions{Scopes: reg, Build: controller.BuildOptions{Defs: defs}})
 		live.Publish(live.Build(rs, -1))
 		src = live
@@ -113,6 +117,10 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defs, err := st.Definitions(ctx)
 		if err != nil {
 			return err
+		}
+		ruled = func() (map[string]bool, error) {
+			rs, _, err := st.LoadRules(ctx)
+			return flagNames(rs), err
 		}
 		src = controller.NewSQL(st, reg, controller.BuildOptions{Defs: defs})
 	}
@@ -134,6 +142,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 		return writeJSON(stdout, out)
 	}
+	var known map[string]bool
 	for _, name := range fs.Args() {
 		r := c.Evaluate(name)
 		switch {
@@ -146,11 +155,29 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		case r.Declared:
 			fmt.Fprintf(stdout, "%s\t%s\t(no rule matched: code default)\n", oneLine(name), oneLine(r.Value))
 		default:
-			fmt.Fprintf(stdout, "%s\t(unset)\n", oneLine(name))
+			if known == nil {
+				if known, err = ruled(); err != nil {
+					return err
+				}
+			}
+			if known[name] {
+				fmt.Fprintf(stdout, "%s\t(unset)\n", oneLine(name))
+			} else {
+				fmt.Fprintf(stdout, "%s\t(unset: the flag has neither rules nor a declaration)\n", oneLine(name))
+			}
 		}
 		if r.Err != nil {
 			fmt.Fprintf(stdout, "%s\t(error: %s)\n", oneLine(name), oneLine(r.Err.Error()))
 		}
 	}
 	return nil
+}
+
+// flagNames returns the names of the flags with rules in rs.
+func flagNames(rs []rules.Rule) map[string]bool {
+	m := make(map[string]bool)
+	for _, r := range rs {
+		m[r.Flag] = true
+	}
+	return m
 }

@@ -127,7 +127,7 @@ func TestHostileConditionsServer(t *testing.T) {
 			hostileDB(t, dsn, d[1])
 			var logs syncBuffer
 			key := sqlstore.NewKey()
-			m := &Main{DSN: dsn, Addr: "127.0.0.1:0", AdminKey: key,
+			m := &Main{Examples: true, DSN: dsn, Addr: "127.0.0.1:0", AdminKey: key,
 				Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 			require.NoError(t, m.Run(context.Background()))
 			t.Cleanup(func() { m.Close() })

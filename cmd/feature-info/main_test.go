@@ -182,6 +182,8 @@ func TestStoreCommands(t *testing.T) {
 				member := runCLI(t, dir, append(append([]string{"eval"}, src...), "-team", "qa", "ui.icing", "slice.test")...)
 				require.Equal(t, 0, member.code, member.stderr)
 				assert.Equal(t, "ui.icing\tchocolate\t(scope team:qa, priority 100, TARGETING_MATCH)\nslice.test\t(unset)\n", member.stdout, "%q", src)
+				unknown := runCLI(t, dir, append(append([]string{"eval"}, src...), "slice.test", "no.such.flag")...)
+				assert.Equal(t, "slice.test\t(unset)\nno.such.flag\t(unset: the flag has neither rules nor a declaration)\n", unknown.stdout, "%q", src)
 				user4 := runCLI(t, dir, append(append([]string{"eval"}, src...), "-team", "qa", "-user", "4", "slice.test")...)
 				assert.Equal(t, "slice.test\tin-slice\t(scope userslice:1,3, priority 1, TARGETING_MATCH)\n", user4.stdout, "%q", src)
 			}
@@ -208,11 +210,11 @@ func TestEvalUsage(t *testing.T) {
 	}
 }
 
-// TestServe starts the binary on the embedded default in an empty
+// TestServe starts the binary (with -examples) on the embedded default in an empty
 // directory, reads the pages, and stops it with SIGINT.
 func TestServe(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(binary, "serve", "-addr", "127.0.0.1:0")
+	cmd := exec.Command(binary, "serve", "-examples", "-addr", "127.0.0.1:0")
 	cmd.Dir = dir
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
@@ -248,6 +250,7 @@ func TestServe(t *testing.T) {
 		return key != ""
 	}, 5*time.Second, 10*time.Millisecond, "first start prints an admin key")
 	assert.NotContains(t, logs.String(), key, "keys never appear in logs")
+	assert.Contains(t, stdout.String(), "-scope read_external|read|write|admin -name NAME", "the banner lists every scope")
 
 	get := func(path string) (int, string) {
 		req, err := http.NewRequest("GET", base+path, nil)
@@ -306,13 +309,48 @@ func TestServe(t *testing.T) {
 	assert.NotContains(t, res.stdout, key)
 }
 
+// TestServeSeedsNothingWithoutExamples: a production start (no
+// -examples) writes no rules and no declarations, and /+feature-info
+// documents none of the example flags; with Examples, a database that
+// already has rules is not seeded either.
+func TestServeSeedsNothingWithoutExamples(t *testing.T) {
+	ctx := context.Background()
+	dsn := filepath.Join(t.TempDir(), "prod.db")
+	key := sqlstore.NewKey()
+	m := &Main{DSN: dsn, Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t)}
+	require.NoError(t, m.Run(ctx))
+	rev, err := m.Store.Revision(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(0), rev, "nothing written")
+	req, _ := http.NewRequest("GET", m.URL()+"/+feature-info", nil)
+	req.Header.Set("X-API-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 200, resp.StatusCode)
+	for _, example := range []string{"checkout.express.enabled", "ui.icing", "jobs.reindex.batch_size"} {
+		assert.False(t, strings.Contains(string(b), example), "the example flag %s is not documented", example)
+	}
+	require.NoError(t, m.Close())
+
+	res := runCLI(t, t.TempDir(), "import", "-db", dsn, "-comment", "own rules", testdata(t, "valid.rules"))
+	require.Equal(t, 0, res.code, res.stderr)
+	m = &Main{Examples: true, DSN: dsn, Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t)}
+	require.NoError(t, m.Run(ctx))
+	t.Cleanup(func() { m.Close() })
+	rev, err = m.Store.Revision(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), rev, "-examples seeds only an empty database")
+}
+
 // TestMainReloads uses the server wiring in process: a change saved by
 // another writer is served within a second.
 func TestMainReloads(t *testing.T) {
 	ctx := context.Background()
 	dsn := filepath.Join(t.TempDir(), "m.db")
 	key := sqlstore.NewKey()
-	m := &Main{DSN: dsn, Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t)}
+	m := &Main{Examples: true, DSN: dsn, Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t)}
 	require.NoError(t, m.Run(ctx))
 	t.Cleanup(func() { m.Close() })
 	res := runCLI(t, t.TempDir(), "import", "-db", dsn, "-comment", "swap", testdata(t, "valid.rules"))
@@ -436,7 +474,10 @@ func TestKeysCommands(t *testing.T) {
 		res := runCLI(t, dir, args...)
 		assert.Equal(t, 2, res.code, "%v: %s", args, res.stderr)
 	}
-	res := runCLI(t, dir, "keys", "revoke", "99")
+	res := runCLI(t, dir, "keys", "create", "-scope", "superuser", "-name", "x")
+	assert.Equal(t, 2, res.code)
+	assert.Contains(t, res.stderr, `unknown scope "superuser" (want read_external, read, write or admin)`, "the valid scopes are listed")
+	res = runCLI(t, dir, "keys", "revoke", "99")
 	assert.Equal(t, 1, res.code)
 	assert.Contains(t, res.stderr, "not found: key 99")
 }

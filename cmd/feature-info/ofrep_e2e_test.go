@@ -78,7 +78,7 @@ func startE2E(t *testing.T, dsn string) *e2eServer {
 	t.Helper()
 	ctx := context.Background()
 	s := &e2eServer{admin: sqlstore.NewKey(), read: sqlstore.NewKey(), extrn: sqlstore.NewKey()}
-	s.m = &Main{DSN: dsn, Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0", AdminKey: s.admin, Log: quietLog(t)}
+	s.m = &Main{Examples: true, DSN: dsn, Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0", AdminKey: s.admin, Log: quietLog(t)}
 	require.NoError(t, s.m.Run(ctx))
 	t.Cleanup(func() { s.m.Close() })
 	_, err := s.m.Store.CreateKey(ctx, s.read, "e2e read", "read")
@@ -382,7 +382,7 @@ func TestOFREPRevocationAcrossServers(t *testing.T) {
 	}
 	ctx := context.Background()
 	a := startE2E(t, dsn)
-	b := &Main{DSN: dsn, Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0", Log: quietLog(t)}
+	b := &Main{Examples: true, DSN: dsn, Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0", Log: quietLog(t)}
 	require.NoError(t, b.Run(ctx))
 	t.Cleanup(func() { b.Close() })
 	servers := map[string]string{"a": a.m.PublicURL(), "b": b.PublicURL()}

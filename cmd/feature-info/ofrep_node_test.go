@@ -77,7 +77,7 @@ type ofrepServer struct {
 func startOFREPServer(t *testing.T, corsOrigins ...string) *ofrepServer {
 	t.Helper()
 	ctx := context.Background()
-	m := &Main{DSN: filepath.Join(t.TempDir(), "ofrep.db"), Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0",
+	m := &Main{Examples: true, DSN: filepath.Join(t.TempDir(), "ofrep.db"), Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0",
 		CORSOrigins: corsOrigins, AdminKey: sqlstore.NewKey(), Log: quietLog(t)}
 	require.NoError(t, m.Run(ctx))
 	t.Cleanup(func() { m.Close() })

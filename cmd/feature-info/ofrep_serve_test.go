@@ -19,7 +19,7 @@ import (
 // of the admin server.
 func TestServePublicListener(t *testing.T) {
 	key := sqlstore.NewKey()
-	m := &Main{DSN: filepath.Join(t.TempDir(), "p.db"), Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0",
+	m := &Main{Examples: true, DSN: filepath.Join(t.TempDir(), "p.db"), Addr: "127.0.0.1:0", PublicAddr: "127.0.0.1:0",
 		AdminKey: key, Log: quietLog(t), CORSOrigins: []string{"http://app.example"}}
 	require.NoError(t, m.Run(context.Background()))
 	t.Cleanup(func() { m.Close() })
@@ -88,7 +88,7 @@ func TestServeOFREPFlags(t *testing.T) {
 
 func TestServeOFREPMetrics(t *testing.T) {
 	key := sqlstore.NewKey()
-	m := &Main{DSN: filepath.Join(t.TempDir(), "m.db"), Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t)}
+	m := &Main{Examples: true, DSN: filepath.Join(t.TempDir(), "m.db"), Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t)}
 	require.NoError(t, m.Run(context.Background()))
 	t.Cleanup(func() { m.Close() })
 	post := func(path, k string) {
@@ -123,7 +123,7 @@ func TestServeOFREPMetrics(t *testing.T) {
 // is evaluated.
 func TestServeOFREPBudget(t *testing.T) {
 	key := sqlstore.NewKey()
-	m := &Main{DSN: filepath.Join(t.TempDir(), "b.db"), Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t),
+	m := &Main{Examples: true, DSN: filepath.Join(t.TempDir(), "b.db"), Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t),
 		OFREPBudgetPerFlag: 1, OFREPBudgetBase: 1}
 	require.NoError(t, m.Run(context.Background()))
 	t.Cleanup(func() { m.Close() })
@@ -142,7 +142,7 @@ func TestServeOFREPBudget(t *testing.T) {
 // The README's OFREP example, against the example rules serve loads.
 func TestReadmeOFREPExample(t *testing.T) {
 	key := sqlstore.NewKey()
-	m := &Main{DSN: filepath.Join(t.TempDir(), "r.db"), Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t)}
+	m := &Main{Examples: true, DSN: filepath.Join(t.TempDir(), "r.db"), Addr: "127.0.0.1:0", AdminKey: key, Log: quietLog(t)}
 	require.NoError(t, m.Run(context.Background()))
 	t.Cleanup(func() { m.Close() })
 	web := sqlstore.NewKey()

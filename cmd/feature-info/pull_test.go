@@ -45,7 +45,7 @@ func pullDSNs(t *testing.T) map[string]string {
 // port) until the test ends.
 func startMain(t *testing.T, dsn, addr, adminKey string) *Main {
 	t.Helper()
-	m := &Main{DSN: dsn, Addr: addr, AdminKey: adminKey, Log: quietLog(t)}
+	m := &Main{Examples: true, DSN: dsn, Addr: addr, AdminKey: adminKey, Log: quietLog(t)}
 	require.NoError(t, m.Run(context.Background()))
 	t.Cleanup(func() { m.Close() })
 	return m

@@ -61,7 +61,11 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	return reportErrors(fs.Arg(0), rules.Check(rs, codecs(defs)), stderr)
+	errs, warnings := rules.CheckChange(nil, rs, codecs(defs), 0)
+	for _, w := range warnings {
+		fmt.Fprintf(stderr, "%s:%d: warning: %s\n", fs.Arg(0), w.Line, w.Msg)
+	}
+	return reportErrors(fs.Arg(0), errs, stderr)
 }
 
 // reportErrors prints line errors as FILE:LINE: message.

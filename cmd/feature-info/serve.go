@@ -86,6 +86,11 @@ type Main struct {
 	MaxStreamsPerKey  int
 	MaxStreamsPerAddr int
 	BodyTimeout       time.Duration
+	// Examples loads the example rules and declarations into a database
+	// that has never been saved, and documents the example flags on
+	// /+feature-info. Off, the server seeds nothing and documents only
+	// the application's own flags (serve -examples; make run sets it).
+	Examples bool
 
 	Store  *sqlstore.Store
 	Live   *controller.Live
@@ -98,10 +103,11 @@ type Main struct {
 	srv, public  *http.Server
 	cancel       context.CancelFunc
 	done         chan struct{}
+	keysDone     chan struct{} // closed when the key table's loop (and its listener) has ended
 }
 
 // Run opens the store (applying the schema), loads the example rules into
-// a database that has never had rules, loads the rules, starts polling for
+// a database that has never had rules when Examples is set, loads the rules, starts polling for
 // changes and starts serving. It returns once the server is listening.
 func (m *Main) Run(ctx context.Context) error {
 	if m.Log == nil {
@@ -112,14 +118,18 @@ func (m *Main) Run(ctx context.Context) error {
 		return fmt.Errorf("open %s: %w", redactDSN(m.DSN), err)
 	}
 	m.Store = st
-	if err := m.seed(ctx); err != nil {
-		return err
+	if m.Examples {
+		if err := m.seed(ctx); err != nil {
+			return err
+		}
 	}
 	if err := m.bootstrapKey(ctx); err != nil {
 		return err
 	}
 	docs := features.NewRegistry()
-	docs.MustDocument(exampleDocs...)
+	if m.Examples {
+		docs.MustDocument(exampleDocs...)
+	}
 	m.Engine = features.NewEngine(features.Config{Source: st, Flags: docs, ServerRole: m.ServerRole, Log: m.Log, MaxValue: m.MaxValue})
 	m.Live = m.Engine.Live()
 	if err := m.Live.Reload(ctx, true); err != nil {
@@ -175,7 +185,8 @@ func (m *Main) Run(ctx context.Context) error {
 	m.cancel = cancel
 	m.done = make(chan struct{})
 	go func() { _ = m.Live.Run(runCtx, 0) }()
-	go func() { _ = m.Keys.Run(runCtx) }()
+	m.keysDone = make(chan struct{})
+	go func() { defer close(m.keysDone); _ = m.Keys.Run(runCtx) }()
 	serve := func(srv *http.Server, ln net.Listener) error {
 		if m.TLSCert != "" {
 			return srv.ServeTLS(ln, m.TLSCert, m.TLSKey)
@@ -269,7 +280,7 @@ func (m *Main) bootstrapKey(ctx context.Context) error {
 		if out == nil {
 			out = os.Stdout
 		}
-		fmt.Fprintf(out, "\nThe database had no API keys, so this admin key was made (id %d). It is shown only now:\n\n    %s\n\nLog in with it at /login, or send it as Authorization: Bearer KEY. Make narrower keys with\n\"feature-info keys create -scope read|write|admin -name NAME\".\n\n", k.ID, key)
+		fmt.Fprintf(out, "\nThe database had no API keys, so this admin key was made (id %d). It is shown only now:\n\n    %s\n\nLog in with it at /login, or send it as Authorization: Bearer KEY. Make narrower keys with\n\"feature-info keys create -scope read_external|read|write|admin -name NAME\".\n\n", k.ID, key)
 	} else {
 		m.Log.Info("first admin key stored from SCOPEFLAGS_ADMIN_KEY", "id", k.ID, "hint", k.Hint)
 	}
@@ -315,6 +326,7 @@ func (m *Main) Close() error {
 	}
 	if m.cancel != nil {
 		m.cancel()
+		<-m.keysDone
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
@@ -328,6 +340,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&m.DSN, "db", DefaultDSN, "database DSN")
 	fs.StringVar(&m.Addr, "addr", "127.0.0.1:8080", "listen address")
 	fs.StringVar(&m.ServerRole, "role", "", "this server's role, for server.ROLE scopes")
+	fs.BoolVar(&m.Examples, "examples", false, "load the example rules and declarations into an empty database and document the example flags (make run sets it; never in production)")
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "serve HTTPS with this certificate file (needs -tls-key)")
 	fs.StringVar(&m.TLSKey, "tls-key", "", "the private key file of -tls-cert")
 	fs.BoolVar(&m.SecureCookies, "secure-cookies", false, "mark session cookies Secure on plain HTTP (behind a TLS proxy)")

@@ -20,7 +20,7 @@ import (
 // evaluates; one over the limit is refused.
 func TestMainMaxValue(t *testing.T) {
 	ctx := context.Background()
-	m := &Main{DSN: filepath.Join(t.TempDir(), "v.db"), Addr: "127.0.0.1:0", AdminKey: sqlstore.NewKey(), Log: quietLog(t), MaxValue: 512 << 10}
+	m := &Main{Examples: true, DSN: filepath.Join(t.TempDir(), "v.db"), Addr: "127.0.0.1:0", AdminKey: sqlstore.NewKey(), Log: quietLog(t), MaxValue: 512 << 10}
 	require.NoError(t, m.Run(ctx))
 	t.Cleanup(func() { m.Close() })
 	c := sqlstore.Change{Comment: "c", Actor: "test", BaseRevision: sqlstore.AnyRevision}
