@@ -195,7 +195,7 @@ func TestAPI(t *testing.T) {
 		r = e.do("read", "GET", "/api/v1/flags", "", nil)
 		assert.Contains(t, r.body, `"name": "b"`)
 		dry := e.do("write", "POST", "/api/v1/flags/push?dry_run=true", "application/json", []byte(`{"flags":[{"name":"b","type":"int","default":0}]}`))
-		require.Equal(t, 200, dry.code, dry.body)
+		require.Equal(t, 409, dry.code, "the push would be refused: %s", dry.body)
 		assert.Contains(t, dry.body, `"written": false`)
 		assert.Contains(t, dry.body, `"error": "\"q\" is not an int"`)
 		assert.Contains(t, dry.body, `"orphans": [`)
