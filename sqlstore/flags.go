@@ -248,6 +248,7 @@ func planPush(rep *PushReport, before state, defs []rules.Definition, codecs map
 	slices.Sort(rep.Created)
 	slices.Sort(rep.Unchanged)
 	slices.Sort(rep.Orphans)
+	slices.Sort(rep.Removed)
 	slices.SortFunc(rep.Updated, func(a, b FlagUpdate) int { return strings.Compare(a.Name, b.Name) })
 	return after
 }
