@@ -23,6 +23,12 @@ func TestFlagsDeclarations(t *testing.T) {
 	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
 		dsns["postgres"] = dsn
 	}
+	bad := runCLI(t, t.TempDir(), "flags", "push", "-comment", "x", testdata(t, "decls-bad.json"))
+	assert.Equal(t, 1, bad.code)
+	path := testdata(t, "decls-bad.json")
+	assert.Equal(t, "feature-info flags: "+path+`: flags[1] (b): unknown field "typ"`+"\n"+
+		path+`: flags[2] (ui.theme): type: unknown type "strng" (want one of boolean, string, int, float, json)`+"\n", bad.stderr)
+
 	entry := regexp.MustCompile(`revision \d+ \(changelog entry \d+\)`)
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {

@@ -20,10 +20,28 @@ func readDefs(path string) ([]rules.Definition, error) {
 		return nil, err
 	}
 	defs, err := rules.ParseDeclarations(data)
-	if err != nil {
+	var de *rules.DeclarationsError
+	switch {
+	case errors.As(err, &de):
+		// One problem a line, each with the file: path: flags[2] (ui.theme): …
+		return nil, fmt.Errorf("%s: %w", path, &rules.DeclarationsError{Problems: prefixed(path, de.Problems), More: de.More})
+	case err != nil:
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return defs, nil
+}
+
+// prefixed returns the problems after the first, each prefixed with
+// path, as fmt.Errorf("%s: %w", path, …) prefixes the first.
+func prefixed(path string, problems []string) []string {
+	out := make([]string, len(problems))
+	for i, p := range problems {
+		if i > 0 {
+			p = path + ": " + p
+		}
+		out[i] = p
+	}
+	return out
 }
 
 // codecs makes the parsers check and eval type values with.
