@@ -429,7 +429,7 @@ func TestDeclarationsText(t *testing.T) {
 	bad := sqlstore.DeclarationsText([]rules.Definition{{Name: "n", Type: rules.Int, Default: "many"}})
 	assert.Equal(t, `{"name":"n","type":"int","default":"many"}`+"\n", bad)
 	_, err = sqlstore.ParseDeclarationsText(bad)
-	assert.ErrorContains(t, err, `flag "n"`)
+	assert.ErrorContains(t, err, `flags[0] (n): default: many (string) is not a valid int value`)
 	assert.True(t, errors.Is(err, rules.ErrDefinition))
 }
 
