@@ -65,7 +65,7 @@ func TestFlagsDeclarations(t *testing.T) {
 			// Delete: dry run, unknown names refuse the whole delete, then
 			// delete and revert it.
 			before := run(0, "flags", "export", "-db", dsn).stdout
-			del := run(0, "flags", "delete", "-db", dsn, "-dry-run", "ui.theme", "jobs.retries")
+			del := run(0, "flags", "delete", "-db", dsn, "-dry-run", "ui.theme", "jobs.retries", "ui.theme")
 			unknown := run(1, "flags", "delete", "-db", dsn, "-comment", "typo", "ui.theme", "ui.thme")
 			usage := run(2, "flags", "delete", "-db", dsn, "ui.theme")
 			assert.Equal(t, before, run(0, "flags", "export", "-db", dsn).stdout, "nothing deleted")

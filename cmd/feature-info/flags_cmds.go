@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/scopeflags/scopeflags/rules"
@@ -252,10 +253,14 @@ func flagsDelete(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	for _, d := range defs {
 		declared[d.Name] = true
 	}
-	var missing []string
+	var names, missing []string
 	for _, n := range fs.Args() {
-		if !declared[n] {
+		switch {
+		case slices.Contains(names, n) || slices.Contains(missing, n):
+		case !declared[n]:
 			missing = append(missing, n)
+		default:
+			names = append(names, n)
 		}
 	}
 	if len(missing) > 0 {
@@ -266,17 +271,17 @@ func flagsDelete(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return errReported
 	}
 	if *dry {
-		for _, n := range fs.Args() {
+		for _, n := range names {
 			fmt.Fprintf(stdout, "would delete %s\n", oneLine(n))
 		}
 		fmt.Fprintln(stdout, "dry run: nothing written")
 		return nil
 	}
-	e, err := st.DeleteDefinitions(ctx, fs.Args(), sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: sqlstore.AnyRevision})
+	e, err := st.DeleteDefinitions(ctx, names, sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: sqlstore.AnyRevision})
 	if err != nil {
 		return err
 	}
-	for _, n := range fs.Args() {
+	for _, n := range names {
 		fmt.Fprintf(stdout, "deleted %s\n", oneLine(n))
 	}
 	if e.ID == 0 {
