@@ -209,6 +209,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"POST", "/api/v1/flags/push", "write", 200, func() (string, []byte, []string) {
 				return "application/json", []byte(seedDecls), []string{"X-Comment", "matrix"}
 			}},
+			{"PUT", "/api/v1/flags/{name}/rules", "write", 200, func() (string, []byte, []string) {
+				return "text/plain", []byte("a default 1 true\n"), []string{"If-Match", "*", "X-Comment", "matrix"}
+			}},
 			{"GET", "/api/v1/changelog", "read", 200, none},
 			{"GET", "/api/v1/changelog/{id}", "read", 200, none},
 			{"POST", "/api/v1/changelog/{id}/revert", "write", 200, func() (string, []byte, []string) {
@@ -356,6 +359,20 @@ func TestRulesPageSave(t *testing.T) {
 	assert.Contains(t, page.body, "nightly job off")
 	assert.Contains(t, page.body, `id="warnings"`)
 	assert.Contains(t, page.body, `line 1: scope &#34;job:nightly&#34; is not claimed by any scope handler`, "line of the saved (normalised) text")
+
+	// The same rules again: nothing written, and the page says so.
+	rev, n := e.revision(), e.changelogLen()
+	r = e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "again", "base", fmt.Sprint(rev)))
+	require.Equal(t, 303, r.code, r.body)
+	assert.Equal(t, "/+feature-rules?unchanged=1", r.header.Get("Location"))
+	assert.Contains(t, e.do("write", "GET", r.header.Get("Location"), "", nil).body, `<div class="notice" id="unchanged"><p>No change:`)
+	rv := e.do("write", "POST", fmt.Sprintf("/+feature-changelog/%d/revert", n), formType, form("comment", "to now", "base", fmt.Sprint(rev)))
+	require.Equal(t, 303, rv.code, rv.body)
+	assert.Equal(t, "/+feature-changelog?unchanged=1", rv.header.Get("Location"))
+	assert.Contains(t, e.do("write", "GET", rv.header.Get("Location"), "", nil).body, `id="unchanged"`)
+	assert.Equal(t, rev, e.revision())
+	assert.Equal(t, n, e.changelogLen())
+
 	read := e.do("read", "GET", "/+feature-rules", "", nil)
 	assert.NotContains(t, read.body, "<textarea", "readers get no editor")
 	assert.Contains(t, read.body, `<pre id="rules-text">`)

@@ -179,60 +179,87 @@ type putRulesBody struct {
 	Rules   *[]ruleJSON `json:"rules"`
 }
 
-// saveResult answers a successful write of the rules.
+// saveResult answers a successful write of the rules, a dry run of one
+// (DryRun: nothing written; Revision is the one the write would make) and
+// a write that changed nothing (Changed false: no revision, no entry).
 type saveResult struct {
-	Revision    int64    `json:"revision"`
-	ChangelogID int64    `json:"changelog_id"`
-	Diff        string   `json:"diff"`
-	Warnings    []Detail `json:"warnings,omitempty"`
+	Revision    int64        `json:"revision"`
+	ChangelogID int64        `json:"changelog_id"`
+	Changed     bool         `json:"changed"`
+	DryRun      bool         `json:"dry_run,omitempty"`
+	Diff        string       `json:"diff"`
+	Flags       []flagChange `json:"flags,omitempty"`
+	Warnings    []Detail     `json:"warnings,omitempty"`
 }
 
-// apiPutRules: PUT /api/v1/rules replaces every rule, either from rules
-// text (Content-Type: text/plain, comment in ?comment= or X-Comment) or
-// from JSON. If-Match is required.
-func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
-	base, err := ifMatch(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
+// flagChange is what a write does to one flag's rules.
+type flagChange struct {
+	Flag    string `json:"flag"`
+	Added   int    `json:"added"`
+	Removed int    `json:"removed"`
+	Before  int    `json:"before"`
+	After   int    `json:"after"`
+	// AllRemoved: every rule of the flag goes.
+	AllRemoved bool `json:"all_removed,omitempty"`
+	// Summary is the change as the CLI prints it: "ui.icing: +1 -1".
+	Summary string `json:"summary"`
+}
+
+// dryRun reads ?dry_run= (1, true, 0, false...).
+func dryRun(r *http.Request) (bool, error) {
+	v := r.URL.Query().Get("dry_run")
+	if v == "" {
+		return false, nil
 	}
-	var text, comment string
-	var rs []rules.Rule
-	var warnings []*rules.Error
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errf(http.StatusBadRequest, "invalid_request", "dry_run=%s: want 1 or 0", echo(v))
+	}
+	return b, nil
+}
+
+// rulesRequest is the rules a write of the rules sends: either as text
+// (Content-Type: text/plain, the comment in ?comment= or X-Comment) or as
+// JSON ({"comment", "text"} or {"comment", "rules"}).
+type rulesRequest struct {
+	comment string
+	// text when sent as text; else rs, checked, with their warnings.
+	text     string
+	rs       []rules.Rule
+	warnings []*rules.Error
+}
+
+// readRules reads the rules of a PUT of the rules (base is its If-Match
+// revision, for the errors).
+func (s *Server) readRules(r *http.Request, base int64) (*rulesRequest, error) {
+	var q rulesRequest
 	switch mediaType(r) {
 	case "text/plain":
 		body, err := readBody(r)
 		if err != nil {
-			s.fail(w, r, err)
-			return
+			return nil, err
 		}
 		if !utf8.Valid(body) {
-			s.fail(w, r, errf(http.StatusBadRequest, "invalid_utf8", "the rules text is not valid UTF-8 (line %d)", 1+bytes.Count(body[:badUTF8(body)], []byte("\n"))))
-			return
+			return nil, errf(http.StatusBadRequest, "invalid_utf8", "the rules text is not valid UTF-8 (line %d)", 1+bytes.Count(body[:badUTF8(body)], []byte("\n")))
 		}
-		text = string(body)
-		if err := checkSaveRules(ruleLines(text)); err != nil {
-			s.fail(w, r, err)
-			return
+		q.text = string(body)
+		if err := checkSaveRules(ruleLines(q.text)); err != nil {
+			return nil, err
 		}
-		if comment, err = requestComment(r); err != nil {
-			s.fail(w, r, err)
-			return
+		if q.comment, err = requestComment(r); err != nil {
+			return nil, err
 		}
 	case "application/json":
 		var b putRulesBody
 		if err := decodeJSON(r, &b); err != nil {
-			s.fail(w, r, err)
-			return
+			return nil, err
 		}
 		if (b.Text == nil) == (b.Rules == nil) {
-			s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", `give exactly one of "text" and "rules"`))
-			return
+			return nil, errf(http.StatusBadRequest, "invalid_request", `give exactly one of "text" and "rules"`)
 		}
-		comment = b.Comment
-		if err := checkComment("comment", comment); err != nil {
-			s.fail(w, r, err)
-			return
+		q.comment = b.Comment
+		if err := checkComment("comment", q.comment); err != nil {
+			return nil, err
 		}
 		var n int
 		if b.Text != nil {
@@ -241,26 +268,93 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 			n = len(*b.Rules)
 		}
 		if err := checkSaveRules(n); err != nil {
-			s.fail(w, r, err)
-			return
+			return nil, err
 		}
 		if b.Text != nil {
-			text = *b.Text
-		} else if rs, warnings, err = checkRules(*b.Rules, s.live().Registry()); err != nil {
+			q.text = *b.Text
+		} else {
+			var err error
+			if q.rs, q.warnings, err = checkRules(*b.Rules, s.live().Registry()); err != nil {
+				return nil, s.saveError(r, err, base)
+			}
+			if q.rs == nil {
+				q.rs = []rules.Rule{}
+			}
+		}
+	default:
+		return nil, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the rules as text/plain or application/json (got %s)", echo(r.Header.Get("Content-Type")))
+	}
+	return &q, nil
+}
+
+// apiPutRules: PUT /api/v1/rules replaces every rule, either from rules
+// text (Content-Type: text/plain, comment in ?comment= or X-Comment) or
+// from JSON. If-Match is required; ?dry_run=1 writes nothing.
+func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
+	base, err := ifMatch(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	dry, err := dryRun(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q, err := s.readRules(r, base)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	c := sqlstore.Change{Comment: q.comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry}
+	var e sqlstore.Entry
+	warnings := q.warnings
+	if q.rs != nil {
+		e, err = s.Store.ReplaceRules(r.Context(), q.rs, c)
+	} else {
+		e, warnings, err = s.Store.ReplaceText(r.Context(), q.text, s.live().Registry(), c)
+	}
+	if err != nil {
+		s.fail(w, r, s.saveError(r, err, base))
+		return
+	}
+	s.saved(w, r, e, warnings)
+}
+
+// apiPutFlagRules: PUT /api/v1/flags/{name}/rules replaces the rules of
+// flag name and no other, sent as PUT /api/v1/rules sends them (every
+// rule must be of that flag; none removes its rules). If-Match is
+// required; ?dry_run=1 writes nothing.
+func (s *Server) apiPutFlagRules(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	if err := rules.ValidFlag(name); err != nil {
+		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "flag %s: %v", echo(name), err))
+		return
+	}
+	base, err := ifMatch(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	dry, err := dryRun(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	q, err := s.readRules(r, base)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	rs, warnings := q.rs, q.warnings
+	if rs == nil {
+		if rs, warnings, err = rules.Parse(q.text, s.live().Registry()); err != nil {
 			s.fail(w, r, s.saveError(r, err, base))
 			return
 		}
-	default:
-		s.fail(w, r, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the rules as text/plain or application/json (got %s)", echo(r.Header.Get("Content-Type"))))
-		return
 	}
-	c := sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base}
-	var e sqlstore.Entry
-	if rs != nil {
-		e, err = s.Store.ReplaceRules(r.Context(), rs, c)
-	} else {
-		e, warnings, err = s.Store.ReplaceText(r.Context(), text, s.live().Registry(), c)
-	}
+	c := sqlstore.Change{Comment: q.comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry}
+	e, err := s.Store.ReplaceFlagRules(r.Context(), []string{name}, rs, c)
 	if err != nil {
 		s.fail(w, r, s.saveError(r, err, base))
 		return
@@ -278,11 +372,24 @@ func (s *Server) reload(r *http.Request, what string) {
 }
 
 // saved reloads the rules this server serves and answers a write.
+// The ETag is the revision the rules are at after it: for a dry run, the
+// one it was planned at, to send as If-Match with the write.
 func (s *Server) saved(w http.ResponseWriter, r *http.Request, e sqlstore.Entry, warnings []*rules.Error) {
-	s.reload(r, "save")
-	res := saveResult{Revision: e.Revision, ChangelogID: e.ID, Diff: e.Diff}
+	changed := !e.Unchanged
+	if changed && !e.DryRun {
+		s.reload(r, "save")
+	}
+	res := saveResult{Revision: e.Revision, ChangelogID: e.ID, Changed: changed, DryRun: e.DryRun, Diff: e.Diff}
+	for _, c := range e.Flags {
+		res.Flags = append(res.Flags, flagChange{Flag: c.Flag, Added: c.Added, Removed: c.Removed, Before: c.Before, After: c.After,
+			AllRemoved: c.AllRemoved(), Summary: c.String()})
+	}
 	res.Warnings = warningDetails(append(warnings, e.Warnings...))
-	w.Header().Set("ETag", etag(e.Revision))
+	tag := e.Revision
+	if e.DryRun && changed {
+		tag--
+	}
+	w.Header().Set("ETag", etag(tag))
 	writeJSON(w, http.StatusOK, res)
 }
 
@@ -566,11 +673,11 @@ func (s *Server) apiChangelogEntry(w http.ResponseWriter, r *http.Request) {
 // revert restores the rules and declarations as they were after
 // changelog entry id, as a new change based on revision base
 // (sqlstore.Store.Revert, one transaction).
-func (s *Server) revert(r *http.Request, id, base int64, comment string) (sqlstore.Entry, error) {
+func (s *Server) revert(r *http.Request, id, base int64, comment string, dry bool) (sqlstore.Entry, error) {
 	if err := checkComment("comment", comment); err != nil {
 		return sqlstore.Entry{}, err
 	}
-	e, err := s.Store.Revert(r.Context(), id, sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base})
+	e, err := s.Store.Revert(r.Context(), id, sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry})
 	switch {
 	case errors.Is(err, sqlstore.ErrNotFound):
 		return sqlstore.Entry{}, err
@@ -583,7 +690,7 @@ func (s *Server) revert(r *http.Request, id, base int64, comment string) (sqlsto
 }
 
 // apiRevert: POST /api/v1/changelog/{id}/revert with {"comment": ...}
-// and If-Match.
+// and If-Match; ?dry_run=1 writes nothing.
 func (s *Server) apiRevert(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
@@ -602,7 +709,12 @@ func (s *Server) apiRevert(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	e, err := s.revert(r, id, base, b.Comment)
+	dry, err := dryRun(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	e, err := s.revert(r, id, base, b.Comment, dry)
 	if err != nil {
 		s.fail(w, r, err)
 		return

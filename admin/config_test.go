@@ -280,6 +280,9 @@ func TestEvents(t *testing.T) {
 			assert.Equal(t, ": heartbeat", st.next(5*time.Second))
 		}
 		s.close()
+		// The server counts s gone once its handler sees the client leave;
+		// until then a fourth stream would be over MaxStreams.
+		require.Eventually(t, func() bool { return srv.OpenStreams() == 2 }, 5*time.Second, 10*time.Millisecond)
 		behind := openStream(t, url, e.keys["read"], "Last-Event-ID", fmt.Sprint(rev-1))
 		assert.Equal(t, revEvent(rev), behind.event(5*time.Second))
 		r := e.do("write", "PUT", "/api/v1/rules", "text/plain", []byte("a default 1 false\n"), "If-Match", "*", "X-Comment", "events")

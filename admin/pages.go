@@ -69,9 +69,11 @@ type pageData struct {
 	// ErrorSummary counts the problems (and says when not all are listed).
 	ErrorSummary string
 	// Warnings about the saved text (line numbers of the saved text).
-	Warnings  []Detail
-	Conflict  []sqlstore.Entry
-	Saved     *sqlstore.Entry
+	Warnings []Detail
+	Conflict []sqlstore.Entry
+	Saved    *sqlstore.Entry
+	// Unchanged: the last save or revert changed nothing, so wrote nothing.
+	Unchanged bool
 	Rules     []rules.Rule
 	ReadError string
 
@@ -231,6 +233,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 // editor; readers a listing. ?saved=ID shows the diff of a save.
 func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
 	d := s.page(r, "Feature rules")
+	d.Unchanged = r.URL.Query().Get("unchanged") == "1"
 	if id, err := strconv.ParseInt(r.URL.Query().Get("saved"), 10, 64); err == nil {
 		if e, err := s.Store.ChangelogEntry(r.Context(), id); err == nil {
 			d.Saved = &e
@@ -281,6 +284,10 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 	default:
 		e, _, err := s.Store.ReplaceText(r.Context(), d.Text, s.live().Registry(),
 			sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base})
+		if err == nil && e.Unchanged {
+			http.Redirect(w, r, "/+feature-rules?unchanged=1", http.StatusSeeOther)
+			return
+		}
 		if err == nil {
 			s.reload(r, "save")
 			http.Redirect(w, r, "/+feature-rules?saved="+strconv.FormatInt(e.ID, 10), http.StatusSeeOther)
@@ -344,6 +351,7 @@ func (s *Server) changelogPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	d.Unchanged = r.URL.Query().Get("unchanged") == "1"
 	if id, err := strconv.ParseInt(r.URL.Query().Get("reverted"), 10, 64); err == nil {
 		if e, err := s.Store.ChangelogEntry(r.Context(), id); err == nil {
 			d.Reverted = &e
@@ -380,13 +388,17 @@ func (s *Server) revertPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "the form lacks the revision it was loaded from; reload the page"))
 		return
 	}
-	e, err := s.revert(r, id, base, r.PostForm.Get("comment"))
+	e, err := s.revert(r, id, base, r.PostForm.Get("comment"), false)
 	if err != nil {
 		var ae *Error
 		if errors.As(err, &ae) && ae.Code == "precondition_failed" {
 			ae.Message = "The rules changed since you loaded the changelog; nothing was reverted. Reload it and look at the newer changes first."
 		}
 		s.fail(w, r, err)
+		return
+	}
+	if e.Unchanged {
+		http.Redirect(w, r, "/+feature-changelog?unchanged=1", http.StatusSeeOther)
 		return
 	}
 	s.reload(r, "revert")

@@ -184,6 +184,7 @@ func (s *Server) Handler() http.Handler {
 	h("GET", "/api/v1/flags", ScopeRead, s.apiListFlags)
 	h("GET", "/api/v1/flags/{name}", ScopeRead, s.apiGetFlag)
 	h("POST", "/api/v1/flags/push", ScopeWrite, s.apiPushFlags)
+	h("PUT", "/api/v1/flags/{name}/rules", ScopeWrite, s.apiPutFlagRules)
 	h("GET", "/api/v1/changelog", ScopeRead, s.apiChangelog)
 	h("GET", "/api/v1/changelog/{id}", ScopeRead, s.apiChangelogEntry)
 	h("POST", "/api/v1/changelog/{id}/revert", ScopeWrite, s.apiRevert)

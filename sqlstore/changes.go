@@ -59,6 +59,8 @@ type pending struct {
 	diff                                 string
 	// rules is what the write does to the rules table.
 	rules ruleWrites
+	// flags is what it does to each flag's rules.
+	flags []FlagChange
 }
 
 // change runs one audited write. The costly part happens before any lock
@@ -74,10 +76,18 @@ type pending struct {
 // writer committed in between, a change based on a revision fails with
 // ErrConflict; one based on AnyRevision is planned again, the last of
 // maxPlans times inside the write transaction, after taking the lock.
-// Errors from plan are returned as they are; on errNoChange the Entry
-// holds the revision the store stays at. The caller checks c with
-// checkChange.
+// Errors from plan are returned as they are. A change that leaves the
+// rules and declarations texts as they are (the same normalised rules, a
+// revert to the state already current) is errNoChange too: nothing is
+// written, no entry, no notification; on errNoChange the Entry holds the
+// revision the store stays at, Unchanged set (write turns it into a nil
+// error). With c.DryRun nothing is written either: the Entry is the one
+// the write would make (DryRun set, Revision the one it would write, no
+// ID). The caller checks c with checkChange.
 func (s *Store) change(ctx context.Context, op string, c Change, plan planFunc) (Entry, error) {
+	if c.DryRun {
+		return s.changeOnce(ctx, op, c, plan, false) // writes nothing, so nothing moves
+	}
 	for range maxPlans - 1 {
 		e, err := s.changeOnce(ctx, op, c, plan, false)
 		if !errors.Is(err, errMoved) {
@@ -106,10 +116,15 @@ func (s *Store) changeOnce(ctx context.Context, op string, c Change, plan planFu
 	}
 	p, err := s.prepare(ctx, op, c, plan, tx)
 	if errors.Is(err, errNoChange) {
-		return Entry{Revision: p.at}, err
+		return Entry{Revision: p.at, Unchanged: true, DryRun: c.DryRun}, err
 	}
 	if err != nil {
 		return Entry{}, err
+	}
+	if c.DryRun {
+		return Entry{Actor: c.Actor, Comment: c.Comment, Diff: p.diff, Revision: p.at + 1,
+			Text: sql.NullString{String: p.newRules, Valid: true}, Declarations: sql.NullString{String: p.newDefs, Valid: true},
+			DryRun: true, Flags: p.flags}, nil
 	}
 	e, err := s.commit(ctx, op, c, p, tx)
 	if errors.Is(err, errMoved) && c.BaseRevision != AnyRevision {
@@ -158,9 +173,13 @@ func (s *Store) prepare(ctx context.Context, op string, c Change, plan planFunc,
 	}
 	p.oldRules, p.newRules = rules.Format(p.before.rules), rules.Format(p.after.rules)
 	p.oldDefs, p.newDefs = DeclarationsText(p.before.defs), DeclarationsText(p.after.defs)
+	if p.oldRules == p.newRules && p.oldDefs == p.newDefs {
+		return p, errNoChange
+	}
 	p.diff = entryDiff(p.oldRules, p.newRules, p.oldDefs, p.newDefs)
 	if p.oldRules != p.newRules {
 		p.rules = planRules(p.before.rules, p.after.rules)
+		p.flags = flagChanges(p.before.rules, p.after.rules)
 	}
 	return p, nil
 }
@@ -205,7 +224,7 @@ func (s *Store) commit(ctx context.Context, op string, c Change, p *pending, tx 
 	e := Entry{Time: time.Now().UTC().Truncate(time.Microsecond), Actor: c.Actor, Comment: c.Comment,
 		Diff: p.diff, Revision: rev,
 		Text: sql.NullString{String: p.newRules, Valid: true}, Declarations: sql.NullString{String: p.newDefs, Valid: true},
-		Revertible: true}
+		Revertible: true, Flags: p.flags}
 	query, args, err := s.sb.Insert("feature_changelog").
 		Columns("changed_at", "actor", "comment", "diff", "revision", "rules_text", "declarations_text").
 		Values(e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Text, e.Declarations).Suffix("RETURNING id").ToSql()
@@ -225,6 +244,94 @@ func (s *Store) commit(ctx context.Context, op string, c Change, p *pending, tx 
 		return fail(err)
 	}
 	return e, nil
+}
+
+// write runs change and answers a change that writes nothing with a nil
+// error (the Entry says Unchanged).
+func (s *Store) write(ctx context.Context, op string, c Change, plan planFunc) (Entry, error) {
+	e, err := s.change(ctx, op, c, plan)
+	if errors.Is(err, errNoChange) {
+		err = nil
+	}
+	return e, err
+}
+
+// FlagChange is what one write does to one flag's rules: how many of its
+// rules it adds and removes (a rule changed in place counts as one of
+// each), and how many it had before and has after.
+type FlagChange struct {
+	Flag           string
+	Added, Removed int
+	Before, After  int
+}
+
+// String renders c as "ui.icing: +1 -1", "new.flag: +2",
+// "mail.outgoing.disabled: all 2 rules removed" or "x.y: all 1 rule
+// removed".
+func (c FlagChange) String() string {
+	if c.After == 0 && c.Before > 0 {
+		if c.Before == 1 {
+			return c.Flag + ": all 1 rule removed"
+		}
+		return fmt.Sprintf("%s: all %d rules removed", c.Flag, c.Before)
+	}
+	var parts []string
+	if c.Added > 0 {
+		parts = append(parts, "+"+strconv.Itoa(c.Added))
+	}
+	if c.Removed > 0 {
+		parts = append(parts, "-"+strconv.Itoa(c.Removed))
+	}
+	if len(parts) == 0 {
+		return c.Flag + ": no change"
+	}
+	return c.Flag + ": " + strings.Join(parts, " ")
+}
+
+// AllRemoved says the change removes every rule of the flag.
+func (c FlagChange) AllRemoved() bool { return c.Before > 0 && c.After == 0 }
+
+// flagChanges is, per flag whose rules differ between before and after,
+// what a change from before to after does to them, in flag order.
+func flagChanges(before, after []rules.Rule) []FlagChange {
+	old := make(map[ruleKey]rules.Rule, len(before))
+	by := map[string]*FlagChange{}
+	get := func(flag string) *FlagChange {
+		c := by[flag]
+		if c == nil {
+			c = &FlagChange{Flag: flag}
+			by[flag] = c
+		}
+		return c
+	}
+	for _, r := range before {
+		old[ruleKey{r.Flag, r.Priority}] = r
+		get(r.Flag).Before++
+	}
+	for _, r := range after {
+		c := get(r.Flag)
+		c.After++
+		k := ruleKey{r.Flag, r.Priority}
+		if o, ok := old[k]; ok {
+			delete(old, k)
+			if sameRule(o, r) {
+				continue
+			}
+			c.Removed++
+		}
+		c.Added++
+	}
+	for k := range old {
+		by[k.flag].Removed++
+	}
+	var out []FlagChange
+	for _, c := range by {
+		if c.Added > 0 || c.Removed > 0 {
+			out = append(out, *c)
+		}
+	}
+	slices.SortFunc(out, func(a, b FlagChange) int { return strings.Compare(a.Flag, b.Flag) })
+	return out
 }
 
 // ruleKey is a rule's primary key.
@@ -502,7 +609,7 @@ func (s *Store) ReplaceAll(ctx context.Context, rs []rules.Rule, defs []rules.De
 	if errs := rules.Check(rs, codecs); len(errs) > 0 {
 		return Entry{}, &invalidError{errs}
 	}
-	return s.change(ctx, "replace all", c, func(state) (state, error) {
+	return s.write(ctx, "replace all", c, func(state) (state, error) {
 		return state{rules: rs, defs: defs}, nil
 	})
 }
@@ -549,7 +656,7 @@ func (s *Store) Revert(ctx context.Context, id int64, c Change) (Entry, error) {
 	}
 	c.Comment = fmt.Sprintf("Revert to the rules after change #%d (revision %d): %s", to.ID, to.Revision, c.Comment)
 	var warnings []*rules.Error
-	e, err := s.change(ctx, "revert", c, func(before state) (state, error) {
+	e, err := s.write(ctx, "revert", c, func(before state) (state, error) {
 		after := state{rules: rs, defs: before.defs}
 		if to.Declarations.Valid {
 			after.defs = defs

@@ -11,7 +11,13 @@
 // declarations after it (so every change is audited and revertible).
 // Everything costly about a change (reading, checking, the diff) happens
 // before that transaction, which only writes; a write that waits more
-// than LockTimeout for another's lock fails with ErrBusy. It
+// than LockTimeout for another's lock fails with ErrBusy. A change that
+// leaves the rules and declarations as they are writes nothing (no
+// revision, no entry, no notification; Entry.Unchanged), and one with
+// Change.DryRun stops before the transaction and returns the entry it
+// would write, with what it does to each flag's rules (Entry.Flags).
+// ReplaceFlagRules replaces the rules of the flags it names and no other.
+// It
 // refuses comments, actors and key names that are not human text
 // (FieldError), the same on both dialects.
 package sqlstore

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -437,6 +438,10 @@ type Change struct {
 	// save is refused with ErrConflict if the rules have changed since.
 	// AnyRevision skips the check.
 	BaseRevision int64
+	// DryRun prepares the change as a write would (the same reads, checks
+	// and diff) and returns the Entry it would write, with DryRun set,
+	// writing nothing.
+	DryRun bool
 }
 
 // Entry is one changelog entry: one save of the rules, push or removal of
@@ -472,6 +477,18 @@ type Entry struct {
 	// most MaxListDiff characters), or a comment or actor longer than the
 	// limits (written before they existed); ChangelogEntry has them whole.
 	Truncated bool `db:"truncated"`
+	// Unchanged says the write changed nothing (the same normalised rules
+	// and declarations as stored), so nothing was written: no revision, no
+	// entry, no notification; Revision is the revision the store stays at.
+	// Never stored.
+	Unchanged bool `db:"-"`
+	// DryRun says the entry is what a write with Change.DryRun would have
+	// written; nothing was. Its Revision is the one it would have written,
+	// ID and Time are zero. Never stored.
+	DryRun bool `db:"-"`
+	// Flags is, for a write (or a dry run), what it does to each flag's
+	// rules, in flag order. Never stored.
+	Flags []FlagChange `db:"-"`
 }
 
 // insertBatch rows per INSERT: 5 parameters a row stays far below SQLite's
@@ -514,7 +531,7 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 		return Entry{}, err
 	}
 	var warnings []*rules.Error
-	e, err := s.change(ctx, "replace rules", c, func(before state) (state, error) {
+	e, err := s.write(ctx, "replace rules", c, func(before state) (state, error) {
 		errs, ws := rules.CheckChange(before.rules, rs, s.codecsOf(before.defs), 0)
 		if len(errs) > 0 {
 			return state{}, &invalidError{errs}
@@ -526,6 +543,62 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 		e.Warnings = warnings
 	}
 	return e, err
+}
+
+// ReplaceFlagRules replaces the rules of exactly the flags named in flags
+// with rs and leaves every other flag's rules as they are, as one audited
+// change like ReplaceRules (the same checks, ErrConflict, ErrBusy,
+// Warnings; a change that leaves the rules as they are writes nothing).
+// Every rule of rs must be of a named flag (ErrInvalid otherwise); a named
+// flag with no rule in rs loses all its rules.
+func (s *Store) ReplaceFlagRules(ctx context.Context, flags []string, rs []rules.Rule, c Change) (Entry, error) {
+	if err := s.validate(rs, c); err != nil {
+		return Entry{}, err
+	}
+	named := make(map[string]bool, len(flags))
+	for _, f := range flags {
+		named[f] = true
+	}
+	for i, r := range rs {
+		if !named[r.Flag] {
+			where := fmt.Sprintf("rule %d", i+1)
+			if r.Line > 0 {
+				where = fmt.Sprintf("line %d", r.Line)
+			}
+			return Entry{}, fmt.Errorf("%w: %s: flag %q is not one of the flags replaced", ErrInvalid, where, r.Flag)
+		}
+	}
+	var warnings []*rules.Error
+	e, err := s.write(ctx, "replace flag rules", c, func(before state) (state, error) {
+		after := make([]rules.Rule, 0, len(before.rules)+len(rs))
+		for _, r := range before.rules {
+			if !named[r.Flag] {
+				after = append(after, r)
+			}
+		}
+		after = append(after, rs...)
+		errs, ws := rules.CheckChange(before.rules, after, s.codecsOf(before.defs), 0)
+		if len(errs) > 0 {
+			return state{}, &invalidError{errs}
+		}
+		warnings = ws
+		return state{rules: after, defs: before.defs}, nil
+	})
+	if err == nil {
+		e.Warnings = warnings
+	}
+	return e, err
+}
+
+// RuleFlags returns the names of the flags rs has rules for, sorted, each
+// once.
+func RuleFlags(rs []rules.Rule) []string {
+	var names []string
+	for _, r := range rs {
+		names = append(names, r.Flag)
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // validate checks c and each rule's fields, and that no value (of a

@@ -7,10 +7,11 @@
 //	                  [-public-addr HOST:PORT] [-cors-origins ORIGIN,...] [-ofrep-rate N [-ofrep-burst N]]
 //	                  [-ofrep-budget-per-flag UNITS] [-ofrep-budget-base UNITS]
 //	feature-info check [-defs FILE | -db DSN] FILE
-//	feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
+//	feature-info import [-db DSN] -comment TEXT [-actor NAME] [-prune] [-dry-run] FILE
 //	feature-info export [-db DSN]
 //	feature-info changelog [-db DSN] [-limit N | -id N]
-//	feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] ID
+//	feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] [-dry-run] ID
+//	feature-info rules delete [-db DSN] -comment TEXT [-actor NAME] [-dry-run] FLAG...
 //	feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID] [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]... [-json] FLAG...
 //	feature-info flags push [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-force] [-json] FILE
 //	feature-info flags validate [-db DSN] [-json] FILE
@@ -50,10 +51,11 @@ const usage = `usage:
                     [-public-addr HOST:PORT] [-cors-origins ORIGIN,...] [-ofrep-rate N [-ofrep-burst N]]
                     [-ofrep-budget-per-flag UNITS] [-ofrep-budget-base UNITS]
   feature-info check [-defs FILE | -db DSN] FILE
-  feature-info import [-db DSN] -comment TEXT [-actor NAME] FILE
+  feature-info import [-db DSN] -comment TEXT [-actor NAME] [-prune] [-dry-run] FILE
   feature-info export [-db DSN]
   feature-info changelog [-db DSN] [-limit N | -id N]
-  feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] ID
+  feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] [-dry-run] ID
+  feature-info rules delete [-db DSN] -comment TEXT [-actor NAME] [-dry-run] FLAG...
   feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID]
                     [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]...
                     [-json] FLAG...
@@ -89,6 +91,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"export":    cmdExport,
 		"changelog": cmdChangelog,
 		"revert":    cmdRevert,
+		"rules":     cmdRules,
 		"eval":      cmdEval,
 		"flags":     cmdFlags,
 		"keys":      cmdKeys,

@@ -158,7 +158,7 @@ func TestStoreCommands(t *testing.T) {
 
 			imp := runCLI(t, dir, "import", "-db", dsn, "-comment", "QA asked for chocolate", "-actor", "alice", testdata(t, "valid.rules"))
 			require.Equal(t, 0, imp.code, imp.stderr)
-			assert.Equal(t, "imported 6 rule(s) as revision 1\n", imp.stdout)
+			assert.Regexp(t, `\nimported 6 rule\(s\) of \d flag\(s\): written as revision 1\n$`, imp.stdout)
 
 			exp := runCLI(t, dir, "export", "-db", dsn)
 			require.Equal(t, 0, exp.code, exp.stderr)

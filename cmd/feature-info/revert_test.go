@@ -36,7 +36,7 @@ func TestRevertCommand(t *testing.T) {
 
 			// Options after the ID, as in "feature-info revert ID -comment TEXT".
 			rv := ok("revert", "2", "-db", dsn, "-comment", "v2 broke the checkout", "-actor", "ann")
-			assert.Equal(t, "reverted to change #2: saved as revision 4 (changelog entry 4)\n", rv.stdout)
+			assert.Equal(t, "declarations: changed (the changelog shows how)\nreverted to change #2: written as revision 4 (changelog entry 4)\n", rv.stdout)
 			assert.Equal(t, good, ok("flags", "list", "-db", dsn).stdout, "the declarations are back")
 			cl = ok("changelog", "-db", dsn, "-limit", "1").stdout
 			assert.Regexp(t, `^revision 4  change #4  \S+ \S+  ann\n    Revert to the rules after change #2 \(revision 2\): v2 broke the checkout\n    --- declarations\n`, cl)

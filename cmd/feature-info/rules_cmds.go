@@ -107,11 +107,15 @@ func defaultActor() string {
 	return "feature-info"
 }
 
+// cmdImport replaces the rules of exactly the flags in FILE
+// (sqlstore.Store.ReplaceFlagRules), or with -prune every rule.
 func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("import", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
 	comment := fs.String("comment", "", "who asked for this change and why (required)")
 	actor := fs.String("actor", defaultActor(), "who is making the change")
+	prune := fs.Bool("prune", false, "make the whole rule set equal to FILE: delete the rules of every flag FILE does not name")
+	dry := fs.Bool("dry-run", false, "print what would change and write nothing (exit 1 if the import would be refused)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -130,15 +134,106 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.Close()
-	e, err := st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: sqlstore.AnyRevision})
+	c := sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: sqlstore.AnyRevision, DryRun: *dry}
+	var e sqlstore.Entry
+	flags := sqlstore.RuleFlags(rs)
+	if *prune {
+		e, err = st.ReplaceRules(ctx, rs, c)
+	} else {
+		e, err = st.ReplaceFlagRules(ctx, flags, rs, c)
+	}
 	if err != nil {
 		return reportErrors(fs.Arg(0), err, stderr)
 	}
 	for _, w := range e.Warnings {
 		fmt.Fprintf(stderr, "%s:%d: warning: %s\n", fs.Arg(0), w.Line, w.Msg)
 	}
-	fmt.Fprintf(stdout, "imported %d rule(s) as revision %d\n", len(rs), e.Revision)
+	printFlagChanges(stdout, e)
+	if *prune {
+		fmt.Fprintf(stdout, "imported %d rule(s) as the whole rule set: %s\n", len(rs), outcome(e))
+	} else {
+		fmt.Fprintf(stdout, "imported %d rule(s) of %d flag(s): %s\n", len(rs), len(flags), outcome(e))
+	}
 	return nil
+}
+
+// cmdRules runs the rules sub-commands: delete.
+func cmdRules(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "delete" {
+		return fmt.Errorf("%w: want rules delete -comment TEXT FLAG...", errUsage)
+	}
+	return cmdRulesDelete(ctx, args[1:], stdout, stderr)
+}
+
+// cmdRulesDelete removes every rule of the flags named, and no other, as
+// one audited change.
+func cmdRulesDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("rules delete", stderr)
+	dsn := fs.String("db", DefaultDSN, "database DSN")
+	comment := fs.String("comment", "", "who asked for this change and why (required)")
+	actor := fs.String("actor", defaultActor(), "who is making the change")
+	dry := fs.Bool("dry-run", false, "print what would change and write nothing")
+	var names []string
+	for rest := args; ; {
+		if err := parseFlags(fs, rest); err != nil {
+			return err
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		names, rest = append(names, fs.Arg(0)), fs.Args()[1:]
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("%w: name at least one FLAG whose rules to delete", errUsage)
+	}
+	for _, n := range names {
+		if err := rules.ValidFlag(n); err != nil {
+			return fmt.Errorf("%w: flag %q: %v", errUsage, n, err)
+		}
+	}
+	if strings.TrimSpace(*comment) == "" {
+		return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
+	}
+	st, err := openStore(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	e, err := st.ReplaceFlagRules(ctx, names, nil, sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: sqlstore.AnyRevision, DryRun: *dry})
+	if err != nil {
+		return reportErrors("rules delete", err, stderr)
+	}
+	printFlagChanges(stdout, e)
+	fmt.Fprintf(stdout, "deleted the rules of %d flag(s): %s\n", len(names), outcome(e))
+	return nil
+}
+
+// printFlagChanges prints, one a line, what e does to each flag's rules,
+// the flags that lose every rule first, then whether it changes the
+// declarations.
+func printFlagChanges(w io.Writer, e sqlstore.Entry) {
+	for _, all := range []bool{true, false} {
+		for _, c := range e.Flags {
+			if c.AllRemoved() == all {
+				fmt.Fprintln(w, oneLine(c.String()))
+			}
+		}
+	}
+	if strings.Contains(e.Diff, "--- declarations\n") {
+		fmt.Fprintln(w, "declarations: changed (the changelog shows how)")
+	}
+}
+
+// outcome says what became of a write: "written as revision N", "no
+// change", or for a dry run what would have been written.
+func outcome(e sqlstore.Entry) string {
+	switch {
+	case e.Unchanged:
+		return "no change"
+	case e.DryRun:
+		return fmt.Sprintf("dry run, nothing written (would be written as revision %d)", e.Revision)
+	}
+	return fmt.Sprintf("written as revision %d", e.Revision)
 }
 
 func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -243,6 +338,7 @@ func cmdRevert(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	comment := fs.String("comment", "", "who asked for this revert and why (required)")
 	actor := fs.String("actor", defaultActor(), "who is making the change")
 	base := fs.Int64("base", sqlstore.AnyRevision, "refuse if the rules changed since this revision (default: revert whatever is there)")
+	dry := fs.Bool("dry-run", false, "print what would change and write nothing (exit 1 if the revert would be refused)")
 	var pos []string
 	for rest := args; ; {
 		if err := parseFlags(fs, rest); err != nil {
@@ -268,13 +364,18 @@ func cmdRevert(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.Close()
-	e, err := st.Revert(ctx, id, sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: *base})
+	e, err := st.Revert(ctx, id, sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: *base, DryRun: *dry})
 	if err != nil {
 		return reportErrors(fmt.Sprintf("change #%d", id), err, stderr)
 	}
 	for _, w := range e.Warnings {
 		fmt.Fprintf(stderr, "change #%d:%d: warning: %s\n", id, w.Line, w.Msg)
 	}
-	fmt.Fprintf(stdout, "reverted to change #%d: saved as revision %d (changelog entry %d)\n", id, e.Revision, e.ID)
+	printFlagChanges(stdout, e)
+	if e.ID != 0 {
+		fmt.Fprintf(stdout, "reverted to change #%d: %s (changelog entry %d)\n", id, outcome(e), e.ID)
+	} else {
+		fmt.Fprintf(stdout, "reverted to change #%d: %s\n", id, outcome(e))
+	}
 	return nil
 }
