@@ -485,14 +485,15 @@ func (s *Server) apiGetFlag(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, defs[i])
 }
 
-// apiPushFlags: POST /api/v1/flags/push?dry_run=true&strict=true with a
+// apiPushFlags: POST /api/v1/flags/push?dry_run=true&force=true with a
 // declarations file as the body and, unless dry_run, the comment in
 // ?comment= or X-Comment (as a text PUT of the rules). If-Match is
 // optional: when sent, the push is refused (412) if the rules changed
 // since that revision.
 func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 	var opts sqlstore.PushOptions
-	for name, dst := range map[string]*bool{"dry_run": &opts.DryRun, "strict": &opts.Strict} {
+	strict := true
+	for name, dst := range map[string]*bool{"dry_run": &opts.DryRun, "force": &opts.Force, "strict": &strict} {
 		if v := r.URL.Query().Get(name); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -502,6 +503,7 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 			*dst = b
 		}
 	}
+	opts.Force = opts.Force || !strict // strict=false: the old spelling of force
 	if mt := mediaType(r); mt != "application/json" {
 		s.fail(w, r, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the declarations file as application/json (got %s)", echo(r.Header.Get("Content-Type"))))
 		return
@@ -542,7 +544,7 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case errors.Is(err, sqlstore.ErrIncompatible):
 		writeJSON(w, http.StatusConflict, map[string]any{
-			"error":  errf(http.StatusConflict, "incompatible_values", "stored rule values do not fit the new declarations; nothing was written (push without strict to write anyway)"),
+			"error":  errf(http.StatusConflict, "incompatible_values", "stored rule values do not fit the new declarations; nothing was written (push with force=1 to write anyway)"),
 			"report": rep,
 		})
 		return

@@ -105,7 +105,7 @@ func TestBadInput(t *testing.T) {
 			{"bad typed value", "PUT", "/api/v1/rules", "text/plain", "a default 1 maybe\n", []string{"If-Match", "*", "X-Comment", "c"}, 422, "invalid_rules", `not a boolean`},
 			{"many bad lines", "PUT", "/api/v1/rules", "text/plain", manyBad, []string{"If-Match", "*", "X-Comment", "c"}, 422, "invalid_rules", "2000 problems in the rules (the first 100 are listed)"},
 			{"bad JSON rule", "PUT", "/api/v1/rules", "application/json", `{"comment":"c","rules":[{"flag":"a","scope":"default","priority":1,"value":"true"},{"flag":"Bad Flag","scope":"default","priority":1,"value":"x"}]}`, []string{"If-Match", "*"}, 422, "invalid_rules", "rule 2"},
-			{"bad declarations", "POST", "/api/v1/flags/push", "application/json", `{"flags":[{"name":"a","type":"boolean","default":"yes"}]}`, nil, 422, "invalid_declarations", `flag \"a\"`},
+			{"bad declarations", "POST", "/api/v1/flags/push", "application/json", `{"flags":[{"name":"a","type":"boolean","default":"yes"}]}`, nil, 422, "invalid_declarations", `flags[0] (a): default: yes (string) is not a valid boolean value`},
 			{"incompatible strict push", "POST", "/api/v1/flags/push?strict=true&comment=b+becomes+an+int", "application/json", `{"flags":[{"name":"b","type":"int","default":0}]}`, nil, 409, "incompatible_values", "nothing was written"},
 			{"bad push option", "POST", "/api/v1/flags/push?dry_run=perhaps", "application/json", seedDecls, nil, 400, "invalid_request", "dry_run"},
 			{"revert unknown entry", "POST", "/api/v1/changelog/999/revert", "application/json", `{"comment":"c"}`, []string{"If-Match", "*"}, 404, "not_found", "999"},
@@ -195,7 +195,7 @@ func TestAPI(t *testing.T) {
 		r = e.do("read", "GET", "/api/v1/flags", "", nil)
 		assert.Contains(t, r.body, `"name": "b"`)
 		dry := e.do("write", "POST", "/api/v1/flags/push?dry_run=true", "application/json", []byte(`{"flags":[{"name":"b","type":"int","default":0}]}`))
-		require.Equal(t, 200, dry.code, dry.body)
+		require.Equal(t, 409, dry.code, "the push would be refused: %s", dry.body)
 		assert.Contains(t, dry.body, `"written": false`)
 		assert.Contains(t, dry.body, `"error": "\"q\" is not an int"`)
 		assert.Contains(t, dry.body, `"orphans": [`)

@@ -107,7 +107,7 @@ func TestLiveReloadMatchesScratch(t *testing.T) {
 				}
 				if step%4 == 0 {
 					defs := declare(rnd)
-					if _, err := st.PushDefinitions(ctx, defs, change, sqlstore.PushOptions{}); err != nil {
+					if _, err := st.PushDefinitions(ctx, defs, change, sqlstore.PushOptions{Force: true}); err != nil {
 						t.Fatalf("step %d: push declarations: %v", step, err)
 					}
 					for _, d := range defs {

@@ -90,6 +90,30 @@ type Codec struct {
 	variants map[string]string
 }
 
+// defError is a problem with one field of a declaration. Its text is
+// ErrDefinition's, the flag and msg; ParseDeclarations names the field.
+type defError struct {
+	flag, field, msg string
+}
+
+func (e *defError) Error() string {
+	if e.flag == "" {
+		return ErrDefinition.Error() + ": " + e.msg
+	}
+	return fmt.Sprintf("%v: flag %q: %s", ErrDefinition, e.flag, e.msg)
+}
+
+func (e *defError) Unwrap() error { return ErrDefinition }
+
+// fieldMsg is msg named by its field: "default: …" stays as it is,
+// `unknown type "x"` becomes `type: unknown type "x"`.
+func (e *defError) fieldMsg() string {
+	if strings.HasPrefix(e.msg, e.field+": ") {
+		return e.msg
+	}
+	return e.field + ": " + e.msg
+}
+
 // Codec validates d and returns its parser, with the default options.
 func (d Definition) Codec() (*Codec, error) { return d.CodecWith(CodecOptions{}) }
 
@@ -97,31 +121,31 @@ func (d Definition) Codec() (*Codec, error) { return d.CodecWith(CodecOptions{})
 // (the default, the variants and every rule value).
 func (d Definition) CodecWith(opts CodecOptions) (*Codec, error) {
 	if err := ValidFlag(d.Name); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrDefinition, err)
+		return nil, &defError{field: "name", msg: err.Error()}
 	}
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: flag %q: %s", ErrDefinition, d.Name, fmt.Sprintf(format, args...))
+	bad := func(field, format string, args ...any) error {
+		return &defError{flag: d.Name, field: field, msg: fmt.Sprintf(format, args...)}
 	}
 	if !slices.Contains(Types, d.Type) {
-		return nil, bad("unknown type %q (want one of boolean, string, int, float, json)", d.Type)
+		return nil, bad("type", "unknown type %q (want one of boolean, string, int, float, json)", d.Type)
 	}
 	c := &Codec{def: d, opts: opts, variants: make(map[string]string, len(d.Variants))}
 	if d.Schema != "" {
 		if d.Type != JSON {
-			return nil, bad("a schema is only for json flags")
+			return nil, bad("schema", "a schema is only for json flags")
 		}
 		if len(d.Schema) > MaxSchemaLen {
-			return nil, bad("schema longer than %d bytes", MaxSchemaLen)
+			return nil, bad("schema", "schema longer than %d bytes", MaxSchemaLen)
 		}
 		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(d.Schema))
 		if err != nil {
-			return nil, bad("schema is not JSON: %v", err)
+			return nil, bad("schema", "schema is not JSON: %v", err)
 		}
 		if key := schemaReference(doc, 0); key != "" {
-			return nil, bad("schema: %s is not allowed: a reference lets a short schema take exponential time to check; write the subschema out", key)
+			return nil, bad("schema", "schema: %s is not allowed: a reference lets a short schema take exponential time to check; write the subschema out", key)
 		}
 		if c.cost, err = costOfSchema(doc); err != nil {
-			return nil, bad("schema: %v", err)
+			return nil, bad("schema", "schema: %v", err)
 		}
 		var canon bytes.Buffer
 		_ = json.Compact(&canon, []byte(d.Schema)) // JSON: decoded above
@@ -129,26 +153,26 @@ func (d Definition) CodecWith(opts CodecOptions) (*Codec, error) {
 		comp := jsonschema.NewCompiler()
 		url := "scopeflags:///" + d.Name + ".json"
 		if err := comp.AddResource(url, doc); err != nil {
-			return nil, bad("schema: %v", err)
+			return nil, bad("schema", "schema: %v", err)
 		}
 		if c.schema, err = comp.Compile(url); err != nil {
-			return nil, bad("schema: %s", firstLine(err))
+			return nil, bad("schema", "schema: %s", firstLine(err))
 		}
 	}
 	for _, v := range d.Variants {
 		if v.Name == "" || strings.ContainsAny(v.Name, " \t\r\n") {
-			return nil, bad("variant name %q must be non-empty with no whitespace", v.Name)
+			return nil, bad("variants", "variant name %q must be non-empty with no whitespace", v.Name)
 		}
 		if _, dup := c.variants[v.Name]; dup {
-			return nil, bad("variant %q declared twice", v.Name)
+			return nil, bad("variants", "variant %q declared twice", v.Name)
 		}
 		if _, err := c.parse(v.Value); err != nil {
-			return nil, bad("variant %q: %v", v.Name, err)
+			return nil, bad("variants", "variant %q: %v", v.Name, err)
 		}
 		c.variants[v.Name] = v.Value
 	}
 	if _, err := c.parse(d.Default); err != nil {
-		return nil, bad("default: %v", err)
+		return nil, bad("default", "default: %v", err)
 	}
 	return c, nil
 }

@@ -66,7 +66,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		}
 		push := func(defs []rules.Definition, comment string) sqlstore.PushReport {
 			t.Helper()
-			rep, err := st.PushDefinitions(ctx, defs, change(comment, sqlstore.AnyRevision), sqlstore.PushOptions{})
+			rep, err := st.PushDefinitions(ctx, defs, change(comment, sqlstore.AnyRevision), sqlstore.PushOptions{Force: true})
 			require.NoError(t, err)
 			requireGapless(t, st)
 			return rep
@@ -87,7 +87,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 
 		e3 := save("checkout.express default 1 true\nui.theme default 1 dark\n", "express on")
 		dry, err := st.PushDefinitions(ctx, declsBad, sqlstore.Change{}, sqlstore.PushOptions{DryRun: true})
-		require.NoError(t, err)
+		require.ErrorIs(t, err, sqlstore.ErrIncompatible)
 		assert.False(t, dry.Written)
 		assert.Equal(t, e3.Revision, dry.Revision)
 		assert.Len(t, dry.Incompatible, 1)
@@ -96,7 +96,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		assert.False(t, same.Written, "a push that changes nothing writes nothing")
 		assert.Equal(t, e3.Revision, same.Revision)
 
-		bad := push(declsBad, "retries, int express") // not strict: written
+		bad := push(declsBad, "retries, int express") // forced: written
 		assert.Equal(t, []string{"jobs.retries"}, bad.Created)
 		entry, err := st.ChangelogEntry(ctx, bad.ChangelogID)
 		require.NoError(t, err)
@@ -153,8 +153,8 @@ func TestRevertRefusals(t *testing.T) {
 		ctx := context.Background()
 		e1, err := st.ReplaceRules(ctx, parse(t, "checkout.express default 1 yes\n"), change("yes", 0))
 		require.NoError(t, err)
-		// Not strict: the stored "yes" does not fit, and is written anyway.
-		p, err := st.PushDefinitions(ctx, declsV1, change("declare", 1), sqlstore.PushOptions{})
+		// Forced: the stored "yes" does not fit, and is written anyway.
+		p, err := st.PushDefinitions(ctx, declsV1, change("declare", 1), sqlstore.PushOptions{Force: true})
 		require.NoError(t, err)
 		require.Len(t, p.Incompatible, 1)
 		e3, err := st.ReplaceRules(ctx, parse(t, "checkout.express default 1 true\n"), change("fix", 2))
@@ -429,7 +429,7 @@ func TestDeclarationsText(t *testing.T) {
 	bad := sqlstore.DeclarationsText([]rules.Definition{{Name: "n", Type: rules.Int, Default: "many"}})
 	assert.Equal(t, `{"name":"n","type":"int","default":"many"}`+"\n", bad)
 	_, err = sqlstore.ParseDeclarationsText(bad)
-	assert.ErrorContains(t, err, `flag "n"`)
+	assert.ErrorContains(t, err, `flags[0] (n): default: many (string) is not a valid int value`)
 	assert.True(t, errors.Is(err, rules.ErrDefinition))
 }
 

@@ -15,8 +15,8 @@ import (
 	"github.com/scopeflags/scopeflags/rules"
 )
 
-// ErrIncompatible: a strict push was refused because stored rule values
-// would not parse as the new declarations.
+// ErrIncompatible: a push was refused because stored rule values would
+// not parse as the new declarations (PushOptions.Force writes anyway).
 var ErrIncompatible = errors.New("sqlstore: incompatible stored values")
 
 type flagRow struct {
@@ -83,9 +83,10 @@ func (s *Store) Definitions(ctx context.Context) ([]rules.Definition, error) {
 type PushOptions struct {
 	// DryRun reports what a push would do and writes nothing.
 	DryRun bool
-	// Strict refuses the push (ErrIncompatible) when stored rule values
-	// would not parse as the new declarations.
-	Strict bool
+	// Force writes even when stored rule values would not parse as the
+	// new declarations; those rules then answer ERROR. Without it such a
+	// push is refused with ErrIncompatible.
+	Force bool
 }
 
 // FlagUpdate is a declaration a push changes.
@@ -96,6 +97,9 @@ type FlagUpdate struct {
 
 // Incompatible is a stored rule whose value a pushed declaration rejects.
 type Incompatible struct {
+	// Line is the rule's first line in the stored rules text (as export
+	// prints it: rules.Format of the stored rules).
+	Line     int    `json:"line"`
 	Flag     string `json:"flag"`
 	Scope    string `json:"scope"`
 	Priority int    `json:"priority"`
@@ -109,6 +113,9 @@ type PushReport struct {
 	Updated      []FlagUpdate   `json:"updated"`
 	Unchanged    []string       `json:"unchanged"`
 	Incompatible []Incompatible `json:"incompatible"`
+	// Removed lists the fields the push removes from stored declarations,
+	// e.g. "ui.theme: description removed".
+	Removed []string `json:"removed"`
 	// Orphans are declared in the database but not in the push.
 	Orphans []string `json:"orphans"`
 	// Written reports whether the declarations were written.
@@ -123,10 +130,12 @@ type PushReport struct {
 // one audited change (see Revert): in one transaction it bumps the
 // revision, so servers reload, and appends a changelog entry with c's
 // actor and comment and the diff of the declarations text. Before writing
-// it lists stored rule values the new declarations would reject; with
-// opts.Strict any such value refuses the push (ErrIncompatible, with the
-// report). A push that changes nothing writes nothing (no revision, no
-// entry). With opts.DryRun nothing is written and c is not needed.
+// it lists stored rule values the new declarations would reject; any
+// such value refuses the push (ErrIncompatible, with the report) unless
+// opts.Force. A push that changes nothing writes nothing (no revision, no
+// entry). With opts.DryRun nothing is written and c is not needed; it
+// returns ErrIncompatible, with the report, when the push would be
+// refused.
 // Declarations only in the database are reported as orphans and kept.
 // Invalid declarations, and a missing or invalid comment or actor, are
 // refused with ErrInvalid; c.BaseRevision is checked as by ReplaceRules.
@@ -160,6 +169,9 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, c 
 			return rep, fmt.Errorf("sqlstore: push: %w", err)
 		}
 		planPush(&rep, before, defs, codecs)
+		if !opts.Force && len(rep.Incompatible) > 0 {
+			return rep, incompatible(rep)
+		}
 		return rep, nil
 	}
 	if err := checkChange(c); err != nil {
@@ -171,8 +183,8 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, c 
 		switch {
 		case len(rep.Created) == 0 && len(rep.Updated) == 0:
 			return state{}, errNoChange
-		case opts.Strict && len(rep.Incompatible) > 0:
-			return state{}, fmt.Errorf("%w: %d rule value(s) would not parse as the new declarations", ErrIncompatible, len(rep.Incompatible))
+		case !opts.Force && len(rep.Incompatible) > 0:
+			return state{}, incompatible(rep)
 		}
 		return after, nil
 	})
@@ -185,6 +197,10 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, c 
 	}
 	rep.Written, rep.Revision, rep.ChangelogID = true, e.Revision, e.ID
 	return rep, nil
+}
+
+func incompatible(rep PushReport) error {
+	return fmt.Errorf("%w: %d rule value(s) would not parse as the new declarations", ErrIncompatible, len(rep.Incompatible))
 }
 
 // planPush fills rep for pushing defs onto before and returns the state
@@ -205,6 +221,7 @@ func planPush(rep *PushReport, before state, defs []rules.Definition, codecs map
 			rep.Unchanged = append(rep.Unchanged, d.Name)
 		default:
 			rep.Updated = append(rep.Updated, FlagUpdate{Name: d.Name, Changes: changes(o, d)})
+			rep.Removed = append(rep.Removed, removed(o, d)...)
 		}
 		after.defs = append(after.defs, d)
 	}
@@ -216,16 +233,22 @@ func planPush(rep *PushReport, before state, defs []rules.Definition, codecs map
 	}
 	rs := slices.Clone(before.rules)
 	rules.Sort(rs)
+	line := 1 // as rules.Format writes them: a line a rule, one more for a condition
 	for _, r := range rs {
 		if c := codecs[r.Flag]; c != nil {
 			if _, err := c.Parse(r.Value); err != nil {
-				rep.Incompatible = append(rep.Incompatible, Incompatible{Flag: r.Flag, Scope: r.Scope, Priority: r.Priority, Value: r.Value, Error: err.Error()})
+				rep.Incompatible = append(rep.Incompatible, Incompatible{Line: line, Flag: r.Flag, Scope: r.Scope, Priority: r.Priority, Value: r.Value, Error: err.Error()})
 			}
+		}
+		line++
+		if r.Condition != "" {
+			line++
 		}
 	}
 	slices.Sort(rep.Created)
 	slices.Sort(rep.Unchanged)
 	slices.Sort(rep.Orphans)
+	slices.Sort(rep.Removed)
 	slices.SortFunc(rep.Updated, func(a, b FlagUpdate) int { return strings.Compare(a.Name, b.Name) })
 	return after
 }
@@ -318,6 +341,19 @@ func DeclarationsText(defs []rules.Definition) string {
 	return b.String()
 }
 
+// DeclarationsFile renders declarations as a declarations file, the
+// format rules.ParseDeclarations (and flags push) reads: a "flags" array
+// with DeclarationsText's lines as its entries, one a line. Pushing it
+// back onto the same declarations changes nothing.
+func DeclarationsFile(defs []rules.Definition) string {
+	text := DeclarationsText(defs)
+	if text == "" {
+		return "{\"flags\": []}\n"
+	}
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	return "{\"flags\": [\n  " + strings.Join(lines, ",\n  ") + "\n]}\n"
+}
+
 // ParseDeclarationsText reads a DeclarationsText back, validating each
 // declaration as a declarations file's (rules.ParseDeclarations); errors
 // name the line.
@@ -337,6 +373,30 @@ func ParseDeclarationsText(text string) ([]rules.Definition, error) {
 		return nil, err
 	}
 	return defs, nil
+}
+
+// removed lists the fields of stored declaration o that d drops:
+// "ui.theme: description removed", one per variant.
+func removed(o, d rules.Definition) []string {
+	var out []string
+	if o.Description != "" && d.Description == "" {
+		out = append(out, o.Name+": description removed")
+	}
+	if o.Schema != "" && d.Schema == "" {
+		out = append(out, o.Name+": schema removed")
+	}
+	if o.Salt != "" && d.Salt == "" {
+		out = append(out, o.Name+": salt removed")
+	}
+	if o.External && !d.External {
+		out = append(out, o.Name+": external removed")
+	}
+	for _, v := range o.Variants {
+		if !slices.ContainsFunc(d.Variants, func(w rules.Variant) bool { return w.Name == v.Name }) {
+			out = append(out, fmt.Sprintf("%s: variant %q removed", o.Name, v.Name))
+		}
+	}
+	return out
 }
 
 func changes(o, d rules.Definition) []string {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/scopeflags/scopeflags/rules"
@@ -20,10 +21,28 @@ func readDefs(path string) ([]rules.Definition, error) {
 		return nil, err
 	}
 	defs, err := rules.ParseDeclarations(data)
-	if err != nil {
+	var de *rules.DeclarationsError
+	switch {
+	case errors.As(err, &de):
+		// One problem a line, each with the file: path: flags[2] (ui.theme): …
+		return nil, fmt.Errorf("%s: %w", path, &rules.DeclarationsError{Problems: prefixed(path, de.Problems), More: de.More})
+	case err != nil:
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return defs, nil
+}
+
+// prefixed returns the problems after the first, each prefixed with
+// path, as fmt.Errorf("%s: %w", path, …) prefixes the first.
+func prefixed(path string, problems []string) []string {
+	out := make([]string, len(problems))
+	for i, p := range problems {
+		if i > 0 {
+			p = path + ": " + p
+		}
+		out[i] = p
+	}
+	return out
 }
 
 // codecs makes the parsers check and eval type values with.
@@ -58,7 +77,7 @@ func loadDefs(ctx context.Context, defsFile, dsn string) ([]rules.Definition, er
 
 func cmdFlags(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: flags push|validate|list", errUsage)
+		return fmt.Errorf("%w: flags push|validate|list|export|delete", errUsage)
 	}
 	switch args[0] {
 	case "push":
@@ -67,8 +86,12 @@ func cmdFlags(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return flagsPush(ctx, args[1:], stdout, stderr, true)
 	case "list":
 		return flagsList(ctx, args[1:], stdout, stderr)
+	case "export":
+		return flagsExport(ctx, args[1:], stdout, stderr)
+	case "delete":
+		return flagsDelete(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("%w: unknown flags command %q (push, validate, list)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown flags command %q (push, validate, list, export, delete)", errUsage, args[0])
 }
 
 func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, validate bool) error {
@@ -78,8 +101,9 @@ func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, val
 	}
 	fs := newFlagSet(name, stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
-	dry := fs.Bool("dry-run", false, "report what would change; write nothing")
-	strict := fs.Bool("strict", false, "refuse if stored rule values would not parse as the new declarations")
+	dry := fs.Bool("dry-run", false, "report what would change; write nothing (exit 1 if the push would be refused)")
+	force := fs.Bool("force", false, "write even if stored rule values would not parse as the new declarations (those rules then answer ERROR)")
+	fs.Bool("strict", true, "refuse if stored rule values would not parse as the new declarations (the default; see -force)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	var comment, actor *string
 	if !validate {
@@ -108,8 +132,10 @@ func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, val
 		return err
 	}
 	defer st.Close()
-	rep, err := st.PushDefinitions(ctx, defs, c, sqlstore.PushOptions{DryRun: *dry || validate, Strict: *strict})
-	if err != nil && !errors.Is(err, sqlstore.ErrIncompatible) {
+	dryRun := *dry || validate
+	rep, err := st.PushDefinitions(ctx, defs, c, sqlstore.PushOptions{DryRun: dryRun, Force: *force})
+	refused := errors.Is(err, sqlstore.ErrIncompatible)
+	if err != nil && !refused {
 		return err
 	}
 	if *asJSON {
@@ -117,23 +143,22 @@ func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, val
 			return err
 		}
 	} else {
-		printReport(stdout, rep, validate || *dry)
+		printReport(stdout, rep, dryRun, refused)
 	}
-	switch {
-	case err != nil:
-		fmt.Fprintf(stderr, "feature-info %s: %v; nothing was written\n", name, err)
+	if refused {
+		if dryRun {
+			fmt.Fprintf(stderr, "feature-info %s: %v; the push would be refused (-force writes anyway)\n", name, err)
+		} else {
+			fmt.Fprintf(stderr, "feature-info %s: %v; nothing was written (-force writes anyway)\n", name, err)
+		}
 		return errReported
-	case validate && len(rep.Incompatible) > 0:
-		return errReported
-	case *strict && len(rep.Incompatible) > 0:
-		return errReported // a strict dry run fails as the push would
 	}
 	return nil
 }
 
-func printReport(w io.Writer, rep sqlstore.PushReport, dry bool) {
+func printReport(w io.Writer, rep sqlstore.PushReport, dry, refused bool) {
 	verb := func(done, would string) string {
-		if dry {
+		if dry || refused {
 			return would
 		}
 		return done
@@ -148,11 +173,14 @@ func printReport(w io.Writer, rep sqlstore.PushReport, dry bool) {
 		}
 		fmt.Fprintln(w)
 	}
+	for _, r := range rep.Removed {
+		fmt.Fprintf(w, "%s\n", oneLine(r))
+	}
 	for _, n := range rep.Unchanged {
 		fmt.Fprintf(w, "unchanged %s\n", oneLine(n))
 	}
 	for _, in := range rep.Incompatible {
-		fmt.Fprintf(w, "incompatible rule %s %s %d %q: %s\n", oneLine(in.Flag), oneLine(in.Scope), in.Priority, in.Value, oneLine(in.Error))
+		fmt.Fprintf(w, "incompatible rule at line %d of the stored rules: %s %s %d %q: %s\n", in.Line, oneLine(in.Flag), oneLine(in.Scope), in.Priority, in.Value, oneLine(in.Error))
 	}
 	for _, n := range rep.Orphans {
 		fmt.Fprintf(w, "only in the database: %s\n", oneLine(n))
@@ -160,11 +188,108 @@ func printReport(w io.Writer, rep sqlstore.PushReport, dry bool) {
 	switch {
 	case rep.Written:
 		fmt.Fprintf(w, "written as revision %d (changelog entry %d)\n", rep.Revision, rep.ChangelogID)
+	case refused && dry:
+		fmt.Fprintln(w, "dry run: the push would be refused; nothing written")
+	case refused:
+		fmt.Fprintln(w, "refused: nothing written")
 	case dry:
 		fmt.Fprintln(w, "dry run: nothing written")
 	default:
-		fmt.Fprintln(w, "nothing to write")
+		fmt.Fprintln(w, "no change")
 	}
+}
+
+// flagsExport prints the stored declarations as a declarations file,
+// which flags push reads back as no change.
+func flagsExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("flags export", stderr)
+	dsn := fs.String("db", DefaultDSN, "database DSN")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return fmt.Errorf("%w: flags export takes no arguments", errUsage)
+	}
+	st, err := openStore(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	defs, err := st.Definitions(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = io.WriteString(stdout, sqlstore.DeclarationsFile(defs))
+	return err
+}
+
+// flagsDelete removes declarations as one audited, revertible change.
+// Every name must be declared; otherwise nothing is deleted.
+func flagsDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("flags delete", stderr)
+	dsn := fs.String("db", DefaultDSN, "database DSN")
+	dry := fs.Bool("dry-run", false, "report what would be deleted; write nothing")
+	comment := fs.String("comment", "", "who asked for this change and why (required unless -dry-run)")
+	actor := fs.String("actor", defaultActor(), "who is making the change")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return fmt.Errorf("%w: name the flags whose declarations to delete", errUsage)
+	}
+	if !*dry && strings.TrimSpace(*comment) == "" {
+		return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
+	}
+	st, err := openStore(ctx, *dsn)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	defs, err := st.Definitions(ctx)
+	if err != nil {
+		return err
+	}
+	declared := make(map[string]bool, len(defs))
+	for _, d := range defs {
+		declared[d.Name] = true
+	}
+	var names, missing []string
+	for _, n := range fs.Args() {
+		switch {
+		case slices.Contains(names, n) || slices.Contains(missing, n):
+		case !declared[n]:
+			missing = append(missing, n)
+		default:
+			names = append(names, n)
+		}
+	}
+	if len(missing) > 0 {
+		for _, n := range missing {
+			fmt.Fprintf(stderr, "feature-info flags delete: %s is not declared\n", oneLine(n))
+		}
+		fmt.Fprintln(stderr, "feature-info flags delete: nothing was deleted")
+		return errReported
+	}
+	if *dry {
+		for _, n := range names {
+			fmt.Fprintf(stdout, "would delete %s\n", oneLine(n))
+		}
+		fmt.Fprintln(stdout, "dry run: nothing written")
+		return nil
+	}
+	e, err := st.DeleteDefinitions(ctx, names, sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: sqlstore.AnyRevision})
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		fmt.Fprintf(stdout, "deleted %s\n", oneLine(n))
+	}
+	if e.ID == 0 {
+		fmt.Fprintln(stdout, "no change") // deleted by another writer meanwhile
+		return nil
+	}
+	fmt.Fprintf(stdout, "written as revision %d (changelog entry %d); their rules stay, as plain text\n", e.Revision, e.ID)
+	return nil
 }
 
 func flagsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {

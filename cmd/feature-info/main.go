@@ -13,9 +13,11 @@
 //	feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] [-dry-run] ID
 //	feature-info rules delete [-db DSN] -comment TEXT [-actor NAME] [-dry-run] FLAG...
 //	feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID] [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]... [-json] FLAG...
-//	feature-info flags push [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-strict] [-json] FILE
+//	feature-info flags push [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-force] [-json] FILE
 //	feature-info flags validate [-db DSN] [-json] FILE
 //	feature-info flags list [-db DSN]
+//	feature-info flags export [-db DSN]
+//	feature-info flags delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) NAME...
 //	feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
 //	feature-info keys list [-db DSN]
 //	feature-info keys revoke [-db DSN] ID
@@ -57,9 +59,11 @@ const usage = `usage:
   feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID]
                     [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]...
                     [-json] FLAG...
-  feature-info flags push [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-strict] [-json] FILE
+  feature-info flags push [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-force] [-json] FILE
   feature-info flags validate [-db DSN] [-json] FILE
   feature-info flags list [-db DSN]
+  feature-info flags export [-db DSN]
+  feature-info flags delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) NAME...
   feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
   feature-info keys list [-db DSN]
   feature-info keys revoke [-db DSN] ID

@@ -395,7 +395,7 @@ func TestTypedFlagsCommands(t *testing.T) {
 			require.Equal(t, 0, push.code, push.stderr)
 			assert.Contains(t, push.stdout, "created checkout.new_flow\n")
 			again := runCLI(t, dir, "flags", "push", "-db", dsn, "-comment", "again", testdata(t, "flags.json"))
-			assert.Contains(t, again.stdout, "unchanged ui.color\nnothing to write\n")
+			assert.Contains(t, again.stdout, "unchanged ui.color\nno change\n")
 
 			refused := runCLI(t, dir, "import", "-db", dsn, "-comment", "typed", testdata(t, "typed-bad.rules"))
 			assert.Equal(t, 1, refused.code)
@@ -421,7 +421,7 @@ func TestTypedFlagsCommands(t *testing.T) {
 
 			// A type change that stored values would not survive.
 			dry := runCLI(t, dir, "flags", "push", "-db", dsn, "-dry-run", testdata(t, "flags-v2.json"))
-			require.Equal(t, 0, dry.code, dry.stderr)
+			require.Equal(t, 1, dry.code, "the push would be refused: %s", dry.stderr)
 			golden(t, "push-v2-dry.golden", dry.stdout)
 			strict := runCLI(t, dir, "flags", "push", "-db", dsn, "-strict", "-comment", "v2", testdata(t, "flags-v2.json"))
 			assert.Equal(t, 1, strict.code)
@@ -431,7 +431,10 @@ func TestTypedFlagsCommands(t *testing.T) {
 			v2 := runCLI(t, dir, "flags", "validate", "-db", dsn, testdata(t, "flags-v2.json"))
 			assert.Equal(t, 1, v2.code, "validate fails on incompatible values")
 
-			forced := runCLI(t, dir, "flags", "push", "-db", dsn, "-comment", "v2 anyway", testdata(t, "flags-v2.json"))
+			plain := runCLI(t, dir, "flags", "push", "-db", dsn, "-comment", "v2", testdata(t, "flags-v2.json"))
+			assert.Equal(t, 1, plain.code, "strict by default")
+			assert.Contains(t, plain.stderr, "nothing was written (-force writes anyway)")
+			forced := runCLI(t, dir, "flags", "push", "-db", dsn, "-force", "-comment", "v2 anyway", testdata(t, "flags-v2.json"))
 			require.Equal(t, 0, forced.code, forced.stderr)
 			after := runCLI(t, dir, "eval", "-db", dsn, "-json", "-key", "user-2", "ui.color")
 			assert.JSONEq(t, `{"ui.color": {"value": "0", "scope": "default", "priority": 10, "variant": "", "reason": "ERROR",
