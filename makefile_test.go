@@ -1,6 +1,7 @@
 package scopeflags
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -13,7 +14,15 @@ func TestMakeRunKeepsTheDSN(t *testing.T) {
 		t.Skip("no make")
 	}
 	dsn := "postgres://app@db:5432/flags?sslmode=disable&connect_timeout=5"
-	out, err := exec.Command("make", "-n", "run", "DB="+dsn, "GO=echo").CombinedOutput()
+	// Under make test, the outer make's MAKEFLAGS and MAKELEVEL would make
+	// this one print "Entering directory" lines: run it as a top-level make.
+	cmd := exec.Command("make", "-s", "--no-print-directory", "-n", "run", "DB="+dsn, "GO=echo")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "MAKEFLAGS=") && !strings.HasPrefix(kv, "MAKELEVEL=") && !strings.HasPrefix(kv, "MFLAGS=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("make -n run: %v\n%s", err, out)
 	}
