@@ -2,7 +2,6 @@ package admin_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"path/filepath"
 	"testing"
@@ -60,20 +59,7 @@ func TestBusy(t *testing.T) {
 		st, err := sqlstore.Open(ctx, path)
 		require.NoError(t, err)
 		t.Cleanup(func() { st.Close() })
-		check(t, newEnv(t, st), func() func() {
-			db, err := sql.Open("sqlite", "file:"+path)
-			require.NoError(t, err)
-			conn, err := db.Conn(ctx)
-			require.NoError(t, err)
-			_, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE")
-			require.NoError(t, err)
-			return func() {
-				_, err := conn.ExecContext(ctx, "ROLLBACK")
-				assert.NoError(t, err)
-				conn.Close()
-				db.Close()
-			}
-		})
+		check(t, newEnv(t, st), func() func() { return sqlstoretest.HoldWriteLock(t, path) })
 	})
 	t.Run("postgres", func(t *testing.T) {
 		dsn := sqlstoretest.PostgresDSN(t)
@@ -83,17 +69,6 @@ func TestBusy(t *testing.T) {
 		st, err := sqlstore.Open(ctx, dsn)
 		require.NoError(t, err)
 		t.Cleanup(func() { st.Close() })
-		check(t, newEnv(t, st), func() func() {
-			db, err := sql.Open("postgres", dsn)
-			require.NoError(t, err)
-			tx, err := db.BeginTx(ctx, nil)
-			require.NoError(t, err)
-			var rev int64
-			require.NoError(t, tx.QueryRowContext(ctx, `SELECT revision FROM feature_revision WHERE id = 1 FOR UPDATE`).Scan(&rev))
-			return func() {
-				assert.NoError(t, tx.Rollback())
-				db.Close()
-			}
-		})
+		check(t, newEnv(t, st), func() func() { return sqlstoretest.HoldWriteLock(t, dsn) })
 	})
 }

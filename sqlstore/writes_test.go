@@ -2,7 +2,6 @@ package sqlstore_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"path/filepath"
@@ -171,20 +170,7 @@ func TestWriterBusy(t *testing.T) {
 		st, err := sqlstore.Open(ctx, path)
 		require.NoError(t, err)
 		defer st.Close()
-		check(t, st, func() func() {
-			db, err := sql.Open("sqlite", "file:"+path)
-			require.NoError(t, err)
-			conn, err := db.Conn(ctx)
-			require.NoError(t, err)
-			_, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE")
-			require.NoError(t, err)
-			return func() {
-				_, err := conn.ExecContext(ctx, "ROLLBACK")
-				assert.NoError(t, err)
-				conn.Close()
-				db.Close()
-			}
-		})
+		check(t, st, func() func() { return sqlstoretest.HoldWriteLock(t, path) })
 	})
 	t.Run("postgres", func(t *testing.T) {
 		dsn := sqlstoretest.PostgresDSN(t)
@@ -194,18 +180,7 @@ func TestWriterBusy(t *testing.T) {
 		st, err := sqlstore.Open(ctx, dsn)
 		require.NoError(t, err)
 		defer st.Close()
-		check(t, st, func() func() {
-			db, err := sql.Open("postgres", dsn)
-			require.NoError(t, err)
-			tx, err := db.BeginTx(ctx, nil)
-			require.NoError(t, err)
-			var rev int64
-			require.NoError(t, tx.QueryRowContext(ctx, `SELECT revision FROM feature_revision WHERE id = 1 FOR UPDATE`).Scan(&rev))
-			return func() {
-				assert.NoError(t, tx.Rollback())
-				db.Close()
-			}
-		})
+		check(t, st, func() func() { return sqlstoretest.HoldWriteLock(t, dsn) })
 	})
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"path/filepath"
 	"testing"
 	"time"
@@ -43,20 +42,7 @@ func TestImportBusy(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, st.Close())
 		// Opening the store applies the schema, a write too: busy there.
-		check(t, path, func() func() {
-			db, err := sql.Open("sqlite", "file:"+path)
-			require.NoError(t, err)
-			conn, err := db.Conn(ctx)
-			require.NoError(t, err)
-			_, err = conn.ExecContext(ctx, "BEGIN IMMEDIATE")
-			require.NoError(t, err)
-			return func() {
-				_, err := conn.ExecContext(ctx, "ROLLBACK")
-				assert.NoError(t, err)
-				conn.Close()
-				db.Close()
-			}
-		})
+		check(t, path, func() func() { return sqlstoretest.HoldWriteLock(t, path) })
 	})
 	t.Run("postgres", func(t *testing.T) {
 		dsn := sqlstoretest.PostgresDSN(t)
@@ -66,17 +52,6 @@ func TestImportBusy(t *testing.T) {
 		st, err := sqlstore.Open(ctx, dsn) // the schema, before the lock
 		require.NoError(t, err)
 		require.NoError(t, st.Close())
-		check(t, dsn, func() func() {
-			db, err := sql.Open("postgres", dsn)
-			require.NoError(t, err)
-			tx, err := db.BeginTx(ctx, nil)
-			require.NoError(t, err)
-			var rev int64
-			require.NoError(t, tx.QueryRowContext(ctx, `SELECT revision FROM feature_revision WHERE id = 1 FOR UPDATE`).Scan(&rev))
-			return func() {
-				assert.NoError(t, tx.Rollback())
-				db.Close()
-			}
-		})
+		check(t, dsn, func() func() { return sqlstoretest.HoldWriteLock(t, dsn) })
 	})
 }

@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,4 +116,43 @@ func PostgresDSN(t testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// HoldWriteLock holds what a write to the store at dsn (a SQLite path or a
+// PostgreSQL DSN) must wait for, from another connection, until release is
+// called: SQLite's write lock (BEGIN IMMEDIATE), or PostgreSQL's revision
+// row (SELECT ... FOR UPDATE). The store's schema must exist.
+func HoldWriteLock(t testing.TB, dsn string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	driver, name := "sqlite", "file:"+dsn
+	if isPostgres(dsn) {
+		driver, name = "postgres", dsn
+	}
+	db, err := sql.Open(driver, name)
+	if err != nil {
+		t.Fatalf("hold the write lock: %v", err)
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatalf("hold the write lock: %v", err)
+	}
+	lock, unlock := "BEGIN IMMEDIATE", "ROLLBACK"
+	if driver == "postgres" {
+		lock = "BEGIN; SELECT revision FROM feature_revision WHERE id = 1 FOR UPDATE"
+	}
+	if _, err := conn.ExecContext(ctx, lock); err != nil {
+		t.Fatalf("hold the write lock: %v", err)
+	}
+	return func() {
+		if _, err := conn.ExecContext(ctx, unlock); err != nil {
+			t.Errorf("release the write lock: %v", err)
+		}
+		conn.Close()
+		db.Close()
+	}
+}
+
+func isPostgres(dsn string) bool {
+	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
