@@ -22,17 +22,15 @@ const (
 	DefaultMaxStreamsPerAddr = 100
 	// DefaultLoginFree is how many failed logins or API keys in a row a
 	// client address may send before it must wait.
-	DefaultLoginFree = 10
+	DefaultLoginFree = throttle.DefaultFree
 	// DefaultLoginBackoff is the first wait; each further failure doubles
 	// it, up to DefaultLoginMaxBackoff.
-	DefaultLoginBackoff    = time.Second
-	DefaultLoginMaxBackoff = 5 * time.Minute
+	DefaultLoginBackoff    = throttle.DefaultBase
+	DefaultLoginMaxBackoff = throttle.DefaultMax
 	// DefaultLoginAddresses bounds the addresses the throttle remembers
 	// (about 100 bytes each); the one whose last failure is oldest is
 	// forgotten first.
-	DefaultLoginAddresses = 10000
-	// loginForget: an address with no failure for this long starts afresh.
-	loginForget = 15 * time.Minute
+	DefaultLoginAddresses = throttle.DefaultMaxEntries
 )
 
 // LoginThrottle configures the throttle on failed logins and API keys
@@ -45,27 +43,9 @@ const (
 // are remembered.
 type LoginThrottle = throttle.FailureConfig
 
-// failures is the server's table of failed authentications, made from
-// s.Logins.
-func (s *Server) newFailures() *throttle.Failures {
-	c := s.Logins
-	if c.Free == 0 {
-		c.Free = DefaultLoginFree
-	}
-	if c.Base == 0 {
-		c.Base = DefaultLoginBackoff
-	}
-	if c.Max == 0 {
-		c.Max = DefaultLoginMaxBackoff
-	}
-	if c.MaxEntries == 0 {
-		c.MaxEntries = DefaultLoginAddresses
-	}
-	if c.Forget == 0 {
-		c.Forget = loginForget
-	}
-	return throttle.NewFailures(c)
-}
+// newFailures is the server's table of failed authentications, made
+// from s.Logins (the throttle reads the defaults of its zero fields).
+func (s *Server) newFailures() *throttle.Failures { return throttle.NewFailures(s.Logins) }
 
 func (s *Server) maxStreamsPerKey() int {
 	if s.MaxStreamsPerKey == 0 {

@@ -20,13 +20,13 @@ const (
 	DefaultMaxStreamsPerAddr = 100
 	// DefaultKeyFailuresFree is how many requests with a failing key in a
 	// row a client address may send before it must wait.
-	DefaultKeyFailuresFree = 10
+	DefaultKeyFailuresFree = throttle.DefaultFree
 	// DefaultKeyBackoff is the first wait; each further failure doubles
 	// it, up to DefaultKeyMaxBackoff.
-	DefaultKeyBackoff    = time.Second
-	DefaultKeyMaxBackoff = 5 * time.Minute
+	DefaultKeyBackoff    = throttle.DefaultBase
+	DefaultKeyMaxBackoff = throttle.DefaultMax
 	// DefaultKeyAddresses bounds the addresses the throttle remembers.
-	DefaultKeyAddresses = 10000
+	DefaultKeyAddresses = throttle.DefaultMaxEntries
 )
 
 // Abuse holds a Handler's limits per client address.
@@ -68,22 +68,9 @@ func (a Abuse) maxStreamsPerAddr() int {
 	return a.MaxStreamsPerAddr
 }
 
-func (a Abuse) failures() *throttle.Failures {
-	c := a.KeyFailures
-	if c.Free == 0 {
-		c.Free = DefaultKeyFailuresFree
-	}
-	if c.Base == 0 {
-		c.Base = DefaultKeyBackoff
-	}
-	if c.Max == 0 {
-		c.Max = DefaultKeyMaxBackoff
-	}
-	if c.MaxEntries == 0 {
-		c.MaxEntries = DefaultKeyAddresses
-	}
-	return throttle.NewFailures(c)
-}
+// failures is the table of failing keys, made from a.KeyFailures (the
+// throttle reads the defaults of its zero fields).
+func (a Abuse) failures() *throttle.Failures { return throttle.NewFailures(a.KeyFailures) }
 
 // throttled answers 429 when r's client address must wait, and returns
 // the status (0 when it may go on).

@@ -16,7 +16,7 @@ import (
 const (
 	// DefaultFree failures in a row may be made without waiting; the
 	// attempt after them waits Base, each further one twice as long.
-	DefaultFree = 5
+	DefaultFree = 10
 	// DefaultBase is the wait after the first failure past the free ones.
 	DefaultBase = time.Second
 	// DefaultMax caps the wait.
