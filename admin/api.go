@@ -222,17 +222,26 @@ func dryRun(r *http.Request) (bool, error) {
 // (Content-Type: text/plain, the comment in ?comment= or X-Comment) or as
 // JSON ({"comment", "text"} or {"comment", "rules"}).
 type rulesRequest struct {
-	comment string
+	// change is the write's comment, actor, If-Match revision (required)
+	// and ?dry_run.
+	change sqlstore.Change
 	// text when sent as text; else rs, checked, with their warnings.
 	text     string
 	rs       []rules.Rule
 	warnings []*rules.Error
 }
 
-// readRules reads the rules of a PUT of the rules (base is its If-Match
-// revision, for the errors).
-func (s *Server) readRules(r *http.Request, base int64) (*rulesRequest, error) {
-	var q rulesRequest
+// readRules reads a PUT of the rules: If-Match, ?dry_run and the rules.
+func (s *Server) readRules(r *http.Request) (*rulesRequest, error) {
+	base, err := ifMatch(r)
+	if err != nil {
+		return nil, err
+	}
+	dry, err := dryRun(r)
+	if err != nil {
+		return nil, err
+	}
+	q := rulesRequest{change: sqlstore.Change{Actor: info(r).actor, BaseRevision: base, DryRun: dry}}
 	switch mediaType(r) {
 	case "text/plain":
 		body, err := readBody(r)
@@ -246,7 +255,7 @@ func (s *Server) readRules(r *http.Request, base int64) (*rulesRequest, error) {
 		if err := checkSaveRules(ruleLines(q.text)); err != nil {
 			return nil, err
 		}
-		if q.comment, err = requestComment(r); err != nil {
+		if q.change.Comment, err = requestComment(r); err != nil {
 			return nil, err
 		}
 	case "application/json":
@@ -257,8 +266,8 @@ func (s *Server) readRules(r *http.Request, base int64) (*rulesRequest, error) {
 		if (b.Text == nil) == (b.Rules == nil) {
 			return nil, errf(http.StatusBadRequest, "invalid_request", `give exactly one of "text" and "rules"`)
 		}
-		q.comment = b.Comment
-		if err := checkComment("comment", q.comment); err != nil {
+		q.change.Comment = b.Comment
+		if err := checkComment("comment", q.change.Comment); err != nil {
 			return nil, err
 		}
 		var n int
@@ -275,7 +284,7 @@ func (s *Server) readRules(r *http.Request, base int64) (*rulesRequest, error) {
 		} else {
 			var err error
 			if q.rs, q.warnings, err = checkRules(*b.Rules, s.live().Registry()); err != nil {
-				return nil, s.saveError(r, err, base)
+				return nil, s.saveError(r, err, q.change.BaseRevision)
 			}
 			if q.rs == nil {
 				q.rs = []rules.Rule{}
@@ -291,31 +300,20 @@ func (s *Server) readRules(r *http.Request, base int64) (*rulesRequest, error) {
 // text (Content-Type: text/plain, comment in ?comment= or X-Comment) or
 // from JSON. If-Match is required; ?dry_run=1 writes nothing.
 func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
-	base, err := ifMatch(r)
+	q, err := s.readRules(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	dry, err := dryRun(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	q, err := s.readRules(r, base)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	c := sqlstore.Change{Comment: q.comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry}
 	var e sqlstore.Entry
 	warnings := q.warnings
 	if q.rs != nil {
-		e, err = s.Store.ReplaceRules(r.Context(), q.rs, c)
+		e, err = s.Store.ReplaceRules(r.Context(), q.rs, q.change)
 	} else {
-		e, warnings, err = s.Store.ReplaceText(r.Context(), q.text, s.live().Registry(), c)
+		e, warnings, err = s.Store.ReplaceText(r.Context(), q.text, s.live().Registry(), q.change)
 	}
 	if err != nil {
-		s.fail(w, r, s.saveError(r, err, base))
+		s.fail(w, r, s.saveError(r, err, q.change.BaseRevision))
 		return
 	}
 	s.saved(w, r, e, warnings)
@@ -331,17 +329,7 @@ func (s *Server) apiPutFlagRules(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "flag %s: %v", echo(name), err))
 		return
 	}
-	base, err := ifMatch(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	dry, err := dryRun(r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	q, err := s.readRules(r, base)
+	q, err := s.readRules(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -349,14 +337,13 @@ func (s *Server) apiPutFlagRules(w http.ResponseWriter, r *http.Request) {
 	rs, warnings := q.rs, q.warnings
 	if rs == nil {
 		if rs, warnings, err = rules.Parse(q.text, s.live().Registry()); err != nil {
-			s.fail(w, r, s.saveError(r, err, base))
+			s.fail(w, r, s.saveError(r, err, q.change.BaseRevision))
 			return
 		}
 	}
-	c := sqlstore.Change{Comment: q.comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry}
-	e, err := s.Store.ReplaceFlagRules(r.Context(), []string{name}, rs, c)
+	e, err := s.Store.ReplaceFlagRules(r.Context(), []string{name}, rs, q.change)
 	if err != nil {
-		s.fail(w, r, s.saveError(r, err, base))
+		s.fail(w, r, s.saveError(r, err, q.change.BaseRevision))
 		return
 	}
 	s.saved(w, r, e, warnings)
