@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,21 +16,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/admin"
+	"github.com/scopeflags/scopeflags/internal/memtest"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
-
-// allocated returns the bytes the process allocated while f ran.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
 
 // explainAnswer is the part of an explain answer the limit tests read.
 type explainAnswer struct {
@@ -75,7 +65,7 @@ func TestExplainProbe(t *testing.T) {
 	t.Logf("880,000 names: %.1f MiB", float64(len(body))/(1<<20))
 	var r reply
 	var took time.Duration
-	alloc := allocated(func() {
+	alloc := memtest.Allocated(func() {
 		start := time.Now()
 		r = e.do("read", "POST", "/api/v1/explain", "application/json", body)
 		took = time.Since(start)
@@ -183,21 +173,6 @@ func TestExplainStopsWhenClientLeaves(t *testing.T) {
 	}
 }
 
-// largeDoc is a JSON array of about size bytes of one-key objects: its
-// decoded form is several times its text (maps), as the probe's value.
-func largeDoc(size int) string {
-	var b strings.Builder
-	b.WriteByte('[')
-	for i := 0; b.Len() < size; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"k":"%06d-%s"}`, i, strings.Repeat("y", 90))
-	}
-	b.WriteByte(']')
-	return b.String()
-}
-
 // Explain shows a value it has room for, leaves out (with its size) one
 // that would take the answer over admin.MaxExplainValues, and copies
 // neither: 16 concurrent explains of a 7.7 MB json value allocate a
@@ -211,7 +186,7 @@ func TestExplainLargeValues(t *testing.T) {
 	// 8388608 keeps.
 	e := newEnvWith(t, sqlstoretest.SQLiteWith(t, sqlstore.Options{MaxValue: 8 << 20}), envOptions{maxBody: admin.DefaultMaxBody, maxValue: 8 << 20})
 	ctx := context.Background()
-	big, mid := largeDoc(7_700_000), largeDoc(1_000_000)
+	big, mid := memtest.LargeDoc(7_700_000), memtest.LargeDoc(1_000_000)
 	defs, err := rules.ParseDeclarations([]byte(`{"flags":[{"name":"big.doc","type":"json","default":{}},{"name":"mid.doc","type":"json","default":{}}]}`))
 	require.NoError(t, err)
 	change := sqlstore.Change{Comment: "large values", Actor: "test", BaseRevision: sqlstore.AnyRevision}
@@ -239,7 +214,7 @@ func TestExplainLargeValues(t *testing.T) {
 
 	const concurrent = 16
 	var wg sync.WaitGroup
-	total := allocated(func() {
+	total := memtest.Allocated(func() {
 		for range concurrent {
 			wg.Go(func() {
 				r := e.do("read", "POST", "/api/v1/explain", "application/json", []byte(`{"flags":["big.doc"]}`))

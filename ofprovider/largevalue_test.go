@@ -3,9 +3,6 @@ package ofprovider_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
-	"runtime"
-	"strings"
 	"sync"
 	"testing"
 
@@ -13,36 +10,12 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/memtest"
 	"github.com/scopeflags/scopeflags/ofprovider"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
-
-// largeDoc is a JSON array of about size bytes of one-key objects: its
-// decoded form is several times its text (maps), as the probe's value.
-func largeDoc(size int) string {
-	var b strings.Builder
-	b.WriteByte('[')
-	for i := 0; b.Len() < size; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"k":"%06d-%s"}`, i, strings.Repeat("y", 90))
-	}
-	b.WriteByte(']')
-	return b.String()
-}
-
-// allocated returns the bytes the process allocated while f ran.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
 
 // An Object evaluation of a large json value decodes the value's text
 // once, for the caller to own, and copies nothing else: it allocates what
@@ -53,7 +26,7 @@ func TestLargeJSONObjectIsDecodedOnce(t *testing.T) {
 		t.Skip("allocates a 7.7 MB document")
 	}
 	st := sqlstoretest.SQLiteWith(t, sqlstore.Options{MaxValue: 8 << 20})
-	doc := largeDoc(7_700_000)
+	doc := memtest.LargeDoc(7_700_000)
 	push(t, st, rules.Definition{Name: "big.doc", Type: rules.JSON, Default: "{}"})
 	_, err := st.ReplaceRules(context.Background(), []rules.Rule{{Flag: "big.doc", Scope: "default", Value: doc}}, change)
 	require.NoError(t, err)
@@ -70,11 +43,11 @@ func TestLargeJSONObjectIsDecodedOnce(t *testing.T) {
 	}
 	eval() // warm up
 	var v any
-	unmarshal := allocated(func() { require.NoError(t, json.Unmarshal([]byte(doc), &v)) })
+	unmarshal := memtest.Allocated(func() { require.NoError(t, json.Unmarshal([]byte(doc), &v)) })
 
 	const concurrent = 16
 	var wg sync.WaitGroup
-	total := allocated(func() {
+	total := memtest.Allocated(func() {
 		for range concurrent {
 			wg.Go(eval)
 		}

@@ -2,10 +2,8 @@ package ofrep_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -13,35 +11,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/memtest"
 	"github.com/scopeflags/scopeflags/ofrep"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
-
-// largeDoc is a JSON array of about size bytes of one-key objects: its
-// decoded form is several times its text (maps), as the probe's value.
-func largeDoc(size int) string {
-	var b strings.Builder
-	b.WriteByte('[')
-	for i := 0; b.Len() < size; i++ {
-		if i > 0 {
-			b.WriteByte(',')
-		}
-		fmt.Fprintf(&b, `{"k":"%06d-%s"}`, i, strings.Repeat("y", 90))
-	}
-	b.WriteByte(']')
-	return b.String()
-}
-
-// allocated returns the bytes the process allocated while f ran.
-func allocated(f func()) uint64 {
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	f()
-	runtime.ReadMemStats(&after)
-	return after.TotalAlloc - before.TotalAlloc
-}
 
 // The probe's item 7: 16 concurrent single evaluations of a 7.7 MB json
 // value exhausted 4 GiB, each deep-copying the decoded document though
@@ -53,7 +27,7 @@ func TestLargeJSONValueIsNotCopied(t *testing.T) {
 	}
 	f := newFixture(t, ofrep.Config{})
 	ctx := context.Background()
-	doc := largeDoc(7_700_000)
+	doc := memtest.LargeDoc(7_700_000)
 	defs, err := rules.ParseDeclarations([]byte(`{"flags":[{"name":"big.doc","type":"json","default":{},"external":true}]}`))
 	require.NoError(t, err)
 	_, err = f.st.ReplaceAll(ctx, []rules.Rule{{Flag: "big.doc", Scope: "default", Value: doc}}, defs,
@@ -85,7 +59,7 @@ func TestLargeJSONValueIsNotCopied(t *testing.T) {
 
 	const concurrent, rounds = 16, 2
 	var wg sync.WaitGroup
-	total := allocated(func() {
+	total := memtest.Allocated(func() {
 		for range rounds {
 			for range concurrent {
 				wg.Go(func() { get() })
