@@ -2,9 +2,7 @@ package controller_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,10 +23,7 @@ import (
 // pattern of 3,000 optional groups, 3.5 s to start a server with its
 // 60,000-character value) is refused, so its flag's values are text.
 func TestStoredValuesPastTheLimits(t *testing.T) {
-	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "raw.db")}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
@@ -40,9 +35,7 @@ func TestStoredValuesPastTheLimits(t *testing.T) {
 			require.NoError(t, err)
 			save(t, st, "cfg.doc default 1 {\"n\": 1}\ncfg.probe default 1 \"b\"\n")
 
-			raw, err := sql.Open(map[string]string{"sqlite": "sqlite", "postgres": "postgres"}[name], dsn)
-			require.NoError(t, err)
-			t.Cleanup(func() { raw.Close() })
+			raw := sqlstoretest.RawDB(t, dsn)
 			huge := `[` + strings.Repeat(`{"n": 1}, `, 300<<10/10) + `{"n": 1}]`
 			_, err = raw.ExecContext(ctx, `UPDATE feature_rules SET value = $1 WHERE flag = 'cfg.doc'`, huge)
 			require.NoError(t, err)

@@ -210,10 +210,7 @@ func previousSchema(t *testing.T, dialect string) string {
 // declarations.
 func TestUpgradeRecordsDeclarations(t *testing.T) {
 	ctx := context.Background()
-	dsns := map[string]string{"sqlite": t.TempDir() + "/prev.db"}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			raw, err := sql.Open(map[string]string{"sqlite": "sqlite", "postgres": "postgres"}[name], dsn)

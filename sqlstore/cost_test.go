@@ -2,10 +2,8 @@ package sqlstore_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -48,10 +46,7 @@ func TestSaveRefusesCostlyFlag(t *testing.T) {
 // budget, or by hand) never makes the save fail: it is kept and listed as
 // a warning. Changing it is refused.
 func TestSaveWarnsUntouchedCostlyFlag(t *testing.T) {
-	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "cost.db")}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
@@ -61,9 +56,7 @@ func TestSaveWarnsUntouchedCostlyFlag(t *testing.T) {
 			_, _, err = st.ReplaceText(ctx, "f default 0 safe\n", nil, change("base", 0))
 			require.NoError(t, err)
 
-			raw, err := sql.Open(map[string]string{"sqlite": "sqlite", "postgres": "postgres"}[name], dsn)
-			require.NoError(t, err)
-			t.Cleanup(func() { raw.Close() })
+			raw := sqlstoretest.RawDB(t, dsn)
 			_, err = raw.ExecContext(ctx, `INSERT INTO feature_rules (flag, scope, priority, value, condition) VALUES ($1, $2, $3, $4, $5)`,
 				"ui.x", "default", 1, "on", costlyCondition)
 			require.NoError(t, err)

@@ -2,9 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -87,10 +85,7 @@ func TestSavesRefuseHostileConditions(t *testing.T) {
 // as snapshots and eval -db compile it, and a save that keeps it is
 // refused too.
 func TestHostileConditionsStoredRaw(t *testing.T) {
-	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "raw.db")}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
@@ -100,9 +95,7 @@ func TestHostileConditionsStoredRaw(t *testing.T) {
 			_, _, err = st.ReplaceText(ctx, "f default 0 safe\n", nil, change("base", 0))
 			require.NoError(t, err)
 
-			raw, err := sql.Open(map[string]string{"sqlite": "sqlite", "postgres": "postgres"}[name], dsn)
-			require.NoError(t, err)
-			t.Cleanup(func() { raw.Close() })
+			raw := sqlstoretest.RawDB(t, dsn)
 			insert := `INSERT INTO feature_rules (flag, scope, priority, value, condition) VALUES ($1, $2, $3, $4, $5)`
 			hostile := hostileConditions()
 			for i, h := range hostile {

@@ -3,7 +3,6 @@ package sqlstore_test
 import (
 	"context"
 	"database/sql"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -35,10 +34,7 @@ INSERT INTO feature_revision VALUES (1, 2);
 // TestUpgradeKeepsRules opens a database made before conditions existed:
 // the rules survive and conditional rules can be saved.
 func TestUpgradeKeepsRules(t *testing.T) {
-	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "old.db")}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	ctx := context.Background()
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {

@@ -19,10 +19,7 @@ import (
 // (export then push is no change); flags delete removes declarations as a
 // revertible change. Golden output, on SQLite and PostgreSQL.
 func TestFlagsDeclarations(t *testing.T) {
-	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "flags.db")}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	bad := runCLI(t, t.TempDir(), "flags", "push", "-comment", "x", testdata(t, "decls-bad.json"))
 	assert.Equal(t, 1, bad.code)
 	path := testdata(t, "decls-bad.json")

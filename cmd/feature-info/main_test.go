@@ -139,10 +139,7 @@ func TestCheck(t *testing.T) {
 // TestStoreCommands runs import, export, eval -db and changelog against a
 // SQLite file and a real PostgreSQL schema.
 func TestStoreCommands(t *testing.T) {
-	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "flags.db")}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -378,10 +375,7 @@ func TestTypedFlagsCommands(t *testing.T) {
 	good := runCLI(t, dir, "check", "-defs", testdata(t, "flags.json"), testdata(t, "typed.rules"))
 	assert.Equal(t, 0, good.code, good.stderr)
 
-	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "flags.db")}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			val := runCLI(t, dir, "flags", "validate", "-db", dsn, testdata(t, "flags.json"))

@@ -34,10 +34,7 @@ import (
 
 // pullDSNs are a SQLite file and, when configured, a PostgreSQL schema.
 func pullDSNs(t *testing.T) map[string]string {
-	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "pull.db")}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	return dsns
 }
 

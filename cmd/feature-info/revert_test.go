@@ -1,7 +1,6 @@
 package main
 
 import (
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,10 +13,7 @@ import (
 // SQLite and PostgreSQL: the declarations and the rules come back as they
 // were after the entry, and the revert is itself a changelog entry.
 func TestRevertCommand(t *testing.T) {
-	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "flags.db")}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()

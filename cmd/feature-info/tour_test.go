@@ -27,10 +27,7 @@ func TestImportChangesOnlyWhatItNames(t *testing.T) {
 	examples, err := filepath.Abs("examples.rules")
 	require.NoError(t, err)
 
-	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "flags.db")}
-	if dsn := sqlstoretest.PostgresDSN(t); dsn != "" {
-		dsns["postgres"] = dsn
-	}
+	dsns := sqlstoretest.DSNs(t)
 	for name, dsn := range dsns {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()

@@ -156,3 +156,32 @@ func HoldWriteLock(t testing.TB, dsn string) (release func()) {
 func isPostgres(dsn string) bool {
 	return strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://")
 }
+
+// DSNs returns, by dialect name, the DSN of a new SQLite file and, when
+// configured, of a fresh PostgreSQL schema: for tests that open a store
+// and also reach its database directly (RawDB).
+func DSNs(t testing.TB) map[string]string {
+	t.Helper()
+	dsns := map[string]string{"sqlite": filepath.Join(t.TempDir(), "rules.db")}
+	if dsn := PostgresDSN(t); dsn != "" {
+		dsns["postgres"] = dsn
+	}
+	return dsns
+}
+
+// RawDB opens the database at dsn (as DSNs names it) without the store,
+// to write what the store's checks would refuse; closed at the end of the
+// test.
+func RawDB(t testing.TB, dsn string) *sql.DB {
+	t.Helper()
+	driver := "sqlite"
+	if isPostgres(dsn) {
+		driver = "postgres"
+	}
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		t.Fatalf("open %s: %v", driver, err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
