@@ -194,7 +194,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"GET", "/+feature-info", "read", 200, none},
 			{"GET", "/+feature-rules", "read", 200, none},
 			{"POST", "/+feature-rules", "write", 303, func() (string, []byte, []string) {
-				return formType, form("text", seedRules, "comment", "matrix", "base", rev()), nil
+				return formType, form("text", seedRules, "comment", "matrix", "base", rev(), "confirm", "1"), nil
 			}},
 			{"GET", "/+feature-changelog", "read", 200, none},
 			{"POST", "/+feature-changelog/{id}/revert", "write", 303, func() (string, []byte, []string) {
@@ -302,7 +302,7 @@ func TestSessions(t *testing.T) {
 
 	save := func(token string, extra ...string) reply {
 		return e.do("", "POST", "/+feature-rules", formType,
-			form("text", "a default 1 false\n", "comment", "csrf test", "base", fmt.Sprint(e.revision()), "csrf", token),
+			form("text", "a default 1 false\n", "comment", "csrf test", "base", fmt.Sprint(e.revision()), "csrf", token, "confirm", "1"),
 			append([]string{"Cookie", session}, extra...)...)
 	}
 	before := e.revision()
@@ -343,12 +343,12 @@ func TestSessions(t *testing.T) {
 	assert.Equal(t, "/+feature-info", login.header.Get("Location"))
 }
 
-// TestRulesPageSave: a page save redirects to the page showing the diff,
-// and warnings about the saved text (a scope no handler claims).
+// TestRulesPageSave: a confirmed page save redirects to the page showing
+// the diff, and warnings about the saved text (a scope no handler claims).
 func TestRulesPageSave(t *testing.T) {
 	e := newEnv(t, sqlstoretest.SQLite(t))
 	text := "a default 1 true\na job:nightly 9 false\nb default 1 x\n"
-	r := e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "nightly job off", "base", fmt.Sprint(e.revision())))
+	r := e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "nightly job off", "base", fmt.Sprint(e.revision()), "confirm", "1"))
 	require.Equal(t, 303, r.code, r.body)
 	loc := r.header.Get("Location")
 	require.True(t, strings.HasPrefix(loc, "/+feature-rules?saved="), loc)
@@ -362,7 +362,7 @@ func TestRulesPageSave(t *testing.T) {
 
 	// The same rules again: nothing written, and the page says so.
 	rev, n := e.revision(), e.changelogLen()
-	r = e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "again", "base", fmt.Sprint(rev)))
+	r = e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "again", "base", fmt.Sprint(rev), "confirm", "1"))
 	require.Equal(t, 303, r.code, r.body)
 	assert.Equal(t, "/+feature-rules?unchanged=1", r.header.Get("Location"))
 	assert.Contains(t, e.do("write", "GET", r.header.Get("Location"), "", nil).body, `<div class="notice" id="unchanged"><p>No change:`)

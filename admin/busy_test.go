@@ -37,7 +37,7 @@ func TestBusy(t *testing.T) {
 		assert.Contains(t, r.body, "busy, try again")
 		assert.Equal(t, "2", r.header.Get("Retry-After"))
 
-		page := e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "while busy", "base", fmt.Sprint(rev)))
+		page := e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "while busy", "base", fmt.Sprint(rev), "confirm", "1"))
 		assert.Equal(t, 503, page.code)
 		assert.Contains(t, page.body, "busy, try again")
 		assert.Contains(t, page.body, "b default 1 busy", "the person's text is kept")

@@ -78,7 +78,7 @@ func TestHumanText(t *testing.T) {
 				return e.do("admin", "POST", "/api/v1/keys", "application/json", []byte(`{"scope":"read","name":`+jsonString(v)+`}`))
 			}},
 			{"rules page comment", false, true, func(v string) reply {
-				return e.do("", "POST", "/+feature-rules", formType, form("text", seedRules, "comment", v, "base", rev(), "csrf", csrf), "Cookie", session)
+				return e.do("", "POST", "/+feature-rules", formType, form("text", seedRules, "comment", v, "base", rev(), "csrf", csrf, "confirm", "1"), "Cookie", session)
 			}},
 			{"revert JSON comment", false, false, func(v string) reply {
 				return e.do("write", "POST", "/api/v1/changelog/2/revert", "application/json", []byte(`{"comment":`+jsonString(v)+`}`), "If-Match", "*")

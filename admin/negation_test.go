@@ -55,7 +55,7 @@ func TestRulesPageWarnsOfNegations(t *testing.T) {
 	t.Cleanup(func() { st.Close() })
 	e := newEnv(t, st)
 	text := "mail.x default 100 None\n"
-	r := e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "trap", "base", strconv.FormatInt(e.revision(), 10)))
+	r := e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "trap", "base", strconv.FormatInt(e.revision(), 10), "confirm", "1"))
 	require.Equal(t, 303, r.code, r.body)
 	page := e.do("write", "GET", r.header.Get("Location"), "", nil)
 	require.Equal(t, 200, page.code)

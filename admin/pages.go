@@ -74,6 +74,9 @@ type pageData struct {
 	Saved    *sqlstore.Entry
 	// Unchanged: the last save or revert changed nothing, so wrote nothing.
 	Unchanged bool
+	// Preview is what saving Text would do; nil unless the person asked
+	// for one (Save).
+	Preview   *preview
 	Rules     []rules.Rule
 	ReadError string
 
@@ -81,6 +84,41 @@ type pageData struct {
 	Entries  []sqlstore.Entry
 	Older    int64
 	Reverted *sqlstore.Entry
+}
+
+// preview is what a save of the rules page would do, shown by Save and
+// written by Confirm save.
+type preview struct {
+	// Unchanged: the text gives the rules as they are; nothing to save.
+	Unchanged bool
+	// Revision is the revision the save would write.
+	Revision int64
+	// Flags is what the save does to each flag's rules: the flags that
+	// lose all their rules first, then the others, each in flag order.
+	Flags []sqlstore.FlagChange
+	// Gone counts the flags that lose all their rules.
+	Gone int
+	// Diff is the unified diff of the rules text.
+	Diff string
+	// Warnings about the text (line numbers of the text as typed).
+	Warnings []Detail
+}
+
+// newPreview is the preview of the dry run e of a save, with warnings.
+func newPreview(e sqlstore.Entry, warnings []*rules.Error) *preview {
+	p := &preview{Unchanged: e.Unchanged, Revision: e.Revision, Diff: e.Diff, Warnings: warningDetails(append(warnings, e.Warnings...))}
+	for _, c := range e.Flags {
+		if c.AllRemoved() {
+			p.Flags = append(p.Flags, c)
+		}
+	}
+	p.Gone = len(p.Flags)
+	for _, c := range e.Flags {
+		if !c.AllRemoved() {
+			p.Flags = append(p.Flags, c)
+		}
+	}
+	return p
 }
 
 // page fills what every page shows about who is looking.
@@ -260,8 +298,14 @@ func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
 	s.renderStatus(w, r, http.StatusOK, "rules.html", d)
 }
 
-// saveRules: POST /+feature-rules saves the edited text. On any problem
-// the page comes back with the person's text and comment kept.
+// saveRules: POST /+feature-rules previews or saves the edited text.
+// Save (no confirm field) writes nothing: it shows what the save would
+// do to each flag's rules (the flags that would lose all their rules
+// first, in bold), the diff and the warnings, with a Confirm save form
+// carrying the same text and comment and the revision previewed (base).
+// Confirm save (confirm=1) writes, refused as a conflict when the rules
+// changed since that revision. On any problem the page comes back with
+// the person's text and comment kept.
 func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		s.fail(w, r, bodyError(err))
@@ -275,6 +319,7 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "the form lacks the revision it was loaded from; reload the page"))
 		return
 	}
+	confirm := r.PostForm.Get("confirm") == "1"
 	d.Base = base
 	status := http.StatusOK
 	var bad *Error
@@ -289,21 +334,23 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 			d.Comment = "" // not shown back: it would not survive the form again
 		}
 	default:
-		e, _, err := s.Store.ReplaceText(r.Context(), d.Text, s.live().Registry(),
-			sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base})
-		if err == nil && e.Unchanged {
+		e, warnings, err := s.Store.ReplaceText(r.Context(), d.Text, s.live().Registry(),
+			sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base, DryRun: !confirm})
+		switch {
+		case err == nil && !confirm:
+			d.Preview = newPreview(e, warnings)
+		case err == nil && e.Unchanged:
 			http.Redirect(w, r, "/+feature-rules?unchanged=1", http.StatusSeeOther)
 			return
-		}
-		if err == nil {
+		case err == nil:
 			s.reload(r, "save")
 			http.Redirect(w, r, "/+feature-rules?saved="+strconv.FormatInt(e.ID, 10), http.StatusSeeOther)
 			return
-		}
-		status = s.explainRefusal(r, &d, err, base)
-		if status == 0 {
-			s.fail(w, r, err)
-			return
+		default:
+			if status = s.explainRefusal(r, &d, err, base); status == 0 {
+				s.fail(w, r, err)
+				return
+			}
 		}
 	}
 	if cfg, err := s.Store.Load(r.Context()); err == nil {

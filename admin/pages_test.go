@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
@@ -262,4 +264,192 @@ func TestChangelogCut(t *testing.T) {
 		assert.Contains(t, page.body, fmt.Sprintf(`<p class="empty cut">Shortened for this list: <a href="/api/v1/changelog/%d">the whole change</a>.</p>`, saved.ChangelogID))
 		assert.Equal(t, 1, strings.Count(page.body, `class="empty cut"`), "only the big entry is cut")
 	})
+}
+
+var (
+	regexpConfirmForm = regexp.MustCompile(`(?s)<form method="post" action="/\+feature-rules" id="confirm-form">(.*?)</form>`)
+	regexpHidden      = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
+	regexpTextarea    = regexp.MustCompile(`(?s)<textarea name="text"[^>]*>(.*?)</textarea>`)
+	regexpListItems   = regexp.MustCompile(`(?s)<li[ >].*?</li>`)
+)
+
+// confirmForm returns the fields of a preview's Confirm save form, or nil
+// when the page has none.
+func confirmForm(t *testing.T, body string) map[string]string {
+	t.Helper()
+	m := regexpConfirmForm.FindStringSubmatch(body)
+	if m == nil {
+		return nil
+	}
+	fields := map[string]string{}
+	for _, f := range regexpHidden.FindAllStringSubmatch(m[1], -1) {
+		fields[f[1]] = html.UnescapeString(f[2])
+	}
+	return fields
+}
+
+// section returns the element of body with the given id, from its start
+// tag to the first closing tag of the same name (so not for elements
+// nested in their own kind).
+func section(t *testing.T, body, tag, id string) string {
+	t.Helper()
+	re := regexp.MustCompile(`(?s)<` + tag + `[^>]* id="` + regexp.QuoteMeta(id) + `"[^>]*>.*?</` + tag + `>`)
+	s := re.FindString(body)
+	require.NotEmpty(t, s, "the page has %s#%s", tag, id)
+	return s
+}
+
+// TestRulesPagePreview: Save on the rules page writes nothing and shows
+// what the save would do (each flag's change, the flags that lose all
+// their rules first and in bold, the warnings with their lines, the diff)
+// with a Confirm save form carrying the text, the comment and the
+// revision previewed; confirming writes. A preview of the rules as they
+// are says "No change" and offers no confirm; a write between preview and
+// confirm makes the confirm a conflict, with the text kept; invalid
+// rules are refused at Save, with the text kept.
+func TestRulesPagePreview(t *testing.T) {
+	eachStore(t, func(t *testing.T, e *env) {
+		// b loses both its rules, a changes value, c is new and mail.x
+		// (undeclared, "off") warns.
+		text := "a default 1 false\nc default 1 x\nmail.x default 1 off\n"
+		rev, n := e.revision(), e.changelogLen()
+
+		t.Run("preview", func(t *testing.T) {
+			r := e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "QA-7 <drop b>", "base", fmt.Sprint(rev)))
+			require.Equal(t, 200, r.code, r.body)
+			assert.Equal(t, rev, e.revision(), "Save writes nothing")
+			assert.Equal(t, n, e.changelogLen())
+			p := section(t, r.body, "section", "preview")
+			assert.Contains(t, p, `<h2 id="preview-title">Preview: not saved yet</h2>`)
+			assert.Contains(t, p, "change the rules of 4 flags; <strong>1 of them would lose all their rules</strong>")
+			flags := regexpListItems.FindAllString(section(t, p, "ul", "preview-flags"), -1)
+			require.Len(t, flags, 4, p)
+			assert.Equal(t, `<li class="gone"><strong>b: all 2 rules removed</strong> (2 rules before, 0 after)</li>`, flags[0], "the flag losing all its rules comes first, in bold")
+			assert.Equal(t, `<li>a: &#43;1 -1 (1 rule before, 1 after)</li>`, flags[1])
+			assert.Equal(t, `<li>c: &#43;1 (0 rules before, 1 after)</li>`, flags[2])
+			assert.Equal(t, `<li>mail.x: &#43;1 (0 rules before, 1 after)</li>`, flags[3])
+			assert.Equal(t, 1, strings.Count(p, "<strong>b:"), "only the flag that loses all its rules is bold")
+			warnings := regexpListItems.FindAllString(section(t, p, "ul", "preview-warnings"), -1)
+			require.Len(t, warnings, 1, p)
+			assert.Contains(t, warnings[0], `data-line="3">line 3: mail.x = &#34;off&#34; is a non-empty value`)
+			assert.Contains(t, p, `<span class="del">-b	default	1	x`, "the diff")
+			f := confirmForm(t, r.body)
+			require.NotNil(t, f, "a Confirm save form")
+			assert.Equal(t, map[string]string{"csrf": "", "base": fmt.Sprint(rev), "confirm": "1", "text": text, "comment": "QA-7 <drop b>"}, f)
+			assert.Contains(t, p, `<button type="submit" id="confirm">Confirm save</button>`)
+			m := regexpTextarea.FindStringSubmatch(r.body)
+			require.NotNil(t, m)
+			assert.Equal(t, text, html.UnescapeString(m[1]), "the editor keeps the text")
+
+			// Confirm save posts the form as it is.
+			c := e.do("write", "POST", "/+feature-rules", formType, form("text", f["text"], "comment", f["comment"], "base", f["base"], "confirm", f["confirm"]))
+			require.Equal(t, 303, c.code, c.body)
+			assert.True(t, strings.HasPrefix(c.header.Get("Location"), "/+feature-rules?saved="), c.header.Get("Location"))
+			assert.Equal(t, rev+1, e.revision())
+			assert.Equal(t, n+1, e.changelogLen())
+			cfg, err := e.st.Load(context.Background())
+			require.NoError(t, err)
+			assert.Equal(t, "a\tdefault\t1\tfalse\nc\tdefault\t1\tx\nmail.x\tdefault\t1\toff\n", rules.Format(cfg.Rules))
+		})
+
+		t.Run("no change", func(t *testing.T) {
+			rev, n := e.revision(), e.changelogLen()
+			r := e.do("write", "POST", "/+feature-rules", formType, form("text", text, "comment", "again", "base", fmt.Sprint(rev)))
+			require.Equal(t, 200, r.code, r.body)
+			p := section(t, r.body, "section", "preview")
+			assert.Contains(t, p, `<p id="no-change"><strong>No change:</strong>`)
+			assert.Nil(t, confirmForm(t, r.body), "nothing to confirm")
+			assert.NotContains(t, r.body, `id="confirm"`)
+			assert.Equal(t, rev, e.revision())
+			assert.Equal(t, n, e.changelogLen())
+		})
+
+		t.Run("conflict", func(t *testing.T) {
+			rev := e.revision()
+			mine := text + "d default 1 mine\n"
+			r := e.do("write", "POST", "/+feature-rules", formType, form("text", mine, "comment", "QA-8 d", "base", fmt.Sprint(rev)))
+			require.Equal(t, 200, r.code, r.body)
+			f := confirmForm(t, r.body)
+			require.NotNil(t, f)
+			// Someone else saves between the preview and the confirm.
+			put := e.do("write", "PUT", "/api/v1/rules", "text/plain", []byte(text+"e default 1 theirs\n"), "If-Match", fmt.Sprintf("%q", fmt.Sprint(rev)), "X-Comment", "OPS-3 theirs")
+			require.Equal(t, 200, put.code, put.body)
+			c := e.do("write", "POST", "/+feature-rules", formType, form("text", f["text"], "comment", f["comment"], "base", f["base"], "confirm", f["confirm"]))
+			require.Equal(t, 409, c.code, c.body)
+			conflict := section(t, c.body, "div", "conflict")
+			assert.Contains(t, conflict, "OPS-3 theirs")
+			assert.Contains(t, conflict, "&#43;e	default	1	theirs")
+			assert.Equal(t, rev+1, e.revision(), "the confirm wrote nothing")
+			m := regexpTextarea.FindStringSubmatch(c.body)
+			require.NotNil(t, m)
+			assert.Equal(t, mine, html.UnescapeString(m[1]), "the text is kept")
+			assert.Contains(t, c.body, fmt.Sprintf(`<input type="hidden" name="base" value="%d">`, rev+1), "the editor is now based on their revision")
+			assert.NotContains(t, c.body, `id="preview"`)
+
+			// A Save from a stale revision is refused the same way.
+			s := e.do("write", "POST", "/+feature-rules", formType, form("text", mine, "comment", "QA-8 d", "base", fmt.Sprint(rev)))
+			require.Equal(t, 409, s.code, s.body)
+			assert.Contains(t, section(t, s.body, "div", "conflict"), "OPS-3 theirs")
+		})
+
+		t.Run("invalid", func(t *testing.T) {
+			rev := e.revision()
+			bad := "a default 1 true\nb default one x\n"
+			r := e.do("write", "POST", "/+feature-rules", formType, form("text", bad, "comment", "QA-9", "base", fmt.Sprint(rev)))
+			require.Equal(t, 422, r.code, r.body)
+			assert.Contains(t, section(t, r.body, "div", "errors"), `line 2: priority &#34;one&#34; is not an integer`)
+			assert.NotContains(t, r.body, `id="preview"`)
+			m := regexpTextarea.FindStringSubmatch(r.body)
+			require.NotNil(t, m)
+			assert.Equal(t, bad, html.UnescapeString(m[1]))
+			assert.Equal(t, rev, e.revision())
+		})
+	})
+}
+
+var regexpProblems = regexp.MustCompile(`<strong>Not saved\.</strong> (\d+) problems? in the rules( \(the first (\d+) are listed\))?\.`)
+
+// TestRulesPageProblemCount: the number of problems the rules page
+// states is the number it lists (or it says it lists only the first
+// ones), for one save with several kinds of mistakes: syntax, a
+// duplicate, a condition the sandbox refuses and a value that does not
+// fit its flag's declaration.
+func TestRulesPageProblemCount(t *testing.T) {
+	var many strings.Builder
+	for i := range 150 {
+		fmt.Fprintf(&many, "f%d default x y\n", i)
+	}
+	cases := []struct {
+		name  string
+		text  string
+		lines []int // lines that must be listed
+	}{
+		{"four kinds", "a default 1 true\nb default 1 x\nc default nine x\nb default 1 y\nd default 1 z\n    when let x = 1; x\na team:qa 5 maybe\n", []int{3, 4, 6}},
+		{"one type error", "a default 1 maybe\n", []int{1}},
+		{"two type errors", "a default 1 maybe\na team:qa 5 perhaps\nb default 1 x\n", []int{1, 2}},
+		{"more than are listed", many.String(), []int{1, 100}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			e := newEnv(t, sqlstoretest.SQLite(t))
+			for _, confirm := range []string{"", "1"} {
+				r := e.do("write", "POST", "/+feature-rules", formType, form("text", c.text, "comment", "mistakes", "base", fmt.Sprint(e.revision()), "confirm", confirm))
+				require.Equal(t, 422, r.code, r.body)
+				errs := section(t, r.body, "div", "errors")
+				m := regexpProblems.FindStringSubmatch(errs)
+				require.NotNil(t, m, errs)
+				items := regexpListItems.FindAllString(errs, -1)
+				listed := len(items)
+				if m[3] != "" {
+					assert.Equal(t, m[3], fmt.Sprint(listed), "says how many it lists")
+					assert.Equal(t, fmt.Sprint(len(strings.Split(strings.TrimSpace(c.text), "\n"))), m[1], "and how many there are")
+				} else {
+					assert.Equal(t, m[1], fmt.Sprint(listed), "the count is the number of problems listed:\n%s", errs)
+				}
+				for _, l := range c.lines {
+					assert.Contains(t, errs, fmt.Sprintf(`data-line="%d">line %d: `, l, l))
+				}
+			}
+		})
+	}
 }

@@ -94,9 +94,10 @@ func step(t *testing.T, ctx context.Context, name string, actions ...chromedp.Ac
 
 // TestBrowserEditing drives the admin pages in headless Chromium: log in
 // with a key, make an invalid edit and see the line error with the text
-// kept, fix it and save with a comment, see the diff, find the change on
-// the changelog page, revert it, be refused when saving from a stale
-// revision (seeing the other change and keeping the text), and log out.
+// kept, fix it and save with a comment, see the preview, confirm it and
+// see the diff, find the change on the changelog page, revert it, be
+// refused when saving from a stale revision (seeing the other change and
+// keeping the text), and log out.
 func TestBrowserEditing(t *testing.T) {
 	ctx := browser(t)
 	adminKey := sqlstore.NewKey()
@@ -141,11 +142,20 @@ func TestBrowserEditing(t *testing.T) {
 	require.Equal(t, int64(1), rev, "nothing saved")
 
 	fixed := original + "ui.banner default 5 hello\n"
-	var saved string
-	step(t, ctx, "fix and save",
+	var preview, saved string
+	step(t, ctx, "fix and preview",
 		chromedp.SetValue("#rules-text", fixed, chromedp.ByID),
 		chromedp.SetValue("#comment", "QA-1 banner, asked by Ann", chromedp.ByID),
 		chromedp.Click("#save", chromedp.ByID),
+		chromedp.WaitVisible("#preview", chromedp.ByID),
+		chromedp.Text("#preview-flags", &preview, chromedp.ByID),
+	)
+	assert.Equal(t, "ui.banner: +1 (0 rules before, 1 after)", preview)
+	rev, err = m.Store.Revision(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, int64(1), rev, "Save only previews")
+	step(t, ctx, "confirm",
+		chromedp.Click("#confirm", chromedp.ByID),
 		chromedp.WaitVisible("#saved", chromedp.ByID),
 		chromedp.Text("#saved", &saved, chromedp.ByID),
 	)
