@@ -101,6 +101,12 @@ var loadOnce = sync.OnceValues(func() (map[string][]migration, error) {
 		}
 		out[dir] = ms
 	}
+	pg, lite := out["postgres"], out["sqlite"]
+	for i := range max(len(pg), len(lite)) {
+		if i >= len(pg) || i >= len(lite) || pg[i].Migration != lite[i].Migration {
+			return nil, fmt.Errorf("sqlstore: migrations/postgres and migrations/sqlite differ at version %d: each migration needs a file of the same name, compatible-from included, in both", i+1)
+		}
+	}
 	return out, nil
 })
 
