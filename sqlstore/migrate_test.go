@@ -2,11 +2,8 @@ package sqlstore_test
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -23,27 +20,6 @@ import (
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
-// shipped are the schemas releases made, oldest first: testdata/schemas
-// holds schema.sql as of each commit that changed it (git show
-// COMMIT:schema.sql), the version it is the shape of in its name.
-var shipped = []struct {
-	version int
-	file    string
-}{
-	{1, "v1_35d0a89.sql"},
-	{2, "v2_5e0c232.sql"},
-	{3, "v3_c7d265a.sql"},
-	{4, "v4_7886b3d.sql"},
-	{5, "v5_b4ffb0d.sql"},
-}
-
-// releaseSQLite is what every release did to schema.sql for SQLite
-// (schema.go's rewrites; the fill factor one only mattered from v5).
-var releaseSQLite = strings.NewReplacer(
-	"BIGSERIAL PRIMARY KEY", "INTEGER PRIMARY KEY AUTOINCREMENT",
-	"TIMESTAMPTZ", "TIMESTAMP",
-	" WITH (fillfactor = 70)", "")
-
 // found is the schema version the store recognises in a database a
 // release of version v made: on SQLite, version 5 changed nothing, so a
 // database of version 4 is one of version 5.
@@ -54,85 +30,18 @@ func found(dialect string, v int) int {
 	return v
 }
 
-// testKey is the API key stored in databases of version 3 and later.
-const testKey = "sf_migrationtestkey0123456789"
-
-// shippedData is what a database of version v holds: rules, declarations
-// (from 2), changelog texts (rules from 3, declarations from 4), a key
-// and a session (from 3).
-func shippedData(v int) string {
-	sum := sha256.Sum256([]byte(testKey))
-	var b strings.Builder
-	b.WriteString(`INSERT INTO feature_rules (flag, scope, priority, value) VALUES
-  ('ui.icing', 'default', 0, 'vanilla'), ('ui.icing', 'team:qa', 10, 'chocolate'), ('ui.theme', 'default', 1, 'dark');
-UPDATE feature_revision SET revision = 2;
-`)
-	if v >= 2 {
-		b.WriteString(`INSERT INTO feature_rules (flag, scope, priority, value, condition) VALUES ('ui.icing', 'default', 5, 'lemon', 'plan == "pro"');
-INSERT INTO feature_flags VALUES
-  ('ui.theme', 'string', 'light', 'The colour scheme', FALSE, '[{"name":"dark","value":"dark"}]', '', '', '2026-01-01 00:00:00'),
-  ('ui.icing', 'string', 'none', '', TRUE, '[]', '', 'salt1', '2026-01-01 00:00:00');
-`)
-	}
-	switch {
-	case v >= 4:
-		b.WriteString(`INSERT INTO feature_changelog (changed_at, actor, comment, diff, revision, rules_text, declarations_text) VALUES
-  ('2026-01-01 00:00:00', 'a', 'first', '+x', 1, 'ui.theme	default	1	dark
-', '{"name":"ui.theme"}
-'),
-  ('2026-01-02 00:00:00', 'b', 'second', '+y', 2, 'recorded rules
-', 'recorded declarations
-');
-`)
-	case v == 3:
-		b.WriteString(`INSERT INTO feature_changelog (changed_at, actor, comment, diff, revision, rules_text) VALUES
-  ('2026-01-01 00:00:00', 'a', 'first', '+x', 1, 'ui.theme	default	1	dark
-'),
-  ('2026-01-02 00:00:00', 'b', 'second', '+y', 2, 'recorded rules
-');
-`)
-	default:
-		b.WriteString(`INSERT INTO feature_changelog (changed_at, actor, comment, diff, revision) VALUES
-  ('2026-01-01 00:00:00', 'a', 'first', '+x', 1), ('2026-01-02 00:00:00', 'b', 'second', '+y', 2);
-`)
-	}
-	if v >= 3 {
-		fmt.Fprintf(&b, `INSERT INTO feature_api_keys (hash, hint, name, scope, created_at) VALUES ('%s', 'sf_migr', 'deploy', 'write', '2026-01-01 00:00:00');
-INSERT INTO feature_sessions VALUES ('sessionhash', 1, 'csrf', '2026-01-01 00:00:00', '2999-01-01 00:00:00');
-`, hex.EncodeToString(sum[:]))
-	}
-	return b.String()
-}
-
-// makeShipped writes the schema of a release and its data into the
-// database at dsn, as that release left it.
-func makeShipped(t *testing.T, dialect, dsn, file string, v int) {
-	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "schemas", file))
-	require.NoError(t, err)
-	schema := string(b)
-	if dialect == "sqlite" {
-		schema = releaseSQLite.Replace(schema)
-	}
-	raw := sqlstoretest.RawDB(t, dsn)
-	_, err = raw.Exec(schema)
-	require.NoError(t, err, "schema of %s", file)
-	_, err = raw.Exec(shippedData(v))
-	require.NoError(t, err, "data of %s", file)
-}
-
 // TestMigrateShippedSchemas upgrades a database of every schema a release
 // made, with data in it, on both dialects: its rules, declarations,
 // changelog and keys survive, the database answers the same as one
 // written by this version, and its tables are those of a new database.
 func TestMigrateShippedSchemas(t *testing.T) {
 	ctx := context.Background()
-	for _, sh := range shipped {
+	for v := 1; v <= sqlstoretest.Releases; v++ {
 		for dialect, dsn := range sqlstoretest.DSNs(t) {
-			t.Run(fmt.Sprintf("v%d/%s", sh.version, dialect), func(t *testing.T) {
-				makeShipped(t, dialect, dsn, sh.file, sh.version)
+			t.Run(fmt.Sprintf("v%d/%s", v, dialect), func(t *testing.T) {
+				sqlstoretest.Release(t, dsn, v)
 				var opts sqlstore.Options
-				if found(dialect, sh.version) < sqlstore.SchemaVersion() {
+				if found(dialect, v) < sqlstore.SchemaVersion() {
 					_, err := sqlstore.Open(ctx, dsn)
 					require.ErrorIs(t, err, sqlstore.ErrSchemaOld)
 					opts.Migrate = true
@@ -143,7 +52,7 @@ func TestMigrateShippedSchemas(t *testing.T) {
 
 				// The rules, and the single query's answers.
 				want := "ui.icing\tteam:qa\t10\tchocolate\nui.icing\tdefault\t0\tvanilla\nui.theme\tdefault\t1\tdark\n"
-				if sh.version >= 2 {
+				if v >= 2 {
 					want = "ui.icing\tteam:qa\t10\tchocolate\nui.icing\tdefault\t5\tlemon\n    when plan == \"pro\"\nui.icing\tdefault\t0\tvanilla\nui.theme\tdefault\t1\tdark\n"
 				}
 				cfg, err := st.Load(ctx)
@@ -164,7 +73,7 @@ func TestMigrateShippedSchemas(t *testing.T) {
 				}
 
 				// The declarations.
-				if sh.version >= 2 {
+				if v >= 2 {
 					require.Len(t, cfg.Flags, 2)
 					assert.Equal(t, rules.Definition{Name: "ui.icing", Type: rules.String, Default: "none", External: true, Variants: []rules.Variant{}, Salt: "salt1"}, cfg.Flags[0])
 					assert.Equal(t, "The colour scheme", cfg.Flags[1].Description)
@@ -184,14 +93,14 @@ func TestMigrateShippedSchemas(t *testing.T) {
 				require.NoError(t, err)
 				e2, err := st.ChangelogEntry(ctx, es[0].ID)
 				require.NoError(t, err)
-				if sh.version >= 3 {
+				if v >= 3 {
 					assert.Equal(t, "recorded rules\n", e2.Text.String)
 					assert.Equal(t, "ui.theme\tdefault\t1\tdark\n", e1.Text.String)
 				} else {
 					assert.Equal(t, sql.NullString{String: want, Valid: true}, e2.Text)
 					assert.False(t, e1.Text.Valid)
 				}
-				if sh.version >= 4 {
+				if v >= 4 {
 					assert.Equal(t, "recorded declarations\n", e2.Declarations.String)
 					assert.True(t, e1.Declarations.Valid)
 				} else {
@@ -200,13 +109,13 @@ func TestMigrateShippedSchemas(t *testing.T) {
 				}
 
 				// The keys.
-				if sh.version >= 3 {
-					k, err := st.Authenticate(ctx, testKey)
+				if v >= 3 {
+					k, err := st.Authenticate(ctx, sqlstoretest.ReleaseKey)
 					require.NoError(t, err)
 					assert.Equal(t, "deploy", k.Name)
 					assert.Equal(t, "write", k.Scope)
 				} else {
-					_, err := st.Authenticate(ctx, testKey)
+					_, err := st.Authenticate(ctx, sqlstoretest.ReleaseKey)
 					assert.ErrorIs(t, err, sqlstore.ErrNotFound)
 				}
 
@@ -347,30 +256,30 @@ func shapeWithout(t *testing.T, dialect, dsn, table string) string {
 // change nothing; a dry run lists what migrating would apply.
 func TestOpenRefusesOldSchema(t *testing.T) {
 	ctx := context.Background()
-	for _, sh := range shipped[:len(shipped)-1] {
+	for v := 1; v < sqlstoretest.Releases; v++ {
 		for dialect, dsn := range sqlstoretest.DSNs(t) {
-			t.Run(fmt.Sprintf("v%d/%s", sh.version, dialect), func(t *testing.T) {
-				if found(dialect, sh.version) == sqlstore.SchemaVersion() {
+			t.Run(fmt.Sprintf("v%d/%s", v, dialect), func(t *testing.T) {
+				if found(dialect, v) == sqlstore.SchemaVersion() {
 					t.Skip("this shape is the current one on ", dialect)
 				}
-				makeShipped(t, dialect, dsn, sh.file, sh.version)
+				sqlstoretest.Release(t, dsn, v)
 				before := shape(t, dialect, sqlstoretest.RawDB(t, dsn))
 				_, err := sqlstore.Open(ctx, dsn)
 				require.ErrorIs(t, err, sqlstore.ErrSchemaOld)
-				assert.EqualError(t, err, fmt.Sprintf("sqlstore: schema version %d, this binary needs %d: run feature-info migrate", sh.version, sqlstore.SchemaVersion()))
+				assert.EqualError(t, err, fmt.Sprintf("sqlstore: schema version %d, this binary needs %d: run feature-info migrate", v, sqlstore.SchemaVersion()))
 
 				up, err := sqlstore.Migrate(ctx, dsn, sqlstore.MigrateOptions{DryRun: true})
 				require.NoError(t, err)
-				assert.Equal(t, sh.version, up.From)
-				assert.Equal(t, sh.version, up.To)
+				assert.Equal(t, v, up.From)
+				assert.Equal(t, v, up.To)
 				assert.True(t, up.Adopted)
-				assert.Equal(t, sqlstore.Migrations()[sh.version:], up.Pending)
+				assert.Equal(t, sqlstore.Migrations()[v:], up.Pending)
 				assert.Equal(t, before, shape(t, dialect, sqlstoretest.RawDB(t, dsn)), "neither the open nor the dry run changed the database")
 
 				up, err = sqlstore.Migrate(ctx, dsn, sqlstore.MigrateOptions{})
 				require.NoError(t, err)
 				assert.Equal(t, sqlstore.SchemaVersion(), up.To)
-				assert.Equal(t, sqlstore.Migrations()[sh.version:], up.Pending)
+				assert.Equal(t, sqlstore.Migrations()[v:], up.Pending)
 				st, err := sqlstore.Open(ctx, dsn)
 				require.NoError(t, err)
 				require.NoError(t, st.Close())
