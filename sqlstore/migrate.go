@@ -184,6 +184,10 @@ func SchemaVersion() int { return len(Migrations()) }
 type MigrateOptions struct {
 	// DryRun finds the pending migrations and applies none.
 	DryRun bool
+	// To, when positive, stops at that version: migrations after it are
+	// neither pending nor applied. Tests use it to write data at an
+	// older version before upgrading.
+	To int
 }
 
 // Upgrade is what Migrate found and did.
@@ -219,7 +223,7 @@ func Migrate(ctx context.Context, dsn string, opts MigrateOptions) (Upgrade, err
 	if opts.DryRun {
 		mode = migrateDryRun
 	}
-	return s.migrate(ctx, mode)
+	return s.migrate(ctx, mode, opts.To)
 }
 
 // migrateMode says what migrate may do.
@@ -237,7 +241,9 @@ const (
 // each other.
 const migrateLockID = 7305141130
 
-func (s *Store) migrate(ctx context.Context, mode migrateMode) (Upgrade, error) {
+// migrate checks the schema and does what mode allows, applying
+// migrations up to version to (all when 0).
+func (s *Store) migrate(ctx context.Context, mode migrateMode, to int) (Upgrade, error) {
 	ms, err := s.migrations()
 	if err != nil {
 		return Upgrade{}, err
@@ -270,7 +276,7 @@ func (s *Store) migrate(ctx context.Context, mode migrateMode) (Upgrade, error) 
 		}
 	}
 	for _, m := range ms {
-		if m.Version > up.From {
+		if m.Version > up.From && (to <= 0 || m.Version <= to) {
 			up.Pending = append(up.Pending, m.Migration)
 		}
 	}
@@ -280,10 +286,8 @@ func (s *Store) migrate(ctx context.Context, mode migrateMode) (Upgrade, error) 
 	case len(up.Pending) > 0 && up.From > 0 && mode == migrateCreate:
 		return up, &schemaError{found: up.From, known: latest.Version}
 	}
-	for _, m := range ms {
-		if m.Version <= up.From {
-			continue
-		}
+	for _, p := range up.Pending {
+		m := ms[p.Version-1] // numbered 1, 2, ... (readMigrations)
 		if err := s.apply(ctx, tx, m); err != nil {
 			return up, err
 		}

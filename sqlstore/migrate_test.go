@@ -392,3 +392,40 @@ func TestMigrationFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestMigrateTo: a database migrated to an older version (as a versioned
+// release leaves it) with data written then is upgraded the rest of the
+// way, recorded step by step.
+func TestMigrateTo(t *testing.T) {
+	ctx := context.Background()
+	for dialect, dsn := range sqlstoretest.DSNs(t) {
+		t.Run(dialect, func(t *testing.T) {
+			up, err := sqlstore.Migrate(ctx, dsn, sqlstore.MigrateOptions{To: 3})
+			require.NoError(t, err)
+			assert.Equal(t, sqlstore.Upgrade{From: 0, To: 3, Pending: sqlstore.Migrations()[:3]}, up)
+			assert.Equal(t, recorded(3), versions(t, dsn))
+			_, err = sqlstoretest.RawDB(t, dsn).Exec(`
+INSERT INTO feature_rules (flag, scope, priority, value, condition) VALUES ('a', 'default', 1, 'x', 'plan == "pro"');
+INSERT INTO feature_flags VALUES ('a', 'string', 'none', '', FALSE, '[]', '', '', '2026-01-01 00:00:00');
+INSERT INTO feature_changelog (changed_at, actor, comment, diff, revision, rules_text) VALUES ('2026-01-01 00:00:00', 'a', 'first', '+x', 1, 'text');
+UPDATE feature_revision SET revision = 1;`)
+			require.NoError(t, err)
+
+			_, err = sqlstore.Open(ctx, dsn)
+			require.EqualError(t, err, fmt.Sprintf("sqlstore: schema version 3, this binary needs %d: run feature-info migrate", sqlstore.SchemaVersion()))
+			up, err = sqlstore.Migrate(ctx, dsn, sqlstore.MigrateOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, sqlstore.Upgrade{From: 3, To: sqlstore.SchemaVersion(), Pending: sqlstore.Migrations()[3:]}, up)
+			st, err := sqlstore.Open(ctx, dsn)
+			require.NoError(t, err)
+			defer st.Close()
+			e, err := st.ChangelogEntry(ctx, 1)
+			require.NoError(t, err)
+			assert.Equal(t, "text", e.Text.String)
+			defs, err := st.Definitions(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, sqlstore.DeclarationsText(defs), e.Declarations.String, "migration 4 gave the newest entry the declarations")
+			assert.Equal(t, shape(t, dialect, sqlstoretest.RawDB(t, freshDSN(t, dialect))), shape(t, dialect, sqlstoretest.RawDB(t, dsn)))
+		})
+	}
+}

@@ -105,7 +105,7 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.Migrate {
 		mode = migrateApply
 	}
-	if _, err := s.migrate(ctx, mode); err != nil {
+	if _, err := s.migrate(ctx, mode, 0); err != nil {
 		s.Close()
 		return nil, err
 	}
