@@ -1,5 +1,5 @@
-// Package scopeflags holds what belongs to the whole repository: the canonical
-// SQL schema. The engine itself lives in the sub-packages rules, scopes,
+// Package scopeflags holds what belongs to the whole repository: the SQL
+// schema's reference (the tables sqlstore's migrations make). The engine itself lives in the sub-packages rules, scopes,
 // controller, sqlstore and features.
 package scopeflags
 
@@ -8,7 +8,9 @@ import (
 	"strings"
 )
 
-// Schema is schema.sql: the canonical schema, in PostgreSQL's dialect.
+// Schema is schema.sql: the tables after every migration, in PostgreSQL's
+// dialect. sqlstore applies its migrations, not this; a test checks that
+// they agree.
 //
 //go:embed schema.sql
 var Schema string

@@ -1,6 +1,7 @@
--- scopeflags canonical schema (PostgreSQL dialect).
--- Applied on every open; every statement is idempotent.
--- SQLite gets the small rewrites listed in schema.go (sqliteRewrites), kept beside this file.
+-- scopeflags schema (PostgreSQL dialect): the tables after every migration
+-- of sqlstore/migrations, for reading. It is not applied: the migrations are
+-- (docs/migrations.md), and TestMigrationsMakeSchemaSQL checks that they make
+-- exactly these tables, here and with SQLite's rewrites (schema.go).
 
 -- One row a rule: (flag, scope, priority, value) and an optional condition
 -- (an expr-lang expression; '' when none). Priorities are unique within a
@@ -9,7 +10,7 @@
 -- Conditions are at most 1,500 bytes so the unique index always fits.
 -- Pages are filled to 70% so that a save changing values updates the rows
 -- in place (PostgreSQL's HOT updates: no index is written, since none holds
--- the value); databases made before get the setting on open.
+-- the value); databases made before get the setting from migration 5.
 CREATE TABLE IF NOT EXISTS feature_rules (
     flag      TEXT    NOT NULL,
     scope     TEXT    NOT NULL,

@@ -229,7 +229,7 @@ UPDATE feature_revision SET revision = 3;`) // revision 3: an unaudited push
 			require.NoError(t, err)
 			require.NoError(t, raw.Close())
 
-			st, err := sqlstore.Open(ctx, dsn)
+			st, err := sqlstore.OpenWith(ctx, dsn, sqlstore.Options{Migrate: true})
 			require.NoError(t, err)
 			defer st.Close()
 			if name == "postgres" {

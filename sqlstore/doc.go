@@ -3,7 +3,13 @@
 // package that imports database drivers; driver errors are translated into
 // this package's sentinel errors at its edge.
 //
-// The schema is scopeflags.Schema (schema.sql), applied on every Open. A
+// The schema is a list of numbered migrations per dialect (migrations/,
+// embedded), recorded in the schema_migrations table: Open creates an
+// empty database's schema and refuses an older one (ErrSchemaOld) or a
+// newer incompatible one (ErrSchemaNew); Options.Migrate and Migrate
+// upgrade, in one transaction, on PostgreSQL under an advisory lock. A
+// database made before versions were recorded is recognised from its
+// tables. scopeflags.Schema (schema.sql) is the shape they make. A
 // Store loads every rule for snapshots, answers the single prioritized query
 // for a set of active scopes, and writes changes: saves of the rules,
 // pushes of declarations and reverts, each in one transaction that bumps

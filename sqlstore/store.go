@@ -16,7 +16,6 @@ import (
 	"github.com/lib/pq"    // PostgreSQL driver
 	_ "modernc.org/sqlite" // SQLite driver
 
-	"github.com/scopeflags/scopeflags"
 	"github.com/scopeflags/scopeflags/rules"
 )
 
@@ -71,6 +70,11 @@ type Options struct {
 	// KiB) when 0. Servers that evaluate the rules should be given the
 	// same limit (features.Config.MaxValue).
 	MaxValue int
+	// Migrate upgrades a database whose schema is older than this
+	// binary's (see Migrate). Without it, Open creates the schema of an
+	// empty database but refuses an older one with ErrSchemaOld, changing
+	// nothing: only servers and "feature-info migrate" upgrade.
+	Migrate bool
 }
 
 // maxValue is the longest rule value a save takes, in bytes.
@@ -81,15 +85,35 @@ func (s *Store) maxValue() int {
 	return rules.DefaultMaxValue
 }
 
-// Open connects to dsn and applies the schema, with the default Options.
+// Open connects to dsn, with the default Options: it creates the schema
+// of an empty database and refuses one whose schema is older than this
+// binary's (ErrSchemaOld) or newer and not compatible (ErrSchemaNew).
 // A DSN starting with postgres:// or postgresql:// selects PostgreSQL;
 // anything else is the path of a SQLite file, created if missing.
 func Open(ctx context.Context, dsn string) (*Store, error) {
 	return OpenWith(ctx, dsn, Options{})
 }
 
-// OpenWith is Open with options.
+// OpenWith is Open with options; with opts.Migrate it also upgrades an
+// older schema (Migrate).
 func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	s, err := open(ctx, dsn, opts)
+	if err != nil {
+		return nil, err
+	}
+	mode := migrateCreate
+	if opts.Migrate {
+		mode = migrateApply
+	}
+	if _, err := s.migrate(ctx, mode, 0); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// open connects to dsn, leaving the schema as it is.
+func open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	s := &Store{dialect: SQLite, codec: rules.CodecOptions{MaxValue: opts.MaxValue, Cache: rules.NewValidationCache(0, 0)}}
 	driver, source := "sqlite", sqliteDSN(dsn)
 	if isPostgresDSN(dsn) {
@@ -124,10 +148,6 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	} else {
 		db.SetMaxOpenConns(16)
 		db.SetConnMaxIdleTime(5 * time.Minute)
-	}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sqlstore: apply schema: %w", err)
 	}
 	return s, nil
 }
@@ -175,154 +195,6 @@ func sqliteDSN(path string) string {
 		sep = "&"
 	}
 	return "file:" + path + sep + q.Encode()
-}
-
-func (s *Store) migrate(ctx context.Context) error {
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return translate(err)
-	}
-	defer tx.Rollback()
-	schema := scopeflags.Schema
-	if s.dialect == Postgres {
-		// Concurrent opens must not race on CREATE TABLE IF NOT EXISTS.
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305141130)`); err != nil {
-			return translate(err)
-		}
-	} else {
-		schema = scopeflags.SQLiteSchema()
-	}
-	if _, err := tx.ExecContext(ctx, schema); err != nil {
-		return translate(err)
-	}
-	if err := s.upgrade(ctx, tx); err != nil {
-		return fmt.Errorf("upgrade: %w", translate(err))
-	}
-	return translate(tx.Commit())
-}
-
-// upgrade brings a database made by an earlier version to the current
-// shape, keeping its rules and changelog.
-func (s *Store) upgrade(ctx context.Context, tx *sqlx.Tx) error {
-	if err := s.upgradeConditions(ctx, tx); err != nil {
-		return err
-	}
-	if err := s.upgradeChangelogText(ctx, tx); err != nil {
-		return err
-	}
-	if err := s.upgradeFillFactor(ctx, tx); err != nil {
-		return err
-	}
-	return s.upgradeChangelogDeclarations(ctx, tx)
-}
-
-// upgradeFillFactor gives a PostgreSQL rules table made before schema.sql
-// set it the fill factor that lets saves update values in place (pages
-// written from then on leave room).
-func (s *Store) upgradeFillFactor(ctx context.Context, tx *sqlx.Tx) error {
-	if s.dialect != Postgres {
-		return nil
-	}
-	var set bool
-	err := tx.GetContext(ctx, &set, `SELECT coalesce('fillfactor=70' = ANY(reloptions), false) FROM pg_class WHERE oid = 'feature_rules'::regclass`)
-	if err != nil || set {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, `ALTER TABLE feature_rules SET (fillfactor = 70)`)
-	return err
-}
-
-// hasColumn reports whether table has column.
-func (s *Store) hasColumn(ctx context.Context, tx *sqlx.Tx, table, column string) (bool, error) {
-	var n int
-	q := `SELECT count(*) FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2`
-	if s.dialect == SQLite {
-		q = `SELECT count(*) FROM pragma_table_info(?) WHERE name = ?`
-	}
-	err := tx.GetContext(ctx, &n, q, table, column)
-	return n > 0, err
-}
-
-// upgradeConditions adds what rules with conditions need to a database
-// made before them: a condition column, the primary key (flag, priority)
-// and the unique key (flag, scope, condition).
-func (s *Store) upgradeConditions(ctx context.Context, tx *sqlx.Tx) error {
-	if ok, err := s.hasColumn(ctx, tx, "feature_rules", "condition"); err != nil || ok {
-		return err
-	}
-	var stmts []string
-	if s.dialect == Postgres {
-		stmts = []string{
-			`ALTER TABLE feature_rules ADD COLUMN condition TEXT NOT NULL DEFAULT ''`,
-			`ALTER TABLE feature_rules DROP CONSTRAINT feature_rules_pkey`,
-			`ALTER TABLE feature_rules DROP CONSTRAINT feature_rules_flag_priority_key`,
-			`ALTER TABLE feature_rules ADD PRIMARY KEY (flag, priority)`,
-			`ALTER TABLE feature_rules ADD UNIQUE (flag, scope, condition)`,
-		}
-	} else {
-		stmts = []string{
-			`DROP INDEX feature_rules_scope_idx`,
-			`ALTER TABLE feature_rules RENAME TO feature_rules_old`,
-			scopeflags.SQLiteSchema(),
-			`INSERT INTO feature_rules (flag, scope, priority, value) SELECT flag, scope, priority, value FROM feature_rules_old`,
-			`DROP TABLE feature_rules_old`,
-		}
-	}
-	for _, st := range stmts {
-		if _, err := tx.ExecContext(ctx, st); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// upgradeChangelogText adds the rules_text column to a changelog made
-// before entries recorded the whole text. The newest entry gets the
-// current rules (what they were after it), so it can be reverted to; older
-// entries keep NULL.
-func (s *Store) upgradeChangelogText(ctx context.Context, tx *sqlx.Tx) error {
-	if ok, err := s.hasColumn(ctx, tx, "feature_changelog", "rules_text"); err != nil || ok {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `ALTER TABLE feature_changelog ADD COLUMN rules_text TEXT`); err != nil {
-		return err
-	}
-	var cur []rules.Rule
-	if err := tx.SelectContext(ctx, &cur, `SELECT `+ruleColumns+` FROM feature_rules`); err != nil {
-		return err
-	}
-	q, args, err := s.sb.Update("feature_changelog").Set("rules_text", rules.Format(cur)).
-		Where("id = (SELECT MAX(id) FROM feature_changelog)").ToSql()
-	if err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, q, args...)
-	return err
-}
-
-// upgradeChangelogDeclarations adds the declarations_text column to a
-// changelog made before entries recorded the declarations. The newest
-// entry gets the current declarations (the best record there is: pushes
-// were not audited then), so reverting to it keeps them; older entries
-// keep NULL, and reverting to them restores only the rules.
-func (s *Store) upgradeChangelogDeclarations(ctx context.Context, tx *sqlx.Tx) error {
-	if ok, err := s.hasColumn(ctx, tx, "feature_changelog", "declarations_text"); err != nil || ok {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `ALTER TABLE feature_changelog ADD COLUMN declarations_text TEXT`); err != nil {
-		return err
-	}
-	defs, err := definitions(ctx, tx)
-	if err != nil {
-		return err
-	}
-	q, args, err := s.sb.Update("feature_changelog").Set("declarations_text", DeclarationsText(defs)).
-		Where("id = (SELECT MAX(id) FROM feature_changelog)").ToSql()
-	if err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, q, args...)
-	return err
 }
 
 // Close closes the database.

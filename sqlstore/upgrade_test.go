@@ -49,14 +49,14 @@ func TestUpgradeKeepsRules(t *testing.T) {
 			require.NoError(t, raw.Close())
 
 			for range 2 { // the upgrade runs once; a second open is a no-op
-				st, err := sqlstore.Open(ctx, dsn)
+				st, err := sqlstore.OpenWith(ctx, dsn, sqlstore.Options{Migrate: true})
 				require.NoError(t, err)
 				rs, _, err := st.LoadRules(ctx)
 				require.NoError(t, err)
 				assert.Equal(t, "ui.icing\tteam:qa\t10\tchocolate\nui.icing\tdefault\t0\tvanilla\n", rules.Format(rs))
 				require.NoError(t, st.Close())
 			}
-			st, err := sqlstore.Open(ctx, dsn)
+			st, err := sqlstore.OpenWith(ctx, dsn, sqlstore.Options{Migrate: true})
 			require.NoError(t, err)
 			defer st.Close()
 			// The newest changelog entry gets the current rules as its

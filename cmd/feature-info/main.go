@@ -21,12 +21,18 @@
 //	feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
 //	feature-info keys list [-db DSN]
 //	feature-info keys revoke [-db DSN] ID
+//	feature-info migrate [-db DSN] [-dry-run]
 //
 // Declarations files (JSON) are described in docs/typed-flags.md.
 //
 // A DSN starting with postgres:// or postgresql:// selects PostgreSQL;
 // anything else is the path of an embedded SQLite file. The default is
 // scopeflags.db in the working directory.
+//
+// Every command creates the schema of an empty database; only serve and
+// migrate upgrade an older one (docs/migrations.md). The others stop at
+// an older schema: "schema version N, this binary needs M: run
+// feature-info migrate".
 package main
 
 import (
@@ -67,6 +73,7 @@ const usage = `usage:
   feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
   feature-info keys list [-db DSN]
   feature-info keys revoke [-db DSN] ID
+  feature-info migrate [-db DSN] [-dry-run]
 DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
 `
 
@@ -95,6 +102,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"eval":      cmdEval,
 		"flags":     cmdFlags,
 		"keys":      cmdKeys,
+		"migrate":   cmdMigrate,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -106,14 +106,14 @@ type Main struct {
 	keysDone     chan struct{} // closed when the key table's loop (and its listener) has ended
 }
 
-// Run opens the store (applying the schema), loads the example rules into
+// Run opens the store (creating or upgrading its schema), loads the example rules into
 // a database that has never had rules when Examples is set, loads the rules, starts polling for
 // changes and starts serving. It returns once the server is listening.
 func (m *Main) Run(ctx context.Context) error {
 	if m.Log == nil {
 		m.Log = slog.Default()
 	}
-	st, err := sqlstore.OpenWith(ctx, m.DSN, sqlstore.Options{MaxValue: m.MaxValue})
+	st, err := sqlstore.OpenWith(ctx, m.DSN, sqlstore.Options{MaxValue: m.MaxValue, Migrate: true})
 	if err != nil {
 		return fmt.Errorf("open %s: %w", redactDSN(m.DSN), err)
 	}

@@ -1,0 +1,2 @@
+-- Rules pages are filled to 70% on PostgreSQL (b4ffb0d); SQLite has no
+-- such setting, so this version changes nothing here.

@@ -1,0 +1,93 @@
+-- scopeflags canonical schema (PostgreSQL dialect).
+-- Applied on every open; every statement is idempotent.
+-- SQLite gets the small rewrites listed in schema.go (sqliteRewrites), kept beside this file.
+
+-- One row a rule: (flag, scope, priority, value) and an optional condition
+-- (an expr-lang expression; '' when none). Priorities are unique within a
+-- flag and the highest matching rule wins. A flag may repeat a scope only
+-- with different conditions: the later rule could never match otherwise.
+-- Conditions are at most 1,500 bytes so the unique index always fits.
+CREATE TABLE IF NOT EXISTS feature_rules (
+    flag      TEXT    NOT NULL,
+    scope     TEXT    NOT NULL,
+    priority  INTEGER NOT NULL,
+    value     TEXT    NOT NULL,
+    condition TEXT    NOT NULL DEFAULT '',
+    PRIMARY KEY (flag, priority),
+    UNIQUE (flag, scope, condition)
+);
+
+-- Serves the prioritized query: rows for a handful of active scopes, already
+-- in (flag, priority DESC) order within each scope.
+CREATE INDEX IF NOT EXISTS feature_rules_scope_idx
+    ON feature_rules (scope, flag, priority DESC);
+
+-- One row a declared flag: its type, code default (in the text form rules
+-- use), description, external mark, variants (a JSON array of
+-- {"name", "value"}), JSON Schema (json flags) and rollout salt ('' for the
+-- flag name). Written by "flags push".
+CREATE TABLE IF NOT EXISTS feature_flags (
+    name          TEXT    PRIMARY KEY,
+    type          TEXT    NOT NULL,
+    default_value TEXT    NOT NULL,
+    description   TEXT    NOT NULL,
+    external      BOOLEAN NOT NULL,
+    variants      TEXT    NOT NULL,
+    json_schema   TEXT    NOT NULL,
+    salt          TEXT    NOT NULL,
+    updated_at    TIMESTAMPTZ NOT NULL
+);
+
+-- One row a change: a save of the rules, a push of declarations or a
+-- revert; every bump of the revision writes one. diff is the unified diff
+-- of the normalised rules text (and of the declarations text, when they
+-- changed); rules_text and declarations_text are the whole texts after the
+-- change, so any entry can be reverted to. rules_text is NULL for entries
+-- written before it was recorded, declarations_text for entries written
+-- before declarations were recorded.
+CREATE TABLE IF NOT EXISTS feature_changelog (
+    id                BIGSERIAL PRIMARY KEY,
+    changed_at        TIMESTAMPTZ NOT NULL,
+    actor             TEXT   NOT NULL,
+    comment           TEXT   NOT NULL,
+    diff              TEXT   NOT NULL,
+    revision          BIGINT NOT NULL,
+    rules_text        TEXT,
+    declarations_text TEXT
+);
+
+CREATE UNIQUE INDEX IF NOT EXISTS feature_changelog_revision_idx
+    ON feature_changelog (revision);
+
+-- One row an API key. Only the SHA-256 of the key is kept (hex); hint is
+-- its first characters, so people can tell keys apart. scope is one of
+-- read_external, read, write, admin. Revoked keys stay listed.
+CREATE TABLE IF NOT EXISTS feature_api_keys (
+    id           BIGSERIAL PRIMARY KEY,
+    hash         TEXT NOT NULL UNIQUE,
+    hint         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    scope        TEXT NOT NULL,
+    created_at   TIMESTAMPTZ NOT NULL,
+    last_used_at TIMESTAMPTZ,
+    revoked_at   TIMESTAMPTZ
+);
+
+-- One row a browser session, made by logging in with a key. Only the
+-- SHA-256 of the cookie's value is kept; csrf is the token forms carry.
+CREATE TABLE IF NOT EXISTS feature_sessions (
+    hash       TEXT   PRIMARY KEY,
+    key_id     BIGINT NOT NULL REFERENCES feature_api_keys (id),
+    csrf       TEXT   NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+
+-- A single row counting saves. Servers poll it to notice new rules; writers
+-- bump it first in their transaction, which serialises concurrent saves.
+CREATE TABLE IF NOT EXISTS feature_revision (
+    id       INTEGER PRIMARY KEY CHECK (id = 1),
+    revision BIGINT  NOT NULL
+);
+
+INSERT INTO feature_revision (id, revision) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
