@@ -68,6 +68,10 @@ type pageData struct {
 	Errors  []Detail
 	// ErrorSummary counts the problems (and says when not all are listed).
 	ErrorSummary string
+	// Negations: some of the errors are values that read as "off" of
+	// flags documented as boolean, which the form's allow_negations
+	// checkbox accepts.
+	Negations bool
 	// Warnings about the saved text (line numbers of the saved text).
 	Warnings []Detail
 	Conflict []sqlstore.Entry
@@ -290,7 +294,7 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		e, _, err := s.Store.ReplaceText(r.Context(), d.Text, s.live().Registry(),
-			sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base})
+			s.ruleChecks(sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base}, r.PostForm.Get("allow_negations") != ""))
 		if err == nil && e.Unchanged {
 			http.Redirect(w, r, "/+feature-rules?unchanged=1", http.StatusSeeOther)
 			return
@@ -338,7 +342,7 @@ func (s *Server) explainRefusal(r *http.Request, d *pageData, err error, base in
 		d.Conflict, d.Base = es, *e.Revision
 		return http.StatusConflict
 	case "invalid_rules", "comment_required":
-		d.Errors = e.Details
+		d.Errors, d.Negations = e.Details, errors.Is(err, rules.ErrNegation)
 		if len(d.Errors) == 0 {
 			d.Errors = []Detail{{Message: e.Message}}
 		} else {
