@@ -50,9 +50,10 @@ func newEnv(t testing.TB, st *sqlstore.Store) *env { return newEnvWith(t, st, en
 
 // envOptions change newEnv's server.
 type envOptions struct {
-	maxBody  int64            // 0: testMaxBody
-	scopes   *scopes.Registry // nil: the built-in handlers
-	maxValue int              // the engine's value limit; 0: the default (give the store the same)
+	maxBody  int64              // 0: testMaxBody
+	scopes   *scopes.Registry   // nil: the built-in handlers
+	maxValue int                // the engine's value limit; 0: the default (give the store the same)
+	flags    *features.Registry // the application's documented and declared flags; nil: none
 }
 
 func newEnvWith(t testing.TB, st *sqlstore.Store, o envOptions) *env {
@@ -66,7 +67,7 @@ func newEnvWith(t testing.TB, st *sqlstore.Store, o envOptions) *env {
 
 	logs := &bytes.Buffer{}
 	log := slog.New(slog.NewTextHandler(&lockedWriter{w: logs}, nil))
-	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Scopes: o.scopes, Log: log, MaxValue: o.maxValue})
+	engine := features.NewEngine(features.Config{Source: st, Flags: cmp.Or(o.flags, features.NewRegistry()), Scopes: o.scopes, Log: log, MaxValue: o.maxValue})
 	live := engine.Live()
 	require.NoError(t, live.Reload(ctx, true))
 	srv := &admin.Server{Store: st, Engine: engine, Log: log, MaxBody: cmp.Or(o.maxBody, testMaxBody)}
@@ -100,9 +101,12 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // eachStore runs f on SQLite and PostgreSQL.
-func eachStore(t *testing.T, f func(t *testing.T, e *env)) {
-	t.Run("sqlite", func(t *testing.T) { f(t, newEnv(t, sqlstoretest.SQLite(t))) })
-	t.Run("postgres", func(t *testing.T) { f(t, newEnv(t, sqlstoretest.Postgres(t))) })
+func eachStore(t *testing.T, f func(t *testing.T, e *env)) { eachStoreWith(t, envOptions{}, f) }
+
+// eachStoreWith is eachStore with newEnvWith's options.
+func eachStoreWith(t *testing.T, o envOptions, f func(t *testing.T, e *env)) {
+	t.Run("sqlite", func(t *testing.T) { f(t, newEnvWith(t, sqlstoretest.SQLite(t), o)) })
+	t.Run("postgres", func(t *testing.T) { f(t, newEnvWith(t, sqlstoretest.Postgres(t), o)) })
 }
 
 var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}

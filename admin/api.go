@@ -218,12 +218,35 @@ func dryRun(r *http.Request) (bool, error) {
 	return b, nil
 }
 
+// allowNegations reads ?allow_negations of a write of the rules.
+func allowNegations(r *http.Request) (bool, error) {
+	v := r.URL.Query().Get("allow_negations")
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, errf(http.StatusBadRequest, "invalid_request", "allow_negations=%s: want 1 or 0", echo(v))
+	}
+	return b, nil
+}
+
+// ruleChecks completes c, a write of the rules, with what this server
+// knows for the store's checks: the flags its application declares in
+// code, whose values must fit them too, and the flags it documents as
+// boolean, a value of which that reads as "off" is refused unless allow.
+func (s *Server) ruleChecks(c sqlstore.Change, allow bool) sqlstore.Change {
+	reg := s.Engine.Flags()
+	c.Declared, c.Boolean, c.AllowNegations = reg.Definitions(), reg.DocumentedBoolean, allow
+	return c
+}
+
 // rulesRequest is the rules a write of the rules sends: either as text
 // (Content-Type: text/plain, the comment in ?comment= or X-Comment) or as
 // JSON ({"comment", "text"} or {"comment", "rules"}).
 type rulesRequest struct {
-	// change is the write's comment, actor, If-Match revision (required)
-	// and ?dry_run.
+	// change is the write's comment, actor, If-Match revision (required),
+	// ?dry_run, ?allow_negations and the server's checks (ruleChecks).
 	change sqlstore.Change
 	// text when sent as text; else rs, checked, with their warnings.
 	text     string
@@ -241,7 +264,11 @@ func (s *Server) readRules(r *http.Request) (*rulesRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := rulesRequest{change: sqlstore.Change{Actor: info(r).actor, BaseRevision: base, DryRun: dry}}
+	allow, err := allowNegations(r)
+	if err != nil {
+		return nil, err
+	}
+	q := rulesRequest{change: s.ruleChecks(sqlstore.Change{Actor: info(r).actor, BaseRevision: base, DryRun: dry}, allow)}
 	switch mediaType(r) {
 	case "text/plain":
 		body, err := readBody(r)
@@ -334,14 +361,13 @@ func (s *Server) apiPutFlagRules(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	rs, warnings := q.rs, q.warnings
-	if rs == nil {
-		if rs, warnings, err = rules.Parse(q.text, s.live().Registry()); err != nil {
-			s.fail(w, r, s.saveError(r, err, q.change.BaseRevision))
-			return
-		}
+	var e sqlstore.Entry
+	warnings := q.warnings
+	if q.rs != nil {
+		e, err = s.Store.ReplaceFlagRules(r.Context(), []string{name}, q.rs, q.change)
+	} else {
+		e, warnings, err = s.Store.ReplaceFlagText(r.Context(), []string{name}, q.text, s.live().Registry(), q.change)
 	}
-	e, err := s.Store.ReplaceFlagRules(r.Context(), []string{name}, rs, q.change)
 	if err != nil {
 		s.fail(w, r, s.saveError(r, err, q.change.BaseRevision))
 		return
@@ -395,6 +421,9 @@ func (s *Server) saveError(r *http.Request, err error, base int64) error {
 		return errf(http.StatusConflict, "conflict", "another save happened at the same moment; try again")
 	case errors.As(err, &list):
 		e := errf(http.StatusUnprocessableEntity, "invalid_rules", "%s; nothing was saved", problems(len(list)))
+		if errors.Is(list, rules.ErrNegation) {
+			e.Message += "; values that read as off are refused for flags documented as boolean: allow_negations=1 saves them"
+		}
 		e.Details = details(list)
 		return e
 	case errors.As(err, &fe):

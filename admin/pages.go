@@ -68,6 +68,13 @@ type pageData struct {
 	Errors  []Detail
 	// ErrorSummary counts the problems (and says when not all are listed).
 	ErrorSummary string
+	// Negations: some of the errors are values that read as "off" of
+	// flags documented as boolean, which the form's allow_negations
+	// checkbox accepts.
+	Negations bool
+	// AllowNegations: the form asked to save such values anyway; the
+	// preview's confirm carries it on.
+	AllowNegations bool
 	// Warnings about the saved text (line numbers of the saved text).
 	Warnings []Detail
 	Conflict []sqlstore.Entry
@@ -320,7 +327,8 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	confirm := r.PostForm.Get("confirm") == "1"
-	d.Base = base
+	d.Base, d.AllowNegations = base, r.PostForm.Get("allow_negations") != ""
+	d.Negations = d.AllowNegations // keep the box shown while it is ticked
 	status := http.StatusOK
 	var bad *Error
 	switch {
@@ -335,7 +343,7 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 		}
 	default:
 		e, warnings, err := s.Store.ReplaceText(r.Context(), d.Text, s.live().Registry(),
-			sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base, DryRun: !confirm})
+			s.ruleChecks(sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base, DryRun: !confirm}, d.AllowNegations))
 		switch {
 		case err == nil && !confirm:
 			d.Preview = newPreview(e, warnings)
@@ -385,7 +393,7 @@ func (s *Server) explainRefusal(r *http.Request, d *pageData, err error, base in
 		d.Conflict, d.Base = es, *e.Revision
 		return http.StatusConflict
 	case "invalid_rules", "comment_required":
-		d.Errors = e.Details
+		d.Errors, d.Negations = e.Details, errors.Is(err, rules.ErrNegation)
 		if len(d.Errors) == 0 {
 			d.Errors = []Detail{{Message: e.Message}}
 		} else {

@@ -424,7 +424,7 @@ func TestRulesPageProblemCount(t *testing.T) {
 		text  string
 		lines []int // lines that must be listed
 	}{
-		{"four kinds", "a default 1 true\nb default 1 x\nc default nine x\nb default 1 y\nd default 1 z\n    when let x = 1; x\na team:qa 5 maybe\n", []int{3, 4, 6}},
+		{"four kinds", "a default 1 true\nb default 1 x\nc default nine x\nb default 1 y\nd default 1 z\n    when let x = 1; x\na team:qa 5 maybe\n", []int{3, 4, 6, 7}},
 		{"one type error", "a default 1 maybe\n", []int{1}},
 		{"two type errors", "a default 1 maybe\na team:qa 5 perhaps\nb default 1 x\n", []int{1, 2}},
 		{"more than are listed", many.String(), []int{1, 100}},

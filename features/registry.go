@@ -264,3 +264,12 @@ func (r *Registry) forget(name string) {
 		r.nused.Add(-1)
 	}
 }
+
+// DocumentedBoolean reports whether name is documented with the boolean
+// value domain (FlagDoc.Domain "boolean"): a rule of such a flag whose
+// value reads as "off" turns it on, so writes refuse one unless told to
+// allow it (sqlstore.Change.Boolean, rules.CheckOptions.Boolean).
+func (r *Registry) DocumentedBoolean(name string) bool {
+	d, ok := r.Doc(name)
+	return ok && d.Domain == "boolean"
+}

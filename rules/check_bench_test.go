@@ -66,7 +66,7 @@ func BenchmarkCheckChange10k(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if errs, _ := rules.CheckChange(before, after, nil, 0); len(errs) > 0 {
+		if errs, _ := rules.CheckChange(before, after, nil, rules.CheckOptions{}); len(errs) > 0 {
 			b.Fatal(errs)
 		}
 	}

@@ -392,20 +392,42 @@ const DefaultFlagBudget = 1_000_000
 // ErrCost marks a flag whose worst-case cost is over the per-flag budget.
 var ErrCost = errors.New("rules: over the per-flag cost budget")
 
+// CheckOptions say how CheckChange judges a change. The zero value is the
+// defaults.
+type CheckOptions struct {
+	// Budget is the per-flag cost budget; DefaultFlagBudget when 0 or
+	// less.
+	Budget int64
+	// Boolean reports whether a flag is documented with the boolean value
+	// domain (features.FlagDoc.Domain "boolean"). A rule of such a flag,
+	// not declared with a type, whose value reads as "off" (Negations) is
+	// an error, not a warning, unless AllowNegations. nil: no flag is.
+	Boolean func(flag string) bool
+	// AllowNegations keeps those rules as warnings.
+	AllowNegations bool
+}
+
+func (o CheckOptions) budget() int64 {
+	if o.Budget > 0 {
+		return o.Budget
+	}
+	return DefaultFlagBudget
+}
+
 // CheckChange is Check for a write that replaces the rules before with rs.
 // Every problem Check finds is an error, except the cost: a flag whose
-// worst case (FlagCost) is over budget (DefaultFlagBudget when 0) is an
-// error only when the write changes its rules (its set of rules in rs
-// differs from that in before); a flag the write does not change is kept
-// as it is and listed among the warnings. Both name the flag's first line
-// and the figures ("ui.x costs up to N units, over the per-flag budget of
-// M"), and unwrap to ErrCost. before nil: every flag is changed. The
-// warnings also list every rule of an undeclared flag whose value reads
-// as a negation (Negations).
-func CheckChange(before, rs []Rule, codecs map[string]*Codec, budget int64) (errs ErrorList, warnings []*Error) {
-	if budget <= 0 {
-		budget = DefaultFlagBudget
-	}
+// worst case (FlagCost) is over budget (opts.Budget) is an error only
+// when the write changes its rules (its set of rules in rs differs from
+// that in before); a flag the write does not change is kept as it is and
+// listed among the warnings. Both name the flag's first line and the
+// figures ("ui.x costs up to N units, over the per-flag budget of M"),
+// and unwrap to ErrCost. before nil: every flag is changed. The warnings
+// also list every rule of an undeclared flag whose value reads as a
+// negation (Negations); for a flag documented as boolean (opts.Boolean)
+// the same problem is an error unless opts.AllowNegations. Errors are in
+// line order.
+func CheckChange(before, rs []Rule, codecs map[string]*Codec, opts CheckOptions) (errs ErrorList, warnings []*Error) {
+	budget := opts.budget()
 	errs, conds := check(rs, codecs)
 	type flagCost struct {
 		first, costliest int // indexes in rs
@@ -446,8 +468,15 @@ func CheckChange(before, rs []Rule, codecs map[string]*Codec, budget int64) (err
 		warnings = append(warnings, ruleError(rs, f.first, false, ErrCost,
 			msg+"; kept, since this change does not touch it, but bulk evaluations may leave it out"))
 	}
+	for _, i := range negationRules(rs, codecs) {
+		w := negationError(rs, i)
+		if opts.Boolean != nil && !opts.AllowNegations && opts.Boolean(rs[i].Flag) {
+			errs = append(errs, w)
+		} else {
+			warnings = append(warnings, w)
+		}
+	}
 	slices.SortStableFunc(errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
-	warnings = append(warnings, Negations(rs, codecs)...)
 	return errs, warnings
 }
 

@@ -126,7 +126,7 @@ func TestCheckChange(t *testing.T) {
 		assert.True(t, errors.Is(errs, rules.ErrCost))
 	})
 	t.Run("changed", func(t *testing.T) {
-		errs, warnings := rules.CheckChange(under, over, nil, 0)
+		errs, warnings := rules.CheckChange(under, over, nil, rules.CheckOptions{})
 		require.Len(t, errs, 1)
 		assert.Equal(t, want, errs[0].Error())
 		assert.Empty(t, warnings)
@@ -134,7 +134,7 @@ func TestCheckChange(t *testing.T) {
 	t.Run("untouched", func(t *testing.T) {
 		// ui.cheap changes; ui.x is as it was, lines aside.
 		after := parse("# moved\n" + strings.Replace(text(probeCondition), `"pro"`, `"team"`, 1))
-		errs, warnings := rules.CheckChange(over, after, nil, 0)
+		errs, warnings := rules.CheckChange(over, after, nil, rules.CheckOptions{})
 		assert.Empty(t, errs)
 		require.Len(t, warnings, 1)
 		assert.Equal(t, 4, warnings[0].Line)
@@ -143,7 +143,7 @@ func TestCheckChange(t *testing.T) {
 		assert.True(t, errors.Is(warnings[0], rules.ErrCost))
 	})
 	t.Run("budget", func(t *testing.T) {
-		errs, _ := rules.CheckChange(nil, under, nil, 100)
+		errs, _ := rules.CheckChange(nil, under, nil, rules.CheckOptions{Budget: 100})
 		require.Len(t, errs, 2)
 		assert.Contains(t, errs[0].Error(), "line 1: ui.cheap costs up to")
 		assert.Contains(t, errs[1].Error(), "over the per-flag budget of 100")

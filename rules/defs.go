@@ -354,7 +354,7 @@ func TextOf(t Type, v any) (string, error) {
 // from text. A save, which may keep flags it does not change, uses
 // CheckChange.
 func Check(rs []Rule, codecs map[string]*Codec) ErrorList {
-	errs, _ := CheckChange(nil, rs, codecs, 0)
+	errs, _ := CheckChange(nil, rs, codecs, CheckOptions{})
 	return errs
 }
 
@@ -384,6 +384,8 @@ func check(rs []Rule, codecs map[string]*Codec) (ErrorList, []*Condition) {
 
 // ErrNegation marks a rule of a flag not declared with a type whose value
 // reads as "off" (Negations): GetFlag treats every non-empty value as on.
+// It is a warning, or an error for a flag documented as boolean
+// (CheckOptions.Boolean).
 var ErrNegation = errors.New("rules: a negation as the value of an untyped flag")
 
 // negations are the values, in any case, that read as "off" but that
@@ -410,13 +412,25 @@ func IsNegation(v string) bool {
 // boolean or delete the rule`. They unwrap to ErrNegation.
 func Negations(rs []Rule, codecs map[string]*Codec) []*Error {
 	var ws []*Error
-	for i, r := range rs {
-		if codecs[r.Flag] != nil || !IsNegation(r.Value) {
-			continue
-		}
-		ws = append(ws, ruleError(rs, i, false, ErrNegation, NegationMessage(r.Flag, r.Value)))
+	for _, i := range negationRules(rs, codecs) {
+		ws = append(ws, negationError(rs, i))
 	}
 	return ws
+}
+
+// negationRules returns the indexes in rs of the rules Negations reports.
+func negationRules(rs []Rule, codecs map[string]*Codec) []int {
+	var out []int
+	for i, r := range rs {
+		if codecs[r.Flag] == nil && IsNegation(r.Value) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func negationError(rs []Rule, i int) *Error {
+	return ruleError(rs, i, false, ErrNegation, NegationMessage(rs[i].Flag, rs[i].Value))
 }
 
 // NegationMessage is the text of a Negations warning, without its line.

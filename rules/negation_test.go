@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/scopeflags/scopeflags/rules"
 )
 
@@ -31,7 +33,7 @@ func TestNegations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	errs, ws := rules.CheckChange(nil, rs, map[string]*rules.Codec{"typed.flag": c}, 0)
+	errs, ws := rules.CheckChange(nil, rs, map[string]*rules.Codec{"typed.flag": c}, rules.CheckOptions{})
 	if len(errs) != 0 {
 		t.Fatal(errs)
 	}
@@ -61,6 +63,44 @@ func TestNegations(t *testing.T) {
 			if got := rules.IsNegation(tc.v); got != tc.want {
 				t.Errorf("IsNegation(%q) = %v", tc.v, got)
 			}
+		})
+	}
+}
+
+// TestNegationsOfDocumentedBooleans: for a flag documented as boolean
+// (CheckOptions.Boolean) a negation is an error, with the warning's
+// text, unless AllowNegations keeps it a warning; other flags still warn.
+func TestNegationsOfDocumentedBooleans(t *testing.T) {
+	rs := []rules.Rule{
+		{Flag: "checkout.new_flow.enabled", Scope: "default", Priority: 1, Value: "off", Line: 7},
+		{Flag: "mail.x", Scope: "default", Priority: 1, Value: "no", Line: 8},
+	}
+	boolean := func(flag string) bool { return flag == "checkout.new_flow.enabled" }
+	msg := `line 7: checkout.new_flow.enabled = "off" is a non-empty value, so GetFlag treats it as on; declare the flag boolean or delete the rule`
+	for _, tc := range []struct {
+		name          string
+		opts          rules.CheckOptions
+		errs, warning []int
+	}{
+		{"undocumented", rules.CheckOptions{}, nil, []int{7, 8}},
+		{"documented boolean", rules.CheckOptions{Boolean: boolean}, []int{7}, []int{8}},
+		{"allowed", rules.CheckOptions{Boolean: boolean, AllowNegations: true}, nil, []int{7, 8}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			errs, ws := rules.CheckChange(nil, rs, nil, tc.opts)
+			lines := func(l []*rules.Error) []int {
+				var out []int
+				for _, e := range l {
+					out = append(out, e.Line)
+					assert.ErrorIs(t, e, rules.ErrNegation)
+					if e.Line == 7 {
+						assert.Equal(t, msg, e.Error())
+					}
+				}
+				return out
+			}
+			assert.Equal(t, tc.errs, lines(errs))
+			assert.Equal(t, tc.warning, lines(ws))
 		})
 	}
 }

@@ -75,11 +75,18 @@ func lineError(line int, err error) *Error {
 // a scope a handler claims but rejects is an error; a scope no handler claims
 // is allowed and reported as a warning.
 //
-// Parse either returns every rule or, when any line is bad, a nil slice and an
-// ErrorList naming each bad line. Warnings are returned in both cases.
+// Parse returns the rules of every line it could read and, when any line
+// is bad, an ErrorList naming each bad line, so that the rules it could
+// read can be checked further (CheckChange) and every problem reported in
+// one pass (MergeErrors). Every rule returned is valid on its own
+// (Rule.Validate): a rule whose "when" line was refused is left out, and
+// its value checked once its condition is fixed; duplicates are kept.
+// Text with an error must not be saved. Warnings are returned in both
+// cases.
 func Parse(text string, sc ScopeChecker) (rs []Rule, warnings []*Error, err error) {
 	var errs ErrorList
 	checked := map[string]error{}
+	refused := map[int]bool{} // indexes in rs of rules whose condition was refused
 
 	n := 0
 	// last is the index in rs of the rule on line lastLine; a "when" line
@@ -115,12 +122,16 @@ func Parse(text string, sc ScopeChecker) (rs []Rule, warnings []*Error, err erro
 			case rs[last].Condition != "":
 				errs = append(errs, &Error{Line: n, Kind: ErrSyntax, Msg: fmt.Sprintf("the rule on line %d already has a condition", rs[last].Line)})
 			default:
+				bad := len(errs)
 				if cond == "" {
 					errs = append(errs, &Error{Line: n, Kind: ErrCondition, Msg: "empty condition after \"when\""})
 				} else if err := validCondition(cond); err != nil {
 					errs = append(errs, lineError(n, err))
 				} else if _, err := CompileCondition(cond, rs[last].Flag); err != nil {
 					errs = append(errs, lineError(n, err))
+				}
+				if len(errs) > bad {
+					refused[last] = true
 				}
 				// Kept even when refused (the parse fails anyway), so that
 				// the rule is not also reported as a duplicate of the same
@@ -166,9 +177,48 @@ func Parse(text string, sc ScopeChecker) (rs []Rule, warnings []*Error, err erro
 	errs = append(errs, Duplicates(rs)...)
 	if len(errs) > 0 {
 		slices.SortStableFunc(errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
-		return nil, warnings, errs
+		if len(refused) > 0 {
+			kept := rs[:0]
+			for i, r := range rs {
+				if !refused[i] {
+					kept = append(kept, r)
+				}
+			}
+			rs = kept
+		}
+		return rs, warnings, errs
 	}
 	return rs, warnings, nil
+}
+
+// MergeErrors merges the problems found by several checks of the same
+// rules (Parse's, CheckChange's, a store's) into one list in line order,
+// the problems of earlier lists first on a line. A problem of the same
+// kind on the same line as one already listed is left out: Parse's
+// duplicates are found again by a store's Duplicates. Problems without a
+// line (rules not from text) are all kept. It returns nil when there is
+// no problem.
+func MergeErrors(lists ...ErrorList) ErrorList {
+	type key struct {
+		line int
+		kind error
+	}
+	var out ErrorList
+	seen := make(map[key]bool)
+	for _, l := range lists {
+		for _, e := range l {
+			if e.Line > 0 {
+				k := key{e.Line, e.Kind}
+				if seen[k] {
+					continue
+				}
+				seen[k] = true
+			}
+			out = append(out, e)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+	return out
 }
 
 // Duplicates reports rules that repeat an earlier rule's priority within a

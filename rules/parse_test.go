@@ -93,11 +93,18 @@ func TestParseErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			rs, _, err := rules.Parse(tt.text, checker{})
 			require.Error(t, err)
-			assert.Nil(t, rs, "nothing is returned when any line is bad")
 			assert.Equal(t, tt.want, err.Error())
 			assert.ErrorIs(t, err, tt.kind)
 			var list rules.ErrorList
 			require.ErrorAs(t, err, &list)
+			for _, e := range list {
+				if e.Kind == rules.ErrDuplicate {
+					continue // both rules read; they clash
+				}
+				for _, r := range rs {
+					assert.NotEqual(t, e.Line, r.Line, "the rule of a bad line is left out")
+				}
+			}
 		})
 	}
 }
@@ -185,4 +192,55 @@ func TestParseRefusedConditionNoSpuriousDuplicate(t *testing.T) {
 	require.Len(t, list, 1, "%v", err)
 	assert.Equal(t, 2, list[0].Line)
 	assert.Contains(t, list[0].Msg, "let is not allowed")
+}
+
+// TestParseKeepsReadableRules: with bad lines, Parse still returns the
+// rules of the lines it could read (duplicates among them, not a rule
+// whose condition it refused), so later checks can report their problems
+// in the same pass.
+func TestParseKeepsReadableRules(t *testing.T) {
+	text := "a default x on\n" + // bad priority: left out
+		"b default 1 on\n" +
+		"b team:x 1 off\n" + // duplicate priority: kept
+		"c default 1 on\n" +
+		"  when frobnicate()\n" + // refused condition: left out
+		"d default 1 on\n"
+	rs, _, err := rules.Parse(text, checker{})
+	var list rules.ErrorList
+	require.ErrorAs(t, err, &list)
+	require.Len(t, list, 3, err.Error())
+	assert.Equal(t, []rules.Rule{
+		{Flag: "b", Scope: "default", Priority: 1, Value: "on", Line: 2},
+		{Flag: "b", Scope: "team:x", Priority: 1, Value: "off", Line: 3},
+		{Flag: "d", Scope: "default", Priority: 1, Value: "on", Line: 6},
+	}, rs)
+}
+
+// TestMergeErrors: problems of several checks come in line order, one per
+// line and kind (a duplicate is reported once, not by Parse and again by
+// Duplicates, as a store runs it).
+func TestMergeErrors(t *testing.T) {
+	text := "a.b default 1 x\n" +
+		"  when frobnicate()\n" +
+		"typed default 1 maybe\n" +
+		"typed team:x 1 true\n" + // duplicate priority
+		"broken\n"
+	rs, _, err := rules.Parse(text, nil)
+	var parsed rules.ErrorList
+	require.ErrorAs(t, err, &parsed)
+	c, err := rules.Definition{Name: "typed", Type: rules.Boolean, Default: "false"}.Codec()
+	require.NoError(t, err)
+	checked, _ := rules.CheckChange(nil, rs, map[string]*rules.Codec{"typed": c}, rules.CheckOptions{})
+	got := rules.MergeErrors(parsed, checked, rules.Duplicates(rs))
+	var lines []string
+	for _, e := range got {
+		lines = append(lines, e.Error())
+	}
+	assert.Equal(t, []string{
+		"line 2: bad condition: unknown function frobnicate()",
+		`line 3: bad value for boolean flag "typed": "maybe" is not a boolean: want exactly true or false`,
+		`line 4: duplicate priority for flag "typed": 1`,
+		`line 5: missing scope: want "flag scope priority value", got 1 field(s)`,
+	}, lines)
+	assert.Nil(t, rules.MergeErrors(nil, rules.ErrorList{}))
 }

@@ -592,8 +592,12 @@ func entryDiff(oldRules, newRules, oldDefs, newDefs string) string {
 // start seeds the example rules and declarations with it, so the seed is
 // one revertible entry.
 func (s *Store) ReplaceAll(ctx context.Context, rs []rules.Rule, defs []rules.Definition, c Change) (Entry, error) {
-	if err := s.validate(rs, c); err != nil {
+	found, err := s.validate(rs, nil, c)
+	if err != nil {
 		return Entry{}, err
+	}
+	if len(found) > 0 {
+		return Entry{}, &invalidError{found}
 	}
 	codecs := make(map[string]*rules.Codec, len(defs))
 	for _, d := range defs {
@@ -661,9 +665,11 @@ func (s *Store) Revert(ctx context.Context, id int64, c Change) (Entry, error) {
 		if to.Declarations.Valid {
 			after.defs = defs
 		}
-		errs, ws := rules.CheckChange(before.rules, rs, s.codecsOf(after.defs), 0)
-		if len(errs) > 0 {
-			return state{}, &invalidError{fmt.Errorf("the rules recorded with change #%d: %w", id, errs)}
+		ws, err := s.checkRules(before.rules, rs, after.defs, c, nil)
+		if invalid := (*invalidError)(nil); errors.As(err, &invalid) {
+			return state{}, &invalidError{fmt.Errorf("the rules recorded with change #%d: %w", id, invalid.err)}
+		} else if err != nil {
+			return state{}, err
 		}
 		warnings = ws
 		return after, nil
@@ -674,13 +680,16 @@ func (s *Store) Revert(ctx context.Context, id int64, c Change) (Entry, error) {
 	return e, err
 }
 
-// codecsOf returns the codecs of the valid declarations among defs, with
+// codecsOf returns the codecs of the valid declarations among defs and
+// then more (a later one replacing an earlier one of the same name), with
 // the store's options.
-func (s *Store) codecsOf(defs []rules.Definition) map[string]*rules.Codec {
+func (s *Store) codecsOf(defs []rules.Definition, more ...[]rules.Definition) map[string]*rules.Codec {
 	codecs := make(map[string]*rules.Codec, len(defs))
-	for _, d := range defs {
-		if c, err := d.CodecWith(s.codec); err == nil {
-			codecs[d.Name] = c
+	for _, l := range append([][]rules.Definition{defs}, more...) {
+		for _, d := range l {
+			if c, err := d.CodecWith(s.codec); err == nil {
+				codecs[d.Name] = c
+			}
 		}
 	}
 	return codecs

@@ -107,6 +107,13 @@ type Incompatible struct {
 	Error    string `json:"error"`
 }
 
+// Warning is a problem a write keeps: a stored rule, named by its line in
+// the stored rules text (as export prints it).
+type Warning struct {
+	Line    int    `json:"line"`
+	Message string `json:"message"`
+}
+
 // PushReport says what a push did, or would do.
 type PushReport struct {
 	Created      []string       `json:"created"`
@@ -118,6 +125,10 @@ type PushReport struct {
 	Removed []string `json:"removed"`
 	// Orphans are declared in the database but not in the push.
 	Orphans []string `json:"orphans"`
+	// Warnings name the stored rules of flags the push leaves without a
+	// declaration whose value reads as "off" (rules.Negations): GetFlag
+	// treats them as on.
+	Warnings []Warning `json:"warnings"`
 	// Written reports whether the declarations were written.
 	Written bool `json:"written"`
 	// Revision is the revision after the push.
@@ -231,18 +242,18 @@ func planPush(rep *PushReport, before state, defs []rules.Definition, codecs map
 			after.defs = append(after.defs, d)
 		}
 	}
-	rs := slices.Clone(before.rules)
-	rules.Sort(rs)
-	line := 1 // as rules.Format writes them: a line a rule, one more for a condition
-	for _, r := range rs {
+	declared := make(map[string]bool, len(after.defs))
+	for _, d := range after.defs {
+		declared[d.Name] = true
+	}
+	for _, r := range storedLines(before.rules) {
 		if c := codecs[r.Flag]; c != nil {
 			if _, err := c.Parse(r.Value); err != nil {
-				rep.Incompatible = append(rep.Incompatible, Incompatible{Line: line, Flag: r.Flag, Scope: r.Scope, Priority: r.Priority, Value: r.Value, Error: err.Error()})
+				rep.Incompatible = append(rep.Incompatible, Incompatible{Line: r.Line, Flag: r.Flag, Scope: r.Scope, Priority: r.Priority, Value: r.Value, Error: err.Error()})
 			}
 		}
-		line++
-		if r.Condition != "" {
-			line++
+		if !declared[r.Flag] && rules.IsNegation(r.Value) {
+			rep.Warnings = append(rep.Warnings, Warning{Line: r.Line, Message: rules.NegationMessage(r.Flag, r.Value)})
 		}
 	}
 	slices.Sort(rep.Created)
@@ -253,10 +264,27 @@ func planPush(rep *PushReport, before state, defs []rules.Definition, codecs map
 	return after
 }
 
+// storedLines returns stored rules sorted and numbered as rules.Format
+// writes them: a line a rule, one more for a condition.
+func storedLines(stored []rules.Rule) []rules.Rule {
+	rs := slices.Clone(stored)
+	rules.Sort(rs)
+	line := 1
+	for i := range rs {
+		rs[i].Line = line
+		line++
+		if rs[i].Condition != "" {
+			line++
+		}
+	}
+	return rs
+}
+
 // DeleteDefinitions removes declarations (orphans, say) as one audited
 // change, like PushDefinitions; their rules stay and become plain text.
-// When none of names is declared nothing is written and the Entry is
-// zero.
+// Entry.Warnings name those rules whose value reads as "off"
+// (rules.Negations), by their line in the stored rules text. When none of
+// names is declared nothing is written and the Entry is zero.
 func (s *Store) DeleteDefinitions(ctx context.Context, names []string, c Change) (Entry, error) {
 	if err := checkChange(c); err != nil {
 		return Entry{}, err
@@ -265,6 +293,7 @@ func (s *Store) DeleteDefinitions(ctx context.Context, names []string, c Change)
 	for _, n := range names {
 		drop[n] = true
 	}
+	var warnings []*rules.Error
 	e, err := s.change(ctx, "delete definitions", c, func(before state) (state, error) {
 		after := state{rules: before.rules}
 		for _, d := range before.defs {
@@ -275,11 +304,19 @@ func (s *Store) DeleteDefinitions(ctx context.Context, names []string, c Change)
 		if len(after.defs) == len(before.defs) {
 			return state{}, errNoChange
 		}
+		var untyped []rules.Rule // of the flags this change leaves undeclared
+		for _, r := range storedLines(before.rules) {
+			if drop[r.Flag] {
+				untyped = append(untyped, r)
+			}
+		}
+		warnings = rules.Negations(untyped, s.codecsOf(after.defs))
 		return after, nil
 	})
 	if errors.Is(err, errNoChange) {
 		return Entry{}, nil
 	}
+	e.Warnings = warnings
 	return e, err
 }
 

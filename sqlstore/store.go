@@ -314,6 +314,24 @@ type Change struct {
 	// and diff) and returns the Entry it would write, with DryRun set,
 	// writing nothing.
 	DryRun bool
+	// Declared are declarations made outside the store, in the
+	// application's code (features.Registry.Definitions): a write of the
+	// rules checks their values against these too, one of them replacing
+	// a stored declaration of the same name, as the engine reads them.
+	Declared []rules.Definition
+	// Boolean reports whether a flag is documented with the boolean value
+	// domain (features.Registry.DocumentedBoolean). A write of the rules
+	// refuses a rule of such a flag, not declared with a type, whose value
+	// reads as "off" (rules.Negations) unless AllowNegations; nil: no
+	// flag is (such rules are only warnings).
+	Boolean func(flag string) bool
+	// AllowNegations writes those rules, each with a warning.
+	AllowNegations bool
+}
+
+// checkOptions are the rules checks c asks for.
+func (c Change) checkOptions() rules.CheckOptions {
+	return rules.CheckOptions{Boolean: c.Boolean, AllowNegations: c.AllowNegations}
 }
 
 // Entry is one changelog entry: one save of the rules, push or removal of
@@ -329,9 +347,11 @@ type Entry struct {
 	// rules", "--- declarations"; see DeclarationsText).
 	Diff     string `db:"diff"`
 	Revision int64  `db:"revision"`
-	// Warnings are what a write (ReplaceRules, ReplaceText, Revert) kept
-	// but reports: flags it does not change whose worst-case cost is over
-	// the per-flag budget (rules.CheckChange). Never stored.
+	// Warnings are what a write (ReplaceRules, ReplaceText, Revert,
+	// DeleteDefinitions) kept but reports: flags it does not change whose
+	// worst-case cost is over the per-flag budget, and rules of flags not
+	// declared with a type whose value reads as "off" (rules.CheckChange).
+	// Never stored.
 	Warnings []*rules.Error `db:"-"`
 	// Text is the whole normalised rules text after the change. Only
 	// ChangelogEntry and writes fill it; Valid is false for entries
@@ -368,15 +388,45 @@ type Entry struct {
 const insertBatch = 1000
 
 // ReplaceText parses text (checking scopes with sc when non-nil) and
-// replaces every rule with the result. Parse errors are a rules.ErrorList
-// that also matches ErrInvalid. Warnings are returned either way.
+// replaces every rule with the result, as ReplaceRules. The rules of the
+// lines that parse are checked as ReplaceRules checks them even when
+// other lines do not, so every problem of the text comes in one
+// rules.ErrorList, in line order (rules.MergeErrors), that also matches
+// ErrInvalid. Warnings are returned either way.
 func (s *Store) ReplaceText(ctx context.Context, text string, sc rules.ScopeChecker, c Change) (Entry, []*rules.Error, error) {
-	rs, warnings, err := rules.Parse(text, sc)
+	rs, warnings, found, err := parseText(text, sc)
 	if err != nil {
-		return Entry{}, warnings, &invalidError{err}
+		return Entry{}, warnings, err
 	}
-	e, err := s.ReplaceRules(ctx, rs, c)
+	e, err := s.replaceRules(ctx, rs, found, c)
 	return e, warnings, err
+}
+
+// ReplaceFlagText is ReplaceText for ReplaceFlagRules: it replaces the
+// rules of exactly the flags named in flags (when nil, the flags text has
+// rules for) with the rules of text, reporting every problem in one pass.
+func (s *Store) ReplaceFlagText(ctx context.Context, flags []string, text string, sc rules.ScopeChecker, c Change) (Entry, []*rules.Error, error) {
+	rs, warnings, found, err := parseText(text, sc)
+	if err != nil {
+		return Entry{}, warnings, err
+	}
+	if flags == nil {
+		flags = RuleFlags(rs)
+	}
+	e, err := s.replaceFlagRules(ctx, flags, rs, found, c)
+	return e, warnings, err
+}
+
+// parseText parses rules text: the rules of the lines that parse, the
+// warnings, the problems of the lines that do not, or an error that is
+// not a list of problems.
+func parseText(text string, sc rules.ScopeChecker) ([]rules.Rule, []*rules.Error, rules.ErrorList, error) {
+	rs, warnings, err := rules.Parse(text, sc)
+	var found rules.ErrorList
+	if err != nil && !errors.As(err, &found) {
+		return nil, warnings, nil, &invalidError{err}
+	}
+	return rs, warnings, found, nil
 }
 
 // invalidError carries a validation error and matches ErrInvalid.
@@ -391,22 +441,31 @@ func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 // normalised text. Invalid input is refused with ErrInvalid before anything
 // is written: bad fields, duplicates, conditions that do not compile,
 // values that do not parse as their flag's declared type (checked against
-// the declarations of the revision the change is written on) and flags the
-// save changes whose worst-case cost is over the per-flag budget
-// (rules.CheckChange; unchanged ones over it are kept and listed in
-// Entry.Warnings). Line-level problems come as a rules.ErrorList inside
-// the error. Everything but the writes happens before the transaction
-// (see change); a transaction that cannot get its lock within LockTimeout
-// fails with ErrBusy.
+// the declarations of the revision the change is written on, and
+// c.Declared), rules of flags documented as boolean whose value reads as
+// "off" (c.Boolean, unless c.AllowNegations) and flags the save changes
+// whose worst-case cost is over the per-flag budget (rules.CheckChange;
+// unchanged ones over it are kept and listed in Entry.Warnings, as are
+// negations). Line-level problems come, all of them, as one
+// rules.ErrorList inside the error. Everything but the writes happens
+// before the transaction (see change); a transaction that cannot get its
+// lock within LockTimeout fails with ErrBusy.
 func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (Entry, error) {
-	if err := s.validate(rs, c); err != nil {
+	return s.replaceRules(ctx, rs, nil, c)
+}
+
+// replaceRules is ReplaceRules of rs, read from text whose other lines
+// have the problems found.
+func (s *Store) replaceRules(ctx context.Context, rs []rules.Rule, found rules.ErrorList, c Change) (Entry, error) {
+	found, err := s.validate(rs, found, c)
+	if err != nil {
 		return Entry{}, err
 	}
 	var warnings []*rules.Error
 	e, err := s.write(ctx, "replace rules", c, func(before state) (state, error) {
-		errs, ws := rules.CheckChange(before.rules, rs, s.codecsOf(before.defs), 0)
-		if len(errs) > 0 {
-			return state{}, &invalidError{errs}
+		ws, err := s.checkRules(before.rules, rs, before.defs, c, found)
+		if err != nil {
+			return state{}, err
 		}
 		warnings = ws
 		return state{rules: rs, defs: before.defs}, nil
@@ -417,6 +476,18 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 	return e, err
 }
 
+// checkRules checks a write that replaces the rules before with after,
+// under the declarations defs and c.Declared (rules.CheckChange with c's
+// options), and refuses it with every problem, those found before
+// included, in one rules.ErrorList. It returns the warnings.
+func (s *Store) checkRules(before, after []rules.Rule, defs []rules.Definition, c Change, found rules.ErrorList) ([]*rules.Error, error) {
+	errs, ws := rules.CheckChange(before, after, s.codecsOf(defs, c.Declared), c.checkOptions())
+	if all := rules.MergeErrors(found, errs); len(all) > 0 {
+		return nil, &invalidError{all}
+	}
+	return ws, nil
+}
+
 // ReplaceFlagRules replaces the rules of exactly the flags named in flags
 // with rs and leaves every other flag's rules as they are, as one audited
 // change like ReplaceRules (the same checks, ErrConflict, ErrBusy,
@@ -424,21 +495,26 @@ func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (En
 // Every rule of rs must be of a named flag (ErrInvalid otherwise); a named
 // flag with no rule in rs loses all its rules.
 func (s *Store) ReplaceFlagRules(ctx context.Context, flags []string, rs []rules.Rule, c Change) (Entry, error) {
-	if err := s.validate(rs, c); err != nil {
-		return Entry{}, err
-	}
+	return s.replaceFlagRules(ctx, flags, rs, nil, c)
+}
+
+func (s *Store) replaceFlagRules(ctx context.Context, flags []string, rs []rules.Rule, found rules.ErrorList, c Change) (Entry, error) {
 	named := make(map[string]bool, len(flags))
 	for _, f := range flags {
 		named[f] = true
 	}
 	for i, r := range rs {
 		if !named[r.Flag] {
-			where := fmt.Sprintf("rule %d", i+1)
-			if r.Line > 0 {
-				where = fmt.Sprintf("line %d", r.Line)
+			msg := fmt.Sprintf("flag %q is not one of the flags replaced", r.Flag)
+			if r.Line == 0 {
+				msg = fmt.Sprintf("rule %d: %s", i+1, msg)
 			}
-			return Entry{}, fmt.Errorf("%w: %s: flag %q is not one of the flags replaced", ErrInvalid, where, r.Flag)
+			found = append(found, &rules.Error{Line: r.Line, Kind: rules.ErrFlagName, Msg: msg})
 		}
+	}
+	found, err := s.validate(rs, found, c)
+	if err != nil {
+		return Entry{}, err
 	}
 	var warnings []*rules.Error
 	e, err := s.write(ctx, "replace flag rules", c, func(before state) (state, error) {
@@ -449,9 +525,9 @@ func (s *Store) ReplaceFlagRules(ctx context.Context, flags []string, rs []rules
 			}
 		}
 		after = append(after, rs...)
-		errs, ws := rules.CheckChange(before.rules, after, s.codecsOf(before.defs), 0)
-		if len(errs) > 0 {
-			return state{}, &invalidError{errs}
+		ws, err := s.checkRules(before.rules, after, before.defs, c, found)
+		if err != nil {
+			return state{}, err
 		}
 		warnings = ws
 		return state{rules: after, defs: before.defs}, nil
@@ -474,10 +550,13 @@ func RuleFlags(rs []rules.Rule) []string {
 }
 
 // validate checks c and each rule's fields, and that no value (of a
-// declared flag or not) is over the store's value limit.
-func (s *Store) validate(rs []rules.Rule, c Change) error {
+// declared flag or not) is over the store's value limit: such values are
+// refused at once, with the problems found, before anything reads them.
+// It returns found with the duplicates added, for the write to report
+// with the rest (checkRules).
+func (s *Store) validate(rs []rules.Rule, found rules.ErrorList, c Change) (rules.ErrorList, error) {
 	if err := checkChange(c); err != nil {
-		return err
+		return nil, err
 	}
 	var large rules.ErrorList
 	for i, r := range rs {
@@ -486,7 +565,7 @@ func (s *Store) validate(rs []rules.Rule, c Change) error {
 			if r.Line > 0 {
 				where = fmt.Sprintf("line %d", r.Line)
 			}
-			return fmt.Errorf("%w: %s: %v", ErrInvalid, where, err)
+			return nil, fmt.Errorf("%w: %s: %v", ErrInvalid, where, err)
 		}
 		if len(r.Value) > s.maxValue() {
 			e := &rules.Error{Line: r.Line, Kind: rules.ErrValueTooLarge,
@@ -498,12 +577,9 @@ func (s *Store) validate(rs []rules.Rule, c Change) error {
 		}
 	}
 	if len(large) > 0 {
-		return &invalidError{large}
+		return nil, &invalidError{rules.MergeErrors(found, large)}
 	}
-	if errs := rules.Duplicates(rs); len(errs) > 0 {
-		return &invalidError{errs}
-	}
-	return nil
+	return rules.MergeErrors(found, rules.Duplicates(rs)), nil
 }
 
 // ChangelogQuery pages through the changelog, newest first.

@@ -185,6 +185,9 @@ func printReport(w io.Writer, rep sqlstore.PushReport, dry, refused bool) {
 	for _, n := range rep.Orphans {
 		fmt.Fprintf(w, "only in the database: %s\n", oneLine(n))
 	}
+	for _, x := range rep.Warnings {
+		fmt.Fprintf(w, "warning: line %d of the stored rules: %s\n", x.Line, oneLine(x.Message))
+	}
 	switch {
 	case rep.Written:
 		fmt.Fprintf(w, "written as revision %d (changelog entry %d)\n", rep.Revision, rep.ChangelogID)
@@ -289,6 +292,9 @@ func flagsDelete(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return nil
 	}
 	fmt.Fprintf(stdout, "written as revision %d (changelog entry %d); their rules stay, as plain text\n", e.Revision, e.ID)
+	for _, w := range e.Warnings {
+		fmt.Fprintf(stdout, "warning: line %d of the stored rules: %s\n", w.Line, oneLine(w.Msg))
+	}
 	return nil
 }
 

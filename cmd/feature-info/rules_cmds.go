@@ -1,24 +1,27 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"strings"
 
+	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
-// readRules reads and parses a rules file with the built-in scope handlers,
-// printing warnings and errors as FILE:LINE: message.
-func readRules(path string, stderr io.Writer) ([]rules.Rule, error) {
+// readText reads a rules file, or standard input for "-".
+func readText(path string) (string, error) {
 	var data []byte
 	var err error
 	if path == "-" {
@@ -26,27 +29,63 @@ func readRules(path string, stderr io.Writer) ([]rules.Rule, error) {
 	} else {
 		data, err = os.ReadFile(path)
 	}
+	return string(data), err
+}
+
+// readRules reads and parses a rules file with the built-in scope handlers,
+// printing warnings and errors as FILE:LINE: message.
+func readRules(path string, stderr io.Writer) ([]rules.Rule, error) {
+	text, err := readText(path)
 	if err != nil {
 		return nil, err
 	}
-	rs, warnings, err := rules.Parse(string(data), scopes.NewRegistry())
-	for _, w := range warnings {
+	rs, warnings, err := rules.Parse(text, scopes.NewRegistry())
+	printWarnings(path, warnings, stderr)
+	if err := reportErrors(path, err, stderr); err != nil {
+		return nil, err
+	}
+	return rs, nil
+}
+
+// printWarnings prints warnings as FILE:LINE: warning: message, in line
+// order.
+func printWarnings(path string, ws []*rules.Error, stderr io.Writer) {
+	ws = slices.Clone(ws)
+	slices.SortStableFunc(ws, func(a, b *rules.Error) int { return cmp.Compare(a.Line, b.Line) })
+	for _, w := range ws {
 		fmt.Fprintf(stderr, "%s:%d: warning: %s\n", path, w.Line, w.Msg)
 	}
-	var list rules.ErrorList
-	if errors.As(err, &list) {
-		for _, e := range list {
-			fmt.Fprintf(stderr, "%s:%d: %s\n", path, e.Line, e.Msg)
+}
+
+// negationFlags adds -allow-negations and -examples to fs and returns
+// the check options they ask for. The command line knows no
+// application's documentation: only with -examples (the flags serve
+// -examples documents) are some flags documented as boolean, and a rule
+// of one whose value reads as "off" an error rather than a warning.
+func negationFlags(fs *flag.FlagSet) func() rules.CheckOptions {
+	allow := fs.Bool("allow-negations", false, "accept rules of flags documented as boolean whose value reads as off (off, false, no, 0, disabled, none), with a warning")
+	examples := fs.Bool("examples", false, "treat the flags serve -examples documents as documented (a value that reads as off is then an error for the boolean ones)")
+	return func() rules.CheckOptions {
+		o := rules.CheckOptions{AllowNegations: *allow}
+		if *examples {
+			o.Boolean = exampleRegistry().DocumentedBoolean
 		}
-		return nil, errReported
+		return o
 	}
-	return rs, err
+}
+
+// exampleRegistry documents the example flags, as serve -examples does.
+func exampleRegistry() *features.Registry {
+	reg := features.NewRegistry()
+	reg.MustDocument(exampleDocs...)
+	return reg
 }
 
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("check", stderr)
 	defsFile := fs.String("defs", "", "check values against the declarations in this file")
 	dsn := fs.String("db", "", "check values against the declarations stored in this database")
+	opts := negationFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -57,18 +96,25 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	rs, err := readRules(fs.Arg(0), stderr)
+	path := fs.Arg(0)
+	text, err := readText(path)
 	if err != nil {
 		return err
 	}
-	errs, warnings := rules.CheckChange(nil, rs, codecs(defs), 0)
-	for _, w := range warnings {
-		fmt.Fprintf(stderr, "%s:%d: warning: %s\n", fs.Arg(0), w.Line, w.Msg)
+	// The rules of the lines that parse are checked too, so every
+	// problem comes in one run.
+	rs, warnings, err := rules.Parse(text, scopes.NewRegistry())
+	var found rules.ErrorList
+	if err != nil && !errors.As(err, &found) {
+		return err
 	}
-	return reportErrors(fs.Arg(0), errs, stderr)
+	errs, ws := rules.CheckChange(nil, rs, codecs(defs), opts())
+	printWarnings(path, append(warnings, ws...), stderr)
+	return reportErrors(path, rules.MergeErrors(found, errs), stderr)
 }
 
-// reportErrors prints line errors as FILE:LINE: message.
+// reportErrors prints line errors as FILE:LINE: message, and how to
+// accept the values that read as "off" among them.
 func reportErrors(path string, err error, stderr io.Writer) error {
 	var list rules.ErrorList
 	if !errors.As(err, &list) {
@@ -79,6 +125,9 @@ func reportErrors(path string, err error, stderr io.Writer) error {
 	}
 	for _, e := range list {
 		fmt.Fprintf(stderr, "%s:%d: %s\n", path, e.Line, e.Msg)
+	}
+	if errors.Is(list, rules.ErrNegation) {
+		fmt.Fprintf(stderr, "%s: values that read as off are refused for flags documented as boolean; -allow-negations accepts them\n", path)
 	}
 	return errReported
 }
@@ -120,6 +169,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	actor := fs.String("actor", defaultActor(), "who is making the change")
 	prune := fs.Bool("prune", false, "make the whole rule set equal to FILE: delete the rules of every flag FILE does not name")
 	dry := fs.Bool("dry-run", false, "print what would change and write nothing (exit 1 if the import would be refused)")
+	opts := negationFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -129,7 +179,8 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if strings.TrimSpace(*comment) == "" {
 		return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
 	}
-	rs, err := readRules(fs.Arg(0), stderr)
+	path := fs.Arg(0)
+	text, err := readText(path)
 	if err != nil {
 		return err
 	}
@@ -138,25 +189,27 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer st.Close()
-	c := sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: sqlstore.AnyRevision, DryRun: *dry}
+	o := opts()
+	c := sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: sqlstore.AnyRevision, DryRun: *dry,
+		Boolean: o.Boolean, AllowNegations: o.AllowNegations}
+	// The store parses and checks the text: every problem in one answer.
 	var e sqlstore.Entry
-	flags := sqlstore.RuleFlags(rs)
+	var warnings []*rules.Error
 	if *prune {
-		e, err = st.ReplaceRules(ctx, rs, c)
+		e, warnings, err = st.ReplaceText(ctx, text, scopes.NewRegistry(), c)
 	} else {
-		e, err = st.ReplaceFlagRules(ctx, flags, rs, c)
+		e, warnings, err = st.ReplaceFlagText(ctx, nil, text, scopes.NewRegistry(), c)
 	}
+	printWarnings(path, append(warnings, e.Warnings...), stderr)
 	if err != nil {
-		return reportErrors(fs.Arg(0), err, stderr)
+		return reportErrors(path, err, stderr)
 	}
-	for _, w := range e.Warnings {
-		fmt.Fprintf(stderr, "%s:%d: warning: %s\n", fs.Arg(0), w.Line, w.Msg)
-	}
+	rs, _, _ := rules.Parse(text, nil) // read: only to count
 	printFlagChanges(stdout, e)
 	if *prune {
 		fmt.Fprintf(stdout, "imported %d rule(s) as the whole rule set: %s\n", len(rs), outcome(e))
 	} else {
-		fmt.Fprintf(stdout, "imported %d rule(s) of %d flag(s): %s\n", len(rs), len(flags), outcome(e))
+		fmt.Fprintf(stdout, "imported %d rule(s) of %d flag(s): %s\n", len(rs), len(sqlstore.RuleFlags(rs)), outcome(e))
 	}
 	return nil
 }
