@@ -32,7 +32,7 @@ func flagNow(live *controller.Live, name string) string {
 // a save through one store reaches the other's Live within a second.
 func TestLiveSeesChangesFromAnotherWriter(t *testing.T) {
 	for _, st := range sqlstoretest.Stores(t) {
-		t.Run(st.Dialect(), func(t *testing.T) {
+		t.Run(st.Dialect().String(), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			live := controller.NewLive(st, controller.LiveOptions{})

@@ -100,7 +100,7 @@ func (s *Store) CreateKey(ctx context.Context, key, name, scope string) (APIKey,
 func (s *Store) notifyKeys(ctx context.Context, ex interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }) error {
-	if s.dialect != Postgres {
+	if s.dialect != PostgreSQL {
 		return nil
 	}
 	_, err := ex.ExecContext(ctx, `SELECT pg_notify($1, '')`, KeyNotifyChannel)

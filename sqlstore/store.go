@@ -20,11 +20,28 @@ import (
 	"github.com/scopeflags/scopeflags/rules"
 )
 
-// Dialect names.
+// Dialect is the kind of database a Store is on.
+type Dialect uint8
+
+// The dialects a Store speaks.
 const (
-	Postgres = "postgres"
-	SQLite   = "sqlite"
+	// SQLite is an embedded SQLite file (the zero value).
+	SQLite Dialect = iota
+	// PostgreSQL is a PostgreSQL server.
+	PostgreSQL
 )
+
+// String returns "sqlite" or "postgres", the names of the database/sql
+// drivers (and of the dialects in test names).
+func (d Dialect) String() string {
+	switch d {
+	case SQLite:
+		return "sqlite"
+	case PostgreSQL:
+		return "postgres"
+	}
+	return fmt.Sprintf("sqlstore.Dialect(%d)", uint8(d))
+}
 
 // AnyRevision as Change.BaseRevision replaces the rules whatever their
 // current revision.
@@ -50,7 +67,7 @@ var (
 // Store is rule storage in one database. It is safe for concurrent use.
 type Store struct {
 	db      *sqlx.DB
-	dialect string
+	dialect Dialect
 	dsn     string // PostgreSQL's, for the change listener
 	sb      sq.StatementBuilderType
 
@@ -93,17 +110,17 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	s := &Store{dialect: SQLite, codec: rules.CodecOptions{MaxValue: opts.MaxValue, Cache: rules.NewValidationCache(0, 0)}}
 	driver, source := "sqlite", sqliteDSN(dsn)
 	if isPostgresDSN(dsn) {
-		s.dialect, driver, source, s.dsn = Postgres, "postgres", dsn, dsn
+		s.dialect, driver, source, s.dsn = PostgreSQL, "postgres", dsn, dsn
 	}
 	// The one place placeholders are chosen.
 	var ph sq.PlaceholderFormat = sq.Question
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		ph = sq.Dollar
 	}
 	s.sb = sq.StatementBuilder.PlaceholderFormat(ph)
 
 	var db *sqlx.DB
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		// Connections that notice a dead peer (see pgDialer).
 		conn, err := pq.NewConnector(source)
 		if err != nil {
@@ -147,7 +164,7 @@ func (s *Store) beginWrite(ctx context.Context) (*sqlx.Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, LockTimeout.Milliseconds())); err != nil {
 			tx.Rollback()
 			return nil, err
@@ -184,7 +201,7 @@ func (s *Store) migrate(ctx context.Context) error {
 	}
 	defer tx.Rollback()
 	schema := scopeflags.Schema
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		// Concurrent opens must not race on CREATE TABLE IF NOT EXISTS.
 		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(7305141130)`); err != nil {
 			return translate(err)
@@ -220,7 +237,7 @@ func (s *Store) upgrade(ctx context.Context, tx *sqlx.Tx) error {
 // set it the fill factor that lets saves update values in place (pages
 // written from then on leave room).
 func (s *Store) upgradeFillFactor(ctx context.Context, tx *sqlx.Tx) error {
-	if s.dialect != Postgres {
+	if s.dialect != PostgreSQL {
 		return nil
 	}
 	var set bool
@@ -251,7 +268,7 @@ func (s *Store) upgradeConditions(ctx context.Context, tx *sqlx.Tx) error {
 		return err
 	}
 	var stmts []string
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		stmts = []string{
 			`ALTER TABLE feature_rules ADD COLUMN condition TEXT NOT NULL DEFAULT ''`,
 			`ALTER TABLE feature_rules DROP CONSTRAINT feature_rules_pkey`,
@@ -328,8 +345,8 @@ func (s *Store) upgradeChangelogDeclarations(ctx context.Context, tx *sqlx.Tx) e
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
-// Dialect returns Postgres or SQLite.
-func (s *Store) Dialect() string { return s.dialect }
+// Dialect returns the store's database: SQLite or PostgreSQL.
+func (s *Store) Dialect() Dialect { return s.dialect }
 
 // Ping checks the database is reachable.
 func (s *Store) Ping(ctx context.Context) error {
@@ -373,7 +390,7 @@ func (s *Store) Load(ctx context.Context) (*rules.Config, error) {
 }
 
 func (s *Store) readIsolation() sql.IsolationLevel {
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		return sql.LevelRepeatableRead
 	}
 	return sql.LevelDefault

@@ -58,7 +58,7 @@ const KeyNotifyChannel = "scopeflags_keys"
 // wait that returns at once.
 func (s *Store) listen(ctx context.Context, channel, what string) (signals <-chan struct{}, wait func()) {
 	var wg sync.WaitGroup
-	if s.dialect != Postgres || s.dsn == "" {
+	if s.dialect != PostgreSQL || s.dsn == "" {
 		return nil, wg.Wait
 	}
 	out := make(chan struct{}, 1)
