@@ -136,7 +136,7 @@ type Source struct {
 	synced    time.Time
 	lastErr   error
 	streaming bool
-	logged    map[string]string // the failure last logged, per activity
+	logged    map[string]error // the failure last logged, per activity
 
 	watchMu  sync.Mutex
 	watchers int                // Watch calls whose context is not done
@@ -202,7 +202,7 @@ func New(cfg Config) (*Source, error) {
 		fetching:  make(chan struct{}, 1),
 		changes:   make(chan struct{}, 1),
 		want:      make(chan struct{}, 1),
-		logged:    map[string]string{},
+		logged:    map[string]error{},
 	}
 	return s, nil
 }
@@ -354,19 +354,39 @@ func (s *Source) signal() {
 
 // note records the outcome of activity what and returns what to log, to
 // be called once s.mu is released (the log handler is application code):
-// err when it differs from the last failure logged, and a recovery when
-// err is nil after a failure. s.mu is held.
+// err when the activity starts failing or fails in another way (its kind,
+// failureKind, changed: say the server came back but refuses the key), and
+// a recovery when err is nil after a failure. Failures of one kind differ
+// in their text (addresses, timeouts, the server's message) and are
+// logged once while they last. s.mu is held.
 func (s *Source) note(what string, err error) (logf func()) {
 	prev := s.logged[what]
 	switch {
-	case err == nil && prev != "":
+	case err == nil && prev != nil:
 		delete(s.logged, what)
 		return func() { s.log.Info("remote: "+what+" recovered", "after", prev) }
-	case err != nil && err.Error() != prev:
-		s.logged[what] = err.Error()
+	case err != nil && (prev == nil || failureKind(err) != failureKind(prev)):
+		s.logged[what] = err
 		return func() { s.log.Warn("remote: "+what+" failing; the last configuration keeps serving", "err", err) }
 	}
 	return func() {}
+}
+
+// failureKinds are the kinds of failure note tells apart, most specific
+// first.
+var failureKinds = []error{ErrRefused, ErrStatus, ErrBody, ErrCache, ErrFetch, errStreamEnded, errStreamIdle}
+
+// errOther is the kind of a failure of none of failureKinds.
+var errOther = errors.New("remote: other failure")
+
+// failureKind returns the first of failureKinds that err is, or errOther.
+func failureKind(err error) error {
+	for _, k := range failureKinds {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return errOther
 }
 
 // fetch asks for the configuration, conditionally on the one held, and

@@ -329,3 +329,52 @@ func (l *lockedBuffer) String() string {
 	defer l.mu.Unlock()
 	return l.b.String()
 }
+
+// TestFailuresLoggedOncePerKind: failures of one kind whose text differs
+// every time (here the server's message names each request) are logged
+// once while they last; a failure of another kind (the key refused) is
+// logged again, and the recovery once.
+func TestFailuresLoggedOncePerKind(t *testing.T) {
+	var mode, requests atomic.Int32 // mode 0: 503, 1: 401, 2: answers
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/config", func(w http.ResponseWriter, r *http.Request) {
+		n := requests.Add(1)
+		switch mode.Load() {
+		case 0:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"error":{"code":"unavailable","message":"request %d: the database is busy"}}`, n)
+		case 1:
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, `{"error":{"code":"unauthorized","message":"request %d: unknown key"}}`, n)
+		default:
+			io.WriteString(w, `{"revision":1,"rules":[{"flag":"a","scope":"default","priority":1,"value":"x"}],"flags":[]}`)
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	logs := &lockedBuffer{}
+	src, err := remote.New(remote.Config{URL: "http://" + ln.Addr().String(), Key: "k", Log: slog.New(slog.NewTextHandler(logs, nil)),
+		NoStream: true, PollInterval: 10 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src.Watch(ctx)
+	waitRequests := func(n int32) {
+		t.Helper()
+		target := requests.Load() + n
+		require.Eventually(t, func() bool { return requests.Load() >= target }, 5*time.Second, time.Millisecond)
+	}
+	waitRequests(5)
+	mode.Store(1)
+	waitRequests(5)
+	mode.Store(2)
+	require.Eventually(t, func() bool { return src.Status().Err == nil && src.Status().Revision == 1 }, 5*time.Second, time.Millisecond)
+	out := logs.String()
+	assert.Equal(t, 2, strings.Count(out, "remote: fetch failing"), "once for 503s, once for the refused key:\n%s", out)
+	assert.Equal(t, 1, strings.Count(out, "request 1: the database is busy"), out)
+	assert.Equal(t, 1, strings.Count(out, "remote: fetch recovered"), out)
+}
