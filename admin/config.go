@@ -114,18 +114,12 @@ func noneMatch(header, tag string) bool {
 	return false
 }
 
-// stopStreams returns the channel CloseStreams closes.
-func (s *Server) stopStreams() chan struct{} {
-	s.stopInit.Do(func() { s.stop = make(chan struct{}) })
-	return s.stop
-}
-
 // CloseStreams ends every open /api/v1/events stream and refuses new ones
 // (503). http.Server.Shutdown does not end requests in flight, so call
 // it on shutdown (http.Server.RegisterOnShutdown) lest Shutdown wait on
 // streams that never end. It may be called more than once.
 func (s *Server) CloseStreams() {
-	s.stopOnce.Do(func() { close(s.stopStreams()) })
+	s.stopOnce.Do(func() { close(s.stop) })
 }
 
 // OpenStreams is the number of /api/v1/events streams open now.
@@ -147,7 +141,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		last, resumed = n, true
 	}
-	stop := s.stopStreams()
+	stop := s.stop
 	select {
 	case <-stop:
 		s.fail(w, r, errf(http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect to another"))
@@ -169,13 +163,13 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusTooManyRequests, "too_many_streams", "your address has %d event streams open, its limit; close one", s.addrStreams.Max()))
 		return
 	}
-	if n := s.streams.Add(1); n > int64(s.MaxStreams) {
+	if n := s.streams.Add(1); n > int64(s.maxStreams()) {
 		s.metrics.streamRefused("server")
 		s.streams.Add(-1)
 		s.keyStreams.Release(keyID)
 		s.addrStreams.Release(addr)
 		w.Header().Set("Retry-After", "5")
-		s.fail(w, r, errf(http.StatusServiceUnavailable, "too_many_streams", "this server has %d event streams open, its limit; try again later", s.MaxStreams))
+		s.fail(w, r, errf(http.StatusServiceUnavailable, "too_many_streams", "this server has %d event streams open, its limit; try again later", s.maxStreams()))
 		return
 	}
 	defer func() {
@@ -191,7 +185,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	// read deadline while a handler runs.)
 	rc := http.NewResponseController(w)
 	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.Log.Warn("events: lifting the write deadline", "err", err)
+		s.log.Warn("events: lifting the write deadline", "err", err)
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
@@ -207,7 +201,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	live := s.live()
-	beat := time.NewTicker(s.Heartbeat)
+	beat := time.NewTicker(s.heartbeat())
 	defer beat.Stop()
 	initial := true // no loaded snapshot seen yet
 	for {

@@ -123,8 +123,8 @@ func TestConfig(t *testing.T) {
 		reg := features.NewRegistry()
 		_, err = features.DefineIn(reg, "code.only", true, "Declared in code.")
 		require.NoError(t, err)
-		engine := features.NewEngine(features.Config{Source: e.st, Flags: reg, Log: e.srv.Log})
-		other := &admin.Server{Store: e.st, Engine: engine, Log: e.srv.Log}
+		engine := features.NewEngine(features.Config{Source: e.st, Flags: reg, Log: e.log})
+		other := newServer(t, admin.Config{Store: e.st, Engine: engine, Log: e.log})
 		o := &env{t: t, st: e.st, url: serve(t, other.Handler(), 0), keys: e.keys}
 		early := o.do("read", "GET", "/api/v1/config", "", nil)
 		assert.Equal(t, 503, early.code, early.body)
@@ -237,7 +237,7 @@ func revEvent(rev int64) string { return fmt.Sprintf(`id %d data {"revision":%d}
 // on CloseStreams.
 func TestEvents(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
-		srv := &admin.Server{Store: e.st, Engine: e.srv.Engine, Log: e.srv.Log, Heartbeat: 50 * time.Millisecond, MaxStreams: 3}
+		srv := newServer(t, admin.Config{Store: e.st, Engine: e.engine, Log: e.log, Heartbeat: 50 * time.Millisecond, MaxStreams: 3})
 		url := serve(t, srv.Handler(), 300*time.Millisecond)
 		rev := e.revision()
 
@@ -329,8 +329,8 @@ func TestEvents(t *testing.T) {
 func TestEventsBeforeLoad(t *testing.T) {
 	st := sqlstoretest.SQLite(t)
 	e := newEnv(t, st)
-	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Log: e.srv.Log})
-	srv := &admin.Server{Store: st, Engine: engine, Log: e.srv.Log, Heartbeat: 20 * time.Millisecond}
+	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Log: e.log})
+	srv := newServer(t, admin.Config{Store: st, Engine: engine, Log: e.log, Heartbeat: 20 * time.Millisecond})
 	url := serve(t, srv.Handler(), 0)
 	s := openStream(t, url, e.keys["read"])
 	assert.Equal(t, ": scopeflags revisions", s.next(5*time.Second))

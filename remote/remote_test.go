@@ -50,7 +50,8 @@ func startServer(t *testing.T) *server {
 	require.NoError(t, s.engine.Live().Reload(ctx, true))
 	done := make(chan struct{})
 	go func() { s.engine.Run(ctx); close(done) }()
-	as := &admin.Server{Store: st, Engine: s.engine, Log: discard, Heartbeat: 50 * time.Millisecond}
+	as, err := admin.New(admin.Config{Store: st, Engine: s.engine, Log: discard, Heartbeat: 50 * time.Millisecond})
+	require.NoError(t, err)
 	h := as.Handler()
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &recorder{ResponseWriter: w, code: 200}

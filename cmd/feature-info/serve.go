@@ -144,9 +144,12 @@ func (m *Main) Run(ctx context.Context) error {
 		RateLimit: m.OFREPRate, RateBurst: m.OFREPBurst, Log: m.Log,
 		BulkUnitsPerFlag: m.OFREPBudgetPerFlag, BulkBaseUnits: m.OFREPBudgetBase,
 		Abuse: ofrep.Abuse{TrustedProxies: m.TrustedProxies, MaxStreamsPerAddr: m.MaxStreamsPerAddr}})
-	m.Admin = &admin.Server{Store: st, Engine: m.Engine, Keys: m.Keys, Log: m.Log, SecureCookies: m.SecureCookies,
+	m.Admin, err = admin.New(admin.Config{Store: st, Engine: m.Engine, Keys: m.Keys, Log: m.Log, SecureCookies: m.SecureCookies,
 		MoreMetrics: []admin.MetricsWriter{m.OFREP}, TrustedProxies: m.TrustedProxies,
-		MaxStreamsPerKey: m.MaxStreamsPerKey, MaxStreamsPerAddr: m.MaxStreamsPerAddr}
+		MaxStreamsPerKey: m.MaxStreamsPerKey, MaxStreamsPerAddr: m.MaxStreamsPerAddr})
+	if err != nil {
+		return err
+	}
 	adminHandler := m.Admin.Handler()
 	// OFREP authenticates by header, never by cookie: it sits beside the
 	// admin server, outside its cross-origin protection.
