@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -78,6 +79,15 @@ type Store struct {
 
 	listeners                        atomic.Int64 // running Watch listeners
 	listenReconnects, listenFailures atomic.Int64
+
+	// The listeners' goroutines (Watch, KeyCache.Run): Close ends them
+	// (closing) and waits for them (wg). mu orders wg.Add before Close's
+	// Wait: no listener starts once closed is set.
+	mu           sync.Mutex
+	closed       bool
+	closing      context.Context
+	endListeners context.CancelFunc
+	wg           sync.WaitGroup
 }
 
 // Options configure a Store (OpenWith). The zero value is the defaults.
@@ -108,6 +118,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 // OpenWith is Open with options.
 func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	s := &Store{dialect: SQLite, codec: rules.CodecOptions{MaxValue: opts.MaxValue, Cache: rules.NewValidationCache(0, 0)}}
+	s.closing, s.endListeners = context.WithCancel(context.Background())
 	driver, source := "sqlite", sqliteDSN(dsn)
 	if isPostgresDSN(dsn) {
 		s.dialect, driver, source, s.dsn = PostgreSQL, "postgres", dsn, dsn
@@ -342,8 +353,17 @@ func (s *Store) upgradeChangelogDeclarations(ctx context.Context, tx *sqlx.Tx) e
 	return err
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close ends the store's change listeners (Watch, KeyCache.Run), waits
+// for their goroutines to end, and closes the database. Watch channels
+// then signal no more.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.endListeners()
+	s.wg.Wait()
+	return s.db.Close()
+}
 
 // Dialect returns the store's database: SQLite or PostgreSQL.
 func (s *Store) Dialect() Dialect { return s.dialect }
