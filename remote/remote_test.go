@@ -19,6 +19,7 @@ import (
 	"github.com/scopeflags/scopeflags/admin"
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/leaktest"
 	"github.com/scopeflags/scopeflags/remote"
 	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
@@ -378,4 +379,32 @@ func TestFailuresLoggedOncePerKind(t *testing.T) {
 	assert.Equal(t, 2, strings.Count(out, "remote: fetch failing"), "once for 503s, once for the refused key:\n%s", out)
 	assert.Equal(t, 1, strings.Count(out, "request 1: the database is busy"), out)
 	assert.Equal(t, 1, strings.Count(out, "remote: fetch recovered"), out)
+}
+
+// TestCloseJoinsWatch: Close ends the change stream and polling of a watch
+// whose context is never done and returns with none of the Source's
+// goroutines (nor its connections') left; a Watch after Close starts
+// nothing, and Load still asks the server.
+func TestCloseJoinsWatch(t *testing.T) {
+	s := startServer(t)
+	for _, tc := range []struct {
+		name     string
+		noStream bool
+	}{{"stream", false}, {"polling only", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			check := leaktest.Check(t)
+			src, err := remote.New(remote.Config{URL: s.url, Key: s.key, Log: discard, NoStream: tc.noStream, PollInterval: 20 * time.Millisecond})
+			require.NoError(t, err)
+			src.Watch(context.Background())
+			src.Watch(context.Background())
+			require.Eventually(t, func() bool { st := src.Status(); return st.Revision >= 1 && st.Streaming != tc.noStream }, 5*time.Second, time.Millisecond)
+			require.NoError(t, src.Close())
+			assert.Nil(t, src.Watch(context.Background()))
+			cfg, err := src.Load(context.Background())
+			require.NoError(t, err)
+			assert.NotEmpty(t, cfg.Rules)
+			require.NoError(t, src.Close())
+			check()
+		})
+	}
 }

@@ -14,7 +14,7 @@ import (
 // Wait is how long Check's function waits for goroutines to end before it
 // fails the test: goroutines that are ending (a closed connection's
 // reader, a timer's function) get that long to finish.
-const Wait = 5 * time.Second
+const Wait = 2 * time.Second
 
 // Check notes the goroutines running now and returns a function that
 // waits (up to Wait) until every goroutine started since has ended, and
