@@ -100,10 +100,15 @@ type Server struct {
 	routes      []Route
 	handler     http.Handler
 
-	config   atomic.Pointer[encodedConfig] // GET /api/v1/config of the last snapshot asked for
-	streams  atomic.Int64                  // open event streams
-	stop     chan struct{}                 // closed by CloseStreams
-	stopOnce sync.Once
+	config  atomic.Pointer[encodedConfig] // GET /api/v1/config of the last snapshot asked for
+	streams atomic.Int64                  // open event streams
+	// The event streams: CloseStreams cancels stopped and waits for
+	// streams (their handlers). streamMu orders streams.Add before that
+	// Wait: no stream starts once stopped is done.
+	stopped      context.Context
+	stopStreams  context.CancelFunc
+	streamMu     sync.Mutex
+	streamActive sync.WaitGroup
 }
 
 // New returns the admin server for cfg, its routes and handler built.
@@ -126,7 +131,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	cfg.MoreMetrics = slices.Clone(cfg.MoreMetrics)
 	cfg.TrustedProxies = slices.Clone(cfg.TrustedProxies)
-	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Log, stop: make(chan struct{})}
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Log}
+	s.stopped, s.stopStreams = context.WithCancel(context.Background())
 	if s.log == nil {
 		s.log = slog.Default()
 	}
