@@ -479,8 +479,8 @@ func (s *Server) apiGetFlag(w http.ResponseWriter, r *http.Request) {
 // since that revision.
 func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 	var opts sqlstore.PushOptions
-	strict := true
-	for name, dst := range map[string]*bool{"dry_run": &opts.DryRun, "force": &opts.Force, "strict": &strict} {
+	strict, dry := true, false
+	for name, dst := range map[string]*bool{"dry_run": &dry, "force": &opts.Force, "strict": &strict} {
 		if v := r.URL.Query().Get(name); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -513,8 +513,8 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	c := sqlstore.Change{Actor: info(r).actor, BaseRevision: sqlstore.AnyRevision}
-	if !opts.DryRun {
+	c := sqlstore.Change{Actor: info(r).actor, BaseRevision: sqlstore.AnyRevision, DryRun: dry}
+	if !dry {
 		if c.Comment, err = requestComment(r); err != nil {
 			s.fail(w, r, err)
 			return
