@@ -70,7 +70,7 @@ const keyColumns = "id, hint, name, scope, created_at, last_used_at, revoked_at"
 // of at most MaxKeyName characters; a *FieldError otherwise) with scope,
 // keeping only its hash. The caller validates scope.
 func (s *Store) CreateKey(ctx context.Context, key, name, scope string) (APIKey, error) {
-	if err := checkText("name", name, MaxKeyName, "a key needs a name"); err != nil {
+	if err := CheckKeyName(name); err != nil {
 		return APIKey{}, err
 	}
 	switch {
@@ -93,6 +93,13 @@ func (s *Store) CreateKey(ctx context.Context, key, name, scope string) (APIKey,
 		s.log().Warn("sqlstore: could not notify a new key; servers find it at their next poll", "id", k.ID, "err", err)
 	}
 	return k, nil
+}
+
+// CheckKeyName checks a key's name as CreateKey does (human text, at
+// most MaxKeyName characters, not empty): a *FieldError when it would be
+// refused. A dry run of a key's creation asks it.
+func CheckKeyName(name string) error {
+	return checkText("name", name, MaxKeyName, "a key needs a name")
 }
 
 // notifyKeys tells every server's KeyCache (on PostgreSQL; a no-op on
