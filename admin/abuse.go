@@ -44,21 +44,21 @@ const (
 type LoginThrottle = throttle.FailureConfig
 
 // newFailures is the server's table of failed authentications, made
-// from s.Logins (the throttle reads the defaults of its zero fields).
-func (s *Server) newFailures() *throttle.Failures { return throttle.NewFailures(s.Logins) }
+// from s.cfg.Logins (the throttle reads the defaults of its zero fields).
+func (s *Server) newFailures() *throttle.Failures { return throttle.NewFailures(s.cfg.Logins) }
 
 func (s *Server) maxStreamsPerKey() int {
-	if s.MaxStreamsPerKey == 0 {
+	if s.cfg.MaxStreamsPerKey == 0 {
 		return DefaultMaxStreamsPerKey
 	}
-	return s.MaxStreamsPerKey
+	return s.cfg.MaxStreamsPerKey
 }
 
 func (s *Server) maxStreamsPerAddr() int {
-	if s.MaxStreamsPerAddr == 0 {
+	if s.cfg.MaxStreamsPerAddr == 0 {
 		return DefaultMaxStreamsPerAddr
 	}
-	return s.MaxStreamsPerAddr
+	return s.cfg.MaxStreamsPerAddr
 }
 
 // clientAddr is the client address of r (the peer, or per

@@ -68,7 +68,7 @@ func metricValue(t *testing.T, body, name string) float64 {
 func TestLoginThrottle(t *testing.T) {
 	st := sqlstoretest.SQLite(t)
 	e := newEnv(t, st)
-	srv := &admin.Server{Store: st, Engine: e.srv.Engine, Log: quietLogger()}
+	srv := newServer(t, admin.Config{Store: st, Engine: e.engine, Log: quietLogger()})
 	url := serve(t, srv.Handler(), 0)
 	attacker, other := clientFrom("127.0.0.1"), clientFrom("127.0.0.2")
 
@@ -128,9 +128,9 @@ func TestLoginThrottle(t *testing.T) {
 func TestLoginThrottleProxies(t *testing.T) {
 	st := sqlstoretest.SQLite(t)
 	e := newEnv(t, st)
-	srv := &admin.Server{Store: st, Engine: e.srv.Engine, Log: quietLogger(),
+	srv := newServer(t, admin.Config{Store: st, Engine: e.engine, Log: quietLogger(),
 		TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")},
-		Logins:         admin.LoginThrottle{Free: 3, MaxEntries: 500}}
+		Logins:         admin.LoginThrottle{Free: 3, MaxEntries: 500}})
 	url := serve(t, srv.Handler(), 0)
 	proxy, direct := clientFrom("127.0.0.2"), clientFrom("127.0.0.1")
 	whoami := func(c *http.Client, key, xff string) int {
@@ -162,8 +162,8 @@ func TestLoginThrottleProxies(t *testing.T) {
 func TestEventStreamCaps(t *testing.T) {
 	st := sqlstoretest.SQLite(t)
 	e := newEnv(t, st)
-	srv := &admin.Server{Store: st, Engine: e.srv.Engine, Log: quietLogger(), Heartbeat: 50 * time.Millisecond,
-		MaxStreamsPerKey: 2, MaxStreamsPerAddr: 3}
+	srv := newServer(t, admin.Config{Store: st, Engine: e.engine, Log: quietLogger(), Heartbeat: 50 * time.Millisecond,
+		MaxStreamsPerKey: 2, MaxStreamsPerAddr: 3})
 	url := serve(t, srv.Handler(), 0)
 	ctx := t.Context()
 	keys := make([]string, 4)
@@ -220,7 +220,7 @@ func TestEventStreamCaps(t *testing.T) {
 func TestSlowBody(t *testing.T) {
 	st := sqlstoretest.SQLite(t)
 	e := newEnv(t, st)
-	srv := &admin.Server{Store: st, Engine: e.srv.Engine, Log: quietLogger()}
+	srv := newServer(t, admin.Config{Store: st, Engine: e.engine, Log: quietLogger()})
 	base := serve(t, srv.Handler(), 300*time.Millisecond)
 	for _, tc := range []struct{ name, head, want string }{
 		{"API", "PUT /api/v1/rules HTTP/1.1\r\nAuthorization: Bearer " + e.keys["write"] + "\r\nContent-Type: text/plain\r\nIf-Match: *\r\nX-Comment: slow\r\n", `"code": "body_timeout"`},

@@ -35,12 +35,14 @@ var regexpCSRF = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 // env is an admin server on loopback over a real store, with one key of
 // each scope and a revoked key.
 type env struct {
-	t    testing.TB
-	st   *sqlstore.Store
-	srv  *admin.Server
-	url  string
-	keys map[string]string // by principal name
-	logs *bytes.Buffer
+	t      testing.TB
+	st     *sqlstore.Store
+	srv    *admin.Server
+	engine *features.Engine
+	log    *slog.Logger // the server's, writing to logs
+	url    string
+	keys   map[string]string // by principal name
+	logs   *bytes.Buffer
 }
 
 const seedRules = "a default 1 true\nb default 1 x\nb team:qa 5 y\n    when plan == \"pro\"\n"
@@ -70,10 +72,10 @@ func newEnvWith(t testing.TB, st *sqlstore.Store, o envOptions) *env {
 	engine := features.NewEngine(features.Config{Source: st, Flags: cmp.Or(o.flags, features.NewRegistry()), Scopes: o.scopes, Log: log, MaxValue: o.maxValue})
 	live := engine.Live()
 	require.NoError(t, live.Reload(ctx, true))
-	srv := &admin.Server{Store: st, Engine: engine, Log: log, MaxBody: cmp.Or(o.maxBody, testMaxBody)}
+	srv := newServer(t, admin.Config{Store: st, Engine: engine, Log: log, MaxBody: cmp.Or(o.maxBody, testMaxBody)})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	e := &env{t: t, st: st, srv: srv, url: ts.URL, keys: map[string]string{}, logs: logs}
+	e := &env{t: t, st: st, srv: srv, engine: engine, log: log, url: ts.URL, keys: map[string]string{}, logs: logs}
 	for _, sc := range admin.Scopes {
 		key := sqlstore.NewKey()
 		_, err := st.CreateKey(ctx, key, "key-"+string(sc), string(sc))
@@ -87,6 +89,14 @@ func newEnvWith(t testing.TB, st *sqlstore.Store, o envOptions) *env {
 	require.NoError(t, err)
 	e.keys["revoked"] = revoked
 	return e
+}
+
+// newServer is admin.New, which must succeed.
+func newServer(t testing.TB, cfg admin.Config) *admin.Server {
+	t.Helper()
+	srv, err := admin.New(cfg)
+	require.NoError(t, err)
+	return srv
 }
 
 type lockedWriter struct {
@@ -332,7 +342,7 @@ func TestSessions(t *testing.T) {
 	assert.Contains(t, bad.body, "not valid")
 
 	// Under TLS the cookie is Secure.
-	tlsSrv := &admin.Server{Store: e.st, Engine: e.srv.Engine, Log: e.srv.Log}
+	tlsSrv := newServer(t, admin.Config{Store: e.st, Engine: e.engine, Log: e.log})
 	ts := httptest.NewTLSServer(tlsSrv.Handler())
 	defer ts.Close()
 	c := ts.Client()

@@ -150,7 +150,7 @@ func toJSON(rs []rules.Rule) []ruleJSON {
 // apiGetRules: GET /api/v1/rules, as JSON or (Accept: text/plain or
 // ?format=text) as the rules text, with the revision as ETag.
 func (s *Server) apiGetRules(w http.ResponseWriter, r *http.Request) {
-	cfg, err := s.Store.Load(r.Context())
+	cfg, err := s.store.Load(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -236,7 +236,7 @@ func allowNegations(r *http.Request) (bool, error) {
 // code, whose values must fit them too, and the flags it documents as
 // boolean, a value of which that reads as "off" is refused unless allow.
 func (s *Server) ruleChecks(c sqlstore.Change, allow bool) sqlstore.Change {
-	reg := s.Engine.Flags()
+	reg := s.cfg.Engine.Flags()
 	c.Declared, c.Boolean, c.AllowNegations = reg.Definitions(), reg.DocumentedBoolean, allow
 	return c
 }
@@ -335,9 +335,9 @@ func (s *Server) apiPutRules(w http.ResponseWriter, r *http.Request) {
 	var e sqlstore.Entry
 	warnings := q.warnings
 	if q.rs != nil {
-		e, err = s.Store.ReplaceRules(r.Context(), q.rs, q.change)
+		e, err = s.store.ReplaceRules(r.Context(), q.rs, q.change)
 	} else {
-		e, warnings, err = s.Store.ReplaceText(r.Context(), q.text, s.live().Registry(), q.change)
+		e, warnings, err = s.store.ReplaceText(r.Context(), q.text, s.live().Registry(), q.change)
 	}
 	if err != nil {
 		s.fail(w, r, s.saveError(r, err, q.change.BaseRevision))
@@ -364,9 +364,9 @@ func (s *Server) apiPutFlagRules(w http.ResponseWriter, r *http.Request) {
 	var e sqlstore.Entry
 	warnings := q.warnings
 	if q.rs != nil {
-		e, err = s.Store.ReplaceFlagRules(r.Context(), []string{name}, q.rs, q.change)
+		e, err = s.store.ReplaceFlagRules(r.Context(), []string{name}, q.rs, q.change)
 	} else {
-		e, warnings, err = s.Store.ReplaceFlagText(r.Context(), []string{name}, q.text, s.live().Registry(), q.change)
+		e, warnings, err = s.store.ReplaceFlagText(r.Context(), []string{name}, q.text, s.live().Registry(), q.change)
 	}
 	if err != nil {
 		s.fail(w, r, s.saveError(r, err, q.change.BaseRevision))
@@ -380,7 +380,7 @@ func (s *Server) apiPutFlagRules(w http.ResponseWriter, r *http.Request) {
 // logged: the write happened.
 func (s *Server) reload(r *http.Request, what string) {
 	if err := s.live().Reload(r.Context(), false); err != nil {
-		s.Log.Warn("reload after "+what, "err", err)
+		s.log.Warn("reload after "+what, "err", err)
 	}
 }
 
@@ -413,7 +413,7 @@ func (s *Server) saveError(r *http.Request, err error, base int64) error {
 	switch {
 	case errors.Is(err, sqlstore.ErrConflict) && base != sqlstore.AnyRevision:
 		e := errf(http.StatusPreconditionFailed, "precondition_failed", "the rules changed since revision %d: fetch them again, reapply your edit and send the new ETag", base)
-		if rev, rerr := s.Store.Revision(r.Context()); rerr == nil {
+		if rev, rerr := s.store.Revision(r.Context()); rerr == nil {
 			e.Revision = &rev
 		}
 		return e
@@ -474,7 +474,7 @@ func warningDetails(ws []*rules.Error) []Detail {
 
 // apiListFlags: GET /api/v1/flags lists the stored declarations.
 func (s *Server) apiListFlags(w http.ResponseWriter, r *http.Request) {
-	defs, err := s.Store.Definitions(r.Context())
+	defs, err := s.store.Definitions(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -487,7 +487,7 @@ func (s *Server) apiListFlags(w http.ResponseWriter, r *http.Request) {
 
 // apiGetFlag: GET /api/v1/flags/{name}.
 func (s *Server) apiGetFlag(w http.ResponseWriter, r *http.Request) {
-	defs, err := s.Store.Definitions(r.Context())
+	defs, err := s.store.Definitions(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -508,8 +508,8 @@ func (s *Server) apiGetFlag(w http.ResponseWriter, r *http.Request) {
 // since that revision.
 func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 	var opts sqlstore.PushOptions
-	strict := true
-	for name, dst := range map[string]*bool{"dry_run": &opts.DryRun, "force": &opts.Force, "strict": &strict} {
+	strict, dry := true, false
+	for name, dst := range map[string]*bool{"dry_run": &dry, "force": &opts.Force, "strict": &strict} {
 		if v := r.URL.Query().Get(name); v != "" {
 			b, err := strconv.ParseBool(v)
 			if err != nil {
@@ -542,8 +542,8 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	c := sqlstore.Change{Actor: info(r).actor, BaseRevision: sqlstore.AnyRevision}
-	if !opts.DryRun {
+	c := sqlstore.Change{Actor: info(r).actor, BaseRevision: sqlstore.AnyRevision, DryRun: dry}
+	if !dry {
 		if c.Comment, err = requestComment(r); err != nil {
 			s.fail(w, r, err)
 			return
@@ -555,7 +555,7 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	rep, err := s.Store.PushDefinitions(r.Context(), defs, c, opts)
+	rep, err := s.store.PushDefinitions(r.Context(), defs, c, opts)
 	var fe *sqlstore.FieldError
 	switch {
 	case errors.Is(err, sqlstore.ErrIncompatible):
@@ -612,7 +612,7 @@ func (s *Server) apiChangelog(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	es, err := s.Store.Changelog(r.Context(), q)
+	es, err := s.store.Changelog(r.Context(), q)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -671,7 +671,7 @@ func (s *Server) apiChangelogEntry(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	e, err := s.Store.ChangelogEntry(r.Context(), id)
+	e, err := s.store.ChangelogEntry(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -693,7 +693,7 @@ func (s *Server) revert(r *http.Request, id, base int64, comment string, dry boo
 	if err := checkComment("comment", comment); err != nil {
 		return sqlstore.Entry{}, err
 	}
-	e, err := s.Store.Revert(r.Context(), id, sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry})
+	e, err := s.store.Revert(r.Context(), id, sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry})
 	switch {
 	case errors.Is(err, sqlstore.ErrNotFound):
 		return sqlstore.Entry{}, err
@@ -836,14 +836,6 @@ func (req *explainRequest) check() error {
 		return errf(http.StatusUnprocessableEntity, "too_long", "context: %d bytes of JSON, at most %d", len(req.Context), MaxExplainContext)
 	}
 	return nil
-}
-
-// maxBody is the limit of a request body.
-func (s *Server) maxBody() int64 {
-	if s.MaxBody > 0 {
-		return s.MaxBody
-	}
-	return DefaultMaxBody
 }
 
 // explainBody is the body limit of an explain request.
@@ -1046,7 +1038,7 @@ func keyOf(k sqlstore.APIKey) keyJSON {
 }
 
 func (s *Server) apiListKeys(w http.ResponseWriter, r *http.Request) {
-	ks, err := s.Store.Keys(r.Context())
+	ks, err := s.store.Keys(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -1082,7 +1074,7 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_request", "name: a key needs a name"))
 		return
 	}
-	ks, err := s.Store.Keys(r.Context())
+	ks, err := s.store.Keys(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -1092,12 +1084,12 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := sqlstore.NewKey()
-	k, err := s.Store.CreateKey(r.Context(), key, b.Name, string(sc))
+	k, err := s.store.CreateKey(r.Context(), key, b.Name, string(sc))
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.Log.Info("api key created", "id", k.ID, "name", k.Name, "scope", k.Scope, "by", info(r).actor)
+	s.log.Info("api key created", "id", k.ID, "name", k.Name, "scope", k.Scope, "by", info(r).actor)
 	s.refreshKeys(r)
 	out := keyOf(k)
 	out.Key = key
@@ -1121,12 +1113,12 @@ func (s *Server) apiRevokeKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	k, err := s.Store.RevokeKey(r.Context(), id)
+	k, err := s.store.RevokeKey(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.Log.Info("api key revoked", "id", k.ID, "name", k.Name, "by", info(r).actor)
+	s.log.Info("api key revoked", "id", k.ID, "name", k.Name, "by", info(r).actor)
 	s.refreshKeys(r)
 	writeJSON(w, http.StatusOK, keyOf(k))
 }
@@ -1134,8 +1126,8 @@ func (s *Server) apiRevokeKey(w http.ResponseWriter, r *http.Request) {
 // refreshKeys makes this server's key table see a key change at once
 // (other servers see it at their next refresh).
 func (s *Server) refreshKeys(r *http.Request) {
-	if s.Keys != nil {
-		_ = s.Keys.Reload(r.Context()) // failures are logged; the next refresh retries
+	if s.cfg.Keys != nil {
+		_ = s.cfg.Keys.Reload(r.Context()) // failures are logged; the next refresh retries
 	}
 }
 

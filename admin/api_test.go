@@ -186,7 +186,7 @@ func TestAPI(t *testing.T) {
 		assert.Equal(t, fmt.Sprintf(`"%d"`, saved.Revision), put.header.Get("ETag"))
 		assert.Contains(t, saved.Diff, "-a\tdefault\t1\ttrue\n")
 		assert.Contains(t, saved.Diff, "+a\tdefault\t1\tfalse\n")
-		assert.Equal(t, saved.Revision, e.srv.Engine.Live().Current().Revision(), "the server serves the save at once")
+		assert.Equal(t, saved.Revision, e.engine.Live().Current().Revision(), "the server serves the save at once")
 
 		// Declarations.
 		r = e.do("read", "GET", "/api/v1/flags/a", "", nil)

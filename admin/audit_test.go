@@ -74,7 +74,7 @@ func TestPushIsAudited(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(push.body), &rep))
 		assert.True(t, rep.Written)
 		assert.Equal(t, beforeRev+1, rep.Revision)
-		assert.Equal(t, rep.Revision, e.srv.Engine.Live().Current().Revision(), "the server serves the push at once")
+		assert.Equal(t, rep.Revision, e.engine.Live().Current().Revision(), "the server serves the push at once")
 		gapless()
 		one := e.do("read", "GET", fmt.Sprintf("/api/v1/changelog/%d", rep.ChangelogID), "", nil)
 		require.Equal(t, 200, one.code, one.body)

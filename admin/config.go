@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/scopeflags/scopeflags/controller"
@@ -114,18 +116,29 @@ func noneMatch(header, tag string) bool {
 	return false
 }
 
-// stopStreams returns the channel CloseStreams closes.
-func (s *Server) stopStreams() chan struct{} {
-	s.stopInit.Do(func() { s.stop = make(chan struct{}) })
-	return s.stop
-}
-
-// CloseStreams ends every open /api/v1/events stream and refuses new ones
-// (503). http.Server.Shutdown does not end requests in flight, so call
-// it on shutdown (http.Server.RegisterOnShutdown) lest Shutdown wait on
+// CloseStreams ends every open /api/v1/events stream, refuses new ones
+// (503), and returns once the handlers of the open ones have returned (a
+// write blocked on a client that does not read is cut short).
+// http.Server.Shutdown does not end requests in flight, so call it on
+// shutdown (http.Server.RegisterOnShutdown) lest Shutdown wait on
 // streams that never end. It may be called more than once.
 func (s *Server) CloseStreams() {
-	s.stopOnce.Do(func() { close(s.stopStreams()) })
+	s.streamMu.Lock()
+	s.stopStreams()
+	s.streamMu.Unlock()
+	s.streamActive.Wait()
+}
+
+// enterStream counts a stream CloseStreams waits for, unless it was
+// called: then it reports false.
+func (s *Server) enterStream() bool {
+	s.streamMu.Lock()
+	defer s.streamMu.Unlock()
+	if s.stopped.Err() != nil {
+		return false
+	}
+	s.streamActive.Add(1)
+	return true
 }
 
 // OpenStreams is the number of /api/v1/events streams open now.
@@ -147,13 +160,11 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		last, resumed = n, true
 	}
-	stop := s.stopStreams()
-	select {
-	case <-stop:
+	if !s.enterStream() {
 		s.fail(w, r, errf(http.StatusServiceUnavailable, "shutting_down", "the server is shutting down; reconnect to another"))
 		return
-	default:
 	}
+	defer s.streamActive.Done()
 	// One key, or one client address, may not hold every slot.
 	keyID, addr := info(r).p.key.ID, s.clientAddr(r)
 	if !s.keyStreams.Acquire(keyID) {
@@ -169,13 +180,13 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusTooManyRequests, "too_many_streams", "your address has %d event streams open, its limit; close one", s.addrStreams.Max()))
 		return
 	}
-	if n := s.streams.Add(1); n > int64(s.MaxStreams) {
+	if n := s.streams.Add(1); n > int64(s.maxStreams()) {
 		s.metrics.streamRefused("server")
 		s.streams.Add(-1)
 		s.keyStreams.Release(keyID)
 		s.addrStreams.Release(addr)
 		w.Header().Set("Retry-After", "5")
-		s.fail(w, r, errf(http.StatusServiceUnavailable, "too_many_streams", "this server has %d event streams open, its limit; try again later", s.MaxStreams))
+		s.fail(w, r, errf(http.StatusServiceUnavailable, "too_many_streams", "this server has %d event streams open, its limit; try again later", s.maxStreams()))
 		return
 	}
 	defer func() {
@@ -191,8 +202,27 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 	// read deadline while a handler runs.)
 	rc := http.NewResponseController(w)
 	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.Log.Warn("events: lifting the write deadline", "err", err)
+		s.log.Warn("events: lifting the write deadline", "err", err)
 	}
+	// CloseStreams cuts short a write blocked on a client that does not
+	// read, so the stream ends. Never once the handler has returned: the
+	// connection may serve another request then.
+	var deadlineMu sync.Mutex
+	returned := false
+	cut := context.AfterFunc(s.stopped, func() {
+		deadlineMu.Lock()
+		defer deadlineMu.Unlock()
+		if !returned {
+			_ = rc.SetWriteDeadline(time.Now())
+		}
+	})
+	defer func() {
+		if !cut() {
+			deadlineMu.Lock()
+			returned = true
+			deadlineMu.Unlock()
+		}
+	}()
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("X-Accel-Buffering", "no") // proxies: do not buffer the stream
@@ -207,7 +237,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	live := s.live()
-	beat := time.NewTicker(s.Heartbeat)
+	beat := time.NewTicker(s.heartbeat())
 	defer beat.Stop()
 	initial := true // no loaded snapshot seen yet
 	for {
@@ -236,7 +266,7 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 				}
 			case <-r.Context().Done():
 				return
-			case <-stop:
+			case <-s.stopped.Done():
 				return
 			}
 		}

@@ -123,8 +123,8 @@ func TestConfig(t *testing.T) {
 		reg := features.NewRegistry()
 		_, err = features.DefineIn(reg, "code.only", true, "Declared in code.")
 		require.NoError(t, err)
-		engine := features.NewEngine(features.Config{Source: e.st, Flags: reg, Log: e.srv.Log})
-		other := &admin.Server{Store: e.st, Engine: engine, Log: e.srv.Log}
+		engine := features.NewEngine(features.Config{Source: e.st, Flags: reg, Log: e.log})
+		other := newServer(t, admin.Config{Store: e.st, Engine: engine, Log: e.log})
 		o := &env{t: t, st: e.st, url: serve(t, other.Handler(), 0), keys: e.keys}
 		early := o.do("read", "GET", "/api/v1/config", "", nil)
 		assert.Equal(t, 503, early.code, early.body)
@@ -237,7 +237,7 @@ func revEvent(rev int64) string { return fmt.Sprintf(`id %d data {"revision":%d}
 // on CloseStreams.
 func TestEvents(t *testing.T) {
 	eachStore(t, func(t *testing.T, e *env) {
-		srv := &admin.Server{Store: e.st, Engine: e.srv.Engine, Log: e.srv.Log, Heartbeat: 50 * time.Millisecond, MaxStreams: 3}
+		srv := newServer(t, admin.Config{Store: e.st, Engine: e.engine, Log: e.log, Heartbeat: 50 * time.Millisecond, MaxStreams: 3})
 		url := serve(t, srv.Handler(), 300*time.Millisecond)
 		rev := e.revision()
 
@@ -329,12 +329,53 @@ func TestEvents(t *testing.T) {
 func TestEventsBeforeLoad(t *testing.T) {
 	st := sqlstoretest.SQLite(t)
 	e := newEnv(t, st)
-	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Log: e.srv.Log})
-	srv := &admin.Server{Store: st, Engine: engine, Log: e.srv.Log, Heartbeat: 20 * time.Millisecond}
+	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Log: e.log})
+	srv := newServer(t, admin.Config{Store: st, Engine: engine, Log: e.log, Heartbeat: 20 * time.Millisecond})
 	url := serve(t, srv.Handler(), 0)
 	s := openStream(t, url, e.keys["read"])
 	assert.Equal(t, ": scopeflags revisions", s.next(5*time.Second))
 	assert.Equal(t, ": heartbeat", s.next(5*time.Second), "nothing to announce yet")
 	require.NoError(t, engine.Live().Reload(context.Background(), true))
 	assert.Equal(t, revEvent(e.revision()), s.event(5*time.Second))
+}
+
+// TestCloseStreamsJoins: CloseStreams returns once every stream's handler
+// has returned (it used to return at once, the streams ending later),
+// also when a client does not read and the server's writes to it block.
+func TestCloseStreamsJoins(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	srv := newServer(t, admin.Config{Store: e.st, Engine: e.engine, Log: e.log, Heartbeat: time.Microsecond})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs := &http.Server{Handler: srv.Handler(), ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+		c.(*net.TCPConn).SetWriteBuffer(4096) // small: a client that does not read blocks writes soon
+		return ctx
+	}}
+	go hs.Serve(ln)
+	defer hs.Close()
+	url := "http://" + ln.Addr().String()
+	for range 5 {
+		s := openStream(t, url, e.keys["read"])
+		require.Equal(t, 200, s.resp.StatusCode)
+		defer s.close()
+	}
+	// A client that never reads: the heartbeats fill its window and the
+	// handler's write blocks.
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer conn.Close()
+	require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(1024))
+	_, err = fmt.Fprintf(conn, "GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n", e.keys["read"])
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return srv.OpenStreams() == 6 }, 5*time.Second, time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the window fills
+
+	closed := make(chan struct{})
+	go func() { srv.CloseStreams(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("CloseStreams did not return: a blocked write holds a stream")
+	}
+	assert.Zero(t, srv.OpenStreams(), "every stream ended when CloseStreams returned")
 }

@@ -194,7 +194,7 @@ func TestExplainLargeValues(t *testing.T) {
 	require.NoError(t, err)
 	_, _, err = e.st.ReplaceText(ctx, seedRules+"big.doc default 0 "+big+"\nmid.doc default 0 "+mid+"\n", nil, change)
 	require.NoError(t, err)
-	require.NoError(t, e.srv.Engine.Live().Reload(ctx, false))
+	require.NoError(t, e.engine.Live().Reload(ctx, false))
 
 	r := e.do("read", "POST", "/api/v1/explain", "application/json", []byte(`{"flags":["a","big.doc","mid.doc"]}`))
 	require.Equal(t, 200, r.code, "%.300s", r.body)

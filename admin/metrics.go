@@ -154,7 +154,7 @@ func (s *Server) metricsPage(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "# HELP scopeflags_login_throttled_total Login and API-key attempts refused (429) because their client address failed too often.\n# TYPE scopeflags_login_throttled_total counter\nscopeflags_login_throttled_total %d\n", s.failures.Throttled())
 	gauge("scopeflags_login_throttle_addresses", "Client addresses with recent failed logins or API keys in the throttle's table (bounded).", float64(s.failures.Len()))
 	gauge("scopeflags_rules_reload_failing", "1 while reloading rules from the database fails (the last rules are served meanwhile).", failing)
-	for _, m := range s.MoreMetrics {
+	for _, m := range s.cfg.MoreMetrics {
 		m.WriteMetrics(&b)
 	}
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -202,7 +202,7 @@ func (s *Server) observe(next http.Handler) http.Handler {
 		if rec.code >= 500 {
 			level = slog.LevelError
 		}
-		s.Log.LogAttrs(r.Context(), level, "http request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		s.log.LogAttrs(r.Context(), level, "http request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
 			slog.String("route", r.Pattern), slog.Int("status", rec.code), slog.Duration("duration", d), slog.String("actor", ri.actor), slog.String("client", ri.addr.String()))
 	})
 }

@@ -145,7 +145,7 @@ func (s *Server) page(r *http.Request, title string) pageData {
 func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) {
 	var buf bytes.Buffer
 	if err := templates.ExecuteTemplate(&buf, name, d); err != nil {
-		s.Log.Error("render page", "page", name, "err", err)
+		s.log.Error("render page", "page", name, "err", err)
 		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
 		return
 	}
@@ -225,7 +225,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		s.renderStatus(w, r, http.StatusBadRequest, "login.html", d)
 		return
 	}
-	k, err := s.Store.Authenticate(r.Context(), key)
+	k, err := s.store.Authenticate(r.Context(), key)
 	switch {
 	case key == "":
 		d.LoginError = "Enter an API key."
@@ -245,32 +245,32 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.failures.Succeeded(s.clientAddr(r))
-	token, sess, err := s.Store.CreateSession(r.Context(), k, s.SessionTTL)
+	token, sess, err := s.store.CreateSession(r.Context(), k, s.sessionTTL())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	// Logging in again replaces the session: the old token stops working.
 	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
-		if err := s.Store.DeleteSession(r.Context(), c.Value); err != nil {
-			s.Log.Warn("ending the previous session at login", "err", err)
+		if err := s.store.DeleteSession(r.Context(), c.Value); err != nil {
+			s.log.Warn("ending the previous session at login", "err", err)
 		}
 	}
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", Expires: sess.Expires,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil || s.SecureCookies})
-	s.Log.Info("logged in", "name", k.Name, "scope", k.Scope)
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil || s.cfg.SecureCookies})
+	s.log.Info("logged in", "name", k.Name, "scope", k.Scope)
 	http.Redirect(w, r, d.Next, http.StatusSeeOther)
 }
 
 // logout: POST /logout ends the session.
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 	if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
-		if err := s.Store.DeleteSession(r.Context(), c.Value); err != nil {
+		if err := s.store.DeleteSession(r.Context(), c.Value); err != nil {
 			s.fail(w, r, err)
 			return
 		}
 	}
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil || s.SecureCookies})
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil || s.cfg.SecureCookies})
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
@@ -279,13 +279,13 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
 	d := s.page(r, "Feature rules")
 	d.Unchanged = r.URL.Query().Get("unchanged") == "1"
-	cfg, err := s.Store.Load(r.Context())
+	cfg, err := s.store.Load(r.Context())
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	if id, err := strconv.ParseInt(r.URL.Query().Get("saved"), 10, 64); err == nil {
-		if e, err := s.Store.ChangelogEntry(r.Context(), id); err == nil {
+		if e, err := s.store.ChangelogEntry(r.Context(), id); err == nil {
 			d.Saved = &e
 			// Warnings (such as scopes no handler claims, or values
 			// that read as "off") do not stop a save; show them for the
@@ -342,7 +342,7 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 			d.Comment = "" // not shown back: it would not survive the form again
 		}
 	default:
-		e, warnings, err := s.Store.ReplaceText(r.Context(), d.Text, s.live().Registry(),
+		e, warnings, err := s.store.ReplaceText(r.Context(), d.Text, s.live().Registry(),
 			s.ruleChecks(sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base, DryRun: !confirm}, d.AllowNegations))
 		switch {
 		case err == nil && !confirm:
@@ -361,10 +361,10 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if cfg, err := s.Store.Load(r.Context()); err == nil {
+	if cfg, err := s.store.Load(r.Context()); err == nil {
 		d.Revision, d.Rules = cfg.Revision, cfg.Rules
 	} else {
-		s.Log.Error("read the rules for the rules page", "err", err)
+		s.log.Error("read the rules for the rules page", "err", err)
 		d.ReadError = "The current rules could not be read (the server log has the details); reload the page."
 	}
 	s.renderStatus(w, r, status, "rules.html", d)
@@ -386,7 +386,7 @@ func (s *Server) explainRefusal(r *http.Request, d *pageData, err error, base in
 	}
 	switch e.Code {
 	case "precondition_failed":
-		es, lerr := s.Store.Changelog(r.Context(), sqlstore.ChangelogQuery{AfterRevision: base, Limit: 100})
+		es, lerr := s.store.Changelog(r.Context(), sqlstore.ChangelogQuery{AfterRevision: base, Limit: 100})
 		if lerr != nil || e.Revision == nil {
 			return 0
 		}
@@ -415,15 +415,15 @@ func (s *Server) changelogPage(w http.ResponseWriter, r *http.Request) {
 	}
 	d.Unchanged = r.URL.Query().Get("unchanged") == "1"
 	if id, err := strconv.ParseInt(r.URL.Query().Get("reverted"), 10, 64); err == nil {
-		if e, err := s.Store.ChangelogEntry(r.Context(), id); err == nil {
+		if e, err := s.store.ChangelogEntry(r.Context(), id); err == nil {
 			d.Reverted = &e
 		}
 	}
-	if d.Revision, err = s.Store.Revision(r.Context()); err != nil {
+	if d.Revision, err = s.store.Revision(r.Context()); err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if d.Entries, err = s.Store.Changelog(r.Context(), q); err != nil {
+	if d.Entries, err = s.store.Changelog(r.Context(), q); err != nil {
 		s.fail(w, r, err)
 		return
 	}

@@ -29,7 +29,7 @@ func TestReadyz(t *testing.T) {
 	_, _, err := st.ReplaceText(ctx, "secret.flag default 1 hunter2\n", nil, sqlstore.Change{Comment: "seed", Actor: "test", BaseRevision: sqlstore.AnyRevision})
 	require.NoError(t, err)
 	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Log: quietLogger()})
-	srv := &admin.Server{Store: st, Engine: engine, Log: quietLogger()}
+	srv := newServer(t, admin.Config{Store: st, Engine: engine, Log: quietLogger()})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 

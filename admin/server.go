@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,14 +29,17 @@ const (
 	sessionCookie     = "scopeflags_session"
 )
 
-// Server is the admin server's handler. Fill the exported fields, then
-// call Handler once.
-type Server struct {
+// Config is what a Server is made from (New). Zero fields take the
+// defaults their comments name; a Server never changes its Config.
+type Config struct {
+	// Store holds the rules, keys and sessions. Required.
 	Store *sqlstore.Store
 	// Engine serves /+feature-info; its Live is the snapshot the server
-	// reloads after writes, explains with and reports on.
+	// reloads after writes, explains with and reports on. Required.
 	Engine *features.Engine
-	Log    *slog.Logger
+	// Log receives failed requests and the access log; slog.Default()
+	// when nil.
+	Log *slog.Logger
 	// Keys, if set, authorizes API keys from memory (the key table it
 	// keeps fresh) instead of a query per request, so reads such as
 	// /api/v1/config keep working while the database is unreachable; a
@@ -75,6 +79,18 @@ type Server struct {
 	TrustedProxies []netip.Prefix
 	// Logins throttles failed logins and API keys per client address.
 	Logins LoginThrottle
+}
+
+// ErrConfig: New was given an incomplete or invalid Config.
+var ErrConfig = errors.New("admin: invalid config")
+
+// Server is the admin server: its routes behind authentication, access
+// logging, metrics and cross-origin protection. Make one with New; it is
+// complete then, and safe for concurrent use.
+type Server struct {
+	cfg   Config
+	store *sqlstore.Store
+	log   *slog.Logger
 
 	metrics     *metrics
 	clients     *clientaddr.Resolver
@@ -82,12 +98,80 @@ type Server struct {
 	keyStreams  *throttle.Slots[int64]
 	addrStreams *throttle.Slots[netip.Addr]
 	routes      []Route
+	handler     http.Handler
 
-	config   atomic.Pointer[encodedConfig] // GET /api/v1/config of the last snapshot asked for
-	streams  atomic.Int64                  // open event streams
-	stop     chan struct{}                 // closed by CloseStreams
-	stopInit sync.Once
-	stopOnce sync.Once
+	config  atomic.Pointer[encodedConfig] // GET /api/v1/config of the last snapshot asked for
+	streams atomic.Int64                  // open event streams
+	// The event streams: CloseStreams cancels stopped and waits for
+	// streams (their handlers). streamMu orders streams.Add before that
+	// Wait: no stream starts once stopped is done.
+	stopped      context.Context
+	stopStreams  context.CancelFunc
+	streamMu     sync.Mutex
+	streamActive sync.WaitGroup
+}
+
+// New returns the admin server for cfg, its routes and handler built.
+// Store and Engine are required; limits must not be negative (but
+// MaxStreamsPerKey and MaxStreamsPerAddr, where -1 is no cap).
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Store == nil:
+		return nil, fmt.Errorf("%w: Store is required", ErrConfig)
+	case cfg.Engine == nil:
+		return nil, fmt.Errorf("%w: Engine is required", ErrConfig)
+	case cfg.MaxBody < 0:
+		return nil, fmt.Errorf("%w: MaxBody %d is negative", ErrConfig, cfg.MaxBody)
+	case cfg.SessionTTL < 0:
+		return nil, fmt.Errorf("%w: SessionTTL %v is negative", ErrConfig, cfg.SessionTTL)
+	case cfg.Heartbeat < 0:
+		return nil, fmt.Errorf("%w: Heartbeat %v is negative", ErrConfig, cfg.Heartbeat)
+	case cfg.MaxStreams < 0:
+		return nil, fmt.Errorf("%w: MaxStreams %d is negative", ErrConfig, cfg.MaxStreams)
+	}
+	cfg.MoreMetrics = slices.Clone(cfg.MoreMetrics)
+	cfg.TrustedProxies = slices.Clone(cfg.TrustedProxies)
+	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Log}
+	s.stopped, s.stopStreams = context.WithCancel(context.Background())
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	s.metrics = newMetrics()
+	s.clients = clientaddr.New(cfg.TrustedProxies)
+	s.failures = s.newFailures()
+	s.keyStreams = throttle.NewSlots[int64](s.maxStreamsPerKey())
+	s.addrStreams = throttle.NewSlots[netip.Addr](s.maxStreamsPerAddr())
+	s.handler = s.build()
+	return s, nil
+}
+
+// maxBody is the limit of a request body.
+func (s *Server) maxBody() int64 {
+	if s.cfg.MaxBody > 0 {
+		return s.cfg.MaxBody
+	}
+	return DefaultMaxBody
+}
+
+func (s *Server) sessionTTL() time.Duration {
+	if s.cfg.SessionTTL > 0 {
+		return s.cfg.SessionTTL
+	}
+	return DefaultSessionTTL
+}
+
+func (s *Server) heartbeat() time.Duration {
+	if s.cfg.Heartbeat > 0 {
+		return s.cfg.Heartbeat
+	}
+	return DefaultHeartbeat
+}
+
+func (s *Server) maxStreams() int {
+	if s.cfg.MaxStreams > 0 {
+		return s.cfg.MaxStreams
+	}
+	return DefaultMaxStreams
 }
 
 // MetricsWriter writes metrics in the Prometheus text format.
@@ -96,7 +180,7 @@ type MetricsWriter interface {
 }
 
 // live is the engine's live snapshot.
-func (s *Server) live() *controller.Live { return s.Engine.Live() }
+func (s *Server) live() *controller.Live { return s.cfg.Engine.Live() }
 
 // Route is one route the server answers and the scope it needs ("" for
 // anyone).
@@ -105,8 +189,8 @@ type Route struct {
 	Need         Scope
 }
 
-// Routes lists every route, once Handler has been called.
-func (s *Server) Routes() []Route { return s.routes }
+// Routes lists every route the server answers.
+func (s *Server) Routes() []Route { return slices.Clone(s.routes) }
 
 // principal is who is making a request.
 type principal struct {
@@ -133,28 +217,12 @@ func info(r *http.Request) *reqInfo {
 }
 
 // Handler returns the server's handler: every route behind access
-// logging, metrics and cross-origin protection.
-func (s *Server) Handler() http.Handler {
-	if s.Log == nil {
-		s.Log = slog.Default()
-	}
-	if s.MaxBody <= 0 {
-		s.MaxBody = DefaultMaxBody
-	}
-	if s.SessionTTL <= 0 {
-		s.SessionTTL = DefaultSessionTTL
-	}
-	if s.Heartbeat <= 0 {
-		s.Heartbeat = DefaultHeartbeat
-	}
-	if s.MaxStreams <= 0 {
-		s.MaxStreams = DefaultMaxStreams
-	}
-	s.metrics = newMetrics()
-	s.clients = clientaddr.New(s.TrustedProxies)
-	s.failures = s.newFailures()
-	s.keyStreams = throttle.NewSlots[int64](s.maxStreamsPerKey())
-	s.addrStreams = throttle.NewSlots[netip.Addr](s.maxStreamsPerAddr())
+// logging, metrics and cross-origin protection. It is the same handler
+// at every call.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// build makes the routes and the handler, once (New).
+func (s *Server) build() http.Handler {
 	mux := http.NewServeMux()
 	h := func(method, path string, need Scope, f http.HandlerFunc) {
 		s.routes = append(s.routes, Route{method, path, need})
@@ -173,7 +241,7 @@ func (s *Server) Handler() http.Handler {
 	h("GET", "/{$}", ScopeRead, func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/+feature-info", http.StatusFound)
 	})
-	h("GET", "/+feature-info", ScopeRead, s.Engine.InfoHandler().ServeHTTP)
+	h("GET", "/+feature-info", ScopeRead, s.cfg.Engine.InfoHandler().ServeHTTP)
 	h("GET", "/+feature-rules", ScopeRead, s.rulesPage)
 	h("POST", "/+feature-rules", ScopeWrite, s.saveRules)
 	h("GET", "/+feature-changelog", ScopeRead, s.changelogPage)
@@ -249,7 +317,7 @@ func (d discardWriter) WriteHeader(int)             {}
 // session changing state, its CSRF token), limits its body, then calls f.
 func (s *Server) guard(need Scope, f http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, s.MaxBody)
+		r.Body = http.MaxBytesReader(w, r.Body, s.maxBody())
 		ri := info(r)
 		// A client address that failed too often waits before trying a
 		// key again, whether the key would be right or not.
@@ -325,13 +393,13 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 		key = strings.TrimSpace(tok)
 	}
 	if key != "" {
-		if s.Keys != nil {
-			if k, ok := s.Keys.Lookup(key); ok {
+		if s.cfg.Keys != nil {
+			if k, ok := s.cfg.Keys.Lookup(key); ok {
 				return &principal{key: k, scope: Scope(k.Scope)}, nil
 			}
 			// Not in the table: maybe made since its last refresh.
 		}
-		k, err := s.Store.Authenticate(r.Context(), key)
+		k, err := s.store.Authenticate(r.Context(), key)
 		if err != nil {
 			return nil, err
 		}
@@ -341,7 +409,7 @@ func (s *Server) authenticate(r *http.Request) (*principal, error) {
 	if err != nil || c.Value == "" {
 		return nil, nil
 	}
-	sess, err := s.Store.SessionByToken(r.Context(), c.Value)
+	sess, err := s.store.SessionByToken(r.Context(), c.Value)
 	if err != nil {
 		return nil, err
 	}
@@ -444,7 +512,7 @@ func (s *Server) storeError(r *http.Request, err error) *Error {
 	case errors.Is(err, context.Canceled):
 		return errf(499, "canceled", "the request was canceled")
 	}
-	s.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	return errf(http.StatusInternalServerError, "internal", "internal error; the server log has the details")
 }
 

@@ -24,7 +24,7 @@ func TestAPIRefusesValuesOverTheLimit(t *testing.T) {
 		_, err := e.st.PushDefinitions(ctx, []rules.Definition{{Name: "cfg", Type: rules.JSON, Default: `{}`}},
 			sqlstore.Change{Comment: "declare", Actor: "test", BaseRevision: sqlstore.AnyRevision}, sqlstore.PushOptions{})
 		require.NoError(t, err)
-		big := &admin.Server{Store: e.st, Engine: e.srv.Engine, Log: e.srv.Log, MaxBody: 1 << 20}
+		big := newServer(t, admin.Config{Store: e.st, Engine: e.engine, Log: e.log, MaxBody: 1 << 20})
 		ts := httptest.NewServer(big.Handler())
 		t.Cleanup(ts.Close)
 		e.url = ts.URL

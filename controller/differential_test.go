@@ -220,7 +220,8 @@ type pulled struct {
 func servePulled(t *testing.T, st *sqlstore.Store, reg *scopes.Registry) pulled {
 	log := slog.New(slog.DiscardHandler)
 	engine := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Scopes: reg, Log: log})
-	as := &admin.Server{Store: st, Engine: engine, Log: log}
+	as, err := admin.New(admin.Config{Store: st, Engine: engine, Log: log})
+	require.NoError(t, err)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	srv := &http.Server{Handler: as.Handler()}

@@ -46,7 +46,7 @@ func TestLiveReloadMatchesScratch(t *testing.T) {
 		return defs
 	}
 	for _, st := range sqlstoretest.Stores(t) {
-		t.Run(st.Dialect(), func(t *testing.T) {
+		t.Run(st.Dialect().String(), func(t *testing.T) {
 			ctx := context.Background()
 			rnd := rand.New(rand.NewPCG(7, 7))
 			live := controller.NewLive(st, controller.LiveOptions{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})

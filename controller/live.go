@@ -190,7 +190,7 @@ func (l *Live) Reload(ctx context.Context, force bool) error {
 		}
 		if rev == cur.Revision() {
 			l.synced.Store(time.Now().UnixNano())
-			l.err.Store(nil)
+			l.ok(rev)
 			return nil
 		}
 	}
@@ -201,17 +201,28 @@ func (l *Live) Reload(ctx context.Context, force bool) error {
 	l.stored = cfg.Flags
 	s := l.build(cfg.Rules, cfg.Revision, cfg.Flags)
 	l.done.Store(true)
-	l.err.Store(nil)
+	l.ok(cfg.Revision)
 	l.Publish(s)
 	return nil
 }
 
+// fail records a failed reload. The first failure of a run is logged
+// (l.err is nil until then): the ones after it, whatever their text,
+// are the same outage. l.mu is held.
 func (l *Live) fail(err error) error {
-	if prev := l.Err(); prev == nil || prev.Error() != err.Error() {
+	if l.err.Load() == nil {
 		l.log.Warn("rules reload failed; serving the last known rules", "err", err, "revision", l.cur.Load().Revision())
 	}
 	l.err.Store(&err)
 	return err
+}
+
+// ok records a successful reload, logging the recovery after failures.
+// l.mu is held.
+func (l *Live) ok(revision int64) {
+	if p := l.err.Swap(nil); p != nil {
+		l.log.Info("rules reload recovered", "after", *p, "revision", revision)
+	}
 }
 
 // Run loads the rules at once if no load has succeeded yet, then reloads
@@ -220,8 +231,8 @@ func (l *Live) fail(err error) error {
 // DefaultPollInterval, or WatchedPollInterval for a source that watches
 // (sqlstore on PostgreSQL: LISTEN/NOTIFY). Each reload is bounded by
 // ReloadTimeout.
-// Failures are logged once per distinct error and retried on the next
-// tick; the last good snapshot stays published meanwhile.
+// Failures are logged once while they last (and the recovery once) and
+// retried on the next tick; the last good snapshot stays published meanwhile.
 func (l *Live) Run(ctx context.Context, interval time.Duration) error {
 	if l.src == nil {
 		return errors.New("controller: run: no rule source")

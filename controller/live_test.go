@@ -2,8 +2,12 @@ package controller_test
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
 	"net/url"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +36,7 @@ func flagNow(live *controller.Live, name string) string {
 // a save through one store reaches the other's Live within a second.
 func TestLiveSeesChangesFromAnotherWriter(t *testing.T) {
 	for _, st := range sqlstoretest.Stores(t) {
-		t.Run(st.Dialect(), func(t *testing.T) {
+		t.Run(st.Dialect().String(), func(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			live := controller.NewLive(st, controller.LiveOptions{})
@@ -229,4 +233,47 @@ func TestSnapshotConfig(t *testing.T) {
 	assert.Len(t, live.Current().Definitions(), 2, "the snapshot evaluates with code declarations too")
 	got.Flags[0].Name = "changed"
 	assert.Equal(t, "s", live.Current().Config().Flags[0].Name, "Config returns a copy")
+}
+
+// failingSource fails while down, each time with another text (as a
+// connection's error names its local port), and otherwise holds one rule.
+type failingSource struct {
+	down     atomic.Bool
+	attempts atomic.Int32
+}
+
+func (f *failingSource) Load(ctx context.Context) (*rules.Config, error) {
+	if _, err := f.Revision(ctx); err != nil {
+		return nil, err
+	}
+	return &rules.Config{Revision: 1, Rules: []rules.Rule{{Flag: "a", Scope: "default", Priority: 1, Value: "x"}}}, nil
+}
+
+func (f *failingSource) Revision(context.Context) (int64, error) {
+	if f.down.Load() {
+		return 0, fmt.Errorf("read tcp 127.0.0.1:%d: connection reset by peer", 40000+f.attempts.Add(1))
+	}
+	return 1, nil
+}
+
+// TestLiveLogsFailureOnce: reload failures are logged once while they
+// last, whatever their text, and the recovery once; the next outage is
+// logged again.
+func TestLiveLogsFailureOnce(t *testing.T) {
+	var logs strings.Builder
+	src := &failingSource{}
+	live := controller.NewLive(src, controller.LiveOptions{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	require.NoError(t, live.Reload(ctx, false))
+	for outage := range 2 {
+		src.down.Store(true)
+		for range 5 {
+			require.Error(t, live.Reload(ctx, false))
+		}
+		src.down.Store(false)
+		require.NoError(t, live.Reload(ctx, false))
+		require.NoError(t, live.Reload(ctx, false))
+		assert.Equal(t, outage+1, strings.Count(logs.String(), "rules reload failed"), logs.String())
+		assert.Equal(t, outage+1, strings.Count(logs.String(), "rules reload recovered"), logs.String())
+	}
 }

@@ -101,7 +101,7 @@ func BenchmarkLiveRebuild100kRich(b *testing.B) {
 func BenchmarkReload100k(b *testing.B) {
 	rs, defs := richRules(20000, 5)
 	for _, st := range sqlstoretest.Stores(b) {
-		b.Run(st.Dialect(), func(b *testing.B) {
+		b.Run(st.Dialect().String(), func(b *testing.B) {
 			ctx := context.Background()
 			if _, err := st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "bench", Actor: "bench", BaseRevision: sqlstore.AnyRevision}); err != nil {
 				b.Fatal(err)
@@ -127,7 +127,7 @@ func BenchmarkReload100k(b *testing.B) {
 func BenchmarkStoreLoad100k(b *testing.B) {
 	rs, _ := richRules(20000, 5)
 	for _, st := range sqlstoretest.Stores(b) {
-		b.Run(st.Dialect(), func(b *testing.B) {
+		b.Run(st.Dialect().String(), func(b *testing.B) {
 			ctx := context.Background()
 			if _, err := st.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "bench", Actor: "bench", BaseRevision: sqlstore.AnyRevision}); err != nil {
 				b.Fatal(err)

@@ -344,7 +344,7 @@ func TestRolloutSticky(t *testing.T) {
 func TestEvents(t *testing.T) {
 	t.Parallel()
 	for _, st := range sqlstoretest.Stores(t) {
-		t.Run(st.Dialect(), func(t *testing.T) { testEvents(t, st) })
+		t.Run(st.Dialect().String(), func(t *testing.T) { testEvents(t, st) })
 	}
 }
 

@@ -58,7 +58,10 @@ func exampleServer(ctx context.Context, dir string) (url, key string, save func(
 	if _, err := st.CreateKey(ctx, key, "example service", "read"); err != nil {
 		return "", "", nil, nil, err
 	}
-	as := &admin.Server{Store: st, Engine: engine, Log: log}
+	as, err := admin.New(admin.Config{Store: st, Engine: engine, Log: log})
+	if err != nil {
+		return "", "", nil, nil, err
+	}
 	srv := &http.Server{Handler: as.Handler()}
 	srv.RegisterOnShutdown(as.CloseStreams)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

@@ -62,9 +62,10 @@ type Config struct {
 	// Key is an API key with the read scope (or higher), sent as
 	// Authorization: Bearer. Required.
 	Key string
-	// HTTPClient sends the requests; one over http.DefaultTransport when
-	// nil. Its Timeout, if any, is not applied to the change stream, which
-	// lives as long as the engine runs.
+	// HTTPClient sends the requests; when nil, one over a transport of
+	// the Source's own (a clone of http.DefaultTransport, whose idle
+	// connections Close closes). Its Timeout, if any, is not applied to
+	// the change stream, which lives as long as the engine runs.
 	HTTPClient *http.Client
 	// PollInterval is how often the configuration is asked for (a
 	// conditional GET) besides the change stream; DefaultPollInterval
@@ -124,6 +125,7 @@ type Source struct {
 	eventsURL string
 	client    *http.Client
 	stream    *http.Client
+	transport *http.Transport // the Source's own, when Config.HTTPClient is nil
 	log       *slog.Logger
 
 	fetching chan struct{} // a semaphore: one fetch at a time
@@ -136,12 +138,14 @@ type Source struct {
 	synced    time.Time
 	lastErr   error
 	streaming bool
-	logged    map[string]string // the failure last logged, per activity
+	logged    map[string]error // the failure last logged, per activity
 
 	watchMu  sync.Mutex
 	watchers int                // Watch calls whose context is not done
 	stop     context.CancelFunc // ends the background work
 	first    chan struct{}      // closed once the first attempt of a watch is over
+	closed   bool               // Close was called: no more background work
+	wg       sync.WaitGroup     // the background work's goroutines; Add under watchMu or from one of them
 }
 
 // New returns a complete Source; it does no I/O. Nothing is fetched until
@@ -187,8 +191,10 @@ func New(cfg Config) (*Source, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	var own *http.Transport
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Transport: http.DefaultTransport}
+		own = http.DefaultTransport.(*http.Transport).Clone()
+		cfg.HTTPClient = &http.Client{Transport: own}
 	}
 	stream := *cfg.HTTPClient
 	stream.Timeout = 0
@@ -197,12 +203,13 @@ func New(cfg Config) (*Source, error) {
 		configURL: u.JoinPath("api/v1/config").String(),
 		eventsURL: u.JoinPath("api/v1/events").String(),
 		client:    cfg.HTTPClient,
+		transport: own,
 		stream:    &stream,
 		log:       cfg.Log.With("server", u.Redacted()),
 		fetching:  make(chan struct{}, 1),
 		changes:   make(chan struct{}, 1),
 		want:      make(chan struct{}, 1),
-		logged:    map[string]string{},
+		logged:    map[string]error{},
 	}
 	return s, nil
 }
@@ -252,28 +259,67 @@ func (s *Source) Revision(ctx context.Context) (int64, error) {
 	return cfg.Revision, nil
 }
 
-// Watch runs the change stream and polling until ctx is done, and returns
-// the channel that is signalled when a new revision is held. Live.Run
-// calls it; calls while one runs share it.
+// Watch runs the change stream and polling until ctx is done (or Close),
+// and returns the channel that is signalled when a new revision is held.
+// Live.Run calls it; calls while one runs share it. After Close it starts
+// nothing and returns nil: the caller polls (Load and Revision ask the
+// server).
 func (s *Source) Watch(ctx context.Context) <-chan struct{} {
 	s.watchMu.Lock()
+	if s.closed {
+		s.watchMu.Unlock()
+		return nil
+	}
 	s.watchers++
 	if s.watchers == 1 {
 		wctx, cancel := context.WithCancel(context.Background())
 		s.stop = cancel
 		s.first = make(chan struct{})
-		go s.run(wctx, s.first)
+		s.goJoined(func() { s.run(wctx, s.first) })
 	}
 	s.watchMu.Unlock()
 	context.AfterFunc(ctx, func() {
 		s.watchMu.Lock()
 		defer s.watchMu.Unlock()
+		if s.closed {
+			return
+		}
 		if s.watchers--; s.watchers == 0 {
 			s.stop()
 			s.first = nil
 		}
 	})
 	return s.changes
+}
+
+// goJoined runs f in a goroutine that Close waits for. It is called with
+// s.watchMu held, or from such a goroutine.
+func (s *Source) goJoined(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Close ends the background work of every Watch (the change stream and
+// polling, also of watches whose context is not done) and returns once
+// its goroutines have ended, closing the idle connections of the
+// Source's own transport. Load and Revision go on working by asking the
+// server; the configuration held stays. It may be called more than once.
+func (s *Source) Close() error {
+	s.watchMu.Lock()
+	s.closed = true
+	if s.stop != nil {
+		s.stop()
+	}
+	s.first = nil
+	s.watchMu.Unlock()
+	s.wg.Wait()
+	if s.transport != nil {
+		s.transport.CloseIdleConnections()
+	}
+	return nil
 }
 
 // Status returns what the source knows of its server.
@@ -354,19 +400,39 @@ func (s *Source) signal() {
 
 // note records the outcome of activity what and returns what to log, to
 // be called once s.mu is released (the log handler is application code):
-// err when it differs from the last failure logged, and a recovery when
-// err is nil after a failure. s.mu is held.
+// err when the activity starts failing or fails in another way (its kind,
+// failureKind, changed: say the server came back but refuses the key), and
+// a recovery when err is nil after a failure. Failures of one kind differ
+// in their text (addresses, timeouts, the server's message) and are
+// logged once while they last. s.mu is held.
 func (s *Source) note(what string, err error) (logf func()) {
 	prev := s.logged[what]
 	switch {
-	case err == nil && prev != "":
+	case err == nil && prev != nil:
 		delete(s.logged, what)
 		return func() { s.log.Info("remote: "+what+" recovered", "after", prev) }
-	case err != nil && err.Error() != prev:
-		s.logged[what] = err.Error()
+	case err != nil && (prev == nil || failureKind(err) != failureKind(prev)):
+		s.logged[what] = err
 		return func() { s.log.Warn("remote: "+what+" failing; the last configuration keeps serving", "err", err) }
 	}
 	return func() {}
+}
+
+// failureKinds are the kinds of failure note tells apart, most specific
+// first.
+var failureKinds = []error{ErrRefused, ErrStatus, ErrBody, ErrCache, ErrFetch, errStreamEnded, errStreamIdle}
+
+// errOther is the kind of a failure of none of failureKinds.
+var errOther = errors.New("remote: other failure")
+
+// failureKind returns the first of failureKinds that err is, or errOther.
+func failureKind(err error) error {
+	for _, k := range failureKinds {
+		if errors.Is(err, k) {
+			return k
+		}
+	}
+	return errOther
 }
 
 // fetch asks for the configuration, conditionally on the one held, and
@@ -556,7 +622,7 @@ func (s *Source) run(ctx context.Context, first chan struct{}) {
 	}
 	close(first)
 	if !s.cfg.NoStream {
-		go s.streamLoop(ctx)
+		s.goJoined(func() { s.streamLoop(ctx) })
 	}
 	s.fetchLoop(ctx, failures)
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/scopeflags/scopeflags/admin"
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/leaktest"
 	"github.com/scopeflags/scopeflags/remote"
 	"github.com/scopeflags/scopeflags/scopes"
 	"github.com/scopeflags/scopeflags/sqlstore"
@@ -50,7 +51,8 @@ func startServer(t *testing.T) *server {
 	require.NoError(t, s.engine.Live().Reload(ctx, true))
 	done := make(chan struct{})
 	go func() { s.engine.Run(ctx); close(done) }()
-	as := &admin.Server{Store: st, Engine: s.engine, Log: discard, Heartbeat: 50 * time.Millisecond}
+	as, err := admin.New(admin.Config{Store: st, Engine: s.engine, Log: discard, Heartbeat: 50 * time.Millisecond})
+	require.NoError(t, err)
 	h := as.Handler()
 	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &recorder{ResponseWriter: w, code: 200}
@@ -328,4 +330,81 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestFailuresLoggedOncePerKind: failures of one kind whose text differs
+// every time (here the server's message names each request) are logged
+// once while they last; a failure of another kind (the key refused) is
+// logged again, and the recovery once.
+func TestFailuresLoggedOncePerKind(t *testing.T) {
+	var mode, requests atomic.Int32 // mode 0: 503, 1: 401, 2: answers
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/config", func(w http.ResponseWriter, r *http.Request) {
+		n := requests.Add(1)
+		switch mode.Load() {
+		case 0:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"error":{"code":"unavailable","message":"request %d: the database is busy"}}`, n)
+		case 1:
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, `{"error":{"code":"unauthorized","message":"request %d: unknown key"}}`, n)
+		default:
+			io.WriteString(w, `{"revision":1,"rules":[{"flag":"a","scope":"default","priority":1,"value":"x"}],"flags":[]}`)
+		}
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	logs := &lockedBuffer{}
+	src, err := remote.New(remote.Config{URL: "http://" + ln.Addr().String(), Key: "k", Log: slog.New(slog.NewTextHandler(logs, nil)),
+		NoStream: true, PollInterval: 10 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 10 * time.Millisecond})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src.Watch(ctx)
+	waitRequests := func(n int32) {
+		t.Helper()
+		target := requests.Load() + n
+		require.Eventually(t, func() bool { return requests.Load() >= target }, 5*time.Second, time.Millisecond)
+	}
+	waitRequests(5)
+	mode.Store(1)
+	waitRequests(5)
+	mode.Store(2)
+	require.Eventually(t, func() bool { return src.Status().Err == nil && src.Status().Revision == 1 }, 5*time.Second, time.Millisecond)
+	out := logs.String()
+	assert.Equal(t, 2, strings.Count(out, "remote: fetch failing"), "once for 503s, once for the refused key:\n%s", out)
+	assert.Equal(t, 1, strings.Count(out, "request 1: the database is busy"), out)
+	assert.Equal(t, 1, strings.Count(out, "remote: fetch recovered"), out)
+}
+
+// TestCloseJoinsWatch: Close ends the change stream and polling of a watch
+// whose context is never done and returns with none of the Source's
+// goroutines (nor its connections') left; a Watch after Close starts
+// nothing, and Load still asks the server.
+func TestCloseJoinsWatch(t *testing.T) {
+	s := startServer(t)
+	for _, tc := range []struct {
+		name     string
+		noStream bool
+	}{{"stream", false}, {"polling only", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			check := leaktest.Check(t)
+			src, err := remote.New(remote.Config{URL: s.url, Key: s.key, Log: discard, NoStream: tc.noStream, PollInterval: 20 * time.Millisecond})
+			require.NoError(t, err)
+			src.Watch(context.Background())
+			src.Watch(context.Background())
+			require.Eventually(t, func() bool { st := src.Status(); return st.Revision >= 1 && st.Streaming != tc.noStream }, 5*time.Second, time.Millisecond)
+			require.NoError(t, src.Close())
+			assert.Nil(t, src.Watch(context.Background()))
+			cfg, err := src.Load(context.Background())
+			require.NoError(t, err)
+			assert.NotEmpty(t, cfg.Rules)
+			require.NoError(t, src.Close())
+			check()
+		})
+	}
 }

@@ -17,6 +17,10 @@ import (
 // down); reconnect.
 var errStreamEnded = errors.New("remote: the change stream ended")
 
+// errStreamIdle: the stream brought nothing, not even a heartbeat, for
+// StreamIdleTimeout; reconnect.
+var errStreamIdle = errors.New("remote: the change stream was idle too long")
+
 // streamLoop keeps the change stream connected until ctx is done,
 // reconnecting after a backoff that grows with failures in a row.
 func (s *Source) streamLoop(ctx context.Context) {
@@ -56,8 +60,7 @@ func (s *Source) streamLoop(ctx context.Context) {
 func (s *Source) streamOnce(ctx context.Context) (alive bool, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	idle := errors.New("remote: the change stream was idle too long")
-	timer := time.AfterFunc(s.cfg.FetchTimeout, func() { cancel(idle) })
+	timer := time.AfterFunc(s.cfg.FetchTimeout, func() { cancel(errStreamIdle) })
 	defer timer.Stop()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.eventsURL, nil)
 	if err != nil {
@@ -72,7 +75,7 @@ func (s *Source) streamOnce(ctx context.Context) (alive bool, err error) {
 	s.mu.Unlock()
 	resp, err := s.stream.Do(req)
 	if err != nil {
-		if c := context.Cause(ctx); c == idle {
+		if c := context.Cause(ctx); c == errStreamIdle {
 			err = c
 		}
 		return false, fmt.Errorf("%w: change stream: %v", ErrFetch, err)
@@ -120,8 +123,8 @@ func (s *Source) streamOnce(ctx context.Context) (alive bool, err error) {
 	}
 	err = sc.Err()
 	switch {
-	case context.Cause(ctx) == idle:
-		err = idle
+	case context.Cause(ctx) == errStreamIdle:
+		err = errStreamIdle
 	case errors.Is(err, bufio.ErrTooLong):
 		err = fmt.Errorf("%w: change stream: a line over %d bytes", ErrBody, s.cfg.MaxLineSize)
 	case err == nil:

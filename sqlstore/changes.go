@@ -108,7 +108,7 @@ func (s *Store) changeOnce(ctx context.Context, op string, c Change, plan planFu
 			return Entry{}, fmt.Errorf("sqlstore: %s: %w", op, translate(err))
 		}
 		defer tx.Rollback()
-		if s.dialect == Postgres {
+		if s.dialect == PostgreSQL {
 			if _, err := tx.ExecContext(ctx, `SELECT revision FROM feature_revision WHERE id = 1 FOR UPDATE`); err != nil {
 				return Entry{}, fmt.Errorf("sqlstore: %s: %w", op, translate(err))
 			}
@@ -234,7 +234,7 @@ func (s *Store) commit(ctx context.Context, op string, c Change, p *pending, tx 
 	if err := tx.GetContext(ctx, &e.ID, query, args...); err != nil {
 		return fail(err)
 	}
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		// Delivered at commit, to every server listening (see Watch).
 		if _, err := tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, strconv.FormatInt(rev, 10)); err != nil {
 			return fail(err)
@@ -427,7 +427,7 @@ func (s *Store) updateValues(ctx context.Context, tx *sqlx.Tx, rs []rules.Rule) 
 	if len(rs) == 0 {
 		return nil
 	}
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		flags, prios, values := make([]string, len(rs)), make([]int64, len(rs)), make([]string, len(rs))
 		for i, r := range rs {
 			flags[i], prios[i], values[i] = r.Flag, int64(r.Priority), r.Value
@@ -460,7 +460,7 @@ const updateBatch = 500
 // (A list of OR'd key comparisons made PostgreSQL scan the table once per
 // statement: 1.5 s for 7,000 of 14,000 rules.)
 func (s *Store) deleteRules(ctx context.Context, tx *sqlx.Tx, gone []ruleKey) error {
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		flags, prios := make([]string, len(gone)), make([]int64, len(gone))
 		for i, k := range gone {
 			flags[i], prios[i] = k.flag, int64(k.priority)
@@ -489,7 +489,7 @@ func (s *Store) insertRules(ctx context.Context, tx *sqlx.Tx, rs []rules.Rule) e
 	if len(rs) == 0 {
 		return nil
 	}
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		cols := [5][]string{}
 		prios := make([]int64, len(rs))
 		for i := range cols {

@@ -78,7 +78,9 @@ func TestPushStrictByDefault(t *testing.T) {
 			{Name: "ui.theme", Type: rules.String, Default: "light", Variants: []rules.Variant{{Name: "light", Value: "#fff"}}},
 		}
 		for _, dry := range []bool{true, false} {
-			rep, err := st.PushDefinitions(ctx, v2, change("v2", sqlstore.AnyRevision), sqlstore.PushOptions{DryRun: dry})
+			c := change("v2", sqlstore.AnyRevision)
+			c.DryRun = dry
+			rep, err := st.PushDefinitions(ctx, v2, c, sqlstore.PushOptions{})
 			require.ErrorIs(t, err, sqlstore.ErrIncompatible, "dry run %v", dry)
 			assert.False(t, rep.Written)
 			assert.Equal(t, []sqlstore.Incompatible{
@@ -100,5 +102,65 @@ func TestPushStrictByDefault(t *testing.T) {
 		assert.True(t, rep.Written)
 		assert.Len(t, rep.Incompatible, 2)
 		assert.Len(t, rep.Removed, 7)
+	})
+}
+
+// TestDeclarationDryRunsWriteNothing: Change.DryRun is how every write is
+// previewed, pushes and deletions of declarations too: the report or
+// entry says what would be written, and the revision, the declarations
+// and the changelog stay as they are.
+func TestDeclarationDryRunsWriteNothing(t *testing.T) {
+	ctx := context.Background()
+	eachStore(t, func(t *testing.T, st *sqlstore.Store) {
+		_, err := st.PushDefinitions(ctx, everyField[:2], change("declare", sqlstore.AnyRevision), sqlstore.PushOptions{})
+		require.NoError(t, err)
+		_, _, err = st.ReplaceText(ctx, "jobs.retries default 1 many\n", nil, change("a rule", sqlstore.AnyRevision))
+		require.NoError(t, err)
+		dry := change("preview", sqlstore.AnyRevision)
+		dry.DryRun = true
+		snapshot := func() (int64, []rules.Definition, int) {
+			rev, err := st.Revision(ctx)
+			require.NoError(t, err)
+			defs, err := st.Definitions(ctx)
+			require.NoError(t, err)
+			es, err := st.Changelog(ctx, sqlstore.ChangelogQuery{})
+			require.NoError(t, err)
+			return rev, defs, len(es)
+		}
+		rev, defs, entries := snapshot()
+		for _, tc := range []struct {
+			name  string
+			write func() error
+		}{
+			{"push", func() error {
+				rep, err := st.PushDefinitions(ctx, everyField, dry, sqlstore.PushOptions{})
+				assert.False(t, rep.Written)
+				assert.Len(t, rep.Created, 3)
+				return err
+			}},
+			{"refused push", func() error {
+				bad := []rules.Definition{{Name: "jobs.retries", Type: rules.Int, Default: "3"}}
+				rep, err := st.PushDefinitions(ctx, bad, dry, sqlstore.PushOptions{})
+				assert.False(t, rep.Written)
+				assert.Len(t, rep.Incompatible, 1)
+				assert.ErrorIs(t, err, sqlstore.ErrIncompatible)
+				return nil
+			}},
+			{"delete", func() error {
+				e, err := st.DeleteDefinitions(ctx, []string{"api.limits"}, dry)
+				assert.True(t, e.DryRun)
+				assert.Zero(t, e.ID)
+				assert.Contains(t, e.Diff, "api.limits")
+				return err
+			}},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				require.NoError(t, tc.write())
+				r, d, n := snapshot()
+				assert.Equal(t, rev, r, "no new revision")
+				assert.Equal(t, defs, d, "the declarations as they were")
+				assert.Equal(t, entries, n, "no changelog entry")
+			})
+		}
 	})
 }

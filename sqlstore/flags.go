@@ -79,10 +79,9 @@ func (s *Store) Definitions(ctx context.Context) ([]rules.Definition, error) {
 	return ds, nil
 }
 
-// PushOptions control PushDefinitions.
+// PushOptions control PushDefinitions. A push is previewed as every
+// write is, with Change.DryRun.
 type PushOptions struct {
-	// DryRun reports what a push would do and writes nothing.
-	DryRun bool
 	// Force writes even when stored rule values would not parse as the
 	// new declarations; those rules then answer ERROR. Without it such a
 	// push is refused with ErrIncompatible.
@@ -144,9 +143,9 @@ type PushReport struct {
 // it lists stored rule values the new declarations would reject; any
 // such value refuses the push (ErrIncompatible, with the report) unless
 // opts.Force. A push that changes nothing writes nothing (no revision, no
-// entry). With opts.DryRun nothing is written and c is not needed; it
-// returns ErrIncompatible, with the report, when the push would be
-// refused.
+// entry). With c.DryRun nothing is written and c's comment and actor are
+// not needed; it returns ErrIncompatible, with the report, when the push
+// would be refused.
 // Declarations only in the database are reported as orphans and kept.
 // Invalid declarations, and a missing or invalid comment or actor, are
 // refused with ErrInvalid; c.BaseRevision is checked as by ReplaceRules.
@@ -163,7 +162,7 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, c 
 		}
 		codecs[d.Name] = c
 	}
-	if opts.DryRun {
+	if c.DryRun {
 		tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.readIsolation()})
 		if err != nil {
 			return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
@@ -284,7 +283,9 @@ func storedLines(stored []rules.Rule) []rules.Rule {
 // change, like PushDefinitions; their rules stay and become plain text.
 // Entry.Warnings name those rules whose value reads as "off"
 // (rules.Negations), by their line in the stored rules text. When none of
-// names is declared nothing is written and the Entry is zero.
+// names is declared nothing is written and the Entry is zero. With
+// c.DryRun nothing is written: the Entry is the one the write would make
+// (DryRun set, no ID).
 func (s *Store) DeleteDefinitions(ctx context.Context, names []string, c Change) (Entry, error) {
 	if err := checkChange(c); err != nil {
 		return Entry{}, err

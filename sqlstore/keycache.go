@@ -107,7 +107,7 @@ func (c *KeyCache) Reload(ctx context.Context) error {
 	fingerprint := fmt.Sprintf("%d/%d/%d", fp.N, fp.MaxID, fp.Revoked)
 	old := c.cur.Load()
 	if old.byHash != nil && old.fingerprint == fingerprint {
-		c.err.Store(nil)
+		c.ok()
 		return nil
 	}
 	var rows []struct {
@@ -139,16 +139,25 @@ func (c *KeyCache) Reload(ctx context.Context) error {
 		t.byHash[h] = k
 	}
 	c.cur.Store(t)
-	c.err.Store(nil)
+	c.ok()
 	return nil
 }
 
+// fail records a failed refresh. The first failure of a run is logged
+// (c.err was nil): the ones after it, whatever their text (a reset
+// connection, then refused ones), are the same outage.
 func (c *KeyCache) fail(err error) error {
-	if prev := c.Err(); prev == nil || prev.Error() != err.Error() {
+	if prev := c.err.Swap(&err); prev == nil {
 		c.log.Warn("API keys refresh failed; using the keys last read", "err", err)
 	}
-	c.err.Store(&err)
 	return err
+}
+
+// ok records a successful refresh, logging the recovery after failures.
+func (c *KeyCache) ok() {
+	if prev := c.err.Swap(nil); prev != nil {
+		c.log.Info("API keys refresh recovered", "after", *prev)
+	}
 }
 
 // flushUsed writes the last-used times of keys used since the last write,

@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -75,4 +77,37 @@ func TestKeysTakeEffectEverywhereAtOnce(t *testing.T) {
 	}
 	assert.Equal(t, 0, a.Listeners(), "Run returned: its listener has stopped")
 	assert.Equal(t, 0, b.Listeners())
+}
+
+// TestKeyCacheLogsOutageOnce: while the database is cut off, refreshes
+// fail with one text or another (a refused connection, a refresh whose
+// deadline passed); the outage is logged once, whatever the texts, and
+// its end once.
+func TestKeyCacheLogsOutageOnce(t *testing.T) {
+	server, _, p := proxiedServers(t)
+	var logs strings.Builder
+	c := sqlstore.NewKeyCache(server, sqlstore.KeyCacheOptions{Refresh: time.Hour, Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	ctx := context.Background()
+	expired, cancel := context.WithTimeout(ctx, 0)
+	defer cancel()
+	require.NoError(t, c.Reload(ctx))
+	p.Cut()
+	var texts []string
+	for i := range 6 {
+		rctx := ctx
+		if i%2 == 1 {
+			rctx = expired
+		}
+		err := c.Reload(rctx)
+		require.Error(t, err)
+		if !slices.Contains(texts, err.Error()) {
+			texts = append(texts, err.Error())
+		}
+	}
+	require.Len(t, texts, 2, "two texts of one outage")
+	p.Resume()
+	require.Eventually(t, func() bool { return c.Reload(ctx) == nil }, 10*time.Second, 50*time.Millisecond)
+	require.NoError(t, c.Reload(ctx))
+	assert.Equal(t, 1, strings.Count(logs.String(), "API keys refresh failed"), logs.String())
+	assert.Equal(t, 1, strings.Count(logs.String(), "API keys refresh recovered"), logs.String())
 }

@@ -70,7 +70,7 @@ const keyColumns = "id, hint, name, scope, created_at, last_used_at, revoked_at"
 // of at most MaxKeyName characters; a *FieldError otherwise) with scope,
 // keeping only its hash. The caller validates scope.
 func (s *Store) CreateKey(ctx context.Context, key, name, scope string) (APIKey, error) {
-	if err := checkText("name", name, MaxKeyName, "a key needs a name"); err != nil {
+	if err := CheckKeyName(name); err != nil {
 		return APIKey{}, err
 	}
 	switch {
@@ -95,12 +95,19 @@ func (s *Store) CreateKey(ctx context.Context, key, name, scope string) (APIKey,
 	return k, nil
 }
 
+// CheckKeyName checks a key's name as CreateKey does (human text, at
+// most MaxKeyName characters, not empty): a *FieldError when it would be
+// refused. A dry run of a key's creation asks it.
+func CheckKeyName(name string) error {
+	return checkText("name", name, MaxKeyName, "a key needs a name")
+}
+
 // notifyKeys tells every server's KeyCache (on PostgreSQL; a no-op on
 // SQLite) that the keys changed; inside a transaction, at its commit.
 func (s *Store) notifyKeys(ctx context.Context, ex interface {
 	ExecContext(context.Context, string, ...any) (sql.Result, error)
 }) error {
-	if s.dialect != Postgres {
+	if s.dialect != PostgreSQL {
 		return nil
 	}
 	_, err := ex.ExecContext(ctx, `SELECT pg_notify($1, '')`, KeyNotifyChannel)

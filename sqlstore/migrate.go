@@ -156,7 +156,7 @@ func (s *Store) migrations() ([]migration, error) {
 		return nil, err
 	}
 	dir := "sqlite"
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		dir = "postgres"
 	}
 	return all[dir], nil
@@ -254,7 +254,7 @@ func (s *Store) migrate(ctx context.Context, mode migrateMode, to int) (Upgrade,
 		return Upgrade{}, fmt.Errorf("sqlstore: migrate: %w", translate(err))
 	}
 	defer tx.Rollback()
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SELECT pg_advisory_xact_lock(%d)`, migrateLockID)); err != nil {
 			return Upgrade{}, fmt.Errorf("sqlstore: migrate: %w", translate(err))
 		}
@@ -394,7 +394,7 @@ func (s *Store) legacyVersion(ctx context.Context, tx *sqlx.Tx) (int, error) {
 			return c.version - 1, err
 		}
 	}
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		var set bool
 		err := tx.GetContext(ctx, &set, `SELECT coalesce('fillfactor=70' = ANY(reloptions), false) FROM pg_class WHERE oid = 'feature_rules'::regclass`)
 		if err != nil || !set {

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,11 +20,28 @@ import (
 	"github.com/scopeflags/scopeflags/rules"
 )
 
-// Dialect names.
+// Dialect is the kind of database a Store is on.
+type Dialect uint8
+
+// The dialects a Store speaks.
 const (
-	Postgres = "postgres"
-	SQLite   = "sqlite"
+	// SQLite is an embedded SQLite file (the zero value).
+	SQLite Dialect = iota
+	// PostgreSQL is a PostgreSQL server.
+	PostgreSQL
 )
+
+// String returns "sqlite" or "postgres", the names of the database/sql
+// drivers (and of the dialects in test names).
+func (d Dialect) String() string {
+	switch d {
+	case SQLite:
+		return "sqlite"
+	case PostgreSQL:
+		return "postgres"
+	}
+	return fmt.Sprintf("sqlstore.Dialect(%d)", uint8(d))
+}
 
 // AnyRevision as Change.BaseRevision replaces the rules whatever their
 // current revision.
@@ -49,7 +67,7 @@ var (
 // Store is rule storage in one database. It is safe for concurrent use.
 type Store struct {
 	db      *sqlx.DB
-	dialect string
+	dialect Dialect
 	dsn     string // PostgreSQL's, for the change listener
 	sb      sq.StatementBuilderType
 
@@ -60,6 +78,15 @@ type Store struct {
 
 	listeners                        atomic.Int64 // running Watch listeners
 	listenReconnects, listenFailures atomic.Int64
+
+	// The listeners' goroutines (Watch, KeyCache.Run): Close ends them
+	// (closing) and waits for them (wg). mu orders wg.Add before Close's
+	// Wait: no listener starts once closed is set.
+	mu           sync.Mutex
+	closed       bool
+	closing      context.Context
+	endListeners context.CancelFunc
+	wg           sync.WaitGroup
 }
 
 // Options configure a Store (OpenWith). The zero value is the defaults.
@@ -115,19 +142,20 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 // open connects to dsn, leaving the schema as it is.
 func open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	s := &Store{dialect: SQLite, codec: rules.CodecOptions{MaxValue: opts.MaxValue, Cache: rules.NewValidationCache(0, 0)}}
+	s.closing, s.endListeners = context.WithCancel(context.Background())
 	driver, source := "sqlite", sqliteDSN(dsn)
 	if isPostgresDSN(dsn) {
-		s.dialect, driver, source, s.dsn = Postgres, "postgres", dsn, dsn
+		s.dialect, driver, source, s.dsn = PostgreSQL, "postgres", dsn, dsn
 	}
 	// The one place placeholders are chosen.
 	var ph sq.PlaceholderFormat = sq.Question
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		ph = sq.Dollar
 	}
 	s.sb = sq.StatementBuilder.PlaceholderFormat(ph)
 
 	var db *sqlx.DB
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		// Connections that notice a dead peer (see pgDialer).
 		conn, err := pq.NewConnector(source)
 		if err != nil {
@@ -167,7 +195,7 @@ func (s *Store) beginWrite(ctx context.Context) (*sqlx.Tx, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`SET LOCAL lock_timeout = %d`, LockTimeout.Milliseconds())); err != nil {
 			tx.Rollback()
 			return nil, err
@@ -197,11 +225,20 @@ func sqliteDSN(path string) string {
 	return "file:" + path + sep + q.Encode()
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close ends the store's change listeners (Watch, KeyCache.Run), waits
+// for their goroutines to end, and closes the database. Watch channels
+// then signal no more.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.endListeners()
+	s.wg.Wait()
+	return s.db.Close()
+}
 
-// Dialect returns Postgres or SQLite.
-func (s *Store) Dialect() string { return s.dialect }
+// Dialect returns the store's database: SQLite or PostgreSQL.
+func (s *Store) Dialect() Dialect { return s.dialect }
 
 // Ping checks the database is reachable.
 func (s *Store) Ping(ctx context.Context) error {
@@ -245,7 +282,7 @@ func (s *Store) Load(ctx context.Context) (*rules.Config, error) {
 }
 
 func (s *Store) readIsolation() sql.IsolationLevel {
-	if s.dialect == Postgres {
+	if s.dialect == PostgreSQL {
 		return sql.LevelRepeatableRead
 	}
 	return sql.LevelDefault

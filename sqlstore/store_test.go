@@ -329,3 +329,19 @@ func TestDiff(t *testing.T) {
 	assert.Equal(t, "@@ -1 +1 @@\n-a\n+b\n", sqlstore.Diff("a\n", "b\n"))
 	assert.True(t, errors.Is(fmt.Errorf("x: %w", sqlstore.ErrConflict), sqlstore.ErrConflict))
 }
+
+// TestDialect: a store knows its database as a Dialect whose String is
+// the driver's name; an unknown value names itself.
+func TestDialect(t *testing.T) {
+	want := map[string]sqlstore.Dialect{"sqlite": sqlstore.SQLite, "postgres": sqlstore.PostgreSQL}
+	for name, dsn := range sqlstoretest.DSNs(t) {
+		t.Run(name, func(t *testing.T) {
+			st, err := sqlstore.Open(context.Background(), dsn)
+			require.NoError(t, err)
+			defer st.Close()
+			assert.Equal(t, want[name], st.Dialect())
+			assert.Equal(t, name, st.Dialect().String())
+		})
+	}
+	assert.Equal(t, "sqlstore.Dialect(7)", sqlstore.Dialect(7).String())
+}

@@ -24,7 +24,7 @@ import (
 func TestSavesBoundValuesAndSchemas(t *testing.T) {
 	costly := strings.Repeat("(a?)", 240) + "b" // 963 regexp instructions
 	for _, st := range sqlstoretest.Stores(t) {
-		t.Run(st.Dialect(), func(t *testing.T) {
+		t.Run(st.Dialect().String(), func(t *testing.T) {
 			ctx := context.Background()
 			probe := rules.Definition{Name: "cfg.probe", Type: rules.JSON, Default: `"b"`,
 				Schema: `{"type": "string", "pattern": "` + strings.Repeat("(a?)", 3000) + `b"}`}

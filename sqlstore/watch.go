@@ -38,7 +38,8 @@ const (
 )
 
 // Watch implements controller.Watcher. On PostgreSQL it listens on
-// NotifyChannel on one dedicated connection until ctx is done, and signals
+// NotifyChannel on one dedicated connection until ctx is done or the
+// store is closed (Close waits for the listener to end), and signals
 // on every notification and after every reconnect (notifications sent
 // while disconnected are lost, so the reader must check the revision
 // then). Signals coalesce: the channel holds at most one. On SQLite (one
@@ -54,12 +55,32 @@ const KeyNotifyChannel = "scopeflags_keys"
 
 // listen is Watch on channel (what names the notifications in the log).
 // wait returns once every goroutine listen started has ended, which is
-// soon after ctx is done; listen on SQLite returns a nil channel and a
+// soon after ctx is done or the store closed (Close waits for them too);
+// listen on SQLite, or on a closed store, returns a nil channel and a
 // wait that returns at once.
 func (s *Store) listen(ctx context.Context, channel, what string) (signals <-chan struct{}, wait func()) {
 	var wg sync.WaitGroup
-	if s.dialect != Postgres || s.dsn == "" {
+	if s.dialect != PostgreSQL || s.dsn == "" {
 		return nil, wg.Wait
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, wg.Wait
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	stopOnClose := context.AfterFunc(s.closing, cancel)
+	// go runs f as one of the listener's goroutines: wait and Close both
+	// wait for it. The first ones start under s.mu, so before Close waits;
+	// later ones start from a running one, which Close waits for.
+	goJoined := func(f func()) {
+		wg.Add(1)
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer wg.Done()
+			f()
+		}()
 	}
 	out := make(chan struct{}, 1)
 	signal := func() {
@@ -90,9 +111,7 @@ func (s *Store) listen(ctx context.Context, channel, what string) (signals <-cha
 			}
 		})
 	s.listeners.Add(1)
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
+	goJoined(func() {
 		// Listen waits until the listener has a connection, which may be
 		// never while the database is down: it must not hold up Watch's
 		// caller (Live.Run, whose fallback poll keeps going meanwhile).
@@ -102,9 +121,10 @@ func (s *Store) listen(ctx context.Context, channel, what string) (signals <-cha
 			// LISTEN itself on every reconnect.
 			s.log().Warn("sqlstore: listen for "+what, "err", err)
 		}
-	}()
-	go func() {
-		defer wg.Done()
+	})
+	goJoined(func() {
+		defer cancel()
+		defer stopOnClose()
 		defer s.listeners.Add(-1)
 		defer l.Close()
 		ping := time.NewTicker(listenerPing)
@@ -115,6 +135,12 @@ func (s *Store) listen(ctx context.Context, channel, what string) (signals <-cha
 		// Ping has no timeout and holds the listener's lock, so the
 		// connection itself is closed: the listener then reconnects.
 		var pinging atomic.Int64 // when the outstanding ping began (Unix ns); 0: none
+		defer func() {
+			if pinging.Load() != 0 {
+				// A ping that hangs holds the lock l.Close needs.
+				d.closeAll()
+			}
+		}()
 		for {
 			select {
 			case <-ctx.Done():
@@ -131,17 +157,15 @@ func (s *Store) listen(ctx context.Context, channel, what string) (signals <-cha
 					continue
 				}
 				pinging.Store(time.Now().UnixNano())
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
+				goJoined(func() {
 					// A failed ping makes the listener drop the
 					// connection and reconnect (then signal).
 					_ = l.Ping()
 					pinging.Store(0)
-				}()
+				})
 			}
 		}
-	}()
+	})
 	return out, wg.Wait
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/internal/leaktest"
 	"github.com/scopeflags/scopeflags/internal/testproxy"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
@@ -220,5 +221,49 @@ func TestWatchDoesNotWaitForTheDatabase(t *testing.T) {
 		case <-time.After(200 * time.Millisecond):
 			saveValue(t, other, "again-"+time.Now().Format("150405.000"))
 		}
+	}
+}
+
+// TestCloseJoinsListeners: Close ends a Watch whose context is never done
+// and a running KeyCache, and returns with none of their goroutines left
+// (the database's own included).
+func TestCloseJoinsListeners(t *testing.T) {
+	dsn := sqlstoretest.PostgresDSN(t)
+	if dsn == "" {
+		t.Skipf("%s is not set: skipping PostgreSQL", sqlstoretest.EnvDSN)
+	}
+	for _, tc := range []struct {
+		name  string
+		start func(st *sqlstore.Store) (stop func())
+	}{
+		{"watch", func(st *sqlstore.Store) func() {
+			st.Watch(context.Background())
+			return func() {}
+		}},
+		{"key cache", func(st *sqlstore.Store) func() {
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); sqlstore.NewKeyCache(st, sqlstore.KeyCacheOptions{}).Run(ctx) }()
+			return func() { cancel(); <-done }
+		}},
+		{"watch after close", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			check := leaktest.Check(t)
+			st, err := sqlstore.Open(context.Background(), dsn)
+			require.NoError(t, err)
+			if tc.start == nil {
+				require.NoError(t, st.Close())
+				assert.Nil(t, st.Watch(context.Background()), "a closed store listens no more")
+				check()
+				return
+			}
+			stop := tc.start(st)
+			require.Eventually(t, func() bool { return st.Listeners() == 1 }, 5*time.Second, time.Millisecond)
+			require.NoError(t, st.Close())
+			assert.Zero(t, st.Listeners())
+			stop()
+			check()
+		})
 	}
 }

@@ -86,7 +86,7 @@ func TestLongSaveDoesNotBlockWriters(t *testing.T) {
 				lat.note("revoke", time.Since(start), err)
 			}
 		})
-		if st.Dialect() == sqlstore.Postgres {
+		if st.Dialect() == sqlstore.PostgreSQL {
 			wg.Go(func() { // another writer of the fleet: declarations
 				for i := 0; ; i++ {
 					select {

@@ -116,7 +116,8 @@ func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, val
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one declarations FILE", errUsage)
 	}
-	c := sqlstore.Change{BaseRevision: sqlstore.AnyRevision}
+	dryRun := *dry || validate
+	c := sqlstore.Change{BaseRevision: sqlstore.AnyRevision, DryRun: dryRun}
 	if !validate && !*dry {
 		if strings.TrimSpace(*comment) == "" {
 			return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
@@ -132,8 +133,7 @@ func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, val
 		return err
 	}
 	defer st.Close()
-	dryRun := *dry || validate
-	rep, err := st.PushDefinitions(ctx, defs, c, sqlstore.PushOptions{DryRun: dryRun, Force: *force})
+	rep, err := st.PushDefinitions(ctx, defs, c, sqlstore.PushOptions{Force: *force})
 	refused := errors.Is(err, sqlstore.ErrIncompatible)
 	if err != nil && !refused {
 		return err

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -29,12 +31,14 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 // keysCreate prints the new key alone on stdout (for scripts) and what it
-// is on stderr.
+// is on stderr. With -dry-run it checks the scope, the name and the
+// database, prints what it would create and writes nothing.
 func keysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys create", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
 	scope := fs.String("scope", "", "read_external, read, write or admin")
 	name := fs.String("name", "", "who or what the key is for")
+	dry := fs.Bool("dry-run", false, "print the key that would be created and write nothing (exit 1 if it would be refused)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -50,6 +54,17 @@ func keysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer st.Close()
+	if *dry {
+		if err := sqlstore.CheckKeyName(*name); err != nil {
+			return err
+		}
+		// The database is reachable and its keys readable, as creating needs.
+		if _, err := st.CountKeys(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "would create a key %q with scope %s\ndry run: nothing written\n", strings.TrimSpace(*name), sc)
+		return nil
+	}
 	key := sqlstore.NewKey()
 	k, err := st.CreateKey(ctx, key, *name, string(sc))
 	if err != nil {
@@ -90,14 +105,17 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return tw.Flush()
 }
 
+// keysRevoke revokes a key. With -dry-run it prints which key it would
+// revoke and writes nothing; an unknown ID fails as the revocation would.
 func keysRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys revoke", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
+	dry := fs.Bool("dry-run", false, "print the key that would be revoked and write nothing (exit 1 if there is no such key)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: keys revoke [-db DSN] ID", errUsage)
+		return fmt.Errorf("%w: keys revoke [-db DSN] [-dry-run] ID", errUsage)
 	}
 	id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
 	if err != nil {
@@ -108,10 +126,33 @@ func keysRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	defer st.Close()
+	if *dry {
+		return revokeDryRun(ctx, st, id, stdout)
+	}
 	k, err := st.RevokeKey(ctx, id)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "revoked key %d %q (%s); its sessions are ended\n", k.ID, k.Name, oneLine(k.Scope))
+	return nil
+}
+
+// revokeDryRun prints what revoking key id would do.
+func revokeDryRun(ctx context.Context, st *sqlstore.Store, id int64, stdout io.Writer) error {
+	ks, err := st.Keys(ctx)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(ks, func(k sqlstore.APIKey) bool { return k.ID == id })
+	if i < 0 {
+		return fmt.Errorf("%w: key %d", sqlstore.ErrNotFound, id)
+	}
+	k := ks[i]
+	if k.Revoked.Valid {
+		fmt.Fprintf(stdout, "key %d %q (%s) is revoked already (%s)\n", k.ID, k.Name, oneLine(k.Scope), k.Revoked.Time.Format(time.RFC3339))
+	} else {
+		fmt.Fprintf(stdout, "would revoke key %d %q (%s) and end its sessions\n", k.ID, k.Name, oneLine(k.Scope))
+	}
+	fmt.Fprintln(stdout, "dry run: nothing written")
 	return nil
 }

@@ -18,9 +18,9 @@
 //	feature-info flags list [-db DSN]
 //	feature-info flags export [-db DSN]
 //	feature-info flags delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) NAME...
-//	feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
+//	feature-info keys create [-db DSN] [-dry-run] -scope read_external|read|write|admin -name NAME
 //	feature-info keys list [-db DSN]
-//	feature-info keys revoke [-db DSN] ID
+//	feature-info keys revoke [-db DSN] [-dry-run] ID
 //	feature-info migrate [-db DSN] [-dry-run]
 //
 // Declarations files (JSON) are described in docs/typed-flags.md.
@@ -70,9 +70,9 @@ const usage = `usage:
   feature-info flags list [-db DSN]
   feature-info flags export [-db DSN]
   feature-info flags delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) NAME...
-  feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
+  feature-info keys create [-db DSN] [-dry-run] -scope read_external|read|write|admin -name NAME
   feature-info keys list [-db DSN]
-  feature-info keys revoke [-db DSN] ID
+  feature-info keys revoke [-db DSN] [-dry-run] ID
   feature-info migrate [-db DSN] [-dry-run]
 DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
 `

@@ -101,9 +101,9 @@ type Main struct {
 
 	ln, publicLn net.Listener
 	srv, public  *http.Server
-	cancel       context.CancelFunc
-	done         chan struct{}
-	keysDone     chan struct{} // closed when the key table's loop (and its listener) has ended
+	cancel       context.CancelFunc // ends the loops
+	loops        sync.WaitGroup     // the Live and key table loops, joined by Close
+	done         chan struct{}      // closed when the HTTP servers have stopped
 }
 
 // Run opens the store (creating or upgrading its schema), loads the example rules into
@@ -144,9 +144,12 @@ func (m *Main) Run(ctx context.Context) error {
 		RateLimit: m.OFREPRate, RateBurst: m.OFREPBurst, Log: m.Log,
 		BulkUnitsPerFlag: m.OFREPBudgetPerFlag, BulkBaseUnits: m.OFREPBudgetBase,
 		Abuse: ofrep.Abuse{TrustedProxies: m.TrustedProxies, MaxStreamsPerAddr: m.MaxStreamsPerAddr}})
-	m.Admin = &admin.Server{Store: st, Engine: m.Engine, Keys: m.Keys, Log: m.Log, SecureCookies: m.SecureCookies,
+	m.Admin, err = admin.New(admin.Config{Store: st, Engine: m.Engine, Keys: m.Keys, Log: m.Log, SecureCookies: m.SecureCookies,
 		MoreMetrics: []admin.MetricsWriter{m.OFREP}, TrustedProxies: m.TrustedProxies,
-		MaxStreamsPerKey: m.MaxStreamsPerKey, MaxStreamsPerAddr: m.MaxStreamsPerAddr}
+		MaxStreamsPerKey: m.MaxStreamsPerKey, MaxStreamsPerAddr: m.MaxStreamsPerAddr})
+	if err != nil {
+		return err
+	}
 	adminHandler := m.Admin.Handler()
 	// OFREP authenticates by header, never by cookie: it sits beside the
 	// admin server, outside its cross-origin protection.
@@ -184,9 +187,9 @@ func (m *Main) Run(ctx context.Context) error {
 	runCtx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
 	m.done = make(chan struct{})
-	go func() { _ = m.Live.Run(runCtx, 0) }()
-	m.keysDone = make(chan struct{})
-	go func() { defer close(m.keysDone); _ = m.Keys.Run(runCtx) }()
+	m.loops.Add(2)
+	go func() { defer m.loops.Done(); _ = m.Live.Run(runCtx, 0) }()
+	go func() { defer m.loops.Done(); _ = m.Keys.Run(runCtx) }()
 	serve := func(srv *http.Server, ln net.Listener) error {
 		if m.TLSCert != "" {
 			return srv.ServeTLS(ln, m.TLSCert, m.TLSKey)
@@ -312,7 +315,8 @@ func (m *Main) seed(ctx context.Context) error {
 }
 
 // Close stops serving (letting requests in flight finish for up to ten
-// seconds), stops polling and closes the store.
+// seconds), stops the rules' and keys' loops and waits for them, and
+// closes the store: no goroutine Run started is left.
 func (m *Main) Close() error {
 	var errs []error
 	if m.srv != nil {
@@ -326,7 +330,7 @@ func (m *Main) Close() error {
 	}
 	if m.cancel != nil {
 		m.cancel()
-		<-m.keysDone
+		m.loops.Wait()
 	}
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())

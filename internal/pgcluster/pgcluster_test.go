@@ -27,7 +27,7 @@ func TestStopAndStart(t *testing.T) {
 	st, err := sqlstore.Open(ctx, c.DSN())
 	require.NoError(t, err)
 	defer st.Close()
-	assert.Equal(t, sqlstore.Postgres, st.Dialect())
+	assert.Equal(t, sqlstore.PostgreSQL, st.Dialect())
 	_, _, err = st.ReplaceText(ctx, "a default 1 one\n", nil, sqlstore.Change{Comment: "test", Actor: "test", BaseRevision: sqlstore.AnyRevision})
 	require.NoError(t, err)
 	rev, err := st.Revision(ctx)
