@@ -47,7 +47,7 @@ type Live struct {
 	opts   BuildOptions
 	last   *Snapshot // the last snapshot build made, which the next reuses from; under mu
 
-	stored   []rules.Definition  // declarations from the last load; under mu
+	stored   []rules.Definition      // declarations from the last load; under mu
 	reported map[problemKey]struct{} // problems logged for the current rules; under mu
 
 	// changed is closed, and replaced, whenever a snapshot is published.
