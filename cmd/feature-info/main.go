@@ -7,11 +7,11 @@
 //	                  [-public-addr HOST:PORT] [-cors-origins ORIGIN,...] [-ofrep-rate N [-ofrep-burst N]]
 //	                  [-ofrep-budget-per-flag UNITS] [-ofrep-budget-base UNITS]
 //	feature-info check [-defs FILE | -db DSN] FILE
-//	feature-info import [-db DSN] -comment TEXT [-actor NAME] [-prune] [-dry-run] FILE
+//	feature-info import [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-prune] FILE
 //	feature-info export [-db DSN]
 //	feature-info changelog [-db DSN] [-limit N | -id N]
-//	feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] [-dry-run] ID
-//	feature-info rules delete [-db DSN] -comment TEXT [-actor NAME] [-dry-run] FLAG...
+//	feature-info revert [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-base REV] ID
+//	feature-info rules delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) FLAG...
 //	feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID] [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]... [-json] FLAG...
 //	feature-info flags push [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-force] [-json] FILE
 //	feature-info flags validate [-db DSN] [-json] FILE
@@ -57,11 +57,11 @@ const usage = `usage:
                     [-public-addr HOST:PORT] [-cors-origins ORIGIN,...] [-ofrep-rate N [-ofrep-burst N]]
                     [-ofrep-budget-per-flag UNITS] [-ofrep-budget-base UNITS]
   feature-info check [-defs FILE | -db DSN] FILE
-  feature-info import [-db DSN] -comment TEXT [-actor NAME] [-prune] [-dry-run] FILE
+  feature-info import [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-prune] FILE
   feature-info export [-db DSN]
   feature-info changelog [-db DSN] [-limit N | -id N]
-  feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] [-dry-run] ID
-  feature-info rules delete [-db DSN] -comment TEXT [-actor NAME] [-dry-run] FLAG...
+  feature-info revert [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-base REV] ID
+  feature-info rules delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) FLAG...
   feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID]
                     [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]...
                     [-json] FLAG...

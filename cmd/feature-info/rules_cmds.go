@@ -165,7 +165,7 @@ func defaultActor() string {
 func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("import", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
-	comment := fs.String("comment", "", "who asked for this change and why (required)")
+	comment := fs.String("comment", "", "who asked for this change and why (required unless -dry-run)")
 	actor := fs.String("actor", defaultActor(), "who is making the change")
 	prune := fs.Bool("prune", false, "make the whole rule set equal to FILE: delete the rules of every flag FILE does not name")
 	dry := fs.Bool("dry-run", false, "print what would change and write nothing (exit 1 if the import would be refused)")
@@ -176,7 +176,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one FILE", errUsage)
 	}
-	if strings.TrimSpace(*comment) == "" {
+	if !*dry && strings.TrimSpace(*comment) == "" {
 		return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
 	}
 	path := fs.Arg(0)
@@ -227,7 +227,7 @@ func cmdRules(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func cmdRulesDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rules delete", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
-	comment := fs.String("comment", "", "who asked for this change and why (required)")
+	comment := fs.String("comment", "", "who asked for this change and why (required unless -dry-run)")
 	actor := fs.String("actor", defaultActor(), "who is making the change")
 	dry := fs.Bool("dry-run", false, "print what would change and write nothing")
 	var names []string
@@ -248,7 +248,7 @@ func cmdRulesDelete(ctx context.Context, args []string, stdout, stderr io.Writer
 			return fmt.Errorf("%w: flag %q: %v", errUsage, n, err)
 		}
 	}
-	if strings.TrimSpace(*comment) == "" {
+	if !*dry && strings.TrimSpace(*comment) == "" {
 		return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
 	}
 	st, err := openStore(ctx, *dsn)
@@ -392,7 +392,7 @@ func printIndented(w io.Writer, text string) {
 func cmdRevert(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("revert", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
-	comment := fs.String("comment", "", "who asked for this revert and why (required)")
+	comment := fs.String("comment", "", "who asked for this revert and why (required unless -dry-run)")
 	actor := fs.String("actor", defaultActor(), "who is making the change")
 	base := fs.Int64("base", sqlstore.AnyRevision, "refuse if the rules changed since this revision (default: revert whatever is there)")
 	dry := fs.Bool("dry-run", false, "print what would change and write nothing (exit 1 if the revert would be refused)")
@@ -413,7 +413,7 @@ func cmdRevert(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil || id < 1 {
 		return fmt.Errorf("%w: %q is not a changelog entry ID (see changelog)", errUsage, pos[0])
 	}
-	if strings.TrimSpace(*comment) == "" {
+	if !*dry && strings.TrimSpace(*comment) == "" {
 		return fmt.Errorf("%w: -comment is required: say who asked for this revert and why", errUsage)
 	}
 	st, err := openStore(ctx, *dsn)
