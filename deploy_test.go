@@ -19,6 +19,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // The Dockerfile, its build context and the image's conventions, as the
@@ -678,4 +680,162 @@ func TestDeploySystemd(t *testing.T) {
 	if err != nil || len(out) > 0 {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
+}
+
+// TestDeployKubernetes parses docs/deploy.md's Kubernetes manifests and
+// checks that they fit together and say what the page says: N replicas,
+// the DSN from the Secret, readiness on /readyz and liveness on /healthz
+// on the port serve listens on, the image's non-root user, a grace period
+// that covers preStop and the drain, memory sized, and a Service, Ingress
+// and CronJob that name what exists.
+func TestDeployKubernetes(t *testing.T) {
+	docs := map[string]map[string]any{} // kind/name
+	for _, f := range fences(t, "docs/deploy.md") {
+		if f.lang != "yaml" {
+			continue
+		}
+		dec := yaml.NewDecoder(strings.NewReader(f.text))
+		for {
+			var doc map[string]any
+			if err := dec.Decode(&doc); err == io.EOF {
+				break
+			} else if err != nil {
+				t.Fatalf("docs/deploy.md:%d: %v", f.line, err)
+			}
+			kind, _ := doc["kind"].(string)
+			name, _ := dig(doc, "metadata", "name").(string)
+			if _, ok := doc["apiVersion"].(string); !ok || kind == "" || name == "" {
+				t.Fatalf("docs/deploy.md:%d: a manifest without apiVersion, kind or metadata.name", f.line)
+			}
+			docs[kind+"/"+name] = doc
+		}
+	}
+	dep := docs["Deployment/scopeflags"]
+	if dep == nil {
+		t.Fatalf("docs/deploy.md: no Deployment scopeflags among %d manifests", len(docs))
+	}
+	if n, _ := dig(dep, "spec", "replicas").(int); n < 2 {
+		t.Errorf("Deployment: replicas %v: want N > 1 on one PostgreSQL", dig(dep, "spec", "replicas"))
+	}
+	pod, _ := dig(dep, "spec", "template", "spec").(map[string]any)
+	containers, _ := dig(pod, "containers").([]any)
+	if len(containers) != 1 {
+		t.Fatalf("Deployment: want one container, have %d", len(containers))
+	}
+	c := containers[0].(map[string]any)
+
+	secretHas := func(where string, ref any) {
+		t.Helper()
+		name, _ := dig(ref, "name").(string)
+		key, _ := dig(ref, "key").(string)
+		if dig(docs["Secret/"+name], "stringData", key) == nil {
+			t.Errorf("%s: secretKeyRef %s/%s: docs/deploy.md has no such Secret key", where, name, key)
+		}
+	}
+	ports := map[string]int{}
+	for _, p := range dig(c, "ports").([]any) {
+		name, _ := dig(p, "name").(string)
+		port, _ := dig(p, "containerPort").(int)
+		ports[name] = port
+	}
+	env := map[string]any{}
+	for _, e := range dig(c, "env").([]any) {
+		name, _ := dig(e, "name").(string)
+		env[name] = e
+		if ref := dig(e, "valueFrom", "secretKeyRef"); ref != nil {
+			secretHas("Deployment env "+name, ref)
+		}
+	}
+	if dig(env["SCOPEFLAGS_DB"], "valueFrom", "secretKeyRef") == nil {
+		t.Errorf("Deployment: SCOPEFLAGS_DB: want it from a Secret (it holds the password)")
+	}
+	addr, _ := dig(env["SCOPEFLAGS_ADDR"], "value").(string)
+	_, listen, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Errorf("Deployment: SCOPEFLAGS_ADDR %q: %v", addr, err)
+	}
+	portOf := func(p any) string {
+		if name, ok := p.(string); ok {
+			return fmt.Sprint(ports[name])
+		}
+		return fmt.Sprint(p)
+	}
+	for probe, path := range map[string]string{"readinessProbe": "/readyz", "livenessProbe": "/healthz"} {
+		if got := dig(c, probe, "httpGet", "path"); got != path {
+			t.Errorf("Deployment: %s on %v: want %s", probe, got, path)
+		}
+		if got := portOf(dig(c, probe, "httpGet", "port")); got != listen {
+			t.Errorf("Deployment: %s on port %s, serve listens on %s (SCOPEFLAGS_ADDR)", probe, got, listen)
+		}
+	}
+	uid := ""
+	for _, st := range parseDockerfile(t) {
+		for _, in := range st.find("USER") {
+			uid, _, _ = strings.Cut(in.args, ":")
+		}
+	}
+	if got := fmt.Sprint(dig(pod, "securityContext", "runAsUser")); got != uid || dig(pod, "securityContext", "runAsNonRoot") != true {
+		t.Errorf("Deployment: runAsUser %s (runAsNonRoot %v): want the image's user %s, non-root", got, dig(pod, "securityContext", "runAsNonRoot"), uid)
+	}
+	grace, _ := dig(pod, "terminationGracePeriodSeconds").(int)
+	preStop, _ := dig(c, "lifecycle", "preStop", "sleep", "seconds").(int)
+	const drain = 10 // serve's bound on in-flight requests at shutdown (Main.Close)
+	if grace < preStop+drain+5 {
+		t.Errorf("Deployment: terminationGracePeriodSeconds %d: want at least preStop's %d s + the drain's %d s + 5", grace, preStop, drain)
+	}
+	for _, r := range []string{"requests", "limits"} {
+		if dig(c, "resources", r, "memory") == nil {
+			t.Errorf("Deployment: no resources.%s.memory (docs/deploy.md#sizing)", r)
+		}
+	}
+
+	svc := docs["Service/scopeflags"]
+	for k, v := range dig(svc, "spec", "selector").(map[string]any) {
+		if dig(dep, "spec", "template", "metadata", "labels", k) != v {
+			t.Errorf("Service: selector %s=%v matches no pod of the Deployment", k, v)
+		}
+	}
+	svcPorts := map[string]bool{}
+	for _, p := range dig(svc, "spec", "ports").([]any) {
+		svcPorts[fmt.Sprint(dig(p, "name"))] = true
+		if got := portOf(dig(p, "targetPort")); got != listen {
+			t.Errorf("Service: targetPort %v is port %s, serve listens on %s", dig(p, "targetPort"), got, listen)
+		}
+	}
+	for key, doc := range docs {
+		switch {
+		case strings.HasPrefix(key, "Ingress/"):
+			for _, rule := range dig(doc, "spec", "rules").([]any) {
+				for _, p := range dig(rule, "http", "paths").([]any) {
+					b := dig(p, "backend", "service")
+					if name := dig(b, "name"); docs[fmt.Sprint("Service/", name)] == nil || !svcPorts[fmt.Sprint(dig(b, "port", "name"))] {
+						t.Errorf("%s: backend %v: no such Service and port", key, b)
+					}
+				}
+			}
+		case strings.HasPrefix(key, "CronJob/"):
+			for _, c := range dig(doc, "spec", "jobTemplate", "spec", "template", "spec", "containers").([]any) {
+				for _, e := range dig(c, "env").([]any) {
+					if ref := dig(e, "valueFrom", "secretKeyRef"); ref != nil {
+						secretHas(key, ref)
+					}
+				}
+			}
+		}
+	}
+	if docs["CronJob/scopeflags-backup"] == nil {
+		t.Errorf("docs/deploy.md: no CronJob scopeflags-backup (the backup schedule)")
+	}
+}
+
+// dig follows keys through nested YAML maps; nil where one is missing.
+func dig(v any, keys ...string) any {
+	for _, k := range keys {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return nil
+		}
+		v = m[k]
+	}
+	return v
 }
