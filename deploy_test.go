@@ -643,6 +643,22 @@ func TestDeploySystemd(t *testing.T) {
 		}
 		files = append(files, path)
 	}
+	// The page builds the binary as the image does.
+	_, _, command, out := goBuild(t, parseDockerfile(t))
+	built := false
+	for _, f := range fences(t, "docs/deploy.md") {
+		for _, line := range strings.Split(f.text, "\n") {
+			if strings.Contains(line, "go build") {
+				built = true
+				if want := strings.Replace(command, out, "feature-info", 1); line != want {
+					t.Errorf("docs/deploy.md:%d: builds with\n%s\nthe Dockerfile with\n%s", f.line, line, want)
+				}
+			}
+		}
+	}
+	if !built {
+		t.Errorf("docs/deploy.md: no go build command for the systemd install")
+	}
 	svc := units["scopeflags.service"]
 	if svc == nil {
 		t.Fatalf("docs/deploy.md has no scopeflags.service (found %d units)", len(units))
@@ -674,11 +690,10 @@ func TestDeploySystemd(t *testing.T) {
 	if err != nil {
 		t.Skip("no systemd-analyze: the units' structure was checked, not their validity")
 	}
-	cmd := exec.Command(sa, append([]string{"verify"}, files...)...)
-	out, err := cmd.CombinedOutput()
+	verify, err := exec.Command(sa, append([]string{"verify"}, files...)...).CombinedOutput()
 	// verify exits 0 on unknown keys, but says so: any word is a failure.
-	if err != nil || len(out) > 0 {
-		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
+	if err != nil || len(verify) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, verify)
 	}
 }
 
