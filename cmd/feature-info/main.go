@@ -22,6 +22,7 @@
 //	feature-info keys list [-db DSN]
 //	feature-info keys revoke [-db DSN] [-dry-run] ID
 //	feature-info migrate [-db DSN] [-dry-run]
+//	feature-info healthcheck [-addr HOST:PORT | -url URL] [-tls-cert FILE] [-timeout D]
 //
 // Declarations files (JSON) are described in docs/typed-flags.md.
 //
@@ -33,6 +34,10 @@
 // migrate upgrade an older one (docs/migrations.md). The others stop at
 // an older schema: "schema version N, this binary needs M: run
 // feature-info migrate".
+//
+// healthcheck asks a running serve's /readyz and exits 0 only if it
+// answers 200: the container image's HEALTHCHECK, which has no shell or
+// curl to do it (docs/deploy.md).
 package main
 
 import (
@@ -74,6 +79,7 @@ const usage = `usage:
   feature-info keys list [-db DSN]
   feature-info keys revoke [-db DSN] [-dry-run] ID
   feature-info migrate [-db DSN] [-dry-run]
+  feature-info healthcheck [-addr HOST:PORT | -url URL] [-tls-cert FILE] [-timeout D]
 DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
 `
 
@@ -92,17 +98,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"serve":     cmdServe,
-		"check":     cmdCheck,
-		"import":    cmdImport,
-		"export":    cmdExport,
-		"changelog": cmdChangelog,
-		"revert":    cmdRevert,
-		"rules":     cmdRules,
-		"eval":      cmdEval,
-		"flags":     cmdFlags,
-		"keys":      cmdKeys,
-		"migrate":   cmdMigrate,
+		"serve":       cmdServe,
+		"check":       cmdCheck,
+		"import":      cmdImport,
+		"export":      cmdExport,
+		"changelog":   cmdChangelog,
+		"revert":      cmdRevert,
+		"rules":       cmdRules,
+		"eval":        cmdEval,
+		"flags":       cmdFlags,
+		"keys":        cmdKeys,
+		"migrate":     cmdMigrate,
+		"healthcheck": cmdHealthcheck,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
