@@ -52,7 +52,9 @@ func TestHealthcheck(t *testing.T) {
 	st, err := sqlstore.Open(ctx, filepath.Join(dir, "unloaded.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
-	unloaded := httptest.NewServer((&admin.Server{Store: st, Engine: features.NewEngine(features.Config{Source: st}), Log: quietLog(t)}).Handler())
+	notReady, err := admin.New(admin.Config{Store: st, Engine: features.NewEngine(features.Config{Source: st}), Log: quietLog(t)})
+	require.NoError(t, err)
+	unloaded := httptest.NewServer(notReady.Handler())
 	t.Cleanup(unloaded.Close)
 
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
