@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -293,4 +295,48 @@ func TestRestoreRefusesBadDumps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRestoreNotifies: on PostgreSQL a restore tells running servers at
+// its commit, as a save does: their change listener signals, and their
+// key table knows the restored keys at once, though its poll is an hour.
+func TestRestoreNotifies(t *testing.T) {
+	dsn := sqlstoretest.PostgresDSN(t)
+	if dsn == "" {
+		t.Skipf("%s is not set: skipping PostgreSQL", sqlstoretest.EnvDSN)
+	}
+	src := sqlstoretest.SQLite(t)
+	f := fillForDump(t, src)
+	backup := dump(t, src)
+
+	server, err := sqlstore.Open(context.Background(), dsn)
+	require.NoError(t, err)
+	defer server.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changes := server.Watch(ctx)
+	keys := sqlstore.NewKeyCache(server, sqlstore.KeyCacheOptions{Refresh: time.Hour, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	done := make(chan error, 1)
+	go func() { done <- keys.Run(ctx) }()
+	require.Eventually(t, func() bool { return server.Listeners() == 2 && keys.Ready() }, 2*time.Second, time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the LISTENs are issued
+	select {
+	case <-changes: // the signal every listener sends when it connects
+	default:
+	}
+
+	restorer, err := sqlstore.Open(context.Background(), dsn)
+	require.NoError(t, err)
+	defer restorer.Close()
+	_, err = restorer.Restore(context.Background(), strings.NewReader(backup), sqlstore.RestoreOptions{})
+	require.NoError(t, err)
+	select {
+	case <-changes:
+	case <-time.After(2 * time.Second):
+		t.Fatal("no change notification within 2 s of the restore")
+	}
+	assert.Eventually(t, func() bool { _, ok := keys.Lookup(f.keys[1]); return ok }, time.Second, time.Millisecond,
+		"the key table knows the restored keys")
+	cancel()
+	<-done
 }
