@@ -389,7 +389,7 @@ func (s *Store) Restore(ctx context.Context, r io.Reader, opts RestoreOptions) (
 		rs.tx = tx
 	}
 	if !res.Before.Empty() && !opts.Force {
-		return RestoreResult{}, fmt.Errorf("%w: it holds %s; restore into an empty database, or replace everything with -force (RestoreOptions.Force)", ErrNotEmpty, res.Before)
+		return RestoreResult{}, fmt.Errorf("%w: it holds %s", ErrNotEmpty, res.Before)
 	}
 	if rs.tx != nil && !res.Before.Empty() {
 		if err := s.clear(ctx, rs.tx); err != nil {

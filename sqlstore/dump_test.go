@@ -181,7 +181,7 @@ func TestRestoreRefusesNonEmpty(t *testing.T) {
 
 			_, err = st.Restore(ctx, strings.NewReader(backup), sqlstore.RestoreOptions{})
 			require.ErrorIs(t, err, sqlstore.ErrNotEmpty)
-			assert.Contains(t, err.Error(), "it holds revision 1: 1 rule, 0 declarations, 1 changelog entry, 1 key;")
+			assert.Contains(t, err.Error(), "sqlstore: database not empty: it holds revision 1: 1 rule, 0 declarations, 1 changelog entry, 1 key")
 			_, err = st.Restore(ctx, strings.NewReader(backup), sqlstore.RestoreOptions{DryRun: true})
 			require.ErrorIs(t, err, sqlstore.ErrNotEmpty, "a dry run says it would be refused")
 			res, err := st.Restore(ctx, strings.NewReader(backup), sqlstore.RestoreOptions{DryRun: true, Force: true})
@@ -252,7 +252,7 @@ func TestRestoreRefusesBadDumps(t *testing.T) {
 			}
 			return nil
 		}}, []string{
-			fmt.Sprintf(`line %d: rules[0]: cannot unmarshal string into Go struct field dumpRule.priority of type int`, ruleLine),
+			fmt.Sprintf(`line %d: rules[0]: priority: want a whole number, found string`, ruleLine),
 			fmt.Sprintf(`line %d: keys[3] (id 4): scope: no admins here`, lineOf(`{"id":4,"hash"`)),
 		}},
 		{"bad rule", edit(`{"flag":"ops.mode","scope":"job:nightly"`, func(l string) string { return strings.Replace(l, `"ops.mode"`, `"Ops Mode"`, 1) }),

@@ -335,7 +335,12 @@ func section[T any](ctx context.Context, rs *restorer, name string, check func(l
 		var e T
 		if err := rs.dec.Decode(&e); err != nil {
 			var typ *json.UnmarshalTypeError
-			if errors.As(err, &typ) || strings.HasPrefix(err.Error(), "json: unknown field") {
+			if errors.As(err, &typ) {
+				rs.problem(rs.line(), "%s[%d]: %s: want %s, found %s", name, n, typ.Field, jsonKind(typ.Type.String()), typ.Value)
+				n++
+				continue
+			}
+			if strings.HasPrefix(err.Error(), "json: unknown field") {
 				rs.problem(rs.line(), "%s[%d]: %v", name, n, strings.TrimPrefix(err.Error(), "json: "))
 				n++
 				continue
@@ -372,6 +377,23 @@ const (
 	restoreBatch      = 500
 	restoreBatchBytes = 8 << 20
 )
+
+// jsonKind names a Go type of an entry's field as JSON knows it.
+func jsonKind(goType string) string {
+	switch {
+	case strings.HasPrefix(goType, "int"):
+		return "a whole number"
+	case goType == "bool":
+		return "true or false"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.Contains(goType, "Time"):
+		return "a time (RFC 3339)"
+	case strings.HasSuffix(goType, "string"):
+		return "a string"
+	}
+	return goType
+}
 
 // rule checks the n-th rule (index n, on line).
 func (rs *restorer) rule(line int, r *dumpRule, n int) bool {

@@ -21,8 +21,11 @@
 //	feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
 //	feature-info keys list [-db DSN]
 //	feature-info keys revoke [-db DSN] ID
+//	feature-info dump [-db DSN] > FILE
+//	feature-info restore [-db DSN] [-force] [-dry-run] FILE
 //
-// Declarations files (JSON) are described in docs/typed-flags.md.
+// Declarations files (JSON) are described in docs/typed-flags.md; dumps,
+// and moving from SQLite to PostgreSQL, in docs/backup.md.
 //
 // A DSN starting with postgres:// or postgresql:// selects PostgreSQL;
 // anything else is the path of an embedded SQLite file. The default is
@@ -67,6 +70,8 @@ const usage = `usage:
   feature-info keys create [-db DSN] -scope read_external|read|write|admin -name NAME
   feature-info keys list [-db DSN]
   feature-info keys revoke [-db DSN] ID
+  feature-info dump [-db DSN] > FILE
+  feature-info restore [-db DSN] [-force] [-dry-run] FILE
 DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
 `
 
@@ -95,6 +100,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"eval":      cmdEval,
 		"flags":     cmdFlags,
 		"keys":      cmdKeys,
+		"dump":      cmdDump,
+		"restore":   cmdRestore,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
