@@ -263,6 +263,8 @@ func TestRestoreRefusesBadDumps(t *testing.T) {
 			sqlstore.RestoreOptions{}, []string{fmt.Sprintf(`line %d: rules[0]: unknown field "line"`, ruleLine)}},
 		{"unknown member", strings.Replace(good, `"rules": [`, `"usage": [],`+"\n"+`"rules": [`, 1),
 			sqlstore.RestoreOptions{}, []string{`line 5: unknown member "usage"`}},
+		{"bad schema version", strings.Replace(good, `"revision": 4,`, `"revision": 4,`+"\n"+`"schema_version": "x",`, 1),
+			sqlstore.RestoreOptions{}, []string{`line 5: schema_version: want a whole number, 0 or more`}},
 		{"missing member", strings.Replace(good, `"revision": 4,`, ``, 1),
 			sqlstore.RestoreOptions{}, []string{`no "revision": a dump has every member`}},
 		{"revision below the changelog", strings.Replace(good, `"revision": 4,`, `"revision": 3,`, 1),
@@ -339,4 +341,69 @@ func TestRestoreNotifies(t *testing.T) {
 		"the key table knows the restored keys")
 	cancel()
 	<-done
+}
+
+// TestDumpIsOneSnapshot dumps while another connection saves: every dump
+// is one state, its revision the last entry's and its rules the ones
+// that revision saved.
+func TestDumpIsOneSnapshot(t *testing.T) {
+	ctx := context.Background()
+	for _, st := range sqlstoretest.Stores(t) {
+		t.Run(st.Dialect(), func(t *testing.T) {
+			// Revision r holds r%5+1 rules.
+			text := func(rev int64) string {
+				var b strings.Builder
+				for i := range rev%5 + 1 {
+					fmt.Fprintf(&b, "f.x%d default 0 on\n", i)
+				}
+				return b.String()
+			}
+			save := func(rev int64) error {
+				_, _, err := st.ReplaceText(ctx, text(rev), nil, sqlstore.Change{Comment: "c", Actor: "a", BaseRevision: rev - 1})
+				return err
+			}
+			require.NoError(t, save(1))
+			stop := make(chan struct{})
+			done := make(chan error)
+			go func() {
+				for rev := int64(2); ; rev++ {
+					select {
+					case <-stop:
+						done <- nil
+						return
+					default:
+					}
+					if err := save(rev); err != nil {
+						done <- err
+						return
+					}
+				}
+			}()
+			for range 30 {
+				d := dump(t, st)
+				var rev int64
+				_, err := fmt.Sscanf(d[strings.Index(d, `"revision": `):], `"revision": %d`, &rev)
+				require.NoError(t, err)
+				assert.Equal(t, int(rev%5+1), strings.Count(d, `{"flag":`), "the rules of revision %d", rev)
+				assert.Equal(t, int(rev), strings.Count(d, `{"id":`), "the entries up to revision %d", rev)
+				assert.Contains(t, d, fmt.Sprintf(`"revision":%d,`, rev), "the last entry")
+			}
+			close(stop)
+			require.NoError(t, <-done)
+		})
+	}
+}
+
+// TestRestoreReadsSchemaVersion: a dump may name the schema version of the
+// database it was made from (binaries with versioned migrations write it);
+// restore reads it and restores the rest.
+func TestRestoreReadsSchemaVersion(t *testing.T) {
+	src := sqlstoretest.SQLite(t)
+	fillForDump(t, src)
+	good := dump(t, src)
+	withVersion := strings.Replace(good, `"revision": 4,`, `"schema_version": 3,`+"\n"+`"revision": 4,`, 1)
+	dst := sqlstoretest.SQLite(t)
+	_, err := dst.Restore(context.Background(), strings.NewReader(withVersion), sqlstore.RestoreOptions{})
+	require.NoError(t, err)
+	assert.Equal(t, good, dump(t, dst))
 }

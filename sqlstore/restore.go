@@ -205,6 +205,19 @@ func (rs *restorer) read(ctx context.Context) {
 		switch name {
 		case "revision":
 			ok2 = rs.revision()
+		case "schema_version":
+			// Informational (docs/backup.md): checked to be a number.
+			var v uint32
+			rs.in.mark()
+			if err := rs.dec.Decode(&v); err != nil {
+				var typ *json.UnmarshalTypeError
+				if !errors.As(err, &typ) {
+					rs.fatal(err)
+					return
+				}
+				rs.problem(rs.line(), "schema_version: want a whole number, 0 or more")
+			}
+			ok2 = true
 		case "rules":
 			ok2 = section(ctx, rs, name, rs.rule, rs.s.writeRestoredRules)
 		case "declarations":
