@@ -318,6 +318,7 @@ type DumpProblem struct {
 	Msg  string
 }
 
+// String renders p as "line 12: what", or "what" without a line.
 func (p DumpProblem) String() string {
 	if p.Line > 0 {
 		return fmt.Sprintf("line %d: %s", p.Line, p.Msg)
@@ -330,6 +331,8 @@ func (p DumpProblem) String() string {
 // ErrInvalid.
 type DumpProblems []DumpProblem
 
+// Error lists the problems, one a line, after a line saying nothing was
+// restored.
 func (ps DumpProblems) Error() string {
 	lines := make([]string, len(ps))
 	for i, p := range ps {

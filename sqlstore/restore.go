@@ -92,9 +92,6 @@ type restorer struct {
 	revisionAt  int
 	hasRevision bool
 
-	batch      []any
-	batchBytes int
-	batchLine  int
 }
 
 // problem notes a problem on line.
