@@ -91,7 +91,6 @@ type restorer struct {
 	hashes      map[string]int
 	revisionAt  int
 	hasRevision bool
-
 }
 
 // problem notes a problem on line.
