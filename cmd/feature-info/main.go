@@ -23,8 +23,11 @@
 //	feature-info keys revoke [-db DSN] [-dry-run] ID
 //	feature-info migrate [-db DSN] [-dry-run]
 //	feature-info healthcheck [-addr HOST:PORT | -url URL] [-tls-cert FILE] [-timeout D]
+//	feature-info dump [-db DSN] > FILE
+//	feature-info restore [-db DSN] [-force] [-dry-run] FILE
 //
-// Declarations files (JSON) are described in docs/typed-flags.md.
+// Declarations files (JSON) are described in docs/typed-flags.md; dumps,
+// and moving from SQLite to PostgreSQL, in docs/backup.md.
 //
 // A DSN starting with postgres:// or postgresql:// selects PostgreSQL;
 // anything else is the path of an embedded SQLite file. The default is
@@ -80,6 +83,8 @@ const usage = `usage:
   feature-info keys revoke [-db DSN] [-dry-run] ID
   feature-info migrate [-db DSN] [-dry-run]
   feature-info healthcheck [-addr HOST:PORT | -url URL] [-tls-cert FILE] [-timeout D]
+  feature-info dump [-db DSN] > FILE
+  feature-info restore [-db DSN] [-force] [-dry-run] FILE
 DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
 `
 
@@ -110,6 +115,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		"keys":        cmdKeys,
 		"migrate":     cmdMigrate,
 		"healthcheck": cmdHealthcheck,
+		"dump":        cmdDump,
+		"restore":     cmdRestore,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
