@@ -288,7 +288,10 @@ func (l *Live) Run(ctx context.Context, interval time.Duration) error {
 				}
 			}
 			lastSignalled = time.Now()
-			reload(false)
+			// Loaded whatever the revision: a signal means the rules
+			// changed, even to the same revision number (a restore
+			// -force of another database).
+			reload(true)
 		}
 	}
 }

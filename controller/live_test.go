@@ -199,6 +199,10 @@ func TestLiveRunWatcher(t *testing.T) {
 		src.set(int64(i+2), v)
 		require.Eventually(t, func() bool { return flagNow(live, "a") == v }, 5*time.Second, time.Millisecond, "signal %d", i)
 	}
+	// A signal reloads even when the revision is the same (a restore
+	// -force of another database at the same revision).
+	src.set(4, "restored")
+	require.Eventually(t, func() bool { return flagNow(live, "a") == "restored" }, 5*time.Second, time.Millisecond, "a signal at the same revision")
 	assert.NoError(t, wctx.Err(), "the watch runs while Run does")
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)

@@ -416,3 +416,56 @@ func TestRestoreReadsSchemaVersion(t *testing.T) {
 		})
 	}
 }
+
+// TestRestoreForceReplacesKeys: a restore -force of a database whose keys
+// have the same ids, count and revocations as the ones it replaces (the
+// key table's cheap fingerprint) still reaches every server's key table:
+// on PostgreSQL by the notification at once, on SQLite by the poll. The
+// replaced keys stop working, the restored ones work.
+func TestRestoreForceReplacesKeys(t *testing.T) {
+	ctx := context.Background()
+	withKeys := func(t *testing.T) (string, []string) {
+		st := sqlstoretest.SQLite(t)
+		var keys []string
+		for _, scope := range []string{"read", "write"} {
+			k := sqlstore.NewKey()
+			_, err := st.CreateKey(ctx, k, "for "+scope, scope)
+			require.NoError(t, err)
+			keys = append(keys, k)
+		}
+		return dump(t, st), keys
+	}
+	for name, dsn := range sqlstoretest.DSNs(t) {
+		t.Run(name, func(t *testing.T) {
+			before, oldKeys := withKeys(t)
+			after, newKeys := withKeys(t)
+			server, err := sqlstore.Open(ctx, dsn)
+			require.NoError(t, err)
+			defer server.Close()
+			_, err = server.Restore(ctx, strings.NewReader(before), sqlstore.RestoreOptions{})
+			require.NoError(t, err)
+			refresh := time.Hour // PostgreSQL: the notification alone
+			if server.Dialect() == sqlstore.SQLite {
+				refresh = 20 * time.Millisecond
+			}
+			keys := sqlstore.NewKeyCache(server, sqlstore.KeyCacheOptions{Refresh: refresh, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			runCtx, cancel := context.WithCancel(ctx)
+			done := make(chan error, 1)
+			go func() { done <- keys.Run(runCtx) }()
+			defer func() { cancel(); <-done }()
+			require.Eventually(t, func() bool { _, ok := keys.Lookup(oldKeys[0]); return ok }, 2*time.Second, time.Millisecond)
+			time.Sleep(300 * time.Millisecond) // the LISTEN is issued
+
+			restorer, err := sqlstore.Open(ctx, dsn)
+			require.NoError(t, err)
+			defer restorer.Close()
+			_, err = restorer.Restore(ctx, strings.NewReader(after), sqlstore.RestoreOptions{Force: true})
+			require.NoError(t, err)
+			assert.Eventually(t, func() bool {
+				_, oldOK := keys.Lookup(oldKeys[1])
+				_, newOK := keys.Lookup(newKeys[1])
+				return !oldOK && newOK
+			}, 2*time.Second, time.Millisecond, "the replaced keys stop working, the restored ones work")
+		})
+	}
+}
