@@ -248,7 +248,8 @@ type rulesRequest struct {
 	// change is the write's comment, actor, If-Match revision (required),
 	// ?dry_run, ?allow_negations and the server's checks (ruleChecks).
 	change sqlstore.Change
-	// text when sent as text; else rs, checked, with their warnings.
+	// text when sent as text; else rs, the rules that passed checkRules
+	// (its problems are in change.Problems), with their warnings.
 	text     string
 	rs       []rules.Rule
 	warnings []*rules.Error
@@ -309,13 +310,7 @@ func (s *Server) readRules(r *http.Request) (*rulesRequest, error) {
 		if b.Text != nil {
 			q.text = *b.Text
 		} else {
-			var err error
-			if q.rs, q.warnings, err = checkRules(*b.Rules, s.live().Registry()); err != nil {
-				return nil, s.saveError(r, err, q.change.BaseRevision)
-			}
-			if q.rs == nil {
-				q.rs = []rules.Rule{}
-			}
+			q.rs, q.change.Problems, q.warnings = checkRules(*b.Rules, s.live().Registry())
 		}
 	default:
 		return nil, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the rules as text/plain or application/json (got %s)", echo(r.Header.Get("Content-Type")))

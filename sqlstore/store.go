@@ -327,6 +327,15 @@ type Change struct {
 	Boolean func(flag string) bool
 	// AllowNegations writes those rules, each with a warning.
 	AllowNegations bool
+	// Problems are those the caller found in rules it left out of a
+	// write of the rules (ReplaceRules, ReplaceFlagRules, ReplaceText,
+	// ReplaceFlagText), such as the rules of a JSON save with bad fields,
+	// each naming its rule as the store names it: by its line, or by its
+	// position in the request (rules.Error.Rule, and rules.Rule.Position
+	// on the rules kept). The write checks the rules it was given as
+	// always and refuses with these and every problem it finds, in one
+	// rules.ErrorList (rules.MergeErrors).
+	Problems rules.ErrorList
 }
 
 // checkOptions are the rules checks c asks for.
@@ -398,7 +407,7 @@ func (s *Store) ReplaceText(ctx context.Context, text string, sc rules.ScopeChec
 	if err != nil {
 		return Entry{}, warnings, err
 	}
-	e, err := s.replaceRules(ctx, rs, found, c)
+	e, err := s.replaceRules(ctx, rs, rules.MergeErrors(c.Problems, found), c)
 	return e, warnings, err
 }
 
@@ -413,7 +422,7 @@ func (s *Store) ReplaceFlagText(ctx context.Context, flags []string, text string
 	if flags == nil {
 		flags = RuleFlags(rs)
 	}
-	e, err := s.replaceFlagRules(ctx, flags, rs, found, c)
+	e, err := s.replaceFlagRules(ctx, flags, rs, rules.MergeErrors(c.Problems, found), c)
 	return e, warnings, err
 }
 
@@ -449,9 +458,11 @@ func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 // negations). Line-level problems come, all of them, as one
 // rules.ErrorList inside the error. Everything but the writes happens
 // before the transaction (see change); a transaction that cannot get its
-// lock within LockTimeout fails with ErrBusy.
+// lock within LockTimeout fails with ErrBusy. Rules are named by their
+// position in rs, or rules.Rule.Position; c.Problems, found in rules left
+// out of rs, are reported with the rest.
 func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (Entry, error) {
-	return s.replaceRules(ctx, rs, nil, c)
+	return s.replaceRules(ctx, rs, c.Problems, c)
 }
 
 // replaceRules is ReplaceRules of rs, read from text whose other lines
@@ -495,7 +506,7 @@ func (s *Store) checkRules(before, after []rules.Rule, defs []rules.Definition, 
 // Every rule of rs must be of a named flag (ErrInvalid otherwise); a named
 // flag with no rule in rs loses all its rules.
 func (s *Store) ReplaceFlagRules(ctx context.Context, flags []string, rs []rules.Rule, c Change) (Entry, error) {
-	return s.replaceFlagRules(ctx, flags, rs, nil, c)
+	return s.replaceFlagRules(ctx, flags, rs, c.Problems, c)
 }
 
 func (s *Store) replaceFlagRules(ctx context.Context, flags []string, rs []rules.Rule, found rules.ErrorList, c Change) (Entry, error) {
@@ -505,11 +516,12 @@ func (s *Store) replaceFlagRules(ctx context.Context, flags []string, rs []rules
 	}
 	for i, r := range rs {
 		if !named[r.Flag] {
-			msg := fmt.Sprintf("flag %q is not one of the flags replaced", r.Flag)
+			e := &rules.Error{Line: r.Line, Kind: rules.ErrFlagName, Msg: fmt.Sprintf("flag %q is not one of the flags replaced", r.Flag)}
 			if r.Line == 0 {
-				msg = fmt.Sprintf("rule %d: %s", i+1, msg)
+				e.Rule = r.Nth(i)
+				e.Msg = fmt.Sprintf("rule %d: %s", e.Rule, e.Msg)
 			}
-			found = append(found, &rules.Error{Line: r.Line, Kind: rules.ErrFlagName, Msg: msg})
+			found = append(slices.Clip(found), e) // never into the caller's c.Problems
 		}
 	}
 	found, err := s.validate(rs, found, c)
@@ -561,7 +573,7 @@ func (s *Store) validate(rs []rules.Rule, found rules.ErrorList, c Change) (rule
 	var large rules.ErrorList
 	for i, r := range rs {
 		if err := r.Validate(); err != nil {
-			where := fmt.Sprintf("rule %d", i+1)
+			where := fmt.Sprintf("rule %d", r.Nth(i))
 			if r.Line > 0 {
 				where = fmt.Sprintf("line %d", r.Line)
 			}
@@ -571,7 +583,8 @@ func (s *Store) validate(rs []rules.Rule, found rules.ErrorList, c Change) (rule
 			e := &rules.Error{Line: r.Line, Kind: rules.ErrValueTooLarge,
 				Msg: fmt.Sprintf("flag %q: a value of %d bytes, over the limit of %d bytes", r.Flag, len(r.Value), s.maxValue())}
 			if r.Line == 0 {
-				e.Msg = fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, e.Msg)
+				e.Rule = r.Nth(i)
+				e.Msg = fmt.Sprintf("rule %d (%s %s %d): %s", e.Rule, r.Flag, r.Scope, r.Priority, e.Msg)
 			}
 			large = append(large, e)
 		}
