@@ -683,25 +683,32 @@ func (s *Server) apiChangelogEntry(w http.ResponseWriter, r *http.Request) {
 
 // revert restores the rules and declarations as they were after
 // changelog entry id, as a new change based on revision base
-// (sqlstore.Store.Revert, one transaction).
-func (s *Server) revert(r *http.Request, id, base int64, comment string, dry bool) (sqlstore.Entry, error) {
+// (sqlstore.Store.Revert, one transaction), checked as a save is with
+// this server's checks (ruleChecks): values that read as off of flags
+// documented as boolean are refused unless allow. Its errors are the
+// store's, for revertError to explain.
+func (s *Server) revert(r *http.Request, id, base int64, comment string, dry, allow bool) (sqlstore.Entry, error) {
 	if err := checkComment("comment", comment); err != nil {
 		return sqlstore.Entry{}, err
 	}
-	e, err := s.Store.Revert(r.Context(), id, sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry})
+	return s.Store.Revert(r.Context(), id, s.ruleChecks(sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry}, allow))
+}
+
+// revertError explains why a revert to entry id, based on revision base,
+// was refused.
+func (s *Server) revertError(r *http.Request, err error, id, base int64) error {
 	switch {
 	case errors.Is(err, sqlstore.ErrNotFound):
-		return sqlstore.Entry{}, err
+		return err
 	case errors.Is(err, sqlstore.ErrNotRevertible):
-		return sqlstore.Entry{}, errf(http.StatusConflict, "not_revertible", "change #%d was saved before the rules text was recorded with each change, so it cannot be restored", id)
-	case err != nil:
-		return sqlstore.Entry{}, s.saveError(r, err, base)
+		return errf(http.StatusConflict, "not_revertible", "change #%d was saved before the rules text was recorded with each change, so it cannot be restored", id)
 	}
-	return e, nil
+	return s.saveError(r, err, base)
 }
 
 // apiRevert: POST /api/v1/changelog/{id}/revert with {"comment": ...}
-// and If-Match; ?dry_run=1 writes nothing.
+// and If-Match; ?dry_run=1 writes nothing, ?allow_negations=1 restores
+// values that read as off of flags documented as boolean.
 func (s *Server) apiRevert(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
@@ -725,9 +732,14 @@ func (s *Server) apiRevert(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	e, err := s.revert(r, id, base, b.Comment, dry)
+	allow, err := allowNegations(r)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	e, err := s.revert(r, id, base, b.Comment, dry, allow)
+	if err != nil {
+		s.fail(w, r, s.revertError(r, err, id, base))
 		return
 	}
 	s.saved(w, r, e, nil)

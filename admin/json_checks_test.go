@@ -1,14 +1,18 @@
 package admin_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/sqlstore"
+	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
 // TestAPIJSONRulesEveryProblemInOnePass: a JSON save of the rules with a
@@ -73,4 +77,83 @@ func problemCount(n int) string {
 		return "1 problem in the rules; nothing was saved"
 	}
 	return fmt.Sprintf("%d problems in the rules; nothing was saved", n)
+}
+
+// revertTrap saves rules with a value that reads as off of a flag the
+// registry documents as boolean (the store alone only warns), then other
+// rules, and returns the entry of the first save.
+func revertTrap(t *testing.T, e *env) int64 {
+	t.Helper()
+	ctx := context.Background()
+	trap, _, err := e.st.ReplaceText(ctx, "checkout.new_flow.enabled default 100 off\n", nil,
+		sqlstore.Change{Comment: "trap", Actor: "test", BaseRevision: sqlstore.AnyRevision})
+	require.NoError(t, err)
+	_, _, err = e.st.ReplaceText(ctx, "checkout.new_flow.enabled default 100 true\n", nil,
+		sqlstore.Change{Comment: "fixed", Actor: "test", BaseRevision: sqlstore.AnyRevision})
+	require.NoError(t, err)
+	return trap.ID
+}
+
+const trapMessage = `checkout.new_flow.enabled = "off" is a non-empty value, so GetFlag treats it as on; declare the flag boolean or delete the rule`
+
+// TestAPIRevertRefusesNegationsOfDocumentedBooleans: a revert (and its
+// dry run) to rules with a value that reads as off of a flag the server
+// documents as boolean is refused as a save of them is (422, the line of
+// the recorded rules), and ?allow_negations=1 restores them with the
+// same text as a warning. Before, the revert only warned. SQLite and
+// PostgreSQL.
+func TestAPIRevertRefusesNegationsOfDocumentedBooleans(t *testing.T) {
+	reg := features.NewRegistry()
+	reg.MustDocument(features.FlagDoc{Name: "checkout.new_flow.enabled", Domain: "boolean"})
+	eachStoreWith(t, envOptions{flags: reg}, func(t *testing.T, e *env) {
+		id := revertTrap(t, e)
+		rev := e.revision()
+		path := "/api/v1/changelog/" + strconv.FormatInt(id, 10) + "/revert"
+		body := []byte(`{"comment":"back"}`)
+		for _, q := range []string{"", "?dry_run=1"} {
+			r := e.do("write", "POST", path+q, "application/json", body, "If-Match", "*")
+			require.Equal(t, 422, r.code, r.body)
+			p, errs, _ := lines(t, r.body)
+			assert.Equal(t, "invalid_rules", p.Error.Code)
+			assert.Equal(t, []string{"line 1: " + trapMessage}, errs)
+			assert.Contains(t, p.Error.Message, "allow_negations=1 saves them")
+		}
+		assert.Equal(t, rev, e.revision(), "nothing written")
+		bad := e.do("write", "POST", path+"?allow_negations=maybe", "application/json", body, "If-Match", "*")
+		assert.Equal(t, 400, bad.code, bad.body)
+
+		r := e.do("write", "POST", path+"?allow_negations=1", "application/json", body, "If-Match", "*")
+		require.Equal(t, 200, r.code, r.body)
+		_, _, warns := lines(t, r.body)
+		assert.Equal(t, []string{"line 1: " + trapMessage}, warns)
+		assert.Equal(t, rev+1, e.revision())
+	})
+}
+
+// TestRevertPageRefusesNegationsOfDocumentedBooleans: the changelog
+// page's revert to such rules comes back (422) with the problem and its
+// line, and a form to revert again with the "allow values that read as
+// off" checkbox, which restores them. Before, the revert only warned.
+func TestRevertPageRefusesNegationsOfDocumentedBooleans(t *testing.T) {
+	reg := features.NewRegistry()
+	reg.MustDocument(features.FlagDoc{Name: "checkout.new_flow.enabled", Domain: "boolean"})
+	e := newEnvWith(t, sqlstoretest.SQLite(t), envOptions{flags: reg})
+	id := revertTrap(t, e)
+	rev := strconv.FormatInt(e.revision(), 10)
+	path := "/+feature-changelog/" + strconv.FormatInt(id, 10) + "/revert"
+	r := e.do("write", "POST", path, formType, form("comment", "back", "base", rev))
+	require.Equal(t, 422, r.code, r.body)
+	assert.Contains(t, r.body, `<strong>Not reverted to change #`+strconv.FormatInt(id, 10)+`:</strong> 1 problem in the rules recorded with it`)
+	assert.Contains(t, r.body, `<li data-line="1">line 1: checkout.new_flow.enabled = &#34;off&#34; is a non-empty value`)
+	assert.Contains(t, r.body, `<form method="post" action="`+path+`" id="revert-again">`)
+	assert.Contains(t, r.body, `name="allow_negations"`)
+	assert.Contains(t, r.body, `<input type="text" name="comment" value="back"`)
+	assert.Contains(t, r.body, `id="entry-`+strconv.FormatInt(id, 10)+`"`, "the changelog is listed below")
+	assert.Equal(t, rev, strconv.FormatInt(e.revision(), 10), "nothing written")
+
+	r = e.do("write", "POST", path, formType, form("comment", "back", "base", rev, "allow_negations", "1"))
+	require.Equal(t, 303, r.code, r.body)
+	assert.Equal(t, rev, strconv.FormatInt(e.revision()-1, 10))
+	page := e.do("write", "GET", "/+feature-changelog", "", nil)
+	assert.NotContains(t, page.body, `id="revert-again"`)
 }
