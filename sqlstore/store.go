@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -44,6 +46,9 @@ var (
 	// ErrNotFound: no such changelog entry, key or session (or the key is
 	// revoked, or the session expired).
 	ErrNotFound = errors.New("sqlstore: not found")
+	// ErrNoDatabase: Options.Existing was given and the SQLite file does
+	// not exist; nothing was created.
+	ErrNoDatabase = errors.New("sqlstore: no such database")
 )
 
 // Store is rule storage in one database. It is safe for concurrent use.
@@ -75,6 +80,11 @@ type Options struct {
 	// empty database but refuses an older one with ErrSchemaOld, changing
 	// nothing: only servers and "feature-info migrate" upgrade.
 	Migrate bool
+	// Existing opens only a database that exists: a SQLite file that does
+	// not is refused with ErrNoDatabase rather than created, for commands
+	// that only read, or that must not leave a database behind when they
+	// fail. (PostgreSQL databases are never created.)
+	Existing bool
 }
 
 // maxValue is the longest rule value a save takes, in bytes.
@@ -118,6 +128,13 @@ func open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	driver, source := "sqlite", sqliteDSN(dsn)
 	if isPostgresDSN(dsn) {
 		s.dialect, driver, source, s.dsn = Postgres, "postgres", dsn, dsn
+	} else if opts.Existing {
+		path, _, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s does not exist", ErrNoDatabase, path)
+		}
+		// And should it go in between, SQLite does not create it either.
+		source += "&mode=rw"
 	}
 	// The one place placeholders are chosen.
 	var ph sq.PlaceholderFormat = sq.Question

@@ -56,8 +56,9 @@ func codecs(defs []rules.Definition) map[string]*rules.Codec {
 	return out
 }
 
-// loadDefs returns declarations from -defs FILE or, failing that, -db DSN;
-// none when neither is given.
+// loadDefs returns declarations from -defs FILE or, failing that, -db DSN
+// (a database that must exist: none is created); none when neither is
+// given.
 func loadDefs(ctx context.Context, defsFile, dsn string) ([]rules.Definition, error) {
 	switch {
 	case defsFile != "" && dsn != "":
@@ -65,7 +66,7 @@ func loadDefs(ctx context.Context, defsFile, dsn string) ([]rules.Definition, er
 	case defsFile != "":
 		return readDefs(defsFile)
 	case dsn != "":
-		st, err := openStore(ctx, dsn)
+		st, err := openExistingStore(ctx, dsn)
 		if err != nil {
 			return nil, err
 		}
