@@ -529,12 +529,12 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defs, err := rules.ParseDeclarations(body)
-	if err != nil {
-		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.ReplaceAll(err.Error(), "\n", "; ")))
-		return
-	}
 	if err := checkPush(defs); err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	if err != nil {
+		s.failDeclarations(w, r, err, defs)
 		return
 	}
 	c := sqlstore.Change{Actor: info(r).actor, BaseRevision: sqlstore.AnyRevision}
@@ -576,6 +576,29 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		s.reload(r, "push")
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// failDeclarations answers a push of a declarations file with problems
+// (err, from rules.ParseDeclarations): 422 invalid_declarations listing
+// them and, in one answer, the stored rule values that would not fit the
+// entries without problems (defs), listed as a refused push lists them
+// ("report": {"incompatible": [...]}).
+func (s *Server) failDeclarations(w http.ResponseWriter, r *http.Request, err error, defs []rules.Definition) {
+	e := errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	if len(defs) == 0 {
+		s.fail(w, r, e)
+		return
+	}
+	rep, perr := s.Store.PushDefinitions(r.Context(), defs, sqlstore.Change{}, sqlstore.PushOptions{DryRun: true})
+	if (perr != nil && !errors.Is(perr, sqlstore.ErrIncompatible)) || len(rep.Incompatible) == 0 {
+		if perr != nil && !errors.Is(perr, sqlstore.ErrIncompatible) {
+			s.Log.Warn("check the stored values against the valid entries of a refused push", "err", perr)
+		}
+		s.fail(w, r, e)
+		return
+	}
+	e.Message = clip(e.Message, 2*maxMessage) + fmt.Sprintf("; and %d stored rule value(s) would not fit the entries without problems (report)", len(rep.Incompatible))
+	writeJSON(w, e.Status, map[string]any{"error": e, "report": map[string]any{"incompatible": rep.Incompatible}})
 }
 
 // entryJSON is a changelog entry in the API.

@@ -157,3 +157,48 @@ func TestRevertPageRefusesNegationsOfDocumentedBooleans(t *testing.T) {
 	page := e.do("write", "GET", "/+feature-changelog", "", nil)
 	assert.NotContains(t, page.body, `id="revert-again"`)
 }
+
+// TestAPIPushFileProblemsAndStoredValues: a push (and its dry run) of a
+// declarations file with a bad entry answers 422 invalid_declarations
+// with the file's problems and, in the same answer, the stored rule
+// values its good entries would not fit ("report": {"incompatible"}),
+// writing nothing; a file whose good entries fit answers the problems
+// alone. SQLite and PostgreSQL. Before, the stored values were checked
+// only once the file was fixed.
+func TestAPIPushFileProblemsAndStoredValues(t *testing.T) {
+	eachStore(t, func(t *testing.T, e *env) {
+		rev := e.revision()
+		for _, q := range []string{"?comment=v2", "?dry_run=1"} {
+			r := e.do("write", "POST", "/api/v1/flags/push"+q, "application/json",
+				[]byte(`{"flags":[{"name":"a","typ":"int"},{"name":"b","type":"int","default":1}]}`))
+			require.Equal(t, 422, r.code, r.body)
+			var p struct {
+				Error struct {
+					Code, Message string
+				}
+				Report struct {
+					Incompatible []struct {
+						Line               int
+						Flag, Scope, Value string
+						Priority           int
+					}
+				}
+			}
+			require.NoError(t, json.Unmarshal([]byte(r.body), &p), r.body)
+			assert.Equal(t, "invalid_declarations", p.Error.Code)
+			assert.Equal(t, `flags[0] (a): unknown field "typ"; and 2 stored rule value(s) would not fit the entries without problems (report)`, p.Error.Message)
+			var got []string
+			for _, in := range p.Report.Incompatible {
+				got = append(got, fmt.Sprintf("line %d: %s %s %d %s", in.Line, in.Flag, in.Scope, in.Priority, in.Value))
+			}
+			// The stored rules text: a, then b's rules by descending
+			// priority, the first with its "when" line.
+			assert.Equal(t, []string{"line 2: b team:qa 5 y", "line 4: b default 1 x"}, got, r.body)
+		}
+		r := e.do("write", "POST", "/api/v1/flags/push?dry_run=1", "application/json",
+			[]byte(`{"flags":[{"name":"a","typ":"int"},{"name":"b","type":"string","default":"z"}]}`))
+		require.Equal(t, 422, r.code, r.body)
+		assert.NotContains(t, r.body, `"report"`)
+		assert.Equal(t, rev, e.revision(), "nothing written")
+	})
+}
