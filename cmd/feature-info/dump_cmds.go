@@ -23,7 +23,7 @@ func cmdDump(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if fs.NArg() != 0 {
 		return fmt.Errorf("%w: unexpected arguments %q (the dump goes to stdout: dump -db DSN > backup.json)", errUsage, fs.Args())
 	}
-	st, err := openStore(ctx, *dsn)
+	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}

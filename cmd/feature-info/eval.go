@@ -109,7 +109,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if *defsFile != "" {
 			return fmt.Errorf("%w: -defs is for -rules; with -db the stored declarations are used", errUsage)
 		}
-		st, err := openStore(ctx, *dsn)
+		st, err := openExistingStore(ctx, *dsn)
 		if err != nil {
 			return err
 		}

@@ -253,7 +253,7 @@ func flagsExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if fs.NArg() != 0 {
 		return fmt.Errorf("%w: flags export takes no arguments", errUsage)
 	}
-	st, err := openStore(ctx, *dsn)
+	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}
@@ -283,7 +283,7 @@ func flagsDelete(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if !*dry && strings.TrimSpace(*comment) == "" {
 		return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
 	}
-	st, err := openStore(ctx, *dsn)
+	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}
@@ -344,7 +344,7 @@ func flagsList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	st, err := openStore(ctx, *dsn)
+	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}

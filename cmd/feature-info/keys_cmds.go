@@ -81,7 +81,7 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	st, err := openStore(ctx, *dsn)
+	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func keysRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return fmt.Errorf("%w: %q is not a key id (see keys list)", errUsage, fs.Arg(0))
 	}
-	st, err := openStore(ctx, *dsn)
+	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}

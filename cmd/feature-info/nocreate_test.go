@@ -25,6 +25,19 @@ func TestRefusedCommandsCreateNoDatabase(t *testing.T) {
 		{"import -dry-run -prune", []string{"import", "-comment", "x", "-dry-run", "-prune", file}, DefaultDSN},
 		{"import -db", []string{"import", "-db", "other.db", "-comment", "x", file}, "other.db"},
 		{"check -db", []string{"check", "-db", "missing.db", file}, "missing.db"},
+		// Commands that read, or remove what must exist, on a missing
+		// file: an error, not an empty database made to answer from.
+		{"export", []string{"export", "-db", "missing.db"}, "missing.db"},
+		{"changelog", []string{"changelog", "-db", "missing.db"}, "missing.db"},
+		{"eval -db", []string{"eval", "-db", "missing.db", "ui.icing"}, "missing.db"},
+		{"flags list", []string{"flags", "list", "-db", "missing.db"}, "missing.db"},
+		{"flags export", []string{"flags", "export", "-db", "missing.db"}, "missing.db"},
+		{"flags delete", []string{"flags", "delete", "-db", "missing.db", "-comment", "x", "ui.theme"}, "missing.db"},
+		{"keys list", []string{"keys", "list", "-db", "missing.db"}, "missing.db"},
+		{"keys revoke", []string{"keys", "revoke", "-db", "missing.db", "1"}, "missing.db"},
+		{"rules delete", []string{"rules", "delete", "-db", "missing.db", "-comment", "x", "ui.icing"}, "missing.db"},
+		{"revert", []string{"revert", "-db", "missing.db", "-comment", "x", "1"}, "missing.db"},
+		{"dump", []string{"dump", "-db", "missing.db"}, "missing.db"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()

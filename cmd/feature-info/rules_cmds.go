@@ -287,7 +287,7 @@ func cmdRulesDelete(ctx context.Context, args []string, stdout, stderr io.Writer
 	if !*dry && strings.TrimSpace(*comment) == "" {
 		return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
 	}
-	st, err := openStore(ctx, *dsn)
+	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}
@@ -338,7 +338,7 @@ func cmdExport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	st, err := openStore(ctx, *dsn)
+	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}
@@ -369,7 +369,7 @@ func cmdChangelog(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if fs.NArg() != 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
 	}
-	st, err := openStore(ctx, *dsn)
+	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}
@@ -452,7 +452,7 @@ func cmdRevert(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if !*dry && strings.TrimSpace(*comment) == "" {
 		return fmt.Errorf("%w: -comment is required: say who asked for this revert and why", errUsage)
 	}
-	st, err := openStore(ctx, *dsn)
+	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
 		return err
 	}
