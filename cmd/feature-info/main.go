@@ -43,6 +43,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -78,7 +79,10 @@ DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopef
 `
 
 func main() {
+	// The first SIGINT or SIGTERM ends the command's context (serve
+	// drains); a second one ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() { <-ctx.Done(); stop() }()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -140,14 +144,54 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses args into fs. A command's -db (the database it works
+// on: a -db flag whose default is DefaultDSN) may instead come from
+// SCOPEFLAGS_DB (parseFlagsEnv).
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	return parseFlagsEnv(fs, args, func(f *flag.Flag) bool { return f.Name == "db" && f.DefValue == DefaultDSN })
+}
+
+// envVar is the environment variable that may set the flag name:
+// SCOPEFLAGS_ and the name uppercased, '-' as '_' (SCOPEFLAGS_MAX_VALUE
+// for -max-value).
+func envVar(name string) string {
+	return "SCOPEFLAGS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseFlagsEnv parses args into fs, then sets each flag fromEnv accepts
+// that args did not set from its environment variable (envVar), through
+// the flag's own Set, so a variable is checked as the flag would be. A
+// flag given on the command line wins; an empty variable counts as
+// unset. Each such flag's usage names its variable, so -h lists them. It
+// may be called again with more arguments (commands taking flags after
+// operands do): those win too.
+func parseFlagsEnv(fs *flag.FlagSet, args []string, fromEnv func(*flag.Flag) bool) error {
+	fs.VisitAll(func(f *flag.Flag) {
+		if note := " (env " + envVar(f.Name) + ")"; fromEnv(f) && !strings.HasSuffix(f.Usage, note) {
+			f.Usage += note
+		}
+	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return nil
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] || !fromEnv(f) {
+			return
+		}
+		name := envVar(f.Name)
+		if v := os.Getenv(name); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%w: environment variable %s: invalid value %q for flag -%s: %v", errUsage, name, v, f.Name, e)
+			}
+		}
+	})
+	return err
 }
 
 // multi is a repeatable string flag.
