@@ -483,7 +483,11 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		m.Close()
 		return err
 	}
-	m.Log.Info("serving", "url", m.URL()+"/+feature-info", "login", m.URL()+"/login", "db", redactDSN(m.DSN), "revision", m.Live.Current().Revision())
+	attrs := []any{"url", m.URL() + "/+feature-info", "login", m.URL() + "/login", "db", redactDSN(m.DSN), "revision", m.Live.Current().Revision()}
+	if m.public != nil {
+		attrs = append(attrs, "public", m.PublicURL())
+	}
+	m.Log.Info("serving", attrs...)
 	<-ctx.Done()
 	m.Log.Info("draining", "delay", m.DrainDelay, "timeout", m.drainTimeout())
 	start := time.Now()
