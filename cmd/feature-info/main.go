@@ -148,7 +148,20 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 // on: a -db flag whose default is DefaultDSN) may instead come from
 // SCOPEFLAGS_DB (parseFlagsEnv).
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	return parseFlagsEnv(fs, args, func(f *flag.Flag) bool { return f.Name == "db" && f.DefValue == DefaultDSN })
+	_, err := parseFlagsEnv(fs, args, func(f *flag.Flag) bool { return f.Name == "db" && f.DefValue == DefaultDSN })
+	return err
+}
+
+// envSet holds the flags of a command set by their environment
+// variables, to name them in messages as they were set.
+type envSet map[string]bool
+
+// name is "-name", or the environment variable that set the flag.
+func (fromEnv envSet) name(flag string) string {
+	if fromEnv[flag] {
+		return envVar(flag)
+	}
+	return "-" + flag
 }
 
 // envVar is the environment variable that may set the flag name:
@@ -164,8 +177,9 @@ func envVar(name string) string {
 // flag given on the command line wins; an empty variable counts as
 // unset. Each such flag's usage names its variable, so -h lists them. It
 // may be called again with more arguments (commands taking flags after
-// operands do): those win too.
-func parseFlagsEnv(fs *flag.FlagSet, args []string, fromEnv func(*flag.Flag) bool) error {
+// operands do): those win too. It returns the flags set from the
+// environment.
+func parseFlagsEnv(fs *flag.FlagSet, args []string, fromEnv func(*flag.Flag) bool) (envSet, error) {
 	fs.VisitAll(func(f *flag.Flag) {
 		if note := " (env " + envVar(f.Name) + ")"; fromEnv(f) && !strings.HasSuffix(f.Usage, note) {
 			f.Usage += note
@@ -173,12 +187,13 @@ func parseFlagsEnv(fs *flag.FlagSet, args []string, fromEnv func(*flag.Flag) boo
 	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return nil, err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	set := envSet{}
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
 		if err != nil || given[f.Name] || !fromEnv(f) {
@@ -187,11 +202,12 @@ func parseFlagsEnv(fs *flag.FlagSet, args []string, fromEnv func(*flag.Flag) boo
 		name := envVar(f.Name)
 		if v := os.Getenv(name); v != "" {
 			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%w: environment variable %s: invalid value %q for flag -%s: %v", errUsage, name, v, f.Name, e)
+				err = fmt.Errorf("%w: %s: invalid value %q for flag -%s: %v", errUsage, name, v, f.Name, e)
 			}
+			set[f.Name] = true
 		}
 	})
-	return err
+	return set, err
 }
 
 // multi is a repeatable string flag.

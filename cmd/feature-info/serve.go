@@ -438,39 +438,57 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	m.AdminKey = os.Getenv("SCOPEFLAGS_ADMIN_KEY")
 	m.Out = stdout
-	if err := parseFlagsEnv(fs, args, func(*flag.Flag) bool { return true }); err != nil {
+	fromEnv, err := parseFlagsEnv(fs, args, func(*flag.Flag) bool { return true })
+	if err != nil {
 		return err
 	}
-	if (m.TLSCert == "") != (m.TLSKey == "") {
-		return fmt.Errorf("%w: -tls-cert and -tls-key go together", errUsage)
+	bad := func(flag, format string, args ...any) error { // names the flag as it was set
+		return fmt.Errorf("%w: %s"+format, append([]any{errUsage, fromEnv.name(flag)}, args...)...)
+	}
+	for _, a := range []struct{ name, addr string }{{"addr", m.Addr}, {"public-addr", m.PublicAddr}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil && a.addr != "" {
+			return bad(a.name, ": %q is not HOST:PORT", a.addr)
+		}
+	}
+	if m.TLSCert != "" && m.TLSKey == "" {
+		return bad("tls-cert", " needs -tls-key")
+	}
+	if m.TLSKey != "" && m.TLSCert == "" {
+		return bad("tls-key", " needs -tls-cert")
 	}
 	for _, o := range strings.Split(*origins, ",") {
 		if o = strings.TrimSpace(o); o == "" {
 			continue
 		}
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			return fmt.Errorf("%w: -cors-origins: %q is not an origin (want scheme://host[:port])", errUsage, o)
+			return bad("cors-origins", ": %q is not an origin (want scheme://host[:port])", o)
 		}
 		m.CORSOrigins = append(m.CORSOrigins, strings.TrimRight(o, "/"))
 	}
-	if m.OFREPRate < 0 || m.OFREPBurst < 0 {
-		return fmt.Errorf("%w: -ofrep-rate and -ofrep-burst must not be negative", errUsage)
+	switch {
+	case m.OFREPRate < 0:
+		return bad("ofrep-rate", " must not be negative")
+	case m.OFREPBurst < 0:
+		return bad("ofrep-burst", " must not be negative")
+	case m.OFREPBudgetPerFlag <= 0:
+		return bad("ofrep-budget-per-flag", " must be positive")
+	case m.OFREPBudgetBase <= 0:
+		return bad("ofrep-budget-base", " must be positive")
 	}
-	if m.OFREPBudgetPerFlag <= 0 || m.OFREPBudgetBase <= 0 {
-		return fmt.Errorf("%w: -ofrep-budget-per-flag and -ofrep-budget-base must be positive", errUsage)
-	}
-	var err error
 	if m.TrustedProxies, err = clientaddr.Parse(*proxies); err != nil {
-		return fmt.Errorf("%w: -trusted-proxies: %v", errUsage, err)
+		return bad("trusted-proxies", ": %v", err)
 	}
-	if m.MaxStreamsPerKey == 0 || m.MaxStreamsPerKey < -1 || m.MaxStreamsPerAddr == 0 || m.MaxStreamsPerAddr < -1 {
-		return fmt.Errorf("%w: -max-streams-per-key and -max-streams-per-addr: want a positive count, or -1 for no cap", errUsage)
-	}
-	if m.BodyTimeout <= 0 {
-		return fmt.Errorf("%w: -body-timeout must be positive, such as 30s", errUsage)
-	}
-	if m.DrainTimeout <= 0 || m.DrainDelay < 0 {
-		return fmt.Errorf("%w: -drain-timeout must be positive, such as 25s, and -drain-delay not negative", errUsage)
+	switch {
+	case m.MaxStreamsPerKey == 0 || m.MaxStreamsPerKey < -1:
+		return bad("max-streams-per-key", ": want a positive count, or -1 for no cap")
+	case m.MaxStreamsPerAddr == 0 || m.MaxStreamsPerAddr < -1:
+		return bad("max-streams-per-addr", ": want a positive count, or -1 for no cap")
+	case m.BodyTimeout <= 0:
+		return bad("body-timeout", " must be positive, such as 30s")
+	case m.DrainTimeout <= 0:
+		return bad("drain-timeout", " must be positive, such as 25s")
+	case m.DrainDelay < 0:
+		return bad("drain-delay", " must not be negative")
 	}
 	if os.Getenv("GOGC") == "" {
 		// The server's live heap is small (a few MB), so at the default
