@@ -22,16 +22,19 @@ test: lint js-deps
 	$(GO) test -race -count=1 -timeout 9m ./...
 
 # The real OpenFeature JS clients (pinned by the lockfile) that the OFREP
-# tests in cmd/feature-info run under Node; installed again only when the
-# lockfile changes. Without npm the tests skip, except in CI.
+# tests in cmd/feature-info run under Node, and axe-core, which the browser
+# tests there inject into every page to check its accessibility; each is
+# installed again only when its lockfile changes. Without npm the tests
+# skip, except in CI.
 OFREP_JS = cmd/feature-info/testdata/ofrep-js
-js-deps: $(OFREP_JS)/node_modules/.package-lock.json
+AXE_JS   = cmd/feature-info/testdata/axe-js
+js-deps: $(OFREP_JS)/node_modules/.package-lock.json $(AXE_JS)/node_modules/.package-lock.json
 
-$(OFREP_JS)/node_modules/.package-lock.json: $(OFREP_JS)/package-lock.json $(OFREP_JS)/package.json
+%/node_modules/.package-lock.json: %/package-lock.json %/package.json
 	@if command -v npm >/dev/null; then \
-		npm ci --prefix $(OFREP_JS) --no-audit --no-fund --loglevel=error && touch $@; \
+		npm ci --prefix $* --no-audit --no-fund --loglevel=error && touch $@; \
 	elif [ "$$CI" = true ]; then echo "npm is not installed; .ci/run installs it" >&2; exit 1; \
-	else echo "npm not installed: the OFREP JS client tests will skip" >&2; fi
+	else echo "npm not installed: the tests of $* skip" >&2; fi
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./...

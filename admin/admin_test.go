@@ -389,5 +389,5 @@ func TestRulesPageSave(t *testing.T) {
 
 	read := e.do("read", "GET", "/+feature-rules", "", nil)
 	assert.NotContains(t, read.body, "<textarea", "readers get no editor")
-	assert.Contains(t, read.body, `<pre id="rules-text">`)
+	assert.Contains(t, read.body, `<pre id="rules-text" tabindex="0">`)
 }

@@ -248,7 +248,8 @@ type rulesRequest struct {
 	// change is the write's comment, actor, If-Match revision (required),
 	// ?dry_run, ?allow_negations and the server's checks (ruleChecks).
 	change sqlstore.Change
-	// text when sent as text; else rs, checked, with their warnings.
+	// text when sent as text; else rs, the rules that passed checkRules
+	// (its problems are in change.Problems), with their warnings.
 	text     string
 	rs       []rules.Rule
 	warnings []*rules.Error
@@ -282,7 +283,7 @@ func (s *Server) readRules(r *http.Request) (*rulesRequest, error) {
 		if err := checkSaveRules(ruleLines(q.text)); err != nil {
 			return nil, err
 		}
-		if q.change.Comment, err = requestComment(r); err != nil {
+		if q.change.Comment, err = requestComment(r, dry); err != nil {
 			return nil, err
 		}
 	case "application/json":
@@ -294,7 +295,7 @@ func (s *Server) readRules(r *http.Request) (*rulesRequest, error) {
 			return nil, errf(http.StatusBadRequest, "invalid_request", `give exactly one of "text" and "rules"`)
 		}
 		q.change.Comment = b.Comment
-		if err := checkComment("comment", q.change.Comment); err != nil {
+		if err := checkComment("comment", q.change.Comment, dry); err != nil {
 			return nil, err
 		}
 		var n int
@@ -309,13 +310,7 @@ func (s *Server) readRules(r *http.Request) (*rulesRequest, error) {
 		if b.Text != nil {
 			q.text = *b.Text
 		} else {
-			var err error
-			if q.rs, q.warnings, err = checkRules(*b.Rules, s.live().Registry()); err != nil {
-				return nil, s.saveError(r, err, q.change.BaseRevision)
-			}
-			if q.rs == nil {
-				q.rs = []rules.Rule{}
-			}
+			q.rs, q.change.Problems, q.warnings = checkRules(*b.Rules, s.live().Registry())
 		}
 	default:
 		return nil, errf(http.StatusUnsupportedMediaType, "unsupported_media_type", "send the rules as text/plain or application/json (got %s)", echo(r.Header.Get("Content-Type")))
@@ -534,25 +529,23 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defs, err := rules.ParseDeclarations(body)
-	if err != nil {
-		s.fail(w, r, errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.ReplaceAll(err.Error(), "\n", "; ")))
-		return
-	}
 	if err := checkPush(defs); err != nil {
 		s.fail(w, r, err)
 		return
 	}
+	if err != nil {
+		s.failDeclarations(w, r, err, defs)
+		return
+	}
 	c := sqlstore.Change{Actor: info(r).actor, BaseRevision: sqlstore.AnyRevision, DryRun: dry}
-	if !dry {
-		if c.Comment, err = requestComment(r); err != nil {
+	if c.Comment, err = requestComment(r, dry); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if r.Header.Get("If-Match") != "" {
+		if c.BaseRevision, err = ifMatch(r); err != nil {
 			s.fail(w, r, err)
 			return
-		}
-		if r.Header.Get("If-Match") != "" {
-			if c.BaseRevision, err = ifMatch(r); err != nil {
-				s.fail(w, r, err)
-				return
-			}
 		}
 	}
 	rep, err := s.store.PushDefinitions(r.Context(), defs, c, opts)
@@ -581,6 +574,29 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 		s.reload(r, "push")
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// failDeclarations answers a push of a declarations file with problems
+// (err, from rules.ParseDeclarations): 422 invalid_declarations listing
+// them and, in one answer, the stored rule values that would not fit the
+// entries without problems (defs), listed as a refused push lists them
+// ("report": {"incompatible": [...]}).
+func (s *Server) failDeclarations(w http.ResponseWriter, r *http.Request, err error, defs []rules.Definition) {
+	e := errf(http.StatusUnprocessableEntity, "invalid_declarations", "%s", strings.ReplaceAll(err.Error(), "\n", "; "))
+	if len(defs) == 0 {
+		s.fail(w, r, e)
+		return
+	}
+	rep, perr := s.store.PushDefinitions(r.Context(), defs, sqlstore.Change{BaseRevision: sqlstore.AnyRevision, DryRun: true}, sqlstore.PushOptions{})
+	if (perr != nil && !errors.Is(perr, sqlstore.ErrIncompatible)) || len(rep.Incompatible) == 0 {
+		if perr != nil && !errors.Is(perr, sqlstore.ErrIncompatible) {
+			s.log.Warn("check the stored values against the valid entries of a refused push", "err", perr)
+		}
+		s.fail(w, r, e)
+		return
+	}
+	e.Message = clip(e.Message, 2*maxMessage) + fmt.Sprintf("; and %d stored rule value(s) would not fit the entries without problems (report)", len(rep.Incompatible))
+	writeJSON(w, e.Status, map[string]any{"error": e, "report": map[string]any{"incompatible": rep.Incompatible}})
 }
 
 // entryJSON is a changelog entry in the API.
@@ -688,25 +704,32 @@ func (s *Server) apiChangelogEntry(w http.ResponseWriter, r *http.Request) {
 
 // revert restores the rules and declarations as they were after
 // changelog entry id, as a new change based on revision base
-// (sqlstore.Store.Revert, one transaction).
-func (s *Server) revert(r *http.Request, id, base int64, comment string, dry bool) (sqlstore.Entry, error) {
-	if err := checkComment("comment", comment); err != nil {
+// (sqlstore.Store.Revert, one transaction), checked as a save is with
+// this server's checks (ruleChecks): values that read as off of flags
+// documented as boolean are refused unless allow. Its errors are the
+// store's, for revertError to explain.
+func (s *Server) revert(r *http.Request, id, base int64, comment string, dry, allow bool) (sqlstore.Entry, error) {
+	if err := checkComment("comment", comment, dry); err != nil {
 		return sqlstore.Entry{}, err
 	}
-	e, err := s.store.Revert(r.Context(), id, sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry})
+	return s.store.Revert(r.Context(), id, s.ruleChecks(sqlstore.Change{Comment: comment, Actor: info(r).actor, BaseRevision: base, DryRun: dry}, allow))
+}
+
+// revertError explains why a revert to entry id, based on revision base,
+// was refused.
+func (s *Server) revertError(r *http.Request, err error, id, base int64) error {
 	switch {
 	case errors.Is(err, sqlstore.ErrNotFound):
-		return sqlstore.Entry{}, err
+		return err
 	case errors.Is(err, sqlstore.ErrNotRevertible):
-		return sqlstore.Entry{}, errf(http.StatusConflict, "not_revertible", "change #%d was saved before the rules text was recorded with each change, so it cannot be restored", id)
-	case err != nil:
-		return sqlstore.Entry{}, s.saveError(r, err, base)
+		return errf(http.StatusConflict, "not_revertible", "change #%d was saved before the rules text was recorded with each change, so it cannot be restored", id)
 	}
-	return e, nil
+	return s.saveError(r, err, base)
 }
 
 // apiRevert: POST /api/v1/changelog/{id}/revert with {"comment": ...}
-// and If-Match; ?dry_run=1 writes nothing.
+// and If-Match; ?dry_run=1 writes nothing, ?allow_negations=1 restores
+// values that read as off of flags documented as boolean.
 func (s *Server) apiRevert(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
@@ -730,9 +753,14 @@ func (s *Server) apiRevert(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	e, err := s.revert(r, id, base, b.Comment, dry)
+	allow, err := allowNegations(r)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	e, err := s.revert(r, id, base, b.Comment, dry, allow)
+	if err != nil {
+		s.fail(w, r, s.revertError(r, err, id, base))
 		return
 	}
 	s.saved(w, r, e, nil)

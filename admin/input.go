@@ -27,12 +27,14 @@ func checkText(field, v string, max int) error {
 }
 
 // checkComment checks the comment of a change: human text of at most
-// sqlstore.MaxComment characters, and not blank.
-func checkComment(field, c string) error {
+// sqlstore.MaxComment characters, and not blank unless the change is a
+// dry run (which writes nothing, so needs no comment; one given is checked
+// alike).
+func checkComment(field, c string, dry bool) error {
 	if err := checkText(field, c, sqlstore.MaxComment); err != nil {
 		return err
 	}
-	if strings.TrimSpace(c) == "" {
+	if !dry && strings.TrimSpace(c) == "" {
 		return errf(http.StatusUnprocessableEntity, "comment_required", "a comment is required: say who asked for this change and why")
 	}
 	return nil
@@ -54,13 +56,14 @@ func fieldError(fe *sqlstore.FieldError) *Error {
 }
 
 // requestComment reads and checks the comment of a write whose body is
-// not JSON: ?comment=, or when that is empty the X-Comment header.
-func requestComment(r *http.Request) (string, error) {
+// not JSON: ?comment=, or when that is empty the X-Comment header; a dry
+// run needs none.
+func requestComment(r *http.Request, dry bool) (string, error) {
 	if c := r.URL.Query().Get("comment"); c != "" {
-		return c, checkComment("the comment parameter", c)
+		return c, checkComment("the comment parameter", c, dry)
 	}
 	c := r.Header.Get("X-Comment")
-	return c, checkComment("the X-Comment header", c)
+	return c, checkComment("the X-Comment header", c, dry)
 }
 
 // maxEcho bounds how much of a header, parameter or path value an error
@@ -100,23 +103,26 @@ func clip(msg string, max int) string {
 // ruleKinds are the rules sentinels a field check can unwrap to.
 var ruleKinds = []error{rules.ErrFlagName, rules.ErrScope, rules.ErrPriority, rules.ErrCondition, rules.ErrValue, rules.ErrSyntax}
 
-// checkRules runs the rules of a JSON save through exactly the checks of
-// the text form. Each rule's fields are checked (rules.Rule.Validate, so
-// that it has one reading as text), then the rule is parsed as the line
-// (and "when" line) of text it stands for by rules.Parse with the scope
-// checker, as a text save is: scopes a handler rejects, conditions,
-// values. Last come duplicates across rules. Problems are a
-// rules.ErrorList naming each rule by position ("rule 2: ..."); warnings
-// (scopes no handler claims) are named the same way.
-func checkRules(in []ruleJSON, sc rules.ScopeChecker) ([]rules.Rule, []*rules.Error, error) {
-	var errs rules.ErrorList
-	var warnings []*rules.Error
-	rs := make([]rules.Rule, 0, len(in))
+// checkRules runs the rules of a JSON save through the checks of the
+// text form that need no store. Each rule's fields are checked
+// (rules.Rule.Validate, so that it has one reading as text), then the
+// rule is parsed as the line (and "when" line) of text it stands for by
+// rules.Parse with the scope checker, as a text save is: scopes a handler
+// rejects, conditions. Duplicates are looked for among every rule whose
+// fields are right. It returns the rules that passed, each with its
+// position in the request (rules.Rule.Position), for the store to check
+// the rest (values, cost, negations: sqlstore.Change.Problems carries
+// the problems found here to it, so all come in one answer), the problems
+// and the warnings (scopes no handler claims), each naming its rule by
+// position ("rule 2: ...").
+func checkRules(in []ruleJSON, sc rules.ScopeChecker) (rs []rules.Rule, found rules.ErrorList, warnings []*rules.Error) {
+	rs = make([]rules.Rule, 0, len(in))
+	var fields []rules.Rule // every rule with right fields
 	at := func(i int, kind error, msg string) *rules.Error {
-		return &rules.Error{Kind: kind, Msg: fmt.Sprintf("rule %d: %s", i+1, msg)}
+		return &rules.Error{Rule: i + 1, Kind: kind, Msg: fmt.Sprintf("rule %d: %s", i+1, msg)}
 	}
 	for i, x := range in {
-		r := rules.Rule{Flag: x.Flag, Scope: x.Scope, Priority: x.Priority, Value: x.Value, Condition: x.Condition}
+		r := rules.Rule{Flag: x.Flag, Scope: x.Scope, Priority: x.Priority, Value: x.Value, Condition: x.Condition, Position: i + 1}
 		if err := r.Validate(); err != nil {
 			kind := rules.ErrSyntax
 			for _, k := range ruleKinds {
@@ -125,9 +131,10 @@ func checkRules(in []ruleJSON, sc rules.ScopeChecker) ([]rules.Rule, []*rules.Er
 					break
 				}
 			}
-			errs = append(errs, at(i, kind, err.Error()))
+			found = append(found, at(i, kind, err.Error()))
 			continue
 		}
+		fields = append(fields, r)
 		text := fmt.Sprintf("%s %s %d %s\n", r.Flag, r.Scope, r.Priority, r.Value)
 		if r.Condition != "" {
 			text += "    when " + r.Condition + "\n"
@@ -140,29 +147,23 @@ func checkRules(in []ruleJSON, sc rules.ScopeChecker) ([]rules.Rule, []*rules.Er
 		switch {
 		case errors.As(err, &list):
 			for _, e := range list {
-				errs = append(errs, at(i, e.Kind, e.Msg))
+				found = append(found, at(i, e.Kind, e.Msg))
 			}
 			continue
 		case err != nil:
-			errs = append(errs, at(i, rules.ErrSyntax, err.Error()))
+			found = append(found, at(i, rules.ErrSyntax, err.Error()))
 			continue
 		}
 		if len(parsed) != 1 || parsed[0].Flag != r.Flag || parsed[0].Scope != r.Scope || parsed[0].Priority != r.Priority ||
 			parsed[0].Value != r.Value || parsed[0].Condition != r.Condition {
-			errs = append(errs, at(i, rules.ErrSyntax, "the rule does not read back the same as text"))
+			found = append(found, at(i, rules.ErrSyntax, "the rule does not read back the same as text"))
 			continue
 		}
 		rs = append(rs, r)
 	}
-	if len(errs) == 0 {
-		// Named by position (rules from JSON have no line), which is
-		// the rule's in the request only when none was left out.
-		errs = rules.Duplicates(rs)
-	}
-	if len(errs) > 0 {
-		return nil, warnings, errs
-	}
-	return rs, warnings, nil
+	// Among every rule with right fields, as text's are among every line
+	// that reads: one whose condition was refused is a duplicate too.
+	return rs, rules.MergeErrors(found, rules.Duplicates(fields)), warnings
 }
 
 // Limits on the lists one write or one page of the changelog may hold

@@ -91,6 +91,10 @@ type pageData struct {
 	Entries  []sqlstore.Entry
 	Older    int64
 	Reverted *sqlstore.Entry
+	// RevertID is the entry a refused revert was to: Errors lists why
+	// (lines of the rules recorded with it), and when Negations a form
+	// offers to revert again, allowing them.
+	RevertID int64
 }
 
 // preview is what a save of the rules page would do, shown by Save and
@@ -336,7 +340,7 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 		status, d.Errors = http.StatusBadRequest, []Detail{{Line: 1 + strings.Count(d.Text[:badUTF8([]byte(d.Text))], "\n"), Message: "the rules text is not valid UTF-8"}}
 	case errors.As(checkSaveRules(ruleLines(d.Text)), &bad):
 		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
-	case errors.As(checkComment("the comment", d.Comment), &bad):
+	case errors.As(checkComment("the comment", d.Comment, false), &bad):
 		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
 		if bad.Code == "invalid_text" {
 			d.Comment = "" // not shown back: it would not survive the form again
@@ -419,22 +423,34 @@ func (s *Server) changelogPage(w http.ResponseWriter, r *http.Request) {
 			d.Reverted = &e
 		}
 	}
-	if d.Revision, err = s.store.Revision(r.Context()); err != nil {
+	if err := s.loadChangelog(r, &d, q); err != nil {
 		s.fail(w, r, err)
 		return
-	}
-	if d.Entries, err = s.store.Changelog(r.Context(), q); err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	if len(d.Entries) == q.Limit {
-		d.Older = d.Entries[len(d.Entries)-1].ID
 	}
 	s.renderStatus(w, r, http.StatusOK, "changelog.html", d)
 }
 
+// loadChangelog fills the changelog page with the page of entries q asks
+// for and the revision they are at.
+func (s *Server) loadChangelog(r *http.Request, d *pageData, q sqlstore.ChangelogQuery) error {
+	var err error
+	if d.Revision, err = s.store.Revision(r.Context()); err != nil {
+		return err
+	}
+	if d.Entries, err = s.store.Changelog(r.Context(), q); err != nil {
+		return err
+	}
+	if len(d.Entries) == q.Limit {
+		d.Older = d.Entries[len(d.Entries)-1].ID
+	}
+	return nil
+}
+
 // revertPage: POST /+feature-changelog/{id}/revert with a comment and the
-// revision the changelog page was loaded at.
+// revision the changelog page was loaded at, and allow_negations when
+// ticked. Rules the checks refuse bring the changelog back with every
+// problem listed and, when some are values that read as off of flags
+// documented as boolean, a form to revert again allowing them.
 func (s *Server) revertPage(w http.ResponseWriter, r *http.Request) {
 	id, err := pathID(r)
 	if err != nil {
@@ -450,12 +466,30 @@ func (s *Server) revertPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "the form lacks the revision it was loaded from; reload the page"))
 		return
 	}
-	e, err := s.revert(r, id, base, r.PostForm.Get("comment"), false)
+	comment, allow := r.PostForm.Get("comment"), r.PostForm.Get("allow_negations") != ""
+	e, err := s.revert(r, id, base, comment, false, allow)
+	negations := errors.Is(err, rules.ErrNegation)
 	if err != nil {
-		var ae *Error
-		if errors.As(err, &ae) && ae.Code == "precondition_failed" {
-			ae.Message = "The rules changed since you loaded the changelog; nothing was reverted. Reload it and look at the newer changes first."
+		err = s.revertError(r, err, id, base)
+	}
+	var ae *Error
+	switch {
+	case errors.As(err, &ae) && ae.Code == "precondition_failed":
+		ae.Message = "The rules changed since you loaded the changelog; nothing was reverted. Reload it and look at the newer changes first."
+		s.fail(w, r, err)
+		return
+	case errors.As(err, &ae) && ae.Code == "invalid_rules" && len(ae.Details) > 0:
+		d := s.page(r, "Feature rules changelog")
+		d.RevertID, d.Base, d.Comment = id, base, comment
+		d.Errors, d.Negations = ae.Details, negations
+		d.ErrorSummary = strings.TrimSuffix(strings.Replace(ae.Message, "; nothing was saved", "", 1), "; values that read as off are refused for flags documented as boolean: allow_negations=1 saves them")
+		if lerr := s.loadChangelog(r, &d, sqlstore.ChangelogQuery{Limit: 20}); lerr != nil {
+			s.fail(w, r, lerr)
+			return
 		}
+		s.renderStatus(w, r, ae.Status, "changelog.html", d)
+		return
+	case err != nil:
 		s.fail(w, r, err)
 		return
 	}

@@ -453,3 +453,30 @@ func TestRulesPageProblemCount(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownPage: a page path no route serves, or a method a page does
+// not take, answers with the error page (styled, with a way back), as the
+// API answers unknown endpoints in JSON; API paths stay JSON.
+func TestUnknownPage(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	for _, c := range []struct {
+		name, who, method, path string
+		code                    int
+		ctype, want             string
+	}{
+		{"unknown page, anonymous", "", "GET", "/+nope", 404, "text/html", `<p class="problem" id="message">no such page: &#34;/&#43;nope&#34;</p>`},
+		{"unknown page, read key", "read", "GET", "/+feature-nope", 404, "text/html", `<p class="problem" id="message">no such page: &#34;/&#43;feature-nope&#34;</p>`},
+		{"wrong method on a page", "write", "PUT", "/+feature-rules", 405, "text/html", `<p class="problem" id="message">&#34;PUT&#34; is not allowed on &#34;/&#43;feature-rules&#34;`},
+		{"unknown endpoint", "read", "GET", "/api/v1/nope", 404, "application/json", `"no such endpoint: \"/api/v1/nope\""`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := e.do(c.who, c.method, c.path, "", nil)
+			assert.Equal(t, c.code, r.code)
+			assert.True(t, strings.HasPrefix(r.header.Get("Content-Type"), c.ctype), r.header.Get("Content-Type"))
+			assert.Contains(t, r.body, c.want)
+			if c.ctype == "text/html" {
+				assert.Contains(t, r.body, `<a href="/+feature-info">Back to the feature pages</a>`)
+			}
+		})
+	}
+}

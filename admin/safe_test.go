@@ -3,6 +3,7 @@ package admin_test
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -109,5 +110,31 @@ func TestNoChangeAndDryRun(t *testing.T) {
 		assert.Equal(t, "a: +1 -1", a.Flags[0].Summary)
 		assert.Equal(t, "b: all 2 rules removed", a.Flags[1].Summary)
 		assert.Equal(t, 400, e.do("write", "PUT", "/api/v1/rules?dry_run=maybe", "text/plain", []byte(cur), "If-Match", tag, "X-Comment", "x").code)
+
+		// A dry run needs no comment (a write does); one given is checked.
+		for _, w := range []struct{ method, path, ctype, body string }{
+			{"PUT", "/api/v1/rules", "text/plain", "a default 1 false\n"},
+			{"PUT", "/api/v1/rules", "application/json", `{"rules":[{"flag":"a","scope":"default","priority":1,"value":"false"}]}`},
+			{"PUT", "/api/v1/flags/a/rules", "text/plain", "a default 1 false\n"},
+			{"POST", "/api/v1/changelog/1/revert", "application/json", `{}`},
+			{"POST", "/api/v1/flags/push", "application/json", `{"flags":[]}`},
+		} {
+			t.Run("no comment "+w.method+" "+w.path+" "+w.ctype, func(t *testing.T) {
+				r := e.do("write", w.method, w.path+"?dry_run=1", w.ctype, []byte(w.body), "If-Match", tag)
+				assert.Equal(t, 200, r.code, r.body)
+				r = e.do("write", w.method, w.path, w.ctype, []byte(w.body), "If-Match", tag)
+				assert.Equal(t, 422, r.code, r.body)
+				assert.Contains(t, r.body, "comment_required")
+				if w.ctype == "text/plain" || strings.HasSuffix(w.path, "push") {
+					r = e.do("write", w.method, w.path+"?dry_run=1&comment=bad%01", w.ctype, []byte(w.body), "If-Match", tag)
+					assert.NotEqual(t, 200, r.code, "a comment given is checked: %s", r.body)
+					assert.Contains(t, r.body, "control character")
+				}
+			})
+		}
+		stale := e.do("write", "POST", "/api/v1/flags/push?dry_run=1", "application/json", []byte(`{"flags":[]}`), "If-Match", fmt.Sprintf(`"%d"`, rev-1))
+		assert.Equal(t, 412, stale.code, "a dry-run push checks If-Match: %s", stale.body)
+		assert.Equal(t, rev, e.revision())
+		assert.Equal(t, n, e.changelogLen())
 	})
 }

@@ -289,18 +289,22 @@ func isAPI(path string) bool {
 	return !(path == "/" || strings.HasPrefix(path, "/+") || path == "/login" || path == "/logout")
 }
 
-// apiFallback answers unknown API paths and wrong methods in JSON, as the
-// rest of the API does.
+// apiFallback answers unknown paths and wrong methods as the rest does
+// (fail): in JSON on API paths, with the error page on page paths.
 func (s *Server) apiFallback(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if _, pattern := mux.Handler(r); pattern == "" && isAPI(r.URL.Path) {
+		if _, pattern := mux.Handler(r); pattern == "" {
 			rec := &statusRecorder{ResponseWriter: discardWriter{w.Header()}}
 			mux.ServeHTTP(rec, r)
 			if rec.code == http.StatusMethodNotAllowed {
 				s.fail(w, r, errf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s (allowed: %s)", echo(r.Method), echo(r.URL.Path), w.Header().Get("Allow")))
 				return
 			}
-			s.fail(w, r, errf(http.StatusNotFound, "not_found", "no such endpoint: %s", echo(r.URL.Path)))
+			what := "endpoint"
+			if !isAPI(r.URL.Path) {
+				what = "page"
+			}
+			s.fail(w, r, errf(http.StatusNotFound, "not_found", "no such %s: %s", what, echo(r.URL.Path)))
 			return
 		}
 		mux.ServeHTTP(w, r)

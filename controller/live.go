@@ -47,8 +47,8 @@ type Live struct {
 	opts   BuildOptions
 	last   *Snapshot // the last snapshot build made, which the next reuses from; under mu
 
-	stored   []rules.Definition  // declarations from the last load; under mu
-	reported map[string]struct{} // problems logged for the current rules; under mu
+	stored   []rules.Definition      // declarations from the last load; under mu
+	reported map[problemKey]struct{} // problems logged for the current rules; under mu
 
 	// changed is closed, and replaced, whenever a snapshot is published.
 	changed atomic.Pointer[chan struct{}]
@@ -132,11 +132,10 @@ func (l *Live) build(rs []rules.Rule, revision int64, stored []rules.Definition)
 	s := build(rs, l.reg, revision, opts, l.last)
 	l.last = s
 	s.stored = stored
-	seen := make(map[string]struct{}, len(s.problems))
+	seen := make(map[problemKey]struct{}, len(s.problems))
 	for _, p := range s.problems {
-		msg := p.Error()
-		seen[msg] = struct{}{}
-		if _, logged := l.reported[msg]; !logged {
+		seen[p.key()] = struct{}{}
+		if _, logged := l.reported[p.key()]; !logged {
 			l.log.Error("rules: problem in stored rules; the rule evaluates to an error", "err", p, "revision", revision)
 		}
 	}
@@ -289,7 +288,10 @@ func (l *Live) Run(ctx context.Context, interval time.Duration) error {
 				}
 			}
 			lastSignalled = time.Now()
-			reload(false)
+			// Loaded whatever the revision: a signal means the rules
+			// changed, even to the same revision number (a restore
+			// -force of another database).
+			reload(true)
 		}
 	}
 }

@@ -199,6 +199,10 @@ func TestLiveRunWatcher(t *testing.T) {
 		src.set(int64(i+2), v)
 		require.Eventually(t, func() bool { return flagNow(live, "a") == v }, 5*time.Second, time.Millisecond, "signal %d", i)
 	}
+	// A signal reloads even when the revision is the same (a restore
+	// -force of another database at the same revision).
+	src.set(4, "restored")
+	require.Eventually(t, func() bool { return flagNow(live, "a") == "restored" }, 5*time.Second, time.Millisecond, "a signal at the same revision")
 	assert.NoError(t, wctx.Err(), "the watch runs while Run does")
 	cancel()
 	require.ErrorIs(t, <-done, context.Canceled)
@@ -276,4 +280,31 @@ func TestLiveLogsFailureOnce(t *testing.T) {
 		assert.Equal(t, outage+1, strings.Count(logs.String(), "rules reload failed"), logs.String())
 		assert.Equal(t, outage+1, strings.Count(logs.String(), "rules reload recovered"), logs.String())
 	}
+}
+
+// TestLiveLogsProblemOnce: a problem in the stored rules is logged once
+// while it lasts (its identity is the flag, rule, part and refused text,
+// not the message), again when it comes back after a fix, and a
+// different refused text in the same rule is a new problem.
+func TestLiveLogsProblemOnce(t *testing.T) {
+	var logs strings.Builder
+	live := controller.NewLive(&failingSource{}, controller.LiveOptions{Log: slog.New(slog.NewTextHandler(&logs, nil))})
+	bad := func(cond string) []rules.Rule {
+		return []rules.Rule{{Flag: "a", Scope: "default", Priority: 1, Value: "x", Condition: cond}}
+	}
+	count := func() int { return strings.Count(logs.String(), "problem in stored rules") }
+	s := live.Build(bad("nosuchfunc(1)"), 1)
+	require.Len(t, s.Problems(), 1)
+	var p *controller.Problem
+	require.ErrorAs(t, s.Problems()[0], &p)
+	assert.Equal(t, controller.Problem{Flag: "a", Scope: "default", Priority: 1, Part: controller.PartCondition, Text: "nosuchfunc(1)", Err: p.Err}, *p)
+	assert.Contains(t, p.Error(), `flag "a" rule "default" 1: `)
+	assert.Equal(t, 1, count())
+	live.Build(bad("nosuchfunc(1)"), 2)
+	assert.Equal(t, 1, count(), "logged once while it lasts")
+	live.Build(bad("nosuchfunc(2)"), 3)
+	assert.Equal(t, 2, count(), "another condition is another problem")
+	live.Build(bad(""), 4)
+	live.Build(bad("nosuchfunc(2)"), 5)
+	assert.Equal(t, 3, count(), "back after a fix: logged again")
 }

@@ -3,7 +3,6 @@ package controller
 import (
 	"cmp"
 	"errors"
-	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -23,7 +22,7 @@ type Snapshot struct {
 	names    []string // flag names, sorted
 	all      []rule   // every rule, normalised order; flagEntry.rules slice it
 	scopes   []*scopes.Scope
-	problems []error
+	problems []*Problem
 	stored   []rules.Definition // the source's declarations (Live sets it); read-only
 }
 
@@ -133,7 +132,7 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 		}
 		codec, err := d.CodecWith(opts.Codec)
 		if err != nil {
-			s.problems = append(s.problems, err)
+			s.problems = append(s.problems, &Problem{Flag: d.Name, Part: PartDeclaration, Text: declText(d), Err: err})
 			continue // an invalid declaration is ignored: the flag is text
 		}
 		fd.codec = codec
@@ -204,11 +203,11 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 			if x := cr.x; x != nil {
 				if x.valErr != nil {
 					e.bad = true
-					s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: stored value: %w", r.Flag, r.Scope, r.Priority, x.valErr))
+					s.problems = append(s.problems, &Problem{Flag: r.Flag, Scope: r.Scope, Priority: r.Priority, Part: PartValue, Text: r.Value, Err: x.valErr})
 				}
 				if x.condErr != nil {
 					e.bad = true
-					s.problems = append(s.problems, fmt.Errorf("flag %q rule %q %d: %w", r.Flag, r.Scope, r.Priority, x.condErr))
+					s.problems = append(s.problems, &Problem{Flag: r.Flag, Scope: r.Scope, Priority: r.Priority, Part: PartCondition, Text: r.Condition, Err: x.condErr})
 				}
 			}
 			s.all[k] = cr
@@ -249,7 +248,7 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 				var err error
 				if _, e.dfltTyped, e.dfltFresh, err = fd.parse(e.dflt.Text); err != nil {
 					e.dfltTyped, e.dfltFresh = nil, nil
-					s.problems = append(s.problems, fmt.Errorf("flag %q: default: %w", e.name, err))
+					s.problems = append(s.problems, &Problem{Flag: e.name, Part: PartDefault, Text: e.dflt.Text, Err: err})
 				}
 			}
 		}
@@ -458,8 +457,15 @@ func (s *Snapshot) Built() time.Time { return s.built }
 func (s *Snapshot) Len() int { return len(s.all) }
 
 // Problems lists stored values that fail their flag's type, conditions
-// that do not compile and invalid declarations met while building.
-func (s *Snapshot) Problems() []error { return slices.Clone(s.problems) }
+// that do not compile and invalid declarations met while building, each
+// a *Problem.
+func (s *Snapshot) Problems() []error {
+	out := make([]error, len(s.problems))
+	for i, p := range s.problems {
+		out[i] = p
+	}
+	return out
+}
 
 // Rules returns a copy of every rule in normalised order.
 func (s *Snapshot) Rules() []rules.Rule {

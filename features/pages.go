@@ -28,20 +28,22 @@ var templates = template.Must(template.New("").Funcs(template.FuncMap{"pageCSS":
 const PageCSS = `
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem;color:#222}
 table{border-collapse:collapse;margin:0 0 1.5rem}
+.wide{overflow-x:auto;margin:0 0 1.5rem}.wide table{margin:0}
 th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#f3f3f3}
 code,pre,textarea{font-family:ui-monospace,monospace}
 pre{background:#f7f7f7;padding:.8rem;overflow:auto}
 textarea{width:100%;box-sizing:border-box}
-input[type=text],input[type=password]{width:40rem;max-width:100%}
-nav{display:flex;gap:1rem;align-items:center}
+input[type=text],input[type=password]{width:40rem;max-width:100%;box-sizing:border-box}
+nav{display:flex;flex-wrap:wrap;gap:1rem;align-items:center}
 nav form{margin-left:auto}
-.empty{color:#777;font-style:italic}
+.empty{color:#666;font-style:italic}
 .notice{border-left:4px solid #2a7;padding:.3rem 1rem;background:#f2fbf6}
 .problem{border-left:4px solid #c33;padding:.3rem 1rem;background:#fdf3f3}
 .diff .add{color:#075;background:#e9f9ef}.diff .del{color:#a11;background:#fdeeee}.diff .hunk{color:#66a}
-.diff span{display:block;white-space:pre}
+.diff{display:grid;grid-template-columns:minmax(100%,max-content)}.diff span{display:block;white-space:pre}
 .entry{border-top:1px solid #ddd;padding:.5rem 0}
+@media (max-width:40rem){body{margin:1rem}}
 `
 
 // PageStyle is PageCSS for html/template: {{pageCSS}} inside <style>.

@@ -425,7 +425,7 @@ func (o CheckOptions) budget() int64 {
 // also list every rule of an undeclared flag whose value reads as a
 // negation (Negations); for a flag documented as boolean (opts.Boolean)
 // the same problem is an error unless opts.AllowNegations. Errors are in
-// line order.
+// line order (rules not from text: in the order of Rule.Nth).
 func CheckChange(before, rs []Rule, codecs map[string]*Codec, opts CheckOptions) (errs ErrorList, warnings []*Error) {
 	budget := opts.budget()
 	errs, conds := check(rs, codecs)
@@ -476,7 +476,7 @@ func CheckChange(before, rs []Rule, codecs map[string]*Codec, opts CheckOptions)
 			warnings = append(warnings, w)
 		}
 	}
-	slices.SortStableFunc(errs, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+	slices.SortStableFunc(errs, byPlace)
 	return errs, warnings
 }
 
@@ -486,7 +486,7 @@ func changedFlags(before, after []Rule) map[string]bool {
 	group := func(rs []Rule) map[string][]Rule {
 		m := make(map[string][]Rule)
 		for _, r := range rs {
-			r.Line = 0
+			r.Line, r.Position = 0, 0
 			m[r.Flag] = append(m[r.Flag], r)
 		}
 		for _, l := range m {

@@ -61,8 +61,11 @@ func (e *DeclarationsError) Unwrap() error { return ErrDefinition }
 // array declares one flag each, with its default and variants as JSON
 // values of the flag's type. Every declaration is validated, and every
 // problem reported in one *DeclarationsError, each naming the entry and
-// the field (`flags[2] (ui.theme): unknown field "typ"`); JSON syntax
-// errors name the line.
+// the field (`flags[2] (ui.theme): unknown field "typ"`), returned with
+// the declarations of the entries that have none, so that they can be
+// checked further in the same pass (the values stored for them); such
+// a file must not be pushed. JSON syntax errors name the line (and no
+// declaration is returned).
 func ParseDeclarations(data []byte) ([]Definition, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -126,7 +129,7 @@ func ParseDeclarations(data []byte) ([]Definition, error) {
 		out = append(out, d)
 	}
 	if len(de.Problems) > 0 {
-		return nil, &de
+		return out, &de
 	}
 	return out, nil
 }

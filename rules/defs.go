@@ -444,7 +444,8 @@ func NegationMessage(flag, value string) string {
 func ruleError(rs []Rule, i int, cond bool, kind error, msg string) *Error {
 	r := rs[i]
 	if r.Line == 0 {
-		return &Error{Kind: kind, Msg: fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, msg)}
+		n := r.Nth(i)
+		return &Error{Rule: n, Kind: kind, Msg: fmt.Sprintf("rule %d (%s %s %d): %s", n, r.Flag, r.Scope, r.Priority, msg)}
 	}
 	line := r.Line
 	if cond {

@@ -19,9 +19,18 @@ type ScopeChecker interface {
 // Error is a problem with one line of rule text. Its message reads
 // "line N: message"; it unwraps to one of the package's sentinel errors.
 type Error struct {
-	Line int    // 1-based line number; 0 when the rule did not come from text
+	Line int // 1-based line number; 0 when the rule did not come from text
+	// Rule is the 1-based position (Rule.Nth) of the rule, when it did
+	// not come from text; its message names it ("rule 3 ..."). 0 for
+	// rules from text, and for problems of no one rule.
+	Rule int
 	Kind error  // ErrSyntax, ErrFlagName, ErrScope, ErrPriority, ErrDuplicate or ErrUnclaimed
 	Msg  string // message without the line prefix
+}
+
+// byPlace orders problems by line, then by rule position.
+func byPlace(a, b *Error) int {
+	return cmp.Or(cmp.Compare(a.Line, b.Line), cmp.Compare(a.Rule, b.Rule))
 }
 
 func (e *Error) Error() string {
@@ -193,22 +202,22 @@ func Parse(text string, sc ScopeChecker) (rs []Rule, warnings []*Error, err erro
 
 // MergeErrors merges the problems found by several checks of the same
 // rules (Parse's, CheckChange's, a store's) into one list in line order,
-// the problems of earlier lists first on a line. A problem of the same
-// kind on the same line as one already listed is left out: Parse's
-// duplicates are found again by a store's Duplicates. Problems without a
-// line (rules not from text) are all kept. It returns nil when there is
-// no problem.
+// or for rules not from text in the order of their positions (Error.Rule),
+// the problems of earlier lists first on a line or rule. A problem of the
+// same kind on the same line or rule as one already listed is left out:
+// Parse's duplicates are found again by a store's Duplicates. Problems of
+// no line or rule are all kept. It returns nil when there is no problem.
 func MergeErrors(lists ...ErrorList) ErrorList {
 	type key struct {
-		line int
-		kind error
+		line, rule int
+		kind       error
 	}
 	var out ErrorList
 	seen := make(map[key]bool)
 	for _, l := range lists {
 		for _, e := range l {
-			if e.Line > 0 {
-				k := key{e.Line, e.Kind}
+			if e.Line > 0 || e.Rule > 0 {
+				k := key{e.Line, e.Rule, e.Kind}
 				if seen[k] {
 					continue
 				}
@@ -217,14 +226,14 @@ func MergeErrors(lists ...ErrorList) ErrorList {
 			out = append(out, e)
 		}
 	}
-	slices.SortStableFunc(out, func(a, b *Error) int { return cmp.Compare(a.Line, b.Line) })
+	slices.SortStableFunc(out, byPlace)
 	return out
 }
 
 // Duplicates reports rules that repeat an earlier rule's priority within a
 // flag, or its scope and condition (the later one could never match).
-// Rules are named by line, or by position when they did not come from
-// text.
+// Rules are named by line, or by position (Rule.Nth) when they did not
+// come from text.
 func Duplicates(rs []Rule) ErrorList {
 	type scopeKey struct{ flag, scope, cond string }
 	type prioKey struct {
@@ -235,9 +244,10 @@ func Duplicates(rs []Rule) ErrorList {
 	prios := make(map[prioKey]bool, len(rs))
 	var errs ErrorList
 	for i, r := range rs {
-		where, first := "", func(j int) string { return fmt.Sprintf("first on line %d", j) }
+		where, first, pos := "", func(j int) string { return fmt.Sprintf("first on line %d", j) }, 0
 		if r.Line == 0 {
-			where = fmt.Sprintf("rule %d: ", i+1)
+			pos = r.Nth(i)
+			where = fmt.Sprintf("rule %d: ", pos)
 			first = func(j int) string { return fmt.Sprintf("first as rule %d", j) }
 		}
 		sk, pk := scopeKey{r.Flag, r.Scope, r.Condition}, prioKey{r.Flag, r.Priority}
@@ -246,16 +256,16 @@ func Duplicates(rs []Rule) ErrorList {
 			if r.Condition != "" {
 				msg = fmt.Sprintf("%sduplicate scope and condition for flag %q: %q when %s (%s)", where, r.Flag, r.Scope, r.Condition, first(j))
 			}
-			errs = append(errs, &Error{Line: r.Line, Kind: ErrDuplicate, Msg: msg})
+			errs = append(errs, &Error{Line: r.Line, Rule: pos, Kind: ErrDuplicate, Msg: msg})
 			continue
 		}
 		if prios[pk] {
-			errs = append(errs, &Error{Line: r.Line, Kind: ErrDuplicate,
+			errs = append(errs, &Error{Line: r.Line, Rule: pos, Kind: ErrDuplicate,
 				Msg: fmt.Sprintf("%sduplicate priority for flag %q: %d", where, r.Flag, r.Priority)})
 			continue
 		}
 		if r.Line == 0 {
-			scopes[sk] = i + 1
+			scopes[sk] = pos
 		} else {
 			scopes[sk] = r.Line
 		}

@@ -28,6 +28,21 @@ type Rule struct {
 	// Line is the 1-based line the rule was parsed from; 0 when the rule
 	// did not come from text. It is never stored.
 	Line int `db:"-" json:"-"`
+	// Position is the 1-based position of a rule not from text in the
+	// list it was sent in, by which checks name it ("rule 3"), when it is
+	// checked in a shorter list (a JSON save whose rules with bad fields
+	// were left out); 0: its position in the list checked (Nth). It is
+	// never stored.
+	Position int `db:"-" json:"-"`
+}
+
+// Nth returns the 1-based position by which checks name r, the rule at
+// index i of a list not from text: r.Position when set, else i+1.
+func (r Rule) Nth(i int) int {
+	if r.Position > 0 {
+		return r.Position
+	}
+	return i + 1
 }
 
 // Config is the whole evaluable configuration at one revision: every rule

@@ -86,7 +86,7 @@ func TestEveryChangeIsAudited(t *testing.T) {
 		assert.Equal(t, "ui.theme\tdefault\t1\tdark\n", pushed.Text.String, "a push records the rules too")
 
 		e3 := save("checkout.express default 1 true\nui.theme default 1 dark\n", "express on")
-		dry, err := st.PushDefinitions(ctx, declsBad, sqlstore.Change{DryRun: true}, sqlstore.PushOptions{})
+		dry, err := st.PushDefinitions(ctx, declsBad, sqlstore.Change{BaseRevision: sqlstore.AnyRevision, DryRun: true}, sqlstore.PushOptions{})
 		require.ErrorIs(t, err, sqlstore.ErrIncompatible)
 		assert.False(t, dry.Written)
 		assert.Equal(t, e3.Revision, dry.Revision)

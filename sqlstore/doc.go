@@ -26,4 +26,11 @@
 // It
 // refuses comments, actors and key names that are not human text
 // (FieldError), the same on both dialects.
+//
+// Dump writes everything the database holds (but browser sessions) in a
+// versioned JSON format, from one consistent read; Restore loads such a
+// dump into an empty database of either dialect in one transaction,
+// keeping ids and the revision, after checking every entry (DumpProblems
+// lists every problem with its line). docs/backup.md describes the
+// format.
 package sqlstore

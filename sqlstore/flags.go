@@ -144,8 +144,8 @@ type PushReport struct {
 // such value refuses the push (ErrIncompatible, with the report) unless
 // opts.Force. A push that changes nothing writes nothing (no revision, no
 // entry). With c.DryRun nothing is written and c's comment and actor are
-// not needed; it returns ErrIncompatible, with the report, when the push
-// would be refused.
+// not needed (as for every write); it returns ErrIncompatible, with the
+// report, or ErrConflict when the push would be refused.
 // Declarations only in the database are reported as orphans and kept.
 // Invalid declarations, and a missing or invalid comment or actor, are
 // refused with ErrInvalid; c.BaseRevision is checked as by ReplaceRules.
@@ -171,6 +171,9 @@ func (s *Store) PushDefinitions(ctx context.Context, defs []rules.Definition, c 
 		var before state
 		if err := tx.GetContext(ctx, &rep.Revision, `SELECT revision FROM feature_revision WHERE id = 1`); err != nil {
 			return rep, fmt.Errorf("sqlstore: push: %w", translate(err))
+		}
+		if c.BaseRevision != AnyRevision && rep.Revision != c.BaseRevision {
+			return rep, fmt.Errorf("%w: the rules changed since revision %d", ErrConflict, c.BaseRevision)
 		}
 		if err := tx.SelectContext(ctx, &before.rules, `SELECT `+ruleColumns+` FROM feature_rules`); err != nil {
 			return rep, fmt.Errorf("sqlstore: push: %w", translate(err))

@@ -93,20 +93,30 @@ func (c *KeyCache) Err() error {
 	return nil
 }
 
-// Reload reads the keys if they changed since the last read.
-func (c *KeyCache) Reload(ctx context.Context) error {
+// Reload reads the keys now.
+func (c *KeyCache) Reload(ctx context.Context) error { return c.reload(ctx, true) }
+
+// reload reads the keys; unless always, only when their fingerprint (the
+// number of keys, of revoked ones, the sum of their ids and the least and
+// greatest hash) changed since the last read: what the poll does, cheaply.
+// A notification reloads always, since a restore -force can replace the
+// keys with others of the same ids and revocations.
+func (c *KeyCache) reload(ctx context.Context, always bool) error {
 	var fp struct {
-		N       int64 `db:"n"`
-		MaxID   int64 `db:"max_id"`
-		Revoked int64 `db:"revoked"`
+		N       int64  `db:"n"`
+		IDs     int64  `db:"ids"`
+		Revoked int64  `db:"revoked"`
+		Min     string `db:"min_hash"`
+		Max     string `db:"max_hash"`
 	}
-	err := c.st.db.GetContext(ctx, &fp, `SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS max_id, COUNT(revoked_at) AS revoked FROM feature_api_keys`)
+	err := c.st.db.GetContext(ctx, &fp, `SELECT COUNT(*) AS n, COALESCE(SUM(id), 0) AS ids, COUNT(revoked_at) AS revoked, `+
+		`COALESCE(MIN(hash), '') AS min_hash, COALESCE(MAX(hash), '') AS max_hash FROM feature_api_keys`)
 	if err != nil {
 		return c.fail(fmt.Errorf("sqlstore: read keys: %w", translate(err)))
 	}
-	fingerprint := fmt.Sprintf("%d/%d/%d", fp.N, fp.MaxID, fp.Revoked)
+	fingerprint := fmt.Sprintf("%d/%d/%d/%s/%s", fp.N, fp.IDs, fp.Revoked, fp.Min, fp.Max)
 	old := c.cur.Load()
-	if old.byHash != nil && old.fingerprint == fingerprint {
+	if !always && old.byHash != nil && old.fingerprint == fingerprint {
 		c.ok()
 		return nil
 	}
@@ -192,7 +202,7 @@ func (c *KeyCache) Run(ctx context.Context) error {
 	notified, wait := c.st.listen(ctx, KeyNotifyChannel, "key notifications")
 	defer wait()
 	defer cancel()
-	_ = c.Reload(ctx)
+	_ = c.reload(ctx, true)
 	t := time.NewTicker(c.interval)
 	defer t.Stop()
 	lastFlush := time.Now()
@@ -201,9 +211,9 @@ func (c *KeyCache) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-notified:
-			_ = c.Reload(ctx)
+			_ = c.reload(ctx, true)
 		case <-t.C:
-			_ = c.Reload(ctx)
+			_ = c.reload(ctx, false)
 			if time.Since(lastFlush) >= lastUsedEvery/4 {
 				lastFlush = time.Now()
 				if err := c.flushUsed(ctx); err != nil && ctx.Err() == nil {

@@ -152,6 +152,26 @@ func TestDryRun(t *testing.T) {
 		dry.BaseRevision = 1
 		_, err = st.ReplaceRules(ctx, nil, dry)
 		require.ErrorIs(t, err, sqlstore.ErrConflict)
+		// Every dry run, declarations too, is refused on a stale base
+		// revision, and none needs a comment or an actor (those given are
+		// checked alike).
+		_, err = st.PushDefinitions(ctx, nil, dry, sqlstore.PushOptions{})
+		require.ErrorIs(t, err, sqlstore.ErrConflict, "a dry-run push checks the base revision")
+		bare := sqlstore.Change{BaseRevision: sqlstore.AnyRevision, DryRun: true}
+		_, err = st.ReplaceRules(ctx, parse(t, "ui.icing default 0 lemon\n"), bare)
+		require.NoError(t, err)
+		_, err = st.ReplaceFlagRules(ctx, []string{"ui.icing"}, nil, bare)
+		require.NoError(t, err)
+		_, err = st.Revert(ctx, e1.ID, bare)
+		require.NoError(t, err)
+		_, err = st.DeleteDefinitions(ctx, []string{"ui.icing"}, bare)
+		require.NoError(t, err)
+		_, err = st.PushDefinitions(ctx, nil, bare, sqlstore.PushOptions{})
+		require.NoError(t, err)
+		badComment := bare
+		badComment.Comment = "x\x00y"
+		_, err = st.ReplaceRules(ctx, nil, badComment)
+		require.ErrorIs(t, err, sqlstore.ErrInvalid, "a comment given to a dry run is checked")
 
 		rev, err := st.Revision(ctx)
 		require.NoError(t, err)

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -62,6 +64,9 @@ var (
 	// ErrNotFound: no such changelog entry, key or session (or the key is
 	// revoked, or the session expired).
 	ErrNotFound = errors.New("sqlstore: not found")
+	// ErrNoDatabase: Options.Existing was given and the SQLite file does
+	// not exist; nothing was created.
+	ErrNoDatabase = errors.New("sqlstore: no such database")
 )
 
 // Store is rule storage in one database. It is safe for concurrent use.
@@ -102,6 +107,11 @@ type Options struct {
 	// empty database but refuses an older one with ErrSchemaOld, changing
 	// nothing: only servers and "feature-info migrate" upgrade.
 	Migrate bool
+	// Existing opens only a database that exists: a SQLite file that does
+	// not is refused with ErrNoDatabase rather than created, for commands
+	// that only read, or that must not leave a database behind when they
+	// fail. (PostgreSQL databases are never created.)
+	Existing bool
 }
 
 // maxValue is the longest rule value a save takes, in bytes.
@@ -146,6 +156,13 @@ func open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	driver, source := "sqlite", sqliteDSN(dsn)
 	if isPostgresDSN(dsn) {
 		s.dialect, driver, source, s.dsn = PostgreSQL, "postgres", dsn, dsn
+	} else if opts.Existing {
+		path, _, _ := strings.Cut(strings.TrimPrefix(dsn, "file:"), "?")
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s does not exist", ErrNoDatabase, path)
+		}
+		// And should it go in between, SQLite does not create it either.
+		source += "&mode=rw"
 	}
 	// The one place placeholders are chosen.
 	var ph sq.PlaceholderFormat = sq.Question
@@ -364,6 +381,15 @@ type Change struct {
 	Boolean func(flag string) bool
 	// AllowNegations writes those rules, each with a warning.
 	AllowNegations bool
+	// Problems are those the caller found in rules it left out of a
+	// write of the rules (ReplaceRules, ReplaceFlagRules, ReplaceText,
+	// ReplaceFlagText), such as the rules of a JSON save with bad fields,
+	// each naming its rule as the store names it: by its line, or by its
+	// position in the request (rules.Error.Rule, and rules.Rule.Position
+	// on the rules kept). The write checks the rules it was given as
+	// always and refuses with these and every problem it finds, in one
+	// rules.ErrorList (rules.MergeErrors).
+	Problems rules.ErrorList
 }
 
 // checkOptions are the rules checks c asks for.
@@ -435,7 +461,7 @@ func (s *Store) ReplaceText(ctx context.Context, text string, sc rules.ScopeChec
 	if err != nil {
 		return Entry{}, warnings, err
 	}
-	e, err := s.replaceRules(ctx, rs, found, c)
+	e, err := s.replaceRules(ctx, rs, rules.MergeErrors(c.Problems, found), c)
 	return e, warnings, err
 }
 
@@ -450,7 +476,7 @@ func (s *Store) ReplaceFlagText(ctx context.Context, flags []string, text string
 	if flags == nil {
 		flags = RuleFlags(rs)
 	}
-	e, err := s.replaceFlagRules(ctx, flags, rs, found, c)
+	e, err := s.replaceFlagRules(ctx, flags, rs, rules.MergeErrors(c.Problems, found), c)
 	return e, warnings, err
 }
 
@@ -486,9 +512,11 @@ func (e *invalidError) Unwrap() []error { return []error{ErrInvalid, e.err} }
 // negations). Line-level problems come, all of them, as one
 // rules.ErrorList inside the error. Everything but the writes happens
 // before the transaction (see change); a transaction that cannot get its
-// lock within LockTimeout fails with ErrBusy.
+// lock within LockTimeout fails with ErrBusy. Rules are named by their
+// position in rs, or rules.Rule.Position; c.Problems, found in rules left
+// out of rs, are reported with the rest.
 func (s *Store) ReplaceRules(ctx context.Context, rs []rules.Rule, c Change) (Entry, error) {
-	return s.replaceRules(ctx, rs, nil, c)
+	return s.replaceRules(ctx, rs, c.Problems, c)
 }
 
 // replaceRules is ReplaceRules of rs, read from text whose other lines
@@ -532,7 +560,7 @@ func (s *Store) checkRules(before, after []rules.Rule, defs []rules.Definition, 
 // Every rule of rs must be of a named flag (ErrInvalid otherwise); a named
 // flag with no rule in rs loses all its rules.
 func (s *Store) ReplaceFlagRules(ctx context.Context, flags []string, rs []rules.Rule, c Change) (Entry, error) {
-	return s.replaceFlagRules(ctx, flags, rs, nil, c)
+	return s.replaceFlagRules(ctx, flags, rs, c.Problems, c)
 }
 
 func (s *Store) replaceFlagRules(ctx context.Context, flags []string, rs []rules.Rule, found rules.ErrorList, c Change) (Entry, error) {
@@ -542,11 +570,12 @@ func (s *Store) replaceFlagRules(ctx context.Context, flags []string, rs []rules
 	}
 	for i, r := range rs {
 		if !named[r.Flag] {
-			msg := fmt.Sprintf("flag %q is not one of the flags replaced", r.Flag)
+			e := &rules.Error{Line: r.Line, Kind: rules.ErrFlagName, Msg: fmt.Sprintf("flag %q is not one of the flags replaced", r.Flag)}
 			if r.Line == 0 {
-				msg = fmt.Sprintf("rule %d: %s", i+1, msg)
+				e.Rule = r.Nth(i)
+				e.Msg = fmt.Sprintf("rule %d: %s", e.Rule, e.Msg)
 			}
-			found = append(found, &rules.Error{Line: r.Line, Kind: rules.ErrFlagName, Msg: msg})
+			found = append(slices.Clip(found), e) // never into the caller's c.Problems
 		}
 	}
 	found, err := s.validate(rs, found, c)
@@ -598,7 +627,7 @@ func (s *Store) validate(rs []rules.Rule, found rules.ErrorList, c Change) (rule
 	var large rules.ErrorList
 	for i, r := range rs {
 		if err := r.Validate(); err != nil {
-			where := fmt.Sprintf("rule %d", i+1)
+			where := fmt.Sprintf("rule %d", r.Nth(i))
 			if r.Line > 0 {
 				where = fmt.Sprintf("line %d", r.Line)
 			}
@@ -608,7 +637,8 @@ func (s *Store) validate(rs []rules.Rule, found rules.ErrorList, c Change) (rule
 			e := &rules.Error{Line: r.Line, Kind: rules.ErrValueTooLarge,
 				Msg: fmt.Sprintf("flag %q: a value of %d bytes, over the limit of %d bytes", r.Flag, len(r.Value), s.maxValue())}
 			if r.Line == 0 {
-				e.Msg = fmt.Sprintf("rule %d (%s %s %d): %s", i+1, r.Flag, r.Scope, r.Priority, e.Msg)
+				e.Rule = r.Nth(i)
+				e.Msg = fmt.Sprintf("rule %d (%s %s %d): %s", e.Rule, r.Flag, r.Scope, r.Priority, e.Msg)
 			}
 			large = append(large, e)
 		}

@@ -99,7 +99,7 @@ func TestPushDefinitions(t *testing.T) {
 
 		// b becomes an int: its stored value would break; a is dropped.
 		v2 := []rules.Definition{{Name: "b", Type: rules.Int, Default: "0"}, {Name: "c", Type: rules.Float, Default: "1.5"}}
-		dry, err := st.PushDefinitions(ctx, v2, sqlstore.Change{DryRun: true}, sqlstore.PushOptions{})
+		dry, err := st.PushDefinitions(ctx, v2, sqlstore.Change{BaseRevision: sqlstore.AnyRevision, DryRun: true}, sqlstore.PushOptions{})
 		require.ErrorIs(t, err, sqlstore.ErrIncompatible, "a dry run says the push would be refused")
 		assert.Equal(t, []string{"c"}, dry.Created)
 		assert.Equal(t, []sqlstore.FlagUpdate{{Name: "b", Changes: []string{"type: string -> int", `default: "x" -> "0"`}}}, dry.Updated)

@@ -14,7 +14,9 @@ import (
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
-// readDefs reads a declarations file.
+// readDefs reads a declarations file. A file with problems in its
+// entries is a *rules.DeclarationsError, returned with the declarations
+// of the entries that have none (rules.ParseDeclarations).
 func readDefs(path string) ([]rules.Definition, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -25,7 +27,7 @@ func readDefs(path string) ([]rules.Definition, error) {
 	switch {
 	case errors.As(err, &de):
 		// One problem a line, each with the file: path: flags[2] (ui.theme): …
-		return nil, fmt.Errorf("%s: %w", path, &rules.DeclarationsError{Problems: prefixed(path, de.Problems), More: de.More})
+		return defs, fmt.Errorf("%s: %w", path, &rules.DeclarationsError{Problems: prefixed(path, de.Problems), More: de.More})
 	case err != nil:
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -56,16 +58,21 @@ func codecs(defs []rules.Definition) map[string]*rules.Codec {
 	return out
 }
 
-// loadDefs returns declarations from -defs FILE or, failing that, -db DSN;
-// none when neither is given.
+// loadDefs returns declarations from -defs FILE or, failing that, -db DSN
+// (a database that must exist: none is created); none when neither is
+// given.
 func loadDefs(ctx context.Context, defsFile, dsn string) ([]rules.Definition, error) {
 	switch {
 	case defsFile != "" && dsn != "":
 		return nil, fmt.Errorf("%w: give -defs FILE or -db DSN, not both", errUsage)
 	case defsFile != "":
-		return readDefs(defsFile)
+		defs, err := readDefs(defsFile)
+		if err != nil {
+			return nil, err
+		}
+		return defs, nil
 	case dsn != "":
-		st, err := openStore(ctx, dsn)
+		st, err := openExistingStore(ctx, dsn)
 		if err != nil {
 			return nil, err
 		}
@@ -125,7 +132,10 @@ func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, val
 		c.Comment, c.Actor = *comment, *actor
 	}
 	defs, err := readDefs(fs.Arg(0))
-	if err != nil {
+	if de := (*rules.DeclarationsError)(nil); errors.As(err, &de) {
+		printIncompatible(ctx, stdout, stderr, *dsn, defs)
+		return err
+	} else if err != nil {
 		return err
 	}
 	st, err := openStore(ctx, *dsn)
@@ -156,6 +166,38 @@ func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, val
 	return nil
 }
 
+// printIncompatible prints the stored rule values that would not fit defs,
+// the entries of a declarations file that has problems in others, so
+// that every problem comes in one run. Only an existing database is read
+// (none is created); when it cannot be, stderr says so.
+func printIncompatible(ctx context.Context, stdout, stderr io.Writer, dsn string, defs []rules.Definition) {
+	if len(defs) == 0 {
+		return
+	}
+	st, err := openExistingStore(ctx, dsn)
+	if errors.Is(err, sqlstore.ErrNoDatabase) {
+		return // nothing stored
+	}
+	if err == nil {
+		defer st.Close()
+		var rep sqlstore.PushReport
+		rep, err = st.PushDefinitions(ctx, defs, sqlstore.Change{BaseRevision: sqlstore.AnyRevision, DryRun: true}, sqlstore.PushOptions{})
+		if err == nil || errors.Is(err, sqlstore.ErrIncompatible) {
+			printIncompatibleRules(stdout, rep.Incompatible)
+			return
+		}
+	}
+	fmt.Fprintf(stderr, "the stored values were not checked against the entries without problems: %v\n", err)
+}
+
+// printIncompatibleRules prints, one a line, stored rules whose value
+// would not fit pushed declarations.
+func printIncompatibleRules(w io.Writer, list []sqlstore.Incompatible) {
+	for _, in := range list {
+		fmt.Fprintf(w, "incompatible rule at line %d of the stored rules: %s %s %d %q: %s\n", in.Line, oneLine(in.Flag), oneLine(in.Scope), in.Priority, in.Value, oneLine(in.Error))
+	}
+}
+
 func printReport(w io.Writer, rep sqlstore.PushReport, dry, refused bool) {
 	verb := func(done, would string) string {
 		if dry || refused {
@@ -179,9 +221,7 @@ func printReport(w io.Writer, rep sqlstore.PushReport, dry, refused bool) {
 	for _, n := range rep.Unchanged {
 		fmt.Fprintf(w, "unchanged %s\n", oneLine(n))
 	}
-	for _, in := range rep.Incompatible {
-		fmt.Fprintf(w, "incompatible rule at line %d of the stored rules: %s %s %d %q: %s\n", in.Line, oneLine(in.Flag), oneLine(in.Scope), in.Priority, in.Value, oneLine(in.Error))
-	}
+	printIncompatibleRules(w, rep.Incompatible)
 	for _, n := range rep.Orphans {
 		fmt.Fprintf(w, "only in the database: %s\n", oneLine(n))
 	}

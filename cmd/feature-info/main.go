@@ -7,11 +7,11 @@
 //	                  [-public-addr HOST:PORT] [-cors-origins ORIGIN,...] [-ofrep-rate N [-ofrep-burst N]]
 //	                  [-ofrep-budget-per-flag UNITS] [-ofrep-budget-base UNITS]
 //	feature-info check [-defs FILE | -db DSN] FILE
-//	feature-info import [-db DSN] -comment TEXT [-actor NAME] [-prune] [-dry-run] FILE
+//	feature-info import [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-prune] FILE
 //	feature-info export [-db DSN]
 //	feature-info changelog [-db DSN] [-limit N | -id N]
-//	feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] [-dry-run] ID
-//	feature-info rules delete [-db DSN] -comment TEXT [-actor NAME] [-dry-run] FLAG...
+//	feature-info revert [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-base REV] ID
+//	feature-info rules delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) FLAG...
 //	feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID] [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]... [-json] FLAG...
 //	feature-info flags push [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-force] [-json] FILE
 //	feature-info flags validate [-db DSN] [-json] FILE
@@ -22,8 +22,12 @@
 //	feature-info keys list [-db DSN]
 //	feature-info keys revoke [-db DSN] [-dry-run] ID
 //	feature-info migrate [-db DSN] [-dry-run]
+//	feature-info healthcheck [-addr HOST:PORT | -url URL] [-tls-cert FILE] [-timeout D]
+//	feature-info dump [-db DSN] > FILE
+//	feature-info restore [-db DSN] [-force] [-dry-run] FILE
 //
-// Declarations files (JSON) are described in docs/typed-flags.md.
+// Declarations files (JSON) are described in docs/typed-flags.md; dumps,
+// and moving from SQLite to PostgreSQL, in docs/backup.md.
 //
 // A DSN starting with postgres:// or postgresql:// selects PostgreSQL;
 // anything else is the path of an embedded SQLite file. The default is
@@ -33,6 +37,10 @@
 // migrate upgrade an older one (docs/migrations.md). The others stop at
 // an older schema: "schema version N, this binary needs M: run
 // feature-info migrate".
+//
+// healthcheck asks a running serve's /readyz and exits 0 only if it
+// answers 200: the container image's HEALTHCHECK, which has no shell or
+// curl to do it (docs/deploy.md).
 package main
 
 import (
@@ -58,11 +66,11 @@ const usage = `usage:
                     [-public-addr HOST:PORT] [-cors-origins ORIGIN,...] [-ofrep-rate N [-ofrep-burst N]]
                     [-ofrep-budget-per-flag UNITS] [-ofrep-budget-base UNITS]
   feature-info check [-defs FILE | -db DSN] FILE
-  feature-info import [-db DSN] -comment TEXT [-actor NAME] [-prune] [-dry-run] FILE
+  feature-info import [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-prune] FILE
   feature-info export [-db DSN]
   feature-info changelog [-db DSN] [-limit N | -id N]
-  feature-info revert [-db DSN] -comment TEXT [-actor NAME] [-base REV] [-dry-run] ID
-  feature-info rules delete [-db DSN] -comment TEXT [-actor NAME] [-dry-run] FLAG...
+  feature-info revert [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-base REV] ID
+  feature-info rules delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) FLAG...
   feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID]
                     [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]...
                     [-json] FLAG...
@@ -75,6 +83,9 @@ const usage = `usage:
   feature-info keys list [-db DSN]
   feature-info keys revoke [-db DSN] [-dry-run] ID
   feature-info migrate [-db DSN] [-dry-run]
+  feature-info healthcheck [-addr HOST:PORT | -url URL] [-tls-cert FILE] [-timeout D]
+  feature-info dump [-db DSN] > FILE
+  feature-info restore [-db DSN] [-force] [-dry-run] FILE
 DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
 `
 
@@ -96,17 +107,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"serve":     cmdServe,
-		"check":     cmdCheck,
-		"import":    cmdImport,
-		"export":    cmdExport,
-		"changelog": cmdChangelog,
-		"revert":    cmdRevert,
-		"rules":     cmdRules,
-		"eval":      cmdEval,
-		"flags":     cmdFlags,
-		"keys":      cmdKeys,
-		"migrate":   cmdMigrate,
+		"serve":       cmdServe,
+		"check":       cmdCheck,
+		"import":      cmdImport,
+		"export":      cmdExport,
+		"changelog":   cmdChangelog,
+		"revert":      cmdRevert,
+		"rules":       cmdRules,
+		"eval":        cmdEval,
+		"flags":       cmdFlags,
+		"keys":        cmdKeys,
+		"migrate":     cmdMigrate,
+		"healthcheck": cmdHealthcheck,
+		"dump":        cmdDump,
+		"restore":     cmdRestore,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -101,16 +101,28 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	// The rules of the lines that parse are checked too, so every
-	// problem comes in one run.
+	errs, warnings, checked, err := checkText(text, defs, opts())
+	if err != nil {
+		return err
+	}
+	printWarnings(path, append(warnings, checked...), stderr)
+	return reportErrors(path, errs, stderr)
+}
+
+// checkText checks rules text as a write of it into a store that holds
+// the declarations defs and no rules would, with the built-in scope
+// handlers: every problem, in line order, the warnings of the parse and
+// those of the checks (as a store's write, import reports the latter
+// only when the write passes). The rules of the lines that parse are
+// checked too, so every problem comes in one run.
+func checkText(text string, defs []rules.Definition, opts rules.CheckOptions) (errs rules.ErrorList, warnings, checked []*rules.Error, err error) {
 	rs, warnings, err := rules.Parse(text, scopes.NewRegistry())
 	var found rules.ErrorList
 	if err != nil && !errors.As(err, &found) {
-		return err
+		return nil, nil, nil, err
 	}
-	errs, ws := rules.CheckChange(nil, rs, codecs(defs), opts())
-	printWarnings(path, append(warnings, ws...), stderr)
-	return reportErrors(path, rules.MergeErrors(found, errs), stderr)
+	errs, checked = rules.CheckChange(nil, rs, codecs(defs), opts)
+	return rules.MergeErrors(found, errs), warnings, checked, nil
 }
 
 // reportErrors prints line errors as FILE:LINE: message, and how to
@@ -133,7 +145,17 @@ func reportErrors(path string, err error, stderr io.Writer) error {
 }
 
 func openStore(ctx context.Context, dsn string) (*sqlstore.Store, error) {
-	st, err := sqlstore.Open(ctx, dsn)
+	return openStoreWith(ctx, dsn, sqlstore.Options{})
+}
+
+// openExistingStore opens the database of dsn only if it exists: a SQLite
+// file that does not is sqlstore.ErrNoDatabase, and is not created.
+func openExistingStore(ctx context.Context, dsn string) (*sqlstore.Store, error) {
+	return openStoreWith(ctx, dsn, sqlstore.Options{Existing: true})
+}
+
+func openStoreWith(ctx context.Context, dsn string, opts sqlstore.Options) (*sqlstore.Store, error) {
+	st, err := sqlstore.OpenWith(ctx, dsn, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open %s: %w", redactDSN(dsn), err)
 	}
@@ -165,7 +187,7 @@ func defaultActor() string {
 func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("import", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
-	comment := fs.String("comment", "", "who asked for this change and why (required)")
+	comment := fs.String("comment", "", "who asked for this change and why (required unless -dry-run)")
 	actor := fs.String("actor", defaultActor(), "who is making the change")
 	prune := fs.Bool("prune", false, "make the whole rule set equal to FILE: delete the rules of every flag FILE does not name")
 	dry := fs.Bool("dry-run", false, "print what would change and write nothing (exit 1 if the import would be refused)")
@@ -176,7 +198,7 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if fs.NArg() != 1 {
 		return fmt.Errorf("%w: want exactly one FILE", errUsage)
 	}
-	if strings.TrimSpace(*comment) == "" {
+	if !*dry && strings.TrimSpace(*comment) == "" {
 		return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
 	}
 	path := fs.Arg(0)
@@ -184,12 +206,26 @@ func cmdImport(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	st, err := openStore(ctx, *dsn)
+	o := opts()
+	st, err := openExistingStore(ctx, *dsn)
+	if errors.Is(err, sqlstore.ErrNoDatabase) {
+		// No database yet, so no declarations: the text is checked as
+		// check checks it, and the database created only for a write
+		// that passes.
+		errs, warnings, _, cerr := checkText(text, nil, o)
+		if cerr != nil {
+			return cerr
+		}
+		if len(errs) > 0 {
+			printWarnings(path, warnings, stderr)
+			return reportErrors(path, errs, stderr)
+		}
+		st, err = openStore(ctx, *dsn)
+	}
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	o := opts()
 	c := sqlstore.Change{Comment: *comment, Actor: *actor, BaseRevision: sqlstore.AnyRevision, DryRun: *dry,
 		Boolean: o.Boolean, AllowNegations: o.AllowNegations}
 	// The store parses and checks the text: every problem in one answer.
@@ -227,7 +263,7 @@ func cmdRules(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func cmdRulesDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("rules delete", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
-	comment := fs.String("comment", "", "who asked for this change and why (required)")
+	comment := fs.String("comment", "", "who asked for this change and why (required unless -dry-run)")
 	actor := fs.String("actor", defaultActor(), "who is making the change")
 	dry := fs.Bool("dry-run", false, "print what would change and write nothing")
 	var names []string
@@ -248,7 +284,7 @@ func cmdRulesDelete(ctx context.Context, args []string, stdout, stderr io.Writer
 			return fmt.Errorf("%w: flag %q: %v", errUsage, n, err)
 		}
 	}
-	if strings.TrimSpace(*comment) == "" {
+	if !*dry && strings.TrimSpace(*comment) == "" {
 		return fmt.Errorf("%w: -comment is required: say who asked for this change and why", errUsage)
 	}
 	st, err := openStore(ctx, *dsn)
@@ -392,7 +428,7 @@ func printIndented(w io.Writer, text string) {
 func cmdRevert(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("revert", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
-	comment := fs.String("comment", "", "who asked for this revert and why (required)")
+	comment := fs.String("comment", "", "who asked for this revert and why (required unless -dry-run)")
 	actor := fs.String("actor", defaultActor(), "who is making the change")
 	base := fs.Int64("base", sqlstore.AnyRevision, "refuse if the rules changed since this revision (default: revert whatever is there)")
 	dry := fs.Bool("dry-run", false, "print what would change and write nothing (exit 1 if the revert would be refused)")
@@ -413,7 +449,7 @@ func cmdRevert(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil || id < 1 {
 		return fmt.Errorf("%w: %q is not a changelog entry ID (see changelog)", errUsage, pos[0])
 	}
-	if strings.TrimSpace(*comment) == "" {
+	if !*dry && strings.TrimSpace(*comment) == "" {
 		return fmt.Errorf("%w: -comment is required: say who asked for this revert and why", errUsage)
 	}
 	st, err := openStore(ctx, *dsn)

@@ -43,6 +43,8 @@ func TestImportChangesOnlyWhatItNames(t *testing.T) {
 
 			dry := cli(0, "import", "-db", dsn, "-dry-run", "-comment", "Bob asked for chocolate icing for beta testers", testdata(t, "readme-tour.rules"))
 			golden(t, "tour-import-dry.golden", dry.stdout)
+			assert.Equal(t, dry.stdout, cli(0, "import", "-db", dsn, "-dry-run", testdata(t, "readme-tour.rules")).stdout, "a dry run needs no comment")
+			cli(2, "import", "-db", dsn, testdata(t, "readme-tour.rules")) // a write does
 			assert.Equal(t, before, cli(0, "export", "-db", dsn).stdout, "a dry run writes nothing")
 
 			imp := cli(0, "import", "-db", dsn, "-comment", "Bob asked for chocolate icing for beta testers", testdata(t, "readme-tour.rules"))

@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scopeflags/scopeflags/rules"
+	"github.com/scopeflags/scopeflags/sqlstore"
+)
+
+// axeTags are the axe-core rule sets the pages must pass: WCAG 2.0 and
+// 2.1, levels A and AA, and axe's best practices.
+var axeTags = []string{"wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"}
+
+// axeWidths are the viewport widths every page is checked at: a phone,
+// then a desktop window (the width the browser is left at).
+var axeWidths = []int64{390, 1280}
+
+var axeOnce struct {
+	sync.Once
+	src     string
+	version string
+	err     error
+}
+
+// axeScript returns axe.min.js of the axe-core that testdata/axe-js pins
+// (installed by make js-deps). Without the install the test is skipped,
+// except in CI, where that or a stale install fails.
+func axeScript(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join("testdata", "axe-js")
+	axeOnce.Do(func() {
+		var pkg struct{ Dependencies map[string]string }
+		var got struct{ Version string }
+		b, err := os.ReadFile(filepath.Join(dir, "package.json"))
+		if err == nil {
+			err = json.Unmarshal(b, &pkg)
+		}
+		if err != nil {
+			axeOnce.err = err
+			return
+		}
+		axeOnce.version = pkg.Dependencies["axe-core"]
+		b, err = os.ReadFile(filepath.Join(dir, "node_modules", "axe-core", "package.json"))
+		if err != nil {
+			axeOnce.err = err
+			return
+		}
+		if err := json.Unmarshal(b, &got); err != nil {
+			axeOnce.err = err
+			return
+		}
+		if got.Version != axeOnce.version {
+			axeOnce.err = fmt.Errorf("axe-core %s installed, package.json pins %s: run make js-deps", got.Version, axeOnce.version)
+			return
+		}
+		b, err = os.ReadFile(filepath.Join(dir, "node_modules", "axe-core", "axe.min.js"))
+		axeOnce.src, axeOnce.err = string(b), err
+	})
+	if axeOnce.err != nil {
+		if os.IsNotExist(axeOnce.err) && os.Getenv("CI") != "true" {
+			t.Skipf("%s/node_modules missing (run make js-deps): skipping the accessibility check", dir)
+		}
+		t.Fatalf("axe-core from %s: %v", dir, axeOnce.err)
+	}
+	return axeOnce.src
+}
+
+// axeViolation is one rule a page breaks, with the elements that break it.
+type axeViolation struct {
+	ID     string `json:"id"`
+	Impact string `json:"impact"`
+	Help   string `json:"help"`
+	Nodes  []struct {
+		Target  []any  `json:"target"`
+		Summary string `json:"failureSummary"`
+	} `json:"nodes"`
+}
+
+func (v axeViolation) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s (%s): %s", v.ID, v.Impact, v.Help)
+	for _, n := range v.Nodes {
+		fmt.Fprintf(&b, "\n    %v: %s", n.Target, strings.ReplaceAll(n.Summary, "\n", "; "))
+	}
+	return b.String()
+}
+
+// axeRun injects axe-core into the page (through the DevTools protocol,
+// which the pages' Content-Security-Policy does not govern) and runs it
+// on the whole document.
+const axeRun = `(async () => {
+	const r = await axe.run(document, {runOnly: {type: "tag", values: %s}, resultTypes: ["violations"]});
+	return JSON.stringify(r.violations);
+})()`
+
+// checkPage checks the page open in ctx as a person sees it at each of
+// axeWidths: axe-core finds no violation of axeTags, and the page does not
+// scroll sideways (a wide table or diff scrolls in its own box, which a
+// keyboard can reach). It fails the test listing every violation found,
+// with the elements at fault. The viewport is left at 1280 px.
+func checkPage(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	src := axeScript(t)
+	tags, err := json.Marshal(axeTags)
+	require.NoError(t, err)
+	var loaded bool
+	step(t, ctx, name+": inject axe-core", chromedp.Evaluate(`typeof axe === "object"`, &loaded))
+	if !loaded {
+		step(t, ctx, name+": inject axe-core", chromedp.Evaluate(src+"\n;true", &loaded))
+	}
+	awaitPromise := func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }
+	for _, w := range axeWidths {
+		var out string
+		var scrollWidth int64
+		var url string
+		step(t, ctx, fmt.Sprintf("%s: axe at %d px", name, w),
+			chromedp.EmulateViewport(w, 900),
+			chromedp.Location(&url),
+			chromedp.Evaluate(fmt.Sprintf(axeRun, tags), &out, awaitPromise),
+			chromedp.Evaluate(`document.documentElement.scrollWidth`, &scrollWidth),
+		)
+		var vs []axeViolation
+		require.NoError(t, json.Unmarshal([]byte(out), &vs), out)
+		if len(vs) > 0 {
+			var b strings.Builder
+			for _, v := range vs {
+				b.WriteString("\n  " + v.String())
+			}
+			t.Errorf("%s (%s) at %d px: %d accessibility violations:%s", name, url, w, len(vs), b.String())
+		}
+		if scrollWidth > w {
+			t.Errorf("%s (%s) at %d px scrolls sideways: the page is %d px wide", name, url, w, scrollWidth)
+		}
+	}
+}
+
+// TestAxe checks every page in the states a person sees, at 1280 and 390
+// px (checkPage): the login page, with a login error; the error page;
+// logged in with a read key, the info, rules and changelog pages; with a
+// write key, the rules editor, its errors (with the checkbox allowing
+// values that read as off), the save preview (a flag losing all its rules,
+// warnings), the saved change, a preview with no change, the conflict of
+// a stale confirm, the changelog with its revert forms, a revert, a
+// revert changing nothing and a refused revert.
+func TestAxe(t *testing.T) {
+	axeScript(t)
+	ctx := browser(t)
+	adminKey, readKey, writeKey := sqlstore.NewKey(), sqlstore.NewKey(), sqlstore.NewKey()
+	m := &Main{Examples: true, DSN: filepath.Join(t.TempDir(), "a.db"), Addr: "127.0.0.1:0", AdminKey: adminKey, Log: quietLog(t)}
+	require.NoError(t, m.Run(context.Background()))
+	t.Cleanup(func() { m.Close() })
+	base := m.URL()
+	_, err := m.Store.CreateKey(context.Background(), readKey, "reader", "read")
+	require.NoError(t, err)
+	_, err = m.Store.CreateKey(context.Background(), writeKey, "writer", "write")
+	require.NoError(t, err)
+	login := func(key, wait string) []chromedp.Action {
+		return []chromedp.Action{
+			chromedp.Navigate(base + "/login?next=/%2Bfeature-info"),
+			chromedp.WaitVisible("#key", chromedp.ByID),
+			chromedp.SetValue("#key", key, chromedp.ByID),
+			chromedp.Click("#login", chromedp.ByID),
+			chromedp.WaitVisible(wait, chromedp.ByID),
+		}
+	}
+	save := func(text, comment, wait string) []chromedp.Action {
+		return []chromedp.Action{
+			chromedp.Navigate(base + "/+feature-rules"),
+			chromedp.WaitVisible("#rules-text", chromedp.ByID),
+			chromedp.SetValue("#rules-text", text, chromedp.ByID),
+			chromedp.SetValue("#comment", comment, chromedp.ByID),
+			chromedp.Click("#save", chromedp.ByID),
+			chromedp.WaitVisible(wait, chromedp.ByID),
+		}
+	}
+	cfg, err := m.Store.Load(context.Background())
+	require.NoError(t, err)
+	original := rules.Format(cfg.Rules)
+	var kept []string
+	for _, l := range strings.SplitAfter(original, "\n") {
+		if !strings.HasPrefix(l, "checkout.new_flow.enabled\t") {
+			kept = append(kept, l)
+		}
+	}
+	// Drops both rules of checkout.new_flow.enabled and sets an
+	// undocumented flag to "off" (a warning).
+	edited := strings.Join(kept, "") + "ops.banner.hidden default 1 off\n"
+	revert := func(entry, comment, wait string) []chromedp.Action {
+		return []chromedp.Action{
+			chromedp.SetValue(entry+` input[name="comment"]`, comment, chromedp.ByQuery),
+			chromedp.Click(entry+` button`, chromedp.ByQuery),
+			chromedp.WaitVisible(wait, chromedp.ByID),
+		}
+	}
+
+	for _, page := range []struct {
+		name    string
+		actions []chromedp.Action
+	}{
+		{"login", []chromedp.Action{chromedp.Navigate(base + "/login"), chromedp.WaitVisible("#key", chromedp.ByID)}},
+		{"login error", []chromedp.Action{
+			chromedp.SetValue("#key", "sf_not-a-key-at-all-really", chromedp.ByID),
+			chromedp.Click("#login", chromedp.ByID),
+			chromedp.WaitVisible("#login-error", chromedp.ByID),
+		}},
+		{"not found, anonymous", []chromedp.Action{chromedp.Navigate(base + "/+feature-nothing"), chromedp.WaitVisible("#message", chromedp.ByID)}},
+		{"info, read key", login(readKey, "declared-flags")},
+		{"rules, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-rules"), chromedp.WaitVisible("#rules", chromedp.ByID)}},
+		{"changelog, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-changelog"), chromedp.WaitVisible("#entry-1", chromedp.ByID)}},
+		{"not found, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-nothing"), chromedp.WaitVisible("#message", chromedp.ByID)}},
+		{"rules, write key", append(login(writeKey, "declared-flags"), chromedp.Navigate(base+"/+feature-rules"), chromedp.WaitVisible("#rules-text", chromedp.ByID))},
+		{"rules with errors", save(original+"ui.banner default nine bye\nui.banner\n", "QA-1 banner", "errors")},
+		{"rules with a negation refused", save(original+"checkout.new_flow.enabled default 100 off\n", "QA-2 off", "allow-negations")},
+		{"preview", save(edited, "QA-3 new flow is done", "preview-warnings")},
+		{"saved with warnings", []chromedp.Action{chromedp.Click("#confirm", chromedp.ByID), chromedp.WaitVisible("#warnings", chromedp.ByID)}},
+		{"preview of no change", save(edited, "QA-4 nothing", "no-change")},
+		{"conflict", append(save(original, "QA-5 back", "confirm"),
+			chromedp.ActionFunc(func(ctx context.Context) error {
+				cfg, err := m.Store.Load(ctx)
+				if err != nil {
+					return err
+				}
+				rs, _, err := rules.Parse(strings.Replace(edited, "vanilla", "mint", 1), nil)
+				if err != nil {
+					return err
+				}
+				_, err = m.Store.ReplaceRules(ctx, rs, sqlstore.Change{Comment: "OPS-9 mint week", Actor: "bob", BaseRevision: cfg.Revision})
+				return err
+			}),
+			chromedp.Click("#confirm", chromedp.ByID),
+			chromedp.WaitVisible("#conflict", chromedp.ByID))},
+		{"changelog, write key", []chromedp.Action{chromedp.Navigate(base + "/+feature-changelog"), chromedp.WaitVisible("#entry-1 button", chromedp.ByQuery)}},
+		{"reverted", revert("#entry-1", "QA-6 back to the examples", "reverted")},
+		{"revert changing nothing", append([]chromedp.Action{chromedp.Navigate(base + "/+feature-changelog"), chromedp.WaitVisible("#entry-1 button", chromedp.ByQuery)},
+			revert("#entry-1", "QA-7 again", "unchanged")...)},
+		{"revert refused", []chromedp.Action{
+			chromedp.Navigate(base + "/+feature-changelog"),
+			chromedp.WaitVisible("#entry-2 button", chromedp.ByQuery),
+			chromedp.ActionFunc(func(ctx context.Context) error {
+				cfg, err := m.Store.Load(ctx)
+				if err != nil {
+					return err
+				}
+				_, err = m.Store.ReplaceRules(ctx, cfg.Rules[1:], sqlstore.Change{Comment: "OPS-10 one less", Actor: "bob", BaseRevision: cfg.Revision})
+				return err
+			}),
+			chromedp.SetValue(`#entry-2 input[name="comment"]`, "QA-8 stale", chromedp.ByQuery),
+			chromedp.Click(`#entry-2 button`, chromedp.ByQuery),
+			chromedp.WaitVisible("#message", chromedp.ByID),
+		}},
+	} {
+		t.Run(strings.ReplaceAll(page.name, " ", "_"), func(t *testing.T) {
+			step(t, ctx, page.name, page.actions...)
+			checkPage(t, ctx, page.name)
+		})
+	}
+}
