@@ -194,7 +194,7 @@ func TestEnvDB(t *testing.T) {
 
 	for _, cmd := range [][]string{{"serve"}, {"import"}, {"export"}, {"changelog"}, {"revert"}, {"rules", "delete"},
 		{"flags", "push"}, {"flags", "validate"}, {"flags", "list"}, {"flags", "export"}, {"flags", "delete"},
-		{"keys", "create"}, {"keys", "list"}, {"keys", "revoke"}, {"migrate"}} {
+		{"keys", "create"}, {"keys", "list"}, {"keys", "revoke"}, {"migrate"}, {"dump"}, {"restore"}} {
 		help := run(0, append(cmd, "-h")...)
 		assert.Regexp(t, `(?m)^  -db string\n\s+database DSN \(env SCOPEFLAGS_DB\)`, help, "%s -h", cmd)
 	}

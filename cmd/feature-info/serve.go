@@ -413,7 +413,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs := newFlagSet("serve", stderr)
 	m := &Main{Log: slog.New(slog.NewTextHandler(stderr, nil))}
 	fs.StringVar(&m.DSN, "db", DefaultDSN, "database DSN")
-	fs.StringVar(&m.Addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&m.Addr, "addr", DefaultAddr, "listen address")
 	fs.StringVar(&m.ServerRole, "role", "", "this server's role, for server.ROLE scopes")
 	fs.BoolVar(&m.Examples, "examples", false, "load the example rules and declarations into an empty database and document the example flags (make run sets it; never in production)")
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "serve HTTPS with this certificate file (needs -tls-key)")
