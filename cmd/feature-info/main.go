@@ -33,6 +33,15 @@
 // anything else is the path of an embedded SQLite file. The default is
 // scopeflags.db in the working directory.
 //
+// Every serve flag may instead be set by an environment variable:
+// SCOPEFLAGS_ and the flag's name upper-cased, '-' as '_' (SCOPEFLAGS_DB,
+// SCOPEFLAGS_MAX_STREAMS_PER_KEY); a flag given wins, and serve -h lists
+// them. Every command's -db (but eval's and check's, which choose a
+// database over a file) takes SCOPEFLAGS_DB. On SIGTERM or SIGINT serve
+// drains: /readyz answers 503 at once, and after -drain-delay it stops
+// accepting, ends the change streams and gives requests in flight up to
+// -drain-timeout (docs/operations.md).
+//
 // Every command creates the schema of an empty database; only serve and
 // migrate upgrade an older one (docs/migrations.md). The others stop at
 // an older schema: "schema version N, this binary needs M: run
@@ -87,6 +96,9 @@ const usage = `usage:
   feature-info dump [-db DSN] > FILE
   feature-info restore [-db DSN] [-force] [-dry-run] FILE
 DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
+Every serve flag may instead be set by an environment variable, SCOPEFLAGS_ and its name
+(SCOPEFLAGS_DB, SCOPEFLAGS_ADDR, ...: serve -h lists them); every command's -db by SCOPEFLAGS_DB.
+SIGTERM or SIGINT makes serve drain (-drain-delay, -drain-timeout); a second one ends it at once.
 `
 
 func main() {
