@@ -679,8 +679,8 @@ func TestDeploySystemd(t *testing.T) {
 	if exec := s["ExecStart"]; len(exec) != 1 || !strings.HasSuffix(exec[0], "feature-info serve") {
 		t.Errorf("scopeflags.service: ExecStart=%q: want feature-info serve, its settings from the environment", exec)
 	}
-	if stop, err := time.ParseDuration(strings.Join(s["TimeoutStopSec"], "")); err != nil || stop < 15*time.Second {
-		t.Errorf("scopeflags.service: TimeoutStopSec=%q: want at least 15s, for the drain (10 s) to finish", s["TimeoutStopSec"])
+	if stop, err := time.ParseDuration(strings.Join(s["TimeoutStopSec"], "")); err != nil || stop < 30*time.Second {
+		t.Errorf("scopeflags.service: TimeoutStopSec=%q: want at least 30s, for the drain (-drain-timeout, 25 s) to finish", s["TimeoutStopSec"])
 	}
 	if timer := units["scopeflags-backup.timer"]; timer == nil || units["scopeflags-backup.service"] == nil {
 		t.Errorf("docs/deploy.md: want scopeflags-backup.service and .timer (the backup schedule)")
@@ -701,7 +701,7 @@ func TestDeploySystemd(t *testing.T) {
 // checks that they fit together and say what the page says: N replicas,
 // the DSN from the Secret, readiness on /readyz and liveness on /healthz
 // on the port serve listens on, the image's non-root user, a grace period
-// that covers preStop and the drain, memory sized, and a Service, Ingress
+// that covers preStop and serve's drain, memory sized, and a Service, Ingress
 // and CronJob that name what exists.
 func TestDeployKubernetes(t *testing.T) {
 	docs := map[string]map[string]any{} // kind/name
@@ -794,9 +794,22 @@ func TestDeployKubernetes(t *testing.T) {
 	}
 	grace, _ := dig(pod, "terminationGracePeriodSeconds").(int)
 	preStop, _ := dig(c, "lifecycle", "preStop", "sleep", "seconds").(int)
-	const drain = 10 // serve's bound on in-flight requests at shutdown (Main.Close)
-	if grace < preStop+drain+5 {
-		t.Errorf("Deployment: terminationGracePeriodSeconds %d: want at least preStop's %d s + the drain's %d s + 5", grace, preStop, drain)
+	// serve's drain: -drain-delay (default none) and -drain-timeout
+	// (default 25 s), the bound on in-flight requests.
+	drain := func(name string, def time.Duration) int {
+		v, _ := dig(env[name], "value").(string)
+		if v == "" {
+			return int(def.Seconds())
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Errorf("Deployment: %s %q: %v", name, v, err)
+		}
+		return int(d.Seconds())
+	}
+	delay, timeout := drain("SCOPEFLAGS_DRAIN_DELAY", 0), drain("SCOPEFLAGS_DRAIN_TIMEOUT", 25*time.Second)
+	if grace < preStop+delay+timeout+5 {
+		t.Errorf("Deployment: terminationGracePeriodSeconds %d: want at least preStop's %d s + the drain's %d s delay and %d s timeout + 5", grace, preStop, delay, timeout)
 	}
 	for _, r := range []string{"requests", "limits"} {
 		if dig(c, "resources", r, "memory") == nil {

@@ -141,6 +141,10 @@ func (s *Server) enterStream() bool {
 	return true
 }
 
+// streamEndWait is how long CloseStreams lets a stream's last writes
+// take before it cuts them.
+const streamEndWait = time.Second
+
 // OpenStreams is the number of /api/v1/events streams open now.
 func (s *Server) OpenStreams() int { return int(s.streams.Load()) }
 
@@ -205,15 +209,17 @@ func (s *Server) apiEvents(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("events: lifting the write deadline", "err", err)
 	}
 	// CloseStreams cuts short a write blocked on a client that does not
-	// read, so the stream ends. Never once the handler has returned: the
-	// connection may serve another request then.
+	// read, so the stream ends: after streamEndWait, in which a client
+	// that reads gets the stream's end (its last chunk), not a reset.
+	// Never once the handler has returned: the connection may serve
+	// another request then.
 	var deadlineMu sync.Mutex
 	returned := false
 	cut := context.AfterFunc(s.stopped, func() {
 		deadlineMu.Lock()
 		defer deadlineMu.Unlock()
 		if !returned {
-			_ = rc.SetWriteDeadline(time.Now())
+			_ = rc.SetWriteDeadline(time.Now().Add(streamEndWait))
 		}
 	})
 	defer func() {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"slices"
@@ -378,4 +379,43 @@ func TestCloseStreamsJoins(t *testing.T) {
 		t.Fatal("CloseStreams did not return: a blocked write holds a stream")
 	}
 	assert.Zero(t, srv.OpenStreams(), "every stream ended when CloseStreams returned")
+}
+
+// TestCloseStreamsEndsCleanly: a client that reads gets the end of its
+// stream on CloseStreams (the last chunk, then EOF), not a cut
+// connection (io.ErrUnexpectedEOF), also while a server shuts down.
+func TestCloseStreamsEndsCleanly(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	srv := newServer(t, admin.Config{Store: e.st, Engine: e.engine, Log: e.log, Heartbeat: time.Hour})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	hs := &http.Server{Handler: srv.Handler()}
+	hs.RegisterOnShutdown(srv.CloseStreams)
+	go hs.Serve(ln)
+	defer hs.Close()
+	var ends []chan error
+	for range 5 {
+		req, err := http.NewRequest("GET", "http://"+ln.Addr().String()+"/api/v1/events", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+e.keys["read"])
+		resp, err := (&http.Client{Transport: &http.Transport{}}).Do(req)
+		require.NoError(t, err)
+		require.Equal(t, 200, resp.StatusCode)
+		end := make(chan error, 1)
+		go func() { _, err := io.ReadAll(resp.Body); resp.Body.Close(); end <- err }()
+		ends = append(ends, end)
+	}
+	require.Eventually(t, func() bool { return srv.OpenStreams() == 5 }, 5*time.Second, time.Millisecond)
+	time.Sleep(50 * time.Millisecond) // the first events are sent
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, hs.Shutdown(ctx))
+	for i, end := range ends {
+		select {
+		case err := <-end:
+			assert.NoError(t, err, "stream %d ends cleanly", i)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("stream %d did not end", i)
+		}
+	}
 }

@@ -109,6 +109,7 @@ type Server struct {
 	stopStreams  context.CancelFunc
 	streamMu     sync.Mutex
 	streamActive sync.WaitGroup
+	draining     atomic.Bool // set by Drain
 }
 
 // New returns the admin server for cfg, its routes and handler built.
@@ -571,12 +572,24 @@ type Readiness struct {
 	// SourceFailing is true while reloading from the database fails (the
 	// last rules are served meanwhile).
 	SourceFailing bool `json:"source_failing"`
+	// Draining is true once Drain was called: the server is stopping, and
+	// Ready is false.
+	Draining bool `json:"draining,omitempty"`
 }
+
+// Drain makes /readyz answer 503 with "draining": true from now on, so
+// load balancers stop sending requests to a server about to stop
+// (feature-info serve calls it on SIGTERM, before it stops accepting).
+// It stops nothing itself.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Draining reports whether Drain was called.
+func (s *Server) Draining() bool { return s.draining.Load() }
 
 // readyz answers 200 while rules loaded from the database are served, even
 // when the database has since become unreachable (evaluation goes on with
-// the last rules), and 503 before the first load. Anyone may ask: the
-// answer holds no rules, names or errors.
+// the last rules), and 503 before the first load and once Drain was
+// called. Anyone may ask: the answer holds no rules, names or errors.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	l := s.live()
 	var rd Readiness
@@ -585,6 +598,9 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 		rd = Readiness{Ready: true, Revision: l.Current().Revision(), AgeSeconds: &age}
 	}
 	rd.SourceFailing = l.Err() != nil
+	if s.Draining() {
+		rd.Ready, rd.Draining = false, true
+	}
 	status := http.StatusOK
 	if !rd.Ready {
 		status = http.StatusServiceUnavailable

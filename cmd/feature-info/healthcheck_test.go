@@ -145,5 +145,5 @@ func selfSigned(t *testing.T, dir, name string) (certFile, keyFile string) {
 func TestHealthcheckAsksServesDefault(t *testing.T) {
 	res := runCLI(t, t.TempDir(), "serve", "-h")
 	require.Equal(t, 0, res.code, res.stderr)
-	assert.Contains(t, res.stderr, "  -addr string\n    \tlisten address (default \""+DefaultAddr+"\")\n")
+	assert.Contains(t, res.stderr, "  -addr string\n    \tlisten address (env SCOPEFLAGS_ADDR) (default \""+DefaultAddr+"\")\n")
 }

@@ -33,6 +33,15 @@
 // anything else is the path of an embedded SQLite file. The default is
 // scopeflags.db in the working directory.
 //
+// Every serve flag may instead be set by an environment variable:
+// SCOPEFLAGS_ and the flag's name upper-cased, '-' as '_' (SCOPEFLAGS_DB,
+// SCOPEFLAGS_MAX_STREAMS_PER_KEY); a flag given wins, and serve -h lists
+// them. Every command's -db (but eval's and check's, which choose a
+// database over a file) takes SCOPEFLAGS_DB. On SIGTERM or SIGINT serve
+// drains: /readyz answers 503 at once, and after -drain-delay it stops
+// accepting, ends the change streams and gives requests in flight up to
+// -drain-timeout (docs/operations.md).
+//
 // Every command creates the schema of an empty database; only serve and
 // migrate upgrade an older one (docs/migrations.md). The others stop at
 // an older schema: "schema version N, this binary needs M: run
@@ -51,6 +60,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -86,10 +96,16 @@ const usage = `usage:
   feature-info dump [-db DSN] > FILE
   feature-info restore [-db DSN] [-force] [-dry-run] FILE
 DSN: postgres://... for PostgreSQL, otherwise a SQLite file path (default scopeflags.db).
+Every serve flag may instead be set by an environment variable, SCOPEFLAGS_ and its name
+(SCOPEFLAGS_DB, SCOPEFLAGS_ADDR, ...: serve -h lists them); every command's -db by SCOPEFLAGS_DB.
+SIGTERM or SIGINT makes serve drain (-drain-delay, -drain-timeout); a second one ends it at once.
 `
 
 func main() {
+	// The first SIGINT or SIGTERM ends the command's context (serve
+	// drains); a second one ends the process at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() { <-ctx.Done(); stop() }()
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
@@ -154,14 +170,70 @@ func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// parseFlags parses args into fs. A command's -db (the database it works
+// on: a -db flag whose default is DefaultDSN) may instead come from
+// SCOPEFLAGS_DB (parseFlagsEnv).
 func parseFlags(fs *flag.FlagSet, args []string) error {
+	_, err := parseFlagsEnv(fs, args, func(f *flag.Flag) bool { return f.Name == "db" && f.DefValue == DefaultDSN })
+	return err
+}
+
+// envSet holds the flags of a command set by their environment
+// variables, to name them in messages as they were set.
+type envSet map[string]bool
+
+// name is "-name", or the environment variable that set the flag.
+func (fromEnv envSet) name(flag string) string {
+	if fromEnv[flag] {
+		return envVar(flag)
+	}
+	return "-" + flag
+}
+
+// envVar is the environment variable that may set the flag name:
+// SCOPEFLAGS_ and the name uppercased, '-' as '_' (SCOPEFLAGS_MAX_VALUE
+// for -max-value).
+func envVar(name string) string {
+	return "SCOPEFLAGS_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// parseFlagsEnv parses args into fs, then sets each flag fromEnv accepts
+// that args did not set from its environment variable (envVar), through
+// the flag's own Set, so a variable is checked as the flag would be. A
+// flag given on the command line wins; an empty variable counts as
+// unset. Each such flag's usage names its variable, so -h lists them. It
+// may be called again with more arguments (commands taking flags after
+// operands do): those win too. It returns the flags set from the
+// environment.
+func parseFlagsEnv(fs *flag.FlagSet, args []string, fromEnv func(*flag.Flag) bool) (envSet, error) {
+	fs.VisitAll(func(f *flag.Flag) {
+		if note := " (env " + envVar(f.Name) + ")"; fromEnv(f) && !strings.HasSuffix(f.Usage, note) {
+			f.Usage += note
+		}
+	})
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return nil, err
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
 	}
-	return nil
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	set := envSet{}
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if err != nil || given[f.Name] || !fromEnv(f) {
+			return
+		}
+		name := envVar(f.Name)
+		if v := os.Getenv(name); v != "" {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%w: %s: invalid value %q for flag -%s: %v", errUsage, name, v, f.Name, e)
+			}
+			set[f.Name] = true
+		}
+	})
+	return set, err
 }
 
 // multi is a repeatable string flag.

@@ -4,6 +4,7 @@ import (
 	"context"
 	_ "embed"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -86,6 +87,12 @@ type Main struct {
 	MaxStreamsPerKey  int
 	MaxStreamsPerAddr int
 	BodyTimeout       time.Duration
+	// DrainTimeout bounds how long Close lets requests in flight finish
+	// (DefaultDrainTimeout when 0); DrainDelay is how long it keeps
+	// serving, /readyz answering 503, before it stops accepting, so load
+	// balancers notice first (none when 0).
+	DrainTimeout time.Duration
+	DrainDelay   time.Duration
 	// Examples loads the example rules and declarations into a database
 	// that has never been saved, and documents the example flags on
 	// /+feature-info. Off, the server seeds nothing and documents only
@@ -155,6 +162,7 @@ func (m *Main) Run(ctx context.Context) error {
 	// admin server, outside its cross-origin protection.
 	// (A prefix test, not a ServeMux: OFREP is the hot path.)
 	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m.closeWhenDraining(w)
 		if strings.HasPrefix(r.URL.Path, "/ofrep/") {
 			m.OFREP.ServeHTTP(w, r)
 			return
@@ -173,6 +181,7 @@ func (m *Main) Run(ctx context.Context) error {
 			return fmt.Errorf("listen (public): %w", err)
 		}
 		pub := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			m.closeWhenDraining(w)
 			switch {
 			case strings.HasPrefix(r.URL.Path, "/ofrep/"):
 				m.OFREP.ServeHTTP(w, r)
@@ -213,6 +222,28 @@ func (m *Main) Run(ctx context.Context) error {
 	}
 	go func() { wg.Wait(); close(m.done) }()
 	return nil
+}
+
+// closeWhenDraining asks the client to close its connection after this
+// answer once the server drains, so a keep-alive client opens its next
+// one elsewhere (through the load balancer) instead of sending a request
+// on a connection about to close.
+func (m *Main) closeWhenDraining(w http.ResponseWriter) {
+	if m.Admin.Draining() {
+		w.Header().Set("Connection", "close")
+	}
+}
+
+// DefaultDrainTimeout is how long a stopping server lets requests in
+// flight finish: below the 30 s Kubernetes waits after SIGTERM before it
+// kills a pod.
+const DefaultDrainTimeout = 25 * time.Second
+
+func (m *Main) drainTimeout() time.Duration {
+	if m.DrainTimeout <= 0 {
+		return DefaultDrainTimeout
+	}
+	return m.DrainTimeout
 }
 
 // DefaultBodyTimeout is how long a request (headers and body) may take to
@@ -314,35 +345,75 @@ func (m *Main) seed(ctx context.Context) error {
 	return err
 }
 
-// Close stops serving (letting requests in flight finish for up to ten
-// seconds), stops the rules' and keys' loops and waits for them, and
-// closes the store: no goroutine Run started is left.
+// Close drains the server and stops it. At once /readyz answers 503
+// "draining" and every answer asks its client to close the connection;
+// after DrainDelay the listeners close and the change streams end (their
+// clients read the stream's end, then reconnect elsewhere); requests in
+// flight get up to DrainTimeout to finish, and are then cut, which Close
+// reports as an error. Then it stops the rules' and keys' loops and waits
+// for them, and closes the store: no goroutine Run started is left.
 func (m *Main) Close() error {
 	var errs []error
-	if m.srv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		errs = append(errs, m.srv.Shutdown(ctx))
-		if m.public != nil {
-			errs = append(errs, m.public.Shutdown(ctx))
-		}
-		cancel()
+	if m.done != nil {
+		errs = append(errs, m.drain())
 		<-m.done
+	} else if m.ln != nil {
+		m.ln.Close() // Run failed before serving
 	}
 	if m.cancel != nil {
 		m.cancel()
 		m.loops.Wait()
 	}
+	// Pending usage counts, once the server keeps any, are to be flushed
+	// here: after the last request, before the store closes.
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
 	}
 	return errors.Join(errs...)
 }
 
+// drain is Close's first half: it returns once no request is left, or
+// DrainTimeout after the listeners closed, having cut those left.
+func (m *Main) drain() error {
+	m.Admin.Drain()
+	if m.DrainDelay > 0 {
+		time.Sleep(m.DrainDelay)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.drainTimeout())
+	defer cancel()
+	servers := []*http.Server{m.srv}
+	if m.public != nil {
+		servers = append(servers, m.public)
+	}
+	// Both at once: the public listener stops accepting with the other.
+	// Shutdown ends the change streams (RegisterOnShutdown in httpServer).
+	errc := make(chan error, len(servers))
+	for _, srv := range servers {
+		go func() {
+			err := srv.Shutdown(ctx)
+			if err != nil {
+				srv.Close() // cut what is left
+			}
+			errc <- err
+		}()
+	}
+	var err error
+	for range servers {
+		if e := <-errc; e != nil && err == nil {
+			err = e
+		}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("drain: requests still in flight after %v (-drain-timeout) were cut", m.drainTimeout())
+	}
+	return err
+}
+
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("serve", stderr)
 	m := &Main{Log: slog.New(slog.NewTextHandler(stderr, nil))}
 	fs.StringVar(&m.DSN, "db", DefaultDSN, "database DSN")
-	fs.StringVar(&m.Addr, "addr", "127.0.0.1:8080", "listen address")
+	fs.StringVar(&m.Addr, "addr", DefaultAddr, "listen address")
 	fs.StringVar(&m.ServerRole, "role", "", "this server's role, for server.ROLE scopes")
 	fs.BoolVar(&m.Examples, "examples", false, "load the example rules and declarations into an empty database and document the example flags (make run sets it; never in production)")
 	fs.StringVar(&m.TLSCert, "tls-cert", "", "serve HTTPS with this certificate file (needs -tls-key)")
@@ -359,38 +430,65 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&m.MaxStreamsPerKey, "max-streams-per-key", admin.DefaultMaxStreamsPerKey, "/api/v1/events streams one key may hold open (-1: no cap)")
 	fs.IntVar(&m.MaxStreamsPerAddr, "max-streams-per-addr", admin.DefaultMaxStreamsPerAddr, "change streams (/api/v1/events and /ofrep/v1/events, each) one client address may hold open (-1: no cap)")
 	fs.DurationVar(&m.BodyTimeout, "body-timeout", DefaultBodyTimeout, "how long a request's headers and body may take to arrive; a slower body is answered 408")
+	fs.DurationVar(&m.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on SIGTERM or SIGINT, how long requests in flight may take to finish before they are cut")
+	fs.DurationVar(&m.DrainDelay, "drain-delay", 0, "on SIGTERM or SIGINT, how long to go on serving, /readyz answering 503, before no longer accepting, so load balancers notice first")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: feature-info serve [flags]\n\nEvery flag may instead be set by the environment variable named with it; a flag given wins.\nSCOPEFLAGS_ADMIN_KEY is the admin key made on the first start with no keys (default: one is\ngenerated and printed once).\n\n")
+		fs.PrintDefaults()
+	}
 	m.AdminKey = os.Getenv("SCOPEFLAGS_ADMIN_KEY")
 	m.Out = stdout
-	if err := parseFlags(fs, args); err != nil {
+	fromEnv, err := parseFlagsEnv(fs, args, func(*flag.Flag) bool { return true })
+	if err != nil {
 		return err
 	}
-	if (m.TLSCert == "") != (m.TLSKey == "") {
-		return fmt.Errorf("%w: -tls-cert and -tls-key go together", errUsage)
+	bad := func(flag, format string, args ...any) error { // names the flag as it was set
+		return fmt.Errorf("%w: %s"+format, append([]any{errUsage, fromEnv.name(flag)}, args...)...)
+	}
+	for _, a := range []struct{ name, addr string }{{"addr", m.Addr}, {"public-addr", m.PublicAddr}} {
+		if _, _, err := net.SplitHostPort(a.addr); err != nil && a.addr != "" {
+			return bad(a.name, ": %q is not HOST:PORT", a.addr)
+		}
+	}
+	if m.TLSCert != "" && m.TLSKey == "" {
+		return bad("tls-cert", " needs -tls-key")
+	}
+	if m.TLSKey != "" && m.TLSCert == "" {
+		return bad("tls-key", " needs -tls-cert")
 	}
 	for _, o := range strings.Split(*origins, ",") {
 		if o = strings.TrimSpace(o); o == "" {
 			continue
 		}
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" {
-			return fmt.Errorf("%w: -cors-origins: %q is not an origin (want scheme://host[:port])", errUsage, o)
+			return bad("cors-origins", ": %q is not an origin (want scheme://host[:port])", o)
 		}
 		m.CORSOrigins = append(m.CORSOrigins, strings.TrimRight(o, "/"))
 	}
-	if m.OFREPRate < 0 || m.OFREPBurst < 0 {
-		return fmt.Errorf("%w: -ofrep-rate and -ofrep-burst must not be negative", errUsage)
+	switch {
+	case m.OFREPRate < 0:
+		return bad("ofrep-rate", " must not be negative")
+	case m.OFREPBurst < 0:
+		return bad("ofrep-burst", " must not be negative")
+	case m.OFREPBudgetPerFlag <= 0:
+		return bad("ofrep-budget-per-flag", " must be positive")
+	case m.OFREPBudgetBase <= 0:
+		return bad("ofrep-budget-base", " must be positive")
 	}
-	if m.OFREPBudgetPerFlag <= 0 || m.OFREPBudgetBase <= 0 {
-		return fmt.Errorf("%w: -ofrep-budget-per-flag and -ofrep-budget-base must be positive", errUsage)
-	}
-	var err error
 	if m.TrustedProxies, err = clientaddr.Parse(*proxies); err != nil {
-		return fmt.Errorf("%w: -trusted-proxies: %v", errUsage, err)
+		return bad("trusted-proxies", ": %v", err)
 	}
-	if m.MaxStreamsPerKey == 0 || m.MaxStreamsPerKey < -1 || m.MaxStreamsPerAddr == 0 || m.MaxStreamsPerAddr < -1 {
-		return fmt.Errorf("%w: -max-streams-per-key and -max-streams-per-addr: want a positive count, or -1 for no cap", errUsage)
-	}
-	if m.BodyTimeout <= 0 {
-		return fmt.Errorf("%w: -body-timeout must be positive, such as 30s", errUsage)
+	switch {
+	case m.MaxStreamsPerKey == 0 || m.MaxStreamsPerKey < -1:
+		return bad("max-streams-per-key", ": want a positive count, or -1 for no cap")
+	case m.MaxStreamsPerAddr == 0 || m.MaxStreamsPerAddr < -1:
+		return bad("max-streams-per-addr", ": want a positive count, or -1 for no cap")
+	case m.BodyTimeout <= 0:
+		return bad("body-timeout", " must be positive, such as 30s")
+	case m.DrainTimeout <= 0:
+		return bad("drain-timeout", " must be positive, such as 25s")
+	case m.DrainDelay < 0:
+		return bad("drain-delay", " must not be negative")
 	}
 	if os.Getenv("GOGC") == "" {
 		// The server's live heap is small (a few MB), so at the default
@@ -403,8 +501,17 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		m.Close()
 		return err
 	}
-	m.Log.Info("serving", "url", m.URL()+"/+feature-info", "login", m.URL()+"/login", "db", redactDSN(m.DSN), "revision", m.Live.Current().Revision())
+	attrs := []any{"url", m.URL() + "/+feature-info", "login", m.URL() + "/login", "db", redactDSN(m.DSN), "revision", m.Live.Current().Revision()}
+	if m.public != nil {
+		attrs = append(attrs, "public", m.PublicURL())
+	}
+	m.Log.Info("serving", attrs...)
 	<-ctx.Done()
-	m.Log.Info("shutting down")
-	return m.Close()
+	m.Log.Info("draining", "delay", m.DrainDelay, "timeout", m.drainTimeout())
+	start := time.Now()
+	if err := m.Close(); err != nil {
+		return err
+	}
+	m.Log.Info("stopped", "took", time.Since(start).Round(time.Millisecond))
+	return nil
 }
