@@ -188,7 +188,7 @@ func TestEnvDB(t *testing.T) {
 	assert.Contains(t, run(0, "export"), "ui.icing")
 	assert.Contains(t, run(0, "changelog"), "from the environment")
 	assert.Contains(t, run(0, "eval", "-rules", testdata(t, "valid.rules"), "ui.icing"), "ui.icing\tvanilla")
-	assert.Equal(t, "", run(0, "export", "-db", filepath.Join(dir, "other.db")), "-db wins")
+	assert.Contains(t, run(1, "export", "-db", filepath.Join(dir, "other.db")), "other.db does not exist", "-db wins")
 	_, err := os.Stat(filepath.Join(dir, DefaultDSN))
 	assert.ErrorIs(t, err, os.ErrNotExist, "the default was never opened")
 
