@@ -63,6 +63,20 @@ CREATE TABLE IF NOT EXISTS feature_changelog (
 CREATE UNIQUE INDEX IF NOT EXISTS feature_changelog_revision_idx
     ON feature_changelog (revision);
 
+-- One row a flag a changelog entry touched: whose rules or declaration
+-- the change added, removed or changed (the flags its diff names), so the
+-- changelog can be read a flag at a time. Written with the entry; entries
+-- written before it existed got theirs from their diffs (migration 6), and
+-- a restore rebuilds it from the diffs.
+CREATE TABLE IF NOT EXISTS feature_changelog_flags (
+    entry_id BIGINT NOT NULL REFERENCES feature_changelog (id),
+    flag     TEXT   NOT NULL,
+    PRIMARY KEY (entry_id, flag)
+);
+
+CREATE INDEX IF NOT EXISTS feature_changelog_flags_flag_idx
+    ON feature_changelog_flags (flag, entry_id);
+
 -- One row an API key. Only the SHA-256 of the key is kept (hex); hint is
 -- its first characters, so people can tell keys apart. scope is one of
 -- read_external, read, write, admin. Revoked keys stay listed.
@@ -85,6 +99,19 @@ CREATE TABLE IF NOT EXISTS feature_sessions (
     csrf       TEXT   NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
     expires_at TIMESTAMPTZ NOT NULL
+);
+
+-- One row a key event: a key created or revoked (action "create" or
+-- "revoke"), by whom (actor) and when, with the key's id, name and scope
+-- as they were. Apart from the rules: it never bumps the revision.
+CREATE TABLE IF NOT EXISTS feature_audit (
+    id       BIGSERIAL PRIMARY KEY,
+    at       TIMESTAMPTZ NOT NULL,
+    actor    TEXT   NOT NULL,
+    action   TEXT   NOT NULL,
+    key_id   BIGINT NOT NULL,
+    key_name TEXT   NOT NULL,
+    scope    TEXT   NOT NULL
 );
 
 -- A single row counting saves. Servers poll it to notice new rules; writers

@@ -1112,7 +1112,7 @@ func (s *Server) apiCreateKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	key := sqlstore.NewKey()
-	k, err := s.store.CreateKey(r.Context(), key, b.Name, string(sc))
+	k, err := s.store.CreateKeyBy(r.Context(), info(r).actor, key, b.Name, string(sc))
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -1141,7 +1141,7 @@ func (s *Server) apiRevokeKey(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	k, err := s.store.RevokeKey(r.Context(), id)
+	k, err := s.store.RevokeKeyBy(r.Context(), info(r).actor, id)
 	if err != nil {
 		s.fail(w, r, err)
 		return

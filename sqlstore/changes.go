@@ -61,6 +61,8 @@ type pending struct {
 	rules ruleWrites
 	// flags is what it does to each flag's rules.
 	flags []FlagChange
+	// touched are the flags the diff names (DiffFlags).
+	touched []string
 }
 
 // change runs one audited write. The costly part happens before any lock
@@ -124,7 +126,7 @@ func (s *Store) changeOnce(ctx context.Context, op string, c Change, plan planFu
 	if c.DryRun {
 		return Entry{Actor: c.Actor, Comment: c.Comment, Diff: p.diff, Revision: p.at + 1,
 			Text: sql.NullString{String: p.newRules, Valid: true}, Declarations: sql.NullString{String: p.newDefs, Valid: true},
-			DryRun: true, Flags: p.flags}, nil
+			DryRun: true, Flags: p.flags, Touched: p.touched}, nil
 	}
 	e, err := s.commit(ctx, op, c, p, tx)
 	if errors.Is(err, errMoved) && c.BaseRevision != AnyRevision {
@@ -177,6 +179,7 @@ func (s *Store) prepare(ctx context.Context, op string, c Change, plan planFunc,
 		return p, errNoChange
 	}
 	p.diff = entryDiff(p.oldRules, p.newRules, p.oldDefs, p.newDefs)
+	p.touched = DiffFlags(p.diff)
 	if p.oldRules != p.newRules {
 		p.rules = planRules(p.before.rules, p.after.rules)
 		p.flags = flagChanges(p.before.rules, p.after.rules)
@@ -224,7 +227,7 @@ func (s *Store) commit(ctx context.Context, op string, c Change, p *pending, tx 
 	e := Entry{Time: time.Now().UTC().Truncate(time.Microsecond), Actor: c.Actor, Comment: c.Comment,
 		Diff: p.diff, Revision: rev,
 		Text: sql.NullString{String: p.newRules, Valid: true}, Declarations: sql.NullString{String: p.newDefs, Valid: true},
-		Revertible: true, Flags: p.flags}
+		Revertible: true, Flags: p.flags, Touched: p.touched}
 	query, args, err := s.sb.Insert("feature_changelog").
 		Columns("changed_at", "actor", "comment", "diff", "revision", "rules_text", "declarations_text").
 		Values(e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Text, e.Declarations).Suffix("RETURNING id").ToSql()
@@ -232,6 +235,9 @@ func (s *Store) commit(ctx context.Context, op string, c Change, p *pending, tx 
 		return fail(err)
 	}
 	if err := tx.GetContext(ctx, &e.ID, query, args...); err != nil {
+		return fail(err)
+	}
+	if err := s.insertEntryFlags(ctx, tx, []entryFlags{{e.ID, e.Touched}}); err != nil {
 		return fail(err)
 	}
 	if s.dialect == PostgreSQL {

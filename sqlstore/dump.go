@@ -20,12 +20,16 @@ import (
 // The format and version a dump file starts with (docs/backup.md).
 const (
 	DumpFormat  = "scopeflags-dump"
-	DumpVersion = 1
+	DumpVersion = 2
 )
 
+// minDumpVersion is the oldest dump version Restore reads: version 1
+// dumps lack the audit log.
+const minDumpVersion = 1
+
 // ErrNotEmpty: Restore was asked to load a dump into a database that
-// already holds rules, declarations, changelog entries or keys, without
-// RestoreOptions.Force.
+// already holds rules, declarations, changelog entries, keys or key
+// events, without RestoreOptions.Force.
 var ErrNotEmpty = errors.New("sqlstore: database not empty")
 
 // Counts is what a database (or a dump of it) holds.
@@ -35,14 +39,16 @@ type Counts struct {
 	Declarations int
 	Changelog    int
 	Keys         int
+	// Audit counts the key events of the audit log (KeyEvents).
+	Audit int
 }
 
 // Empty says nothing was ever saved: no revision, rules, declarations,
-// changelog entries or keys.
+// changelog entries, keys or key events.
 func (c Counts) Empty() bool { return c == Counts{} }
 
 // String renders c as "revision 7: 12 rules, 3 declarations, 7 changelog
-// entries, 2 keys".
+// entries, 2 keys, 3 key events".
 func (c Counts) String() string {
 	n := func(k int, one, many string) string {
 		if k == 1 {
@@ -50,8 +56,9 @@ func (c Counts) String() string {
 		}
 		return fmt.Sprintf("%d %s", k, many)
 	}
-	return fmt.Sprintf("revision %d: %s, %s, %s, %s", c.Revision, n(c.Rules, "rule", "rules"),
-		n(c.Declarations, "declaration", "declarations"), n(c.Changelog, "changelog entry", "changelog entries"), n(c.Keys, "key", "keys"))
+	return fmt.Sprintf("revision %d: %s, %s, %s, %s, %s", c.Revision, n(c.Rules, "rule", "rules"),
+		n(c.Declarations, "declaration", "declarations"), n(c.Changelog, "changelog entry", "changelog entries"), n(c.Keys, "key", "keys"),
+		n(c.Audit, "key event", "key events"))
 }
 
 // counts reads what the database holds.
@@ -62,13 +69,15 @@ func counts(ctx context.Context, q sqlx.QueryerContext) (Counts, error) {
 		Declarations int   `db:"declarations"`
 		Changelog    int   `db:"changelog"`
 		Keys         int   `db:"api_keys"`
+		Audit        int   `db:"audit"`
 	}
 	err := sqlx.GetContext(ctx, q, &row, `SELECT
 		(SELECT revision FROM feature_revision WHERE id = 1) AS revision,
 		(SELECT count(*) FROM feature_rules) AS rules,
 		(SELECT count(*) FROM feature_flags) AS declarations,
 		(SELECT count(*) FROM feature_changelog) AS changelog,
-		(SELECT count(*) FROM feature_api_keys) AS api_keys`)
+		(SELECT count(*) FROM feature_api_keys) AS api_keys,
+		(SELECT count(*) FROM feature_audit) AS audit`)
 	return Counts(row), translate(err)
 }
 
@@ -113,6 +122,15 @@ type (
 		LastUsed *time.Time `json:"last_used_at" db:"last_used_at"`
 		Revoked  *time.Time `json:"revoked_at" db:"revoked_at"`
 	}
+	dumpKeyEvent struct {
+		ID      int64     `json:"id" db:"id"`
+		Time    time.Time `json:"time" db:"at"`
+		Actor   string    `json:"actor" db:"actor"`
+		Action  string    `json:"action" db:"action"`
+		KeyID   int64     `json:"key_id" db:"key_id"`
+		KeyName string    `json:"key_name" db:"key_name"`
+		Scope   string    `json:"scope" db:"scope"`
+	}
 )
 
 // dumpTime is how a dump holds a time: UTC, to the microsecond (what both
@@ -141,15 +159,18 @@ func (s *Store) byteOrder() string {
 
 // Dump writes everything the database holds to w, in the dump format
 // (docs/backup.md): the revision, every rule, every declaration, the
-// whole changelog with the texts recorded after each entry, and every
-// API key (its SHA-256 hash, never the key) with its scope and times.
+// whole changelog with the texts recorded after each entry, every API key
+// (its SHA-256 hash, never the key) with its scope and times, and the
+// keys' audit log. The flags each changelog entry touched are not
+// written: a restore computes them from the diffs (DiffFlags), as the
+// writes did.
 // Browser sessions are left out: they are short-lived secrets, and a
 // restored database starts without any (people log in again). It reads
 // in one read-only transaction (REPEATABLE READ on PostgreSQL), so the
 // dump is one consistent state while saves go on, and streams: memory
 // does not grow with the database. Entries are in a fixed order (rules by
 // flag and descending priority, declarations by name, changelog entries
-// and keys by id; text compared byte by byte), so dumps of the same
+// keys and key events by id; text compared byte by byte), so dumps of the same
 // contents are identical on both dialects. It returns what it wrote.
 func (s *Store) Dump(ctx context.Context, w io.Writer) (Counts, error) {
 	fail := func(err error) (Counts, error) { return Counts{}, fmt.Errorf("sqlstore: dump: %w", translate(err)) }
@@ -198,6 +219,12 @@ func (s *Store) Dump(ctx context.Context, w io.Writer) (Counts, error) {
 			k.Created, k.LastUsed, k.Revoked = dumpTime(k.Created), dumpTimePtr(k.LastUsed), dumpTimePtr(k.Revoked)
 			return k, nil
 		}); err != nil {
+		return fail(err)
+	}
+	bw.WriteString(",\n")
+	if c.Audit, err = dumpRows(ctx, tx, bw, "audit",
+		`SELECT id, at, actor, action, key_id, key_name, scope FROM feature_audit ORDER BY id`,
+		func(e *dumpKeyEvent) (any, error) { e.Time = dumpTime(e.Time); return e, nil }); err != nil {
 		return fail(err)
 	}
 	bw.WriteString("\n}\n")
@@ -257,7 +284,8 @@ func dumpRows[T any](ctx context.Context, tx *sqlx.Tx, w *bufio.Writer, name, qu
 // Restore limits.
 const (
 	// DefaultMaxRestoreEntries bounds the entries (rules, declarations,
-	// changelog entries and keys together) of a dump Restore reads.
+	// changelog entries, keys and key events together) of a dump Restore
+	// reads.
 	DefaultMaxRestoreEntries = 10_000_000
 	// DefaultMaxRestoreEntryBytes bounds the JSON text of one entry of a
 	// dump (a changelog entry holds two whole texts and a diff): Restore
@@ -344,11 +372,14 @@ func (ps DumpProblems) Error() string {
 // Is makes DumpProblems match ErrInvalid.
 func (ps DumpProblems) Is(target error) bool { return target == ErrInvalid }
 
-// Restore loads a dump (as Dump writes it) into the database, in one
-// transaction: every rule, declaration, changelog entry (keeping its id,
-// revision and texts, so the changelog reads the same and reverts to its
-// entries work) and key (keeping its id and hash, so the same keys
-// authenticate), and the revision. The database must be empty
+// Restore loads a dump (as Dump writes it, of version 1 or 2) into the
+// database, in one transaction: every rule, declaration, changelog entry
+// (keeping its id, revision and texts, so the changelog reads the same
+// and reverts to its entries work; the flags each touched are computed
+// from its diff, DiffFlags), key (keeping its id and hash, so the same
+// keys authenticate) and key event (version 2; a version 1 dump has no
+// audit log, and the restored database starts with an empty one), and the
+// revision. The database must be empty
 // (ErrNotEmpty, naming what it holds, otherwise) unless opts.Force, which
 // deletes everything first, browser sessions too.
 //
@@ -418,11 +449,11 @@ func (s *Store) Restore(ctx context.Context, r io.Reader, opts RestoreOptions) (
 
 // clear deletes everything a restore replaces.
 func (s *Store) clear(ctx context.Context, tx *sqlx.Tx) error {
-	stmts := []string{`DELETE FROM feature_sessions`, `DELETE FROM feature_api_keys`, `DELETE FROM feature_changelog`,
-		`DELETE FROM feature_flags`, `DELETE FROM feature_rules`}
+	stmts := []string{`DELETE FROM feature_sessions`, `DELETE FROM feature_audit`, `DELETE FROM feature_api_keys`,
+		`DELETE FROM feature_changelog_flags`, `DELETE FROM feature_changelog`, `DELETE FROM feature_flags`, `DELETE FROM feature_rules`}
 	if !s.pg() {
 		// AUTOINCREMENT's high-water marks: the restored ids set them again.
-		stmts = append(stmts, `DELETE FROM sqlite_sequence WHERE name IN ('feature_changelog', 'feature_api_keys')`)
+		stmts = append(stmts, `DELETE FROM sqlite_sequence WHERE name IN ('feature_changelog', 'feature_api_keys', 'feature_audit')`)
 	}
 	for _, q := range stmts {
 		if _, err := tx.ExecContext(ctx, q); err != nil {
@@ -442,7 +473,7 @@ func (s *Store) finishRestore(ctx context.Context, tx *sqlx.Tx, revision int64) 
 	if !s.pg() {
 		return nil
 	}
-	for _, table := range []string{"feature_changelog", "feature_api_keys"} {
+	for _, table := range []string{"feature_changelog", "feature_api_keys", "feature_audit"} {
 		q := fmt.Sprintf(`SELECT setval(pg_get_serial_sequence('%[1]s', 'id'), COALESCE((SELECT max(id) FROM %[1]s), 0) + 1, false)`, table)
 		if _, err := tx.ExecContext(ctx, q); err != nil {
 			return err

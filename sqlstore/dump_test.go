@@ -99,9 +99,10 @@ func TestDumpRestoreRoundTrip(t *testing.T) {
 			defer src.Close()
 			f := fillForDump(t, src)
 			first := dump(t, src)
-			for _, want := range []string{`"format": "scopeflags-dump",`, `"version": 1,`, `"revision": 4,`,
+			for _, want := range []string{`"format": "scopeflags-dump",`, `"version": 2,`, `"revision": 4,`,
 				`"condition":"percent(50)"`, `"variants":[{"name":"dark","value":"#111"}`, `"rules_text":"ops.mode`,
-				`"value":"\"edge <&> mode\""`, `"scope":"read_external"`, `"revoked_at":"20`} {
+				`"value":"\"edge <&> mode\""`, `"scope":"read_external"`, `"revoked_at":"20`,
+				`"audit": [`, `"action":"revoke","key_id":3,"key_name":"for write","scope":"write"}`} {
 				assert.Contains(t, first, want)
 			}
 			assert.NotContains(t, first, "session", "sessions are not dumped")
@@ -116,7 +117,7 @@ func TestDumpRestoreRoundTrip(t *testing.T) {
 			}
 			res, err := dst.Restore(ctx, strings.NewReader(first), sqlstore.RestoreOptions{})
 			require.NoError(t, err)
-			assert.Equal(t, sqlstore.Counts{Revision: 4, Rules: 4, Declarations: 2, Changelog: 4, Keys: 4}, res.Restored)
+			assert.Equal(t, sqlstore.Counts{Revision: 4, Rules: 4, Declarations: 2, Changelog: 4, Keys: 4, Audit: 5}, res.Restored)
 			assert.True(t, res.Before.Empty())
 			assert.Equal(t, first, dump(t, dst), "dump, restore, dump: identical")
 
@@ -182,19 +183,19 @@ func TestRestoreRefusesNonEmpty(t *testing.T) {
 
 			_, err = st.Restore(ctx, strings.NewReader(backup), sqlstore.RestoreOptions{})
 			require.ErrorIs(t, err, sqlstore.ErrNotEmpty)
-			assert.Contains(t, err.Error(), "sqlstore: database not empty: it holds revision 1: 1 rule, 0 declarations, 1 changelog entry, 1 key")
+			assert.Contains(t, err.Error(), "sqlstore: database not empty: it holds revision 1: 1 rule, 0 declarations, 1 changelog entry, 1 key, 1 key event")
 			_, err = st.Restore(ctx, strings.NewReader(backup), sqlstore.RestoreOptions{DryRun: true})
 			require.ErrorIs(t, err, sqlstore.ErrNotEmpty, "a dry run says it would be refused")
 			res, err := st.Restore(ctx, strings.NewReader(backup), sqlstore.RestoreOptions{DryRun: true, Force: true})
 			require.NoError(t, err)
 			assert.True(t, res.DryRun)
-			assert.Equal(t, sqlstore.Counts{Revision: 1, Rules: 1, Changelog: 1, Keys: 1}, res.Before)
+			assert.Equal(t, sqlstore.Counts{Revision: 1, Rules: 1, Changelog: 1, Keys: 1, Audit: 1}, res.Before)
 			assert.Equal(t, 4, res.Restored.Keys)
 			assert.Equal(t, before, dump(t, st), "refusals and dry runs write nothing")
 
 			res, err = st.Restore(ctx, strings.NewReader(backup), sqlstore.RestoreOptions{Force: true})
 			require.NoError(t, err)
-			assert.Equal(t, sqlstore.Counts{Revision: 1, Rules: 1, Changelog: 1, Keys: 1}, res.Before)
+			assert.Equal(t, sqlstore.Counts{Revision: 1, Rules: 1, Changelog: 1, Keys: 1, Audit: 1}, res.Before)
 			assert.Equal(t, backup, dump(t, st), "-force replaces everything")
 			_, err = st.SessionByToken(ctx, token)
 			assert.ErrorIs(t, err, sqlstore.ErrNotFound, "sessions are gone")
@@ -239,8 +240,14 @@ func TestRestoreRefusesBadDumps(t *testing.T) {
 		{"not json", "hello\n", sqlstore.RestoreOptions{}, []string{"line 1: not valid JSON: invalid character 'h' looking for beginning of value"}},
 		{"not a dump", `{"rules": []}`, sqlstore.RestoreOptions{}, []string{`line 1: not a scopeflags dump: it must start with {"format": "scopeflags-dump", "version": N`}},
 		{"other format", `{"format": "pg_dump", "version": 1}`, sqlstore.RestoreOptions{}, []string{"line 1: not a scopeflags dump"}},
-		{"unknown version", strings.Replace(good, `"version": 1,`, `"version": 2,`, 1), sqlstore.RestoreOptions{},
-			[]string{"line 3: dump format version 2: this binary restores version 1 only"}},
+		{"unknown version", strings.Replace(good, `"version": 2,`, `"version": 3,`, 1), sqlstore.RestoreOptions{},
+			[]string{"line 3: dump format version 3: this binary restores versions 1 to 2 only"}},
+		{"audit in a version 1 dump", strings.Replace(good, `"version": 2,`, `"version": 1,`, 1), sqlstore.RestoreOptions{},
+			[]string{fmt.Sprintf(`line %d: unknown member "audit" (version 1 dumps have revision, rules, declarations, changelog and keys)`, lineOf(`"audit": [`))}},
+		{"no audit in a version 2 dump", good[:strings.Index(good, ",\n\"audit\"")] + "\n}\n", sqlstore.RestoreOptions{},
+			[]string{`no "audit": a dump has every member`}},
+		{"bad key event", edit(`{"id":5,"time"`, func(l string) string { return strings.Replace(l, `"action":"revoke"`, `"action":"delete"`, 1) }),
+			sqlstore.RestoreOptions{}, []string{fmt.Sprintf(`line %d: audit[4] (id 5): action "delete": want "create" or "revoke"`, lineOf(`{"id":5,"time"`))}},
 		{"cut", good[:len(good)/2], sqlstore.RestoreOptions{}, []string{"the dump ends early (cut off?)"}},
 		{"empty", "", sqlstore.RestoreOptions{}, []string{"line 1: the dump ends early"}},
 		{"bad key at the end", edit(`{"id":2,"hash"`, func(l string) string { return strings.Replace(l, `"hash":"`, `"hash":"X`, 1) }),
@@ -255,6 +262,7 @@ func TestRestoreRefusesBadDumps(t *testing.T) {
 		}}, []string{
 			fmt.Sprintf(`line %d: rules[0]: priority: want a whole number, found string`, ruleLine),
 			fmt.Sprintf(`line %d: keys[3] (id 4): scope: no admins here`, lineOf(`{"id":4,"hash"`)),
+			fmt.Sprintf(`line %d: audit[3] (id 4): scope: no admins here`, lineOf(`{"id":4,"time"`)),
 		}},
 		{"bad rule", edit(`{"flag":"ops.mode","scope":"job:nightly"`, func(l string) string { return strings.Replace(l, `"ops.mode"`, `"Ops Mode"`, 1) }),
 			sqlstore.RestoreOptions{}, []string{fmt.Sprintf(`line %d: rules[0] (flag "Ops Mode", priority 5): `, ruleLine)}},

@@ -68,9 +68,21 @@ const keyColumns = "id, hint, name, scope, created_at, last_used_at, revoked_at"
 // CreateKey stores key (from NewKey, or one an operator chose: at least
 // MinKeyLen printable ASCII characters, no spaces) under name (human text
 // of at most MaxKeyName characters; a *FieldError otherwise) with scope,
-// keeping only its hash. The caller validates scope.
+// keeping only its hash. The caller validates scope. It is CreateKeyBy
+// with no actor: the audit log records the creation with an empty actor.
 func (s *Store) CreateKey(ctx context.Context, key, name, scope string) (APIKey, error) {
+	return s.CreateKeyBy(ctx, "", key, name, scope)
+}
+
+// CreateKeyBy is CreateKey by actor (the key or person making it, at most
+// MaxActor characters of human text): the key and the audit log's record
+// of its creation (KeyEvents) are written in one transaction, which
+// never bumps the rules' revision.
+func (s *Store) CreateKeyBy(ctx context.Context, actor, key, name, scope string) (APIKey, error) {
 	if err := CheckKeyName(name); err != nil {
+		return APIKey{}, err
+	}
+	if err := CheckText("actor", actor, MaxActor); err != nil {
 		return APIKey{}, err
 	}
 	switch {
@@ -79,18 +91,31 @@ func (s *Store) CreateKey(ctx context.Context, key, name, scope string) (APIKey,
 	case scope == "":
 		return APIKey{}, fmt.Errorf("%w: a key needs a scope", ErrInvalid)
 	}
+	fail := func(err error) (APIKey, error) {
+		return APIKey{}, fmt.Errorf("sqlstore: create key: %w", translate(err))
+	}
 	k := APIKey{Hint: hintOf(key), Name: strings.TrimSpace(name), Scope: scope, Created: time.Now().UTC().Truncate(time.Microsecond)}
 	q, args, err := s.sb.Insert("feature_api_keys").Columns("hash", "hint", "name", "scope", "created_at").
 		Values(hashKey(key), k.Hint, k.Name, k.Scope, k.Created).Suffix("RETURNING id").ToSql()
 	if err != nil {
-		return APIKey{}, fmt.Errorf("sqlstore: create key: %w", err)
+		return fail(err)
 	}
-	if err := s.db.GetContext(ctx, &k.ID, q, args...); err != nil {
-		return APIKey{}, fmt.Errorf("sqlstore: create key: %w", translate(err))
+	tx, err := s.beginWrite(ctx)
+	if err != nil {
+		return fail(err)
 	}
-	if err := s.notifyKeys(ctx, s.db); err != nil {
-		// The key is stored: key tables find it at their next poll.
-		s.log().Warn("sqlstore: could not notify a new key; servers find it at their next poll", "id", k.ID, "err", err)
+	defer tx.Rollback()
+	if err := tx.GetContext(ctx, &k.ID, q, args...); err != nil {
+		return fail(err)
+	}
+	if err := s.recordKeyEvent(ctx, tx, KeyEvent{Time: k.Created, Actor: actor, Action: KeyCreated, KeyID: k.ID, KeyName: k.Name, Scope: k.Scope}); err != nil {
+		return fail(err)
+	}
+	if err := s.notifyKeys(ctx, tx); err != nil {
+		return fail(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(err)
 	}
 	return k, nil
 }
@@ -144,19 +169,38 @@ func (s *Store) CountKeys(ctx context.Context) (int, error) {
 // RevokeKey revokes a key and ends its sessions. Revoking a revoked key
 // is not an error; an unknown ID is ErrNotFound. On PostgreSQL the
 // transaction notifies KeyNotifyChannel, so every KeyCache reloads at its
-// commit; CreateKey notifies too.
+// commit; CreateKey notifies too. It is RevokeKeyBy with no actor.
 func (s *Store) RevokeKey(ctx context.Context, id int64) (APIKey, error) {
+	return s.RevokeKeyBy(ctx, "", id)
+}
+
+// RevokeKeyBy is RevokeKey by actor: a revocation (not that of a key
+// already revoked, which changes nothing) is recorded in the audit log
+// (KeyEvents) in the same transaction, which never bumps the rules'
+// revision.
+func (s *Store) RevokeKeyBy(ctx context.Context, actor string, id int64) (APIKey, error) {
+	if err := CheckText("actor", actor, MaxActor); err != nil {
+		return APIKey{}, err
+	}
+	fail := func(err error) (APIKey, error) {
+		return APIKey{}, fmt.Errorf("sqlstore: revoke key: %w", translate(err))
+	}
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
-		return APIKey{}, fmt.Errorf("sqlstore: revoke key: %w", translate(err))
+		return fail(err)
 	}
 	defer tx.Rollback()
 	now := time.Now().UTC().Truncate(time.Microsecond)
-	if _, err := tx.ExecContext(ctx, s.rebind(`UPDATE feature_api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`), now, id); err != nil {
-		return APIKey{}, fmt.Errorf("sqlstore: revoke key: %w", translate(err))
+	res, err := tx.ExecContext(ctx, s.rebind(`UPDATE feature_api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`), now, id)
+	if err != nil {
+		return fail(err)
+	}
+	revoked, err := res.RowsAffected()
+	if err != nil {
+		return fail(err)
 	}
 	if _, err := tx.ExecContext(ctx, s.rebind(`DELETE FROM feature_sessions WHERE key_id = ?`), id); err != nil {
-		return APIKey{}, fmt.Errorf("sqlstore: revoke key: %w", translate(err))
+		return fail(err)
 	}
 	var k APIKey
 	err = tx.GetContext(ctx, &k, s.rebind(`SELECT `+keyColumns+` FROM feature_api_keys WHERE id = ?`), id)
@@ -164,9 +208,14 @@ func (s *Store) RevokeKey(ctx context.Context, id int64) (APIKey, error) {
 		return APIKey{}, fmt.Errorf("%w: key %d", ErrNotFound, id)
 	}
 	if err != nil {
-		return APIKey{}, fmt.Errorf("sqlstore: revoke key: %w", translate(err))
+		return fail(err)
 	}
 	k.utc()
+	if revoked > 0 {
+		if err := s.recordKeyEvent(ctx, tx, KeyEvent{Time: now, Actor: actor, Action: KeyRevoked, KeyID: k.ID, KeyName: k.Name, Scope: k.Scope}); err != nil {
+			return fail(err)
+		}
+	}
 	if err := s.notifyKeys(ctx, tx); err != nil {
 		return APIKey{}, fmt.Errorf("sqlstore: revoke key: %w", err)
 	}

@@ -83,6 +83,7 @@ var migrationFiles embed.FS
 var migrationSteps = map[int]func(context.Context, *Store, *sqlx.Tx) error{
 	3: fillRulesText,
 	4: fillDeclarationsText,
+	6: fillChangelogFlags,
 }
 
 // migration is a Migration with its SQL and step.
@@ -377,7 +378,8 @@ func (s *Store) appliedMigrations(ctx context.Context, tx *sqlx.Tx, ms []migrati
 // legacyVersion recognises the schema version of a database made before
 // versions were recorded (each release applied its whole schema and
 // upgraded older shapes on open, so every such database has one of the
-// shapes of migrations 1 to 5): 0 when it has no tables.
+// shapes of migrations 1 to 5; versioned migrations came before 6): 0
+// when it has no tables.
 func (s *Store) legacyVersion(ctx context.Context, tx *sqlx.Tx) (int, error) {
 	if ok, err := s.hasTable(ctx, tx, "feature_rules"); err != nil || !ok {
 		return 0, err

@@ -256,13 +256,14 @@ func shapeWithout(t *testing.T, dialect, dsn, table string) string {
 // change nothing; a dry run lists what migrating would apply.
 func TestOpenRefusesOldSchema(t *testing.T) {
 	ctx := context.Background()
-	for v := 1; v < sqlstoretest.Releases; v++ {
+	for v := 1; v <= sqlstoretest.Releases; v++ {
 		for dialect, dsn := range sqlstoretest.DSNs(t) {
 			t.Run(fmt.Sprintf("v%d/%s", v, dialect), func(t *testing.T) {
 				if found(dialect, v) == sqlstore.SchemaVersion() {
 					t.Skip("this shape is the current one on ", dialect)
 				}
 				sqlstoretest.Release(t, dsn, v)
+				v := found(dialect, v) // the version the store finds
 				before := shape(t, dialect, sqlstoretest.RawDB(t, dsn))
 				_, err := sqlstore.Open(ctx, dsn)
 				require.ErrorIs(t, err, sqlstore.ErrSchemaOld)

@@ -83,12 +83,15 @@ type restorer struct {
 	seen     map[string]int // member: its line
 
 	// The previous entry of each section, for the order checks.
-	lastRule    *dumpRule
-	ruleScopes  map[[2]string]int // (scope, condition) of lastRule.Flag's rules: line
-	lastDecl    string
-	lastEntry   dumpEntry
-	lastKey     int64
-	hashes      map[string]int
+	lastRule   *dumpRule
+	ruleScopes map[[2]string]int // (scope, condition) of lastRule.Flag's rules: line
+	lastDecl   string
+	lastEntry  dumpEntry
+	lastKey    int64
+	lastEvent  int64
+	hashes     map[string]int
+	// version is the dump's format version.
+	version     int
 	revisionAt  int
 	hasRevision bool
 }
@@ -222,15 +225,16 @@ func (rs *restorer) read(ctx context.Context) {
 			ok2 = section(ctx, rs, name, rs.entry, rs.s.writeRestoredEntries)
 		case "keys":
 			ok2 = section(ctx, rs, name, rs.key, rs.s.writeRestoredKeys)
-		default:
-			rs.problem(line, "unknown member %q (version %d dumps have revision, rules, declarations, changelog and keys)", name, DumpVersion)
-			var skip json.RawMessage
-			rs.in.mark()
-			if err := rs.dec.Decode(&skip); err != nil {
-				rs.fatal(err)
-				return
+		case "audit":
+			if rs.version < 2 {
+				rs.unknown(line, name)
+				ok2 = rs.skip()
+				break
 			}
-			ok2 = true
+			ok2 = section(ctx, rs, name, rs.keyEvent, rs.s.writeRestoredKeyEvents)
+		default:
+			rs.unknown(line, name)
+			ok2 = rs.skip()
 		}
 		if !ok2 {
 			return
@@ -242,7 +246,7 @@ func (rs *restorer) read(ctx context.Context) {
 	if _, err := rs.dec.Token(); err != io.EOF {
 		rs.problem(rs.line(), "more after the end of the dump")
 	}
-	for _, name := range []string{"revision", "rules", "declarations", "changelog", "keys"} {
+	for _, name := range rs.members() {
 		if _, ok := rs.seen[name]; !ok {
 			rs.problem(0, "no %q: a dump has every member, empty or not (was it cut?)", name)
 		}
@@ -255,8 +259,35 @@ func (rs *restorer) read(ctx context.Context) {
 	}
 }
 
+// members are the members a dump of rs.version has, besides format,
+// version and schema_version.
+func (rs *restorer) members() []string {
+	if rs.version < 2 {
+		return []string{"revision", "rules", "declarations", "changelog", "keys"}
+	}
+	return []string{"revision", "rules", "declarations", "changelog", "keys", "audit"}
+}
+
+// unknown notes a member the dump's version does not have.
+func (rs *restorer) unknown(line int, name string) {
+	ms := rs.members()
+	rs.problem(line, "unknown member %q (version %d dumps have %s and %s)", name, rs.version, strings.Join(ms[:len(ms)-1], ", "), ms[len(ms)-1])
+}
+
+// skip reads past a member's value; false when the reading must end.
+func (rs *restorer) skip() bool {
+	var skip json.RawMessage
+	rs.in.mark()
+	if err := rs.dec.Decode(&skip); err != nil {
+		rs.fatal(err)
+		return false
+	}
+	return true
+}
+
 // header reads the opening of the dump: {"format": "scopeflags-dump",
-// "version": 1. Anything else ends the reading.
+// "version": N, N a version this binary reads. Anything else ends the
+// reading.
 func (rs *restorer) header() bool {
 	notDump := func() bool {
 		rs.problem(rs.line(), "not a scopeflags dump: it must start with {\"format\": %q, \"version\": N", DumpFormat)
@@ -283,10 +314,12 @@ func (rs *restorer) header() bool {
 	if err := rs.dec.Decode(&v); err != nil {
 		return notDump()
 	}
-	if v.String() != fmt.Sprint(DumpVersion) {
-		rs.problem(rs.line(), "dump format version %s: this binary restores version %d only (a newer scopeflags wrote it?)", v, DumpVersion)
+	n, err := v.Int64()
+	if err != nil || n < minDumpVersion || n > DumpVersion {
+		rs.problem(rs.line(), "dump format version %s: this binary restores versions %d to %d only (a newer scopeflags wrote it?)", v, minDumpVersion, DumpVersion)
 		return false
 	}
+	rs.version = int(n)
 	return true
 }
 
@@ -525,6 +558,43 @@ func (rs *restorer) key(line int, k *dumpKey, n int) bool {
 	return true
 }
 
+// keyEvent checks the n-th event of the audit log.
+func (rs *restorer) keyEvent(line int, e *dumpKeyEvent, n int) bool {
+	bad := func(format string, args ...any) bool {
+		rs.problem(line, "audit[%d] (id %d): %s", n, e.ID, fmt.Sprintf(format, args...))
+		return false
+	}
+	rs.counts.Audit++
+	if err := CheckText("actor", e.Actor, MaxActor); err != nil {
+		return bad("%v", err)
+	}
+	if err := checkText("key_name", e.KeyName, MaxKeyName, ""); err != nil {
+		return bad("%v", err)
+	}
+	switch {
+	case e.ID <= 0:
+		return bad("the id must be 1 or more")
+	case e.Time.IsZero():
+		return bad("no time")
+	case e.Action != KeyCreated && e.Action != KeyRevoked:
+		return bad("action %q: want %q or %q", e.Action, KeyCreated, KeyRevoked)
+	case e.KeyID <= 0:
+		return bad("the key_id must be 1 or more")
+	case n > 0 && e.ID <= rs.lastEvent:
+		return bad("out of order: events are sorted by id, each once (the one before is %d)", rs.lastEvent)
+	}
+	if rs.opts.CheckScope != nil {
+		if err := rs.opts.CheckScope(e.Scope); err != nil {
+			return bad("scope: %v", err)
+		}
+	} else if e.Scope == "" {
+		return bad("no scope")
+	}
+	rs.lastEvent = e.ID
+	e.Time = dumpTime(e.Time)
+	return true
+}
+
 func (s *Store) writeRestoredRules(ctx context.Context, tx *sqlx.Tx, rs []dumpRule) error {
 	out := make([]rules.Rule, len(rs))
 	for i, r := range rs {
@@ -545,11 +615,26 @@ func (s *Store) writeRestoredDeclarations(ctx context.Context, tx *sqlx.Tx, ds [
 	return err
 }
 
+// writeRestoredEntries writes changelog entries and the flags each
+// touched, computed from its diff as the write that made it did.
 func (s *Store) writeRestoredEntries(ctx context.Context, tx *sqlx.Tx, es []dumpEntry) error {
 	ins := s.sb.Insert("feature_changelog").
 		Columns("id", "changed_at", "actor", "comment", "diff", "revision", "rules_text", "declarations_text")
-	for _, e := range es {
+	touched := make([]entryFlags, len(es))
+	for i, e := range es {
 		ins = ins.Values(e.ID, e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.RulesText, e.DeclarationsText)
+		touched[i] = entryFlags{e.ID, DiffFlags(e.Diff)}
+	}
+	if _, err := ins.RunWith(tx).ExecContext(ctx); err != nil {
+		return err
+	}
+	return s.insertEntryFlags(ctx, tx, touched)
+}
+
+func (s *Store) writeRestoredKeyEvents(ctx context.Context, tx *sqlx.Tx, es []dumpKeyEvent) error {
+	ins := s.sb.Insert("feature_audit").Columns("id", "at", "actor", "action", "key_id", "key_name", "scope")
+	for _, e := range es {
+		ins = ins.Values(e.ID, e.Time, e.Actor, e.Action, e.KeyID, e.KeyName, e.Scope)
 	}
 	_, err := ins.RunWith(tx).ExecContext(ctx)
 	return err

@@ -444,6 +444,11 @@ type Entry struct {
 	// Flags is, for a write (or a dry run), what it does to each flag's
 	// rules, in flag order. Never stored.
 	Flags []FlagChange `db:"-"`
+	// Touched are the flags the change touched: those whose rules or
+	// declaration it added, removed or changed (DiffFlags of Diff), in
+	// byte order. Writes, Changelog and ChangelogEntry fill it; it is what
+	// ChangelogQuery.Flag finds entries by.
+	Touched []string `db:"-"`
 }
 
 // insertBatch rows per INSERT: 5 parameters a row stays far below SQLite's
@@ -659,6 +664,15 @@ type ChangelogQuery struct {
 	// AfterRevision, when positive, returns only entries of revisions
 	// above it: the changes made since a page was loaded at that revision.
 	AfterRevision int64
+	// Flag, when set, returns only the entries that touched the flag
+	// (Entry.Touched): changed its rules or its declaration.
+	Flag string
+	// Actor, when set, returns only the entries made by exactly that
+	// actor.
+	Actor string
+	// Since and Until, when not zero, return only the entries written at
+	// or after Since and before Until.
+	Since, Until time.Time
 }
 
 // MaxListDiff bounds the diff of each entry Changelog returns, in
@@ -670,10 +684,11 @@ const MaxListDiff = 10000
 // person's (at most MaxComment) after a short prefix.
 const maxListComment = MaxComment + 100
 
-// Changelog returns changelog entries newest first, without the rules and
-// declarations texts (ChangelogEntry has them) and with each diff cut at
-// a line end to at most MaxListDiff characters (Truncated), so a page of
-// entries costs memory bounded by its length.
+// Changelog returns changelog entries newest first, those q asks for,
+// without the rules and declarations texts (ChangelogEntry has them) and
+// with each diff cut at a line end to at most MaxListDiff characters
+// (Truncated), so a page of entries costs memory bounded by its length
+// (and the flags each touched).
 func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error) {
 	switch {
 	case q.Limit <= 0:
@@ -694,6 +709,18 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	if q.AfterRevision > 0 {
 		sel = sel.Where(sq.Gt{"revision": q.AfterRevision})
 	}
+	if q.Flag != "" {
+		sel = sel.Where(sq.Expr("id IN (SELECT entry_id FROM feature_changelog_flags WHERE flag = ?)", q.Flag))
+	}
+	if q.Actor != "" {
+		sel = sel.Where(sq.Eq{"actor": q.Actor})
+	}
+	if !q.Since.IsZero() {
+		sel = sel.Where(sq.GtOrEq{"changed_at": q.Since.UTC()})
+	}
+	if !q.Until.IsZero() {
+		sel = sel.Where(sq.Lt{"changed_at": q.Until.UTC()})
+	}
 	query, args, err := sel.ToSql()
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: changelog: %w", err)
@@ -702,9 +729,18 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	if err := s.db.SelectContext(ctx, &es, query, args...); err != nil {
 		return nil, fmt.Errorf("sqlstore: changelog: %w", translate(err))
 	}
+	ids := make([]int64, len(es))
 	for i := range es {
 		es[i].Time = es[i].Time.UTC()
 		es[i].Diff = cutLines(es[i].Diff, MaxListDiff)
+		ids[i] = es[i].ID
+	}
+	touched, err := s.touchedFlags(ctx, s.db, ids)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: changelog: %w", translate(err))
+	}
+	for i := range es {
+		es[i].Touched = touched[es[i].ID]
 	}
 	return es, nil
 }
@@ -740,6 +776,11 @@ func (s *Store) ChangelogEntry(ctx context.Context, id int64) (Entry, error) {
 	}
 	e.Time = e.Time.UTC()
 	e.Revertible = e.Text.Valid
+	touched, err := s.touchedFlags(ctx, s.db, []int64{id})
+	if err != nil {
+		return Entry{}, fmt.Errorf("sqlstore: changelog entry: %w", translate(err))
+	}
+	e.Touched = touched[id]
 	return e, nil
 }
 

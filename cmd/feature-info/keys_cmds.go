@@ -38,6 +38,7 @@ func keysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	dsn := fs.String("db", DefaultDSN, "database DSN")
 	scope := fs.String("scope", "", "read_external, read, write or admin")
 	name := fs.String("name", "", "who or what the key is for")
+	actor := fs.String("actor", defaultActor(), "who is creating the key (recorded in the keys' audit log)")
 	dry := fs.Bool("dry-run", false, "print the key that would be created and write nothing (exit 1 if it would be refused)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -66,7 +67,7 @@ func keysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return nil
 	}
 	key := sqlstore.NewKey()
-	k, err := st.CreateKey(ctx, key, *name, string(sc))
+	k, err := st.CreateKeyBy(ctx, *actor, key, *name, string(sc))
 	if err != nil {
 		return err
 	}
@@ -110,12 +111,13 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func keysRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys revoke", stderr)
 	dsn := fs.String("db", DefaultDSN, "database DSN")
+	actor := fs.String("actor", defaultActor(), "who is revoking the key (recorded in the keys' audit log)")
 	dry := fs.Bool("dry-run", false, "print the key that would be revoked and write nothing (exit 1 if there is no such key)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return fmt.Errorf("%w: keys revoke [-db DSN] [-dry-run] ID", errUsage)
+		return fmt.Errorf("%w: keys revoke [-db DSN] [-actor NAME] [-dry-run] ID", errUsage)
 	}
 	id, err := strconv.ParseInt(fs.Arg(0), 10, 64)
 	if err != nil {
@@ -129,7 +131,7 @@ func keysRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *dry {
 		return revokeDryRun(ctx, st, id, stdout)
 	}
-	k, err := st.RevokeKey(ctx, id)
+	k, err := st.RevokeKeyBy(ctx, *actor, id)
 	if err != nil {
 		return err
 	}

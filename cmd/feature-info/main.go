@@ -18,9 +18,9 @@
 //	feature-info flags list [-db DSN]
 //	feature-info flags export [-db DSN]
 //	feature-info flags delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) NAME...
-//	feature-info keys create [-db DSN] [-dry-run] -scope read_external|read|write|admin -name NAME
+//	feature-info keys create [-db DSN] [-actor NAME] [-dry-run] -scope read_external|read|write|admin -name NAME
 //	feature-info keys list [-db DSN]
-//	feature-info keys revoke [-db DSN] [-dry-run] ID
+//	feature-info keys revoke [-db DSN] [-actor NAME] [-dry-run] ID
 //	feature-info migrate [-db DSN] [-dry-run]
 //	feature-info healthcheck [-addr HOST:PORT | -url URL] [-tls-cert FILE] [-timeout D]
 //	feature-info dump [-db DSN] > FILE
@@ -88,9 +88,9 @@ const usage = `usage:
   feature-info flags list [-db DSN]
   feature-info flags export [-db DSN]
   feature-info flags delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) NAME...
-  feature-info keys create [-db DSN] [-dry-run] -scope read_external|read|write|admin -name NAME
+  feature-info keys create [-db DSN] [-actor NAME] [-dry-run] -scope read_external|read|write|admin -name NAME
   feature-info keys list [-db DSN]
-  feature-info keys revoke [-db DSN] [-dry-run] ID
+  feature-info keys revoke [-db DSN] [-actor NAME] [-dry-run] ID
   feature-info migrate [-db DSN] [-dry-run]
   feature-info healthcheck [-addr HOST:PORT | -url URL] [-tls-cert FILE] [-timeout D]
   feature-info dump [-db DSN] > FILE

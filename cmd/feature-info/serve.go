@@ -305,7 +305,7 @@ func (m *Main) bootstrapKey(ctx context.Context) error {
 	if generated {
 		key = sqlstore.NewKey()
 	}
-	k, err := m.Store.CreateKey(ctx, key, "admin (first start)", string(admin.ScopeAdmin))
+	k, err := m.Store.CreateKeyBy(ctx, "feature-info", key, "admin (first start)", string(admin.ScopeAdmin))
 	if err != nil {
 		return fmt.Errorf("create the first admin key: %w", err)
 	}
