@@ -210,7 +210,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"POST", "/+feature-rules", "write", 303, func() (string, []byte, []string) {
 				return formType, form("text", seedRules, "comment", "matrix", "base", rev(), "confirm", "1"), nil
 			}},
-			{"GET", "/+feature-changelog", "read", 200, none},
+			{"GET", "/+changelog", "read", 200, none},
+			{"POST", "/+changelog/{id}/revert", "write", 303, func() (string, []byte, []string) {
+				return formType, form("comment", "matrix", "base", rev()), nil
+			}},
+			{"GET", "/+feature-changelog", "", 301, none},
 			{"POST", "/+feature-changelog/{id}/revert", "write", 303, func() (string, []byte, []string) {
 				return formType, form("comment", "matrix", "base", rev()), nil
 			}},
@@ -380,9 +384,9 @@ func TestRulesPageSave(t *testing.T) {
 	require.Equal(t, 303, r.code, r.body)
 	assert.Equal(t, "/+feature-rules?unchanged=1", r.header.Get("Location"))
 	assert.Contains(t, e.do("write", "GET", r.header.Get("Location"), "", nil).body, `<div class="notice" id="unchanged"><p>No change:`)
-	rv := e.do("write", "POST", fmt.Sprintf("/+feature-changelog/%d/revert", n), formType, form("comment", "to now", "base", fmt.Sprint(rev)))
+	rv := e.do("write", "POST", fmt.Sprintf("/+changelog/%d/revert", n), formType, form("comment", "to now", "base", fmt.Sprint(rev)))
 	require.Equal(t, 303, rv.code, rv.body)
-	assert.Equal(t, "/+feature-changelog?unchanged=1", rv.header.Get("Location"))
+	assert.Equal(t, "/+changelog?unchanged=1", rv.header.Get("Location"))
 	assert.Contains(t, e.do("write", "GET", rv.header.Get("Location"), "", nil).body, `id="unchanged"`)
 	assert.Equal(t, rev, e.revision())
 	assert.Equal(t, n, e.changelogLen())

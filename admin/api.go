@@ -615,13 +615,21 @@ type entryJSON struct {
 	// Declarations is every declaration after the entry, one a line
 	// (sqlstore.DeclarationsText); only GET /api/v1/changelog/{id} has it.
 	Declarations *string `json:"declarations,omitempty"`
+	// Flags are the flags the entry touched (sqlstore.Entry.Touched), in
+	// byte order: what ?flag= finds it by.
+	Flags []string `json:"flags"`
 }
 
 func entryOf(e sqlstore.Entry) entryJSON {
-	return entryJSON{e.ID, e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Revertible, e.Truncated, nil, nil}
+	flags := e.Touched
+	if flags == nil {
+		flags = []string{}
+	}
+	return entryJSON{e.ID, e.Time, e.Actor, e.Comment, e.Diff, e.Revision, e.Revertible, e.Truncated, nil, nil, flags}
 }
 
-// apiChangelog: GET /api/v1/changelog?limit=N&before=ID, newest first.
+// apiChangelog: GET /api/v1/changelog?limit=N&before=ID, newest first,
+// filtered by ?flag=, ?actor=, ?since= and ?until= (changelogQuery).
 func (s *Server) apiChangelog(w http.ResponseWriter, r *http.Request) {
 	q, err := changelogQuery(r, 50)
 	if err != nil {
@@ -646,7 +654,8 @@ func (s *Server) apiChangelog(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// changelogQuery reads limit (at most MaxChangelogLimit) and before.
+// changelogQuery reads limit (at most MaxChangelogLimit), before and the
+// filters (changelogFilters).
 func changelogQuery(r *http.Request, def int) (sqlstore.ChangelogQuery, error) {
 	q := sqlstore.ChangelogQuery{Limit: def}
 	positive := func(name string, max int64) (int64, error) {
@@ -667,8 +676,10 @@ func changelogQuery(r *http.Request, def int) (sqlstore.ChangelogQuery, error) {
 	if limit > 0 {
 		q.Limit = int(limit)
 	}
-	q.Before, err = positive("before", math.MaxInt64)
-	return q, err
+	if q.Before, err = positive("before", math.MaxInt64); err != nil {
+		return q, err
+	}
+	return changelogFilters(r, q)
 }
 
 func pathID(r *http.Request) (int64, error) {

@@ -107,12 +107,12 @@ func TestPushIsAudited(t *testing.T) {
 		gapless()
 
 		// Revert (page) to the push: its declarations again.
-		pg := e.do("write", "POST", fmt.Sprintf("/+feature-changelog/%d/revert", rep.ChangelogID), formType,
+		pg := e.do("write", "POST", fmt.Sprintf("/+changelog/%d/revert", rep.ChangelogID), formType,
 			form("comment", "OPS-7 after all", "base", fmt.Sprint(e.revision())))
 		require.Equal(t, 303, pg.code, pg.body)
 		assert.Equal(t, pushed, flags())
 		gapless()
-		stale := e.do("write", "POST", fmt.Sprintf("/+feature-changelog/%d/revert", rep.ChangelogID), formType,
+		stale := e.do("write", "POST", fmt.Sprintf("/+changelog/%d/revert", rep.ChangelogID), formType,
 			form("comment", "again", "base", fmt.Sprint(rep.Revision)))
 		assert.Equal(t, 412, stale.code, stale.body)
 		gapless()

@@ -1,8 +1,9 @@
 // Package admin is the feature-info admin server's HTTP side: who may do
 // what (API keys with scopes, browser sessions made by logging in with a
 // key, protection against cross-site request forgery), the pages for
-// editing rules on /+feature-rules and reading and reverting the
-// changelog on /+feature-changelog, the admin JSON API under /api/v1/
+// editing rules on /+feature-rules, reading (filtered by flag, actor and
+// time) and reverting the changelog on /+changelog, managing keys on
+// /+keys, the admin JSON API under /api/v1/
 // (rules with ETag/If-Match, declarations, changelog, explain, keys, and
 // the pull configuration with its change stream for remote evaluators), and
 // the operations endpoints /healthz, /readyz and /metrics.

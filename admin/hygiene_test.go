@@ -53,7 +53,7 @@ func TestHumanText(t *testing.T) {
 		rulesPage := e.do("", "GET", "/+feature-rules", "", nil, "Cookie", session).body
 		csrf := regexpCSRF.FindStringSubmatch(rulesPage)[1]
 		assert.Contains(t, rulesPage, fmt.Sprintf(`name="comment" value="" maxlength="%d" required`, sqlstore.MaxComment), "browsers keep comments within the limit")
-		assert.Contains(t, e.do("", "GET", "/+feature-changelog", "", nil, "Cookie", session).body, fmt.Sprintf(`name="comment" maxlength="%d" required`, sqlstore.MaxComment))
+		assert.Contains(t, e.do("", "GET", "/+changelog", "", nil, "Cookie", session).body, fmt.Sprintf(`name="comment" maxlength="%d" required`, sqlstore.MaxComment))
 		type path struct {
 			name   string
 			header bool // sends the value in a header

@@ -140,7 +140,7 @@ func TestRevertPageRefusesNegationsOfDocumentedBooleans(t *testing.T) {
 	e := newEnvWith(t, sqlstoretest.SQLite(t), envOptions{flags: reg})
 	id := revertTrap(t, e)
 	rev := strconv.FormatInt(e.revision(), 10)
-	path := "/+feature-changelog/" + strconv.FormatInt(id, 10) + "/revert"
+	path := "/+changelog/" + strconv.FormatInt(id, 10) + "/revert"
 	r := e.do("write", "POST", path, formType, form("comment", "back", "base", rev))
 	require.Equal(t, 422, r.code, r.body)
 	assert.Contains(t, r.body, `<strong>Not reverted to change #`+strconv.FormatInt(id, 10)+`:</strong> 1 problem in the rules recorded with it`)
@@ -154,7 +154,7 @@ func TestRevertPageRefusesNegationsOfDocumentedBooleans(t *testing.T) {
 	r = e.do("write", "POST", path, formType, form("comment", "back", "base", rev, "allow_negations", "1"))
 	require.Equal(t, 303, r.code, r.body)
 	assert.Equal(t, rev, strconv.FormatInt(e.revision()-1, 10))
-	page := e.do("write", "GET", "/+feature-changelog", "", nil)
+	page := e.do("write", "GET", "/+changelog", "", nil)
 	assert.NotContains(t, page.body, `id="revert-again"`)
 }
 

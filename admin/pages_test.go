@@ -96,7 +96,7 @@ func TestHeaders(t *testing.T) {
 		}
 	}
 	assert.Greater(t, html, 20, "the walk saw the pages")
-	for _, page := range []string{"/login", "/+feature-info", "/+feature-rules", "/+feature-changelog"} {
+	for _, page := range []string{"/login", "/+feature-info", "/+feature-rules", "/+changelog"} {
 		r := e.do("", "GET", page, "", nil, "Cookie", session)
 		require.Equal(t, 200, r.code, page)
 		assert.Contains(t, r.body, "<style>"+features.PageCSS+"</style>", page)
@@ -191,9 +191,9 @@ func TestLoginAgain(t *testing.T) {
 	e := newEnv(t, sqlstoretest.SQLite(t))
 	old := e.login("write")
 	require.Equal(t, 200, e.do("", "GET", "/+feature-rules", "", nil, "Cookie", old).code)
-	again := e.do("", "POST", "/login", formType, form("key", e.keys["read"], "next", "/+feature-changelog"), "Cookie", old)
+	again := e.do("", "POST", "/login", formType, form("key", e.keys["read"], "next", "/+changelog"), "Cookie", old)
 	require.Equal(t, 303, again.code, again.body)
-	assert.Equal(t, "/+feature-changelog", again.header.Get("Location"))
+	assert.Equal(t, "/+changelog", again.header.Get("Location"))
 	c := again.header.Get("Set-Cookie")
 	require.NotEmpty(t, c)
 	fresh := strings.SplitN(c, ";", 2)[0]
@@ -259,7 +259,7 @@ func TestChangelogCut(t *testing.T) {
 		require.NotNil(t, one.Text)
 		assert.Contains(t, *one.Text, "big.change.f399\tdefault\t1\tvalue number 399\n")
 
-		page := e.do("read", "GET", "/+feature-changelog", "", nil)
+		page := e.do("read", "GET", "/+changelog", "", nil)
 		require.Equal(t, 200, page.code)
 		assert.Contains(t, page.body, fmt.Sprintf(`<p class="empty cut">Shortened for this list: <a href="/api/v1/changelog/%d">the whole change</a>.</p>`, saved.ChangelogID))
 		assert.Equal(t, 1, strings.Count(page.body, `class="empty cut"`), "only the big entry is cut")

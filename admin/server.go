@@ -245,7 +245,9 @@ func (s *Server) build() http.Handler {
 	h("GET", "/+feature-info", ScopeRead, s.cfg.Engine.InfoHandler().ServeHTTP)
 	h("GET", "/+feature-rules", ScopeRead, s.rulesPage)
 	h("POST", "/+feature-rules", ScopeWrite, s.saveRules)
-	h("GET", "/+feature-changelog", ScopeRead, s.changelogPage)
+	h("GET", "/+changelog", ScopeRead, s.changelogPage)
+	h("POST", "/+changelog/{id}/revert", ScopeWrite, s.revertPage)
+	h("GET", "/+feature-changelog", anonymous, s.oldChangelog)
 	h("POST", "/+feature-changelog/{id}/revert", ScopeWrite, s.revertPage)
 	// API.
 	h("GET", "/api/v1/rules", ScopeRead, s.apiGetRules)

@@ -217,7 +217,7 @@ func TestAxe(t *testing.T) {
 		{"not found, anonymous", []chromedp.Action{chromedp.Navigate(base + "/+feature-nothing"), chromedp.WaitVisible("#message", chromedp.ByID)}},
 		{"info, read key", login(readKey, "declared-flags")},
 		{"rules, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-rules"), chromedp.WaitVisible("#rules", chromedp.ByID)}},
-		{"changelog, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-changelog"), chromedp.WaitVisible("#entry-1", chromedp.ByID)}},
+		{"changelog, read key", []chromedp.Action{chromedp.Navigate(base + "/+changelog"), chromedp.WaitVisible("#entry-1", chromedp.ByID)}},
 		{"not found, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-nothing"), chromedp.WaitVisible("#message", chromedp.ByID)}},
 		{"rules, write key", append(login(writeKey, "declared-flags"), chromedp.Navigate(base+"/+feature-rules"), chromedp.WaitVisible("#rules-text", chromedp.ByID))},
 		{"rules with errors", save(original+"ui.banner default nine bye\nui.banner\n", "QA-1 banner", "errors")},
@@ -240,12 +240,12 @@ func TestAxe(t *testing.T) {
 			}),
 			chromedp.Click("#confirm", chromedp.ByID),
 			chromedp.WaitVisible("#conflict", chromedp.ByID))},
-		{"changelog, write key", []chromedp.Action{chromedp.Navigate(base + "/+feature-changelog"), chromedp.WaitVisible("#entry-1 button", chromedp.ByQuery)}},
+		{"changelog, write key", []chromedp.Action{chromedp.Navigate(base + "/+changelog"), chromedp.WaitVisible("#entry-1 button", chromedp.ByQuery)}},
 		{"reverted", revert("#entry-1", "QA-6 back to the examples", "reverted")},
-		{"revert changing nothing", append([]chromedp.Action{chromedp.Navigate(base + "/+feature-changelog"), chromedp.WaitVisible("#entry-1 button", chromedp.ByQuery)},
+		{"revert changing nothing", append([]chromedp.Action{chromedp.Navigate(base + "/+changelog"), chromedp.WaitVisible("#entry-1 button", chromedp.ByQuery)},
 			revert("#entry-1", "QA-7 again", "unchanged")...)},
 		{"revert refused", []chromedp.Action{
-			chromedp.Navigate(base + "/+feature-changelog"),
+			chromedp.Navigate(base + "/+changelog"),
 			chromedp.WaitVisible("#entry-2 button", chromedp.ByQuery),
 			chromedp.ActionFunc(func(ctx context.Context) error {
 				cfg, err := m.Store.Load(ctx)

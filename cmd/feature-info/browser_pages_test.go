@@ -36,7 +36,7 @@ func TestBrowserPageStyle(t *testing.T) {
 		chromedp.WaitVisible("#declared-flags", chromedp.ByID),
 	)
 	assert.Equal(t, "1152px 32px", login, "the login page is styled")
-	for _, page := range []string{"/+feature-info", "/+feature-rules", "/+feature-changelog"} {
+	for _, page := range []string{"/+feature-info", "/+feature-rules", "/+changelog"} {
 		var got string
 		step(t, ctx, page,
 			chromedp.Navigate(base+page),

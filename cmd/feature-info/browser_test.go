@@ -167,7 +167,7 @@ func TestBrowserEditing(t *testing.T) {
 	// (after change #1, the example rules).
 	var reverted string
 	step(t, ctx, "changelog and revert",
-		chromedp.Navigate(base+"/+feature-changelog"),
+		chromedp.Navigate(base+"/+changelog"),
 		chromedp.WaitVisible("#entry-2", chromedp.ByID),
 		chromedp.Text("#entry-2", &body, chromedp.ByID),
 		chromedp.SetValue(`#entry-1 input[name="comment"]`, "QA-2 banner confused people", chromedp.ByQuery),
