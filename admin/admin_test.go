@@ -218,6 +218,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"POST", "/+feature-changelog/{id}/revert", "write", 303, func() (string, []byte, []string) {
 				return formType, form("comment", "matrix", "base", rev()), nil
 			}},
+			{"GET", "/+keys", "admin", 200, none},
+			{"POST", "/+keys", "admin", 201, func() (string, []byte, []string) {
+				return formType, form("name", "made in matrix", "scope", "read"), nil
+			}},
+			{"GET", "/+keys/{id}/revoke", "admin", 200, none},
+			{"POST", "/+keys/{id}/revoke", "admin", 303, none},
 			{"GET", "/api/v1/rules", "read", 200, none},
 			{"PUT", "/api/v1/rules", "write", 200, func() (string, []byte, []string) {
 				return "text/plain", []byte(seedRules), []string{"If-Match", "*", "X-Comment", "matrix"}
@@ -261,10 +267,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 		for _, r := range routes {
 			for _, who := range []string{"", "revoked", "read_external", "read", "write", "admin"} {
 				path := strings.NewReplacer("{$}", "", "{id}", "1", "{name}", "a").Replace(r.path)
-				if r.path == "/api/v1/keys/{id}" {
+				if r.path == "/api/v1/keys/{id}" || strings.HasPrefix(r.path, "/+keys/{id}") {
 					k, err := e.st.CreateKey(context.Background(), sqlstore.NewKey(), "doomed", "read")
 					require.NoError(t, err)
-					path = fmt.Sprintf("/api/v1/keys/%d", k.ID)
+					path = strings.Replace(r.path, "{id}", fmt.Sprint(k.ID), 1)
 				}
 				ctype, body, hdr := r.req()
 				got := e.do(who, r.method, path, ctype, body, hdr...)

@@ -249,6 +249,10 @@ func (s *Server) build() http.Handler {
 	h("POST", "/+changelog/{id}/revert", ScopeWrite, s.revertPage)
 	h("GET", "/+feature-changelog", anonymous, s.oldChangelog)
 	h("POST", "/+feature-changelog/{id}/revert", ScopeWrite, s.revertPage)
+	h("GET", "/+keys", ScopeAdmin, s.keysPage)
+	h("POST", "/+keys", ScopeAdmin, s.createKeyPage)
+	h("GET", "/+keys/{id}/revoke", ScopeAdmin, s.revokeKeyConfirm)
+	h("POST", "/+keys/{id}/revoke", ScopeAdmin, s.revokeKeyPage)
 	// API.
 	h("GET", "/api/v1/rules", ScopeRead, s.apiGetRules)
 	h("PUT", "/api/v1/rules", ScopeWrite, s.apiPutRules)
