@@ -22,6 +22,11 @@
 // revision, no entry, no notification; Entry.Unchanged), and one with
 // Change.DryRun stops before the transaction and returns the entry it
 // would write, with what it does to each flag's rules (Entry.Flags).
+// Each entry records the flags it touched (Entry.Touched, from its diff:
+// DiffFlags), so Changelog reads the changelog a flag at a time, and by
+// actor and time (ChangelogQuery). Creating and revoking API keys is
+// recorded in an audit log of its own (KeyEvents), which never bumps the
+// revision.
 // ReplaceFlagRules replaces the rules of the flags it names and no other.
 // It
 // refuses comments, actors and key names that are not human text
