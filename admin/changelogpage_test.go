@@ -20,7 +20,7 @@ import (
 // entryIDs are the ids of the entries a changelog page lists, in order.
 var entryIDs = regexp.MustCompile(`<div class="entry" id="entry-(\d+)">`)
 
-func listed(body string) []string {
+func changelogListed(body string) []string {
 	out := []string{}
 	for _, m := range entryIDs.FindAllStringSubmatch(body, -1) {
 		out = append(out, m[1])
@@ -80,7 +80,7 @@ func TestChangelogPageFilters(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				r := e.do("read", "GET", "/+changelog?"+tt.query, "", nil)
 				require.Equal(t, 200, r.code, r.body)
-				assert.Equal(t, tt.want, listed(r.body))
+				assert.Equal(t, tt.want, changelogListed(r.body))
 				if tt.older == "" {
 					assert.NotContains(t, r.body, `id="older"`)
 				} else {
@@ -117,7 +117,7 @@ func TestChangelogPageFilters(t *testing.T) {
 			assert.Contains(t, r.body, `<div class="problem" id="filter-error"><p>`+"", tt.query)
 			assert.Contains(t, r.body, tt.problem, tt.query)
 			assert.Contains(t, r.body, `id="filter"`, "%s: the form is there to fix it", tt.query)
-			assert.Empty(t, listed(r.body), tt.query)
+			assert.Empty(t, changelogListed(r.body), tt.query)
 		}
 	})
 }
