@@ -24,6 +24,8 @@ const alignGap = "  "
 // rest of the line after the blanks following the priority, and a valid
 // value neither starts nor ends with a blank (Rule.Validate). The stored
 // and exported form stays Format's. An empty rule set formats as "".
+// Like Format, it expects valid rules (Parse's, a store's) and does not
+// modify rs.
 func FormatAligned(rs []Rule) string {
 	sorted := make([]Rule, len(rs))
 	copy(sorted, rs)
