@@ -243,6 +243,7 @@ func (s *Server) build() http.Handler {
 		http.Redirect(w, r, "/+feature-info", http.StatusFound)
 	})
 	h("GET", "/+feature-info", ScopeRead, s.cfg.Engine.InfoHandler().ServeHTTP)
+	h("GET", "/+flags", ScopeRead, s.flagsPage)
 	h("GET", "/+feature-rules", ScopeRead, s.rulesPage)
 	h("POST", "/+feature-rules", ScopeWrite, s.saveRules)
 	h("GET", "/+feature-changelog", ScopeRead, s.changelogPage)
