@@ -788,21 +788,22 @@ const (
 )
 
 // explainRequest says whom to evaluate for: the request or job's scopes
-// and evaluation context.
+// and evaluation context. (Empty fields are left out when a flag page
+// shows one as JSON.)
 type explainRequest struct {
 	// Scopes are active outright (as a job's fixed scopes).
-	Scopes []string `json:"scopes"`
-	PageID string   `json:"page_id"`
+	Scopes []string `json:"scopes,omitempty"`
+	PageID string   `json:"page_id,omitempty"`
 	User   *struct {
 		ID    int64    `json:"id"`
-		Teams []string `json:"teams"`
-	} `json:"user"`
-	Script string `json:"script"`
-	Server string `json:"server"`
+		Teams []string `json:"teams,omitempty"`
+	} `json:"user,omitempty"`
+	Script string `json:"script,omitempty"`
+	Server string `json:"server,omitempty"`
 	// Context is the evaluation context: targetingKey and attributes.
-	Context json.RawMessage `json:"context"`
+	Context json.RawMessage `json:"context,omitempty"`
 	// Flags to explain; every flag with rules or a declaration when empty.
-	Flags []string `json:"flags"`
+	Flags []string `json:"flags,omitempty"`
 }
 
 type explainRule struct {

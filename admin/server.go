@@ -244,6 +244,8 @@ func (s *Server) build() http.Handler {
 	})
 	h("GET", "/+feature-info", ScopeRead, s.cfg.Engine.InfoHandler().ServeHTTP)
 	h("GET", "/+flags", ScopeRead, s.flagsPage)
+	h("GET", "/+flags/{name}", ScopeRead, s.flagPage)
+	h("POST", "/+flags/{name}/rules", ScopeWrite, s.saveFlagRules)
 	h("GET", "/+feature-rules", ScopeRead, s.rulesPage)
 	h("POST", "/+feature-rules", ScopeWrite, s.saveRules)
 	h("GET", "/+feature-changelog", ScopeRead, s.changelogPage)
