@@ -3,8 +3,8 @@ package admin_test
 import (
 	"context"
 	"encoding/json"
-	"html"
 	"fmt"
+	"html"
 	"regexp"
 	"strings"
 	"testing"
