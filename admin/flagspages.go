@@ -465,6 +465,13 @@ func (f whoForm) request(flag string) (*explainRequest, error) {
 	return req, nil
 }
 
+// flagTitle is the title of a flag's page: its name, which may break
+// after each dot (a zero-width space there), so a long name fits a
+// phone's width in the heading.
+// TODO(i18 plumbing): once the style sheet lets headings wrap anywhere
+// (overflow-wrap), use the name as it is.
+func flagTitle(name string) string { return "Flag " + strings.ReplaceAll(name, ".", ".\u200b") }
+
 // flagName reads and checks the page's flag name: a page for any valid
 // name (a flag that has nothing yet can be given rules), 404 otherwise.
 func flagName(r *http.Request) (string, error) {
@@ -486,7 +493,7 @@ func (s *Server) flagPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	d := flagData{pageData: s.page(r, "Flag "+name), Name: name}
+	d := flagData{pageData: s.page(r, flagTitle(name)), Name: name}
 	q := r.URL.Query()
 	d.Unchanged = q.Get("unchanged") == "1"
 	if id, err := strconv.ParseInt(q.Get("saved"), 10, 64); err == nil {
@@ -622,7 +629,7 @@ func (s *Server) saveFlagRules(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, bodyError(err))
 		return
 	}
-	d := flagData{pageData: s.page(r, "Flag "+name), Name: name}
+	d := flagData{pageData: s.page(r, flagTitle(name)), Name: name}
 	d.Text = strings.ReplaceAll(r.PostForm.Get("text"), "\r\n", "\n")
 	d.Comment = r.PostForm.Get("comment")
 	base, err := strconv.ParseInt(r.PostForm.Get("base"), 10, 64)

@@ -383,7 +383,7 @@ func TestFlagWhoSeesWhat(t *testing.T) {
 			for k, v := range c.want {
 				assert.Equal(t, v, got[k], k)
 			}
-			body := html.UnescapeString(strings.TrimSuffix(section(t, r.body, "code", "api-body")[len(`<code id="api-body">`):], "</code>"))
+			body := html.UnescapeString(strings.TrimSuffix(section(t, r.body, "pre", "api-body")[len(`<pre id="api-body" tabindex="0">`):], "</pre>"))
 			api := e.do("read", "POST", "/api/v1/explain", "application/json", []byte(body))
 			require.Equal(t, 200, api.code, api.body)
 			var doc struct {
