@@ -70,8 +70,11 @@ func TestBrowserFlags(t *testing.T) {
 	var express string
 	step(t, ctx, "search",
 		chromedp.SendKeys("#q", "EXPRESS checkout", chromedp.ByID),
+		// The old page has #flags-count too: mark it, to wait for the
+		// new one.
+		chromedp.Evaluate(`document.body.dataset.old = "1"`, nil),
 		chromedp.Click("#search", chromedp.ByID),
-		chromedp.WaitVisible(`#flags-count`, chromedp.ByID),
+		chromedp.WaitVisible(`body:not([data-old]) #flags-count`, chromedp.ByQuery),
 		chromedp.Location(&loc),
 		chromedp.Evaluate(listed, &names),
 		chromedp.Text(`#flag-checkout\.express\.enabled`, &express, chromedp.ByQuery),
