@@ -206,6 +206,11 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"GET", "/metrics", "read", 200, none},
 			{"GET", "/{$}", "read", 302, none},
 			{"GET", "/+feature-info", "read", 200, none},
+			{"GET", "/+flags", "read", 200, none},
+			{"GET", "/+flags/{name}", "read", 200, none},
+			{"POST", "/+flags/{name}/rules", "write", 303, func() (string, []byte, []string) {
+				return formType, form("text", "a default 1 true\n", "comment", "matrix", "base", rev(), "confirm", "1"), nil
+			}},
 			{"GET", "/+feature-rules", "read", 200, none},
 			{"POST", "/+feature-rules", "write", 303, func() (string, []byte, []string) {
 				return formType, form("text", seedRules, "comment", "matrix", "base", rev(), "confirm", "1"), nil

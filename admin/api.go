@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -798,21 +799,22 @@ const (
 )
 
 // explainRequest says whom to evaluate for: the request or job's scopes
-// and evaluation context.
+// and evaluation context. (Empty fields are left out when a flag page
+// shows one as JSON.)
 type explainRequest struct {
 	// Scopes are active outright (as a job's fixed scopes).
-	Scopes []string `json:"scopes"`
-	PageID string   `json:"page_id"`
+	Scopes []string `json:"scopes,omitempty"`
+	PageID string   `json:"page_id,omitempty"`
 	User   *struct {
 		ID    int64    `json:"id"`
-		Teams []string `json:"teams"`
-	} `json:"user"`
-	Script string `json:"script"`
-	Server string `json:"server"`
+		Teams []string `json:"teams,omitempty"`
+	} `json:"user,omitempty"`
+	Script string `json:"script,omitempty"`
+	Server string `json:"server,omitempty"`
 	// Context is the evaluation context: targetingKey and attributes.
-	Context json.RawMessage `json:"context"`
+	Context json.RawMessage `json:"context,omitempty"`
 	// Flags to explain; every flag with rules or a declaration when empty.
-	Flags []string `json:"flags"`
+	Flags []string `json:"flags,omitempty"`
 }
 
 type explainRule struct {
@@ -880,6 +882,33 @@ func (req *explainRequest) check() error {
 // explainBody is the body limit of an explain request.
 func (s *Server) explainBody() int64 { return min(s.maxBody(), MaxExplainBody) }
 
+// explainer checks req (its limits, its context) and returns the
+// controller that evaluates flags for it on the rules this server serves:
+// the one evaluation path of /api/v1/explain, the flags list's values
+// (for an empty request: the default scope) and a flag page's
+// who-sees-what form. Evaluate each flag with c.Evaluate and describe it
+// with explainOf.
+func (s *Server) explainer(ctx context.Context, req *explainRequest) (*controller.Controller, error) {
+	if err := req.check(); err != nil {
+		return nil, err
+	}
+	var ec map[string]any
+	if len(req.Context) > 0 {
+		if err := json.Unmarshal(req.Context, &ec); err != nil {
+			return nil, errf(http.StatusBadRequest, "invalid_request", "context must be a JSON object: %s", clip(rules.JSONError(req.Context, err), maxMessage))
+		}
+	}
+	env := scopes.Env{Context: ctx, Fixed: req.Scopes, PageID: req.PageID, Script: req.Script, ServerRole: req.Server}
+	if req.User != nil {
+		env.User = scopes.StaticUser{ID: req.User.ID, Teams: req.User.Teams}
+	}
+	key, _ := ec["targetingKey"].(string)
+	if v, ok := ec["targetingKey"]; ok && key == "" && v != nil {
+		return nil, errf(http.StatusBadRequest, "invalid_request", "context.targetingKey must be a string")
+	}
+	return controller.New(ctx, s.live(), env, controller.Options{Target: rules.NewTarget(key, ec)}), nil
+}
+
 // apiExplain: POST /api/v1/explain evaluates flags for the given scopes
 // and context on the rules this server serves, and says why each has its
 // value and which scopes were checked to decide. The names are checked
@@ -892,27 +921,11 @@ func (s *Server) apiExplain(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	if err := req.check(); err != nil {
+	c, err := s.explainer(r.Context(), &req)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	var ec map[string]any
-	if len(req.Context) > 0 {
-		if err := json.Unmarshal(req.Context, &ec); err != nil {
-			s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "context must be a JSON object: %s", clip(rules.JSONError(req.Context, err), maxMessage)))
-			return
-		}
-	}
-	env := scopes.Env{Context: r.Context(), Fixed: req.Scopes, PageID: req.PageID, Script: req.Script, ServerRole: req.Server}
-	if req.User != nil {
-		env.User = scopes.StaticUser{ID: req.User.ID, Teams: req.User.Teams}
-	}
-	key, _ := ec["targetingKey"].(string)
-	if v, ok := ec["targetingKey"]; ok && key == "" && v != nil {
-		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "context.targetingKey must be a string"))
-		return
-	}
-	c := controller.New(r.Context(), s.live(), env, controller.Options{Target: rules.NewTarget(key, ec)})
 	snap := c.Snapshot()
 	names := req.Flags
 	if len(names) == 0 {

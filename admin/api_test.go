@@ -146,7 +146,7 @@ func TestBadInput(t *testing.T) {
 		assert.Contains(t, r.body, "not valid UTF-8")
 		r = e.do("write", "POST", "/+feature-rules", formType, form("text", "a default 1 true\nb default 1 z\nzzz\n", "comment", "c", "base", fmt.Sprint(rev)))
 		assert.Equal(t, 422, r.code)
-		assert.Contains(t, r.body, `<li data-line="3">line 3: `)
+		assert.Contains(t, r.body, `<li data-line="3"><a href="#line-3">line 3: `)
 		assert.Contains(t, r.body, "b default 1 z\nzzz\n</textarea>", "the text is kept")
 		assert.Equal(t, rev, e.revision())
 	})

@@ -146,7 +146,7 @@ func (s *Server) page(r *http.Request, title string) pageData {
 
 // renderStatus renders a template into a buffer first, so a template
 // error is a clean 500 rather than half a page.
-func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, status int, name string, d pageData) {
+func (s *Server) renderStatus(w http.ResponseWriter, r *http.Request, status int, name string, d any) {
 	var buf bytes.Buffer
 	if err := templates.ExecuteTemplate(&buf, name, d); err != nil {
 		s.log.Error("render page", "page", name, "err", err)
@@ -279,9 +279,11 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 }
 
 // rulesPage: GET /+feature-rules. Writers get the rules text in an
-// editor; readers a listing. ?saved=ID shows the diff of a save.
+// editor, aligned in columns (rules.FormatAligned); readers a listing.
+// ?saved=ID shows the diff of a save, and its warnings at their lines of
+// the text saved.
 func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
-	d := s.page(r, "Feature rules")
+	d := rulesData{pageData: s.page(r, "Feature rules")}
 	d.Unchanged = r.URL.Query().Get("unchanged") == "1"
 	cfg, err := s.store.Load(r.Context())
 	if err != nil {
@@ -302,10 +304,13 @@ func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
 					}
 				}
 				d.Warnings = warningDetails(append(ws, rules.Negations(rs, codecs)...))
+				// The text saved is normalised: aligned, its lines are
+				// the same.
+				d.Lines, d.LinesOf = numberLines(rules.FormatAligned(rs), d.Warnings), "The text saved"
 			}
 		}
 	}
-	d.Revision, d.Base, d.Rules, d.Text = cfg.Revision, cfg.Revision, cfg.Rules, rules.Format(cfg.Rules)
+	d.Revision, d.Base, d.Rules, d.Text = cfg.Revision, cfg.Revision, cfg.Rules, rules.FormatAligned(cfg.Rules)
 	s.renderStatus(w, r, http.StatusOK, "rules.html", d)
 }
 
@@ -316,13 +321,14 @@ func (s *Server) rulesPage(w http.ResponseWriter, r *http.Request) {
 // carrying the same text and comment and the revision previewed (base).
 // Confirm save (confirm=1) writes, refused as a conflict when the rules
 // changed since that revision. On any problem the page comes back with
-// the person's text and comment kept.
+// the person's text and comment kept, and the lines its problems (or the
+// preview's warnings) cite shown numbered, each problem at its line.
 func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 	if err := r.ParseForm(); err != nil {
 		s.fail(w, r, bodyError(err))
 		return
 	}
-	d := s.page(r, "Feature rules")
+	d := rulesData{pageData: s.page(r, "Feature rules")}
 	d.Text = strings.ReplaceAll(r.PostForm.Get("text"), "\r\n", "\n")
 	d.Comment = r.PostForm.Get("comment")
 	base, err := strconv.ParseInt(r.PostForm.Get("base"), 10, 64)
@@ -359,7 +365,7 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, "/+feature-rules?saved="+strconv.FormatInt(e.ID, 10), http.StatusSeeOther)
 			return
 		default:
-			if status = s.explainRefusal(r, &d, err, base); status == 0 {
+			if status = s.explainRefusal(r, &d.pageData, err, base); status == 0 {
 				s.fail(w, r, err)
 				return
 			}
@@ -371,6 +377,12 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 		s.log.Error("read the rules for the rules page", "err", err)
 		d.ReadError = "The current rules could not be read (the server log has the details); reload the page."
 	}
+	if d.Preview != nil {
+		d.Lines = numberLines(d.Text, d.Preview.Warnings)
+	} else {
+		d.Lines = numberLines(d.Text, d.Errors)
+	}
+	d.LinesOf = "Your text"
 	s.renderStatus(w, r, status, "rules.html", d)
 }
 

@@ -331,7 +331,7 @@ func TestRulesPagePreview(t *testing.T) {
 			assert.Equal(t, 1, strings.Count(p, "<strong>b:"), "only the flag that loses all its rules is bold")
 			warnings := regexpListItems.FindAllString(section(t, p, "ul", "preview-warnings"), -1)
 			require.Len(t, warnings, 1, p)
-			assert.Contains(t, warnings[0], `data-line="3">line 3: mail.x = &#34;off&#34; is a non-empty value`)
+			assert.Contains(t, warnings[0], `data-line="3"><a href="#line-3">line 3: mail.x = &#34;off&#34; is a non-empty value`)
 			assert.Contains(t, p, `<span class="del">-b	default	1	x`, "the diff")
 			f := confirmForm(t, r.body)
 			require.NotNil(t, f, "a Confirm save form")
@@ -447,7 +447,13 @@ func TestRulesPageProblemCount(t *testing.T) {
 					assert.Equal(t, m[1], fmt.Sprint(listed), "the count is the number of problems listed:\n%s", errs)
 				}
 				for _, l := range c.lines {
-					assert.Contains(t, errs, fmt.Sprintf(`data-line="%d">line %d: `, l, l))
+					assert.Contains(t, errs, fmt.Sprintf(`data-line="%d"><a href="#line-%d">line %d: `, l, l, l))
+				}
+				// Each problem listed is also shown at its line.
+				lines := section(t, r.body, "section", "numbered")
+				assert.Equal(t, listed, strings.Count(lines, "<br><strong>Problem:</strong> "), "every problem listed is at its line:\n%s", lines)
+				for _, l := range c.lines {
+					assert.Regexp(t, fmt.Sprintf(`<tr id="line-%d" class="problem"><th scope="row">%d</th><td><code>[^<]*</code><br><strong>Problem:</strong> `, l, l), lines)
 				}
 			}
 		})

@@ -43,6 +43,7 @@ nav form{margin-left:auto}
 .diff .add{color:#075;background:#e9f9ef}.diff .del{color:#a11;background:#fdeeee}.diff .hunk{color:#66a}
 .diff{display:grid;grid-template-columns:minmax(100%,max-content)}.diff span{display:block;white-space:pre}
 .entry{border-top:1px solid #ddd;padding:.5rem 0}
+.lines code,textarea#rules-text{white-space:pre;overflow-wrap:normal}
 @media (max-width:40rem){body{margin:1rem}}
 `
 

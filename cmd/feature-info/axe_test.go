@@ -148,11 +148,12 @@ func checkPage(t *testing.T, ctx context.Context, name string) {
 // TestAxe checks every page in the states a person sees, at 1280 and 390
 // px (checkPage): the login page, with a login error; the error page;
 // logged in with a read key, the info, rules and changelog pages; with a
-// write key, the rules editor, its errors (with the checkbox allowing
-// values that read as off), the save preview (a flag losing all its rules,
-// warnings), the saved change, a preview with no change, the conflict of
-// a stale confirm, the changelog with its revert forms, a revert, a
-// revert changing nothing and a refused revert.
+// write key, the rules editor, its errors (at their numbered lines, and
+// with a problem's line followed to; with the checkbox allowing values
+// that read as off), the save preview (a flag losing all its rules,
+// warnings at their lines), the saved change, a preview with no change,
+// the conflict of a stale confirm, the changelog with its revert forms, a
+// revert, a revert changing nothing and a refused revert.
 func TestAxe(t *testing.T) {
 	axeScript(t)
 	ctx := browser(t)
@@ -220,7 +221,8 @@ func TestAxe(t *testing.T) {
 		{"changelog, read key", []chromedp.Action{chromedp.Navigate(base + "/+changelog"), chromedp.WaitVisible("#entry-1", chromedp.ByID)}},
 		{"not found, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-nothing"), chromedp.WaitVisible("#message", chromedp.ByID)}},
 		{"rules, write key", append(login(writeKey, "declared-flags"), chromedp.Navigate(base+"/+feature-rules"), chromedp.WaitVisible("#rules-text", chromedp.ByID))},
-		{"rules with errors", save(original+"ui.banner default nine bye\nui.banner\n", "QA-1 banner", "errors")},
+		{"rules with errors", save(original+"ui.banner default nine bye\nui.banner\n", "QA-1 banner", "numbered")},
+		{"rules with errors, at a line", []chromedp.Action{chromedp.Click(`#errors a[href^="#line-"]`, chromedp.ByQuery), chromedp.WaitVisible(`tr:target`, chromedp.ByQuery)}},
 		{"rules with a negation refused", save(original+"checkout.new_flow.enabled default 100 off\n", "QA-2 off", "allow-negations")},
 		{"preview", save(edited, "QA-3 new flow is done", "preview-warnings")},
 		{"saved with warnings", []chromedp.Action{chromedp.Click("#confirm", chromedp.ByID), chromedp.WaitVisible("#warnings", chromedp.ByID)}},

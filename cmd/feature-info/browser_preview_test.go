@@ -56,15 +56,15 @@ func TestBrowserPreviewConfirm(t *testing.T) {
 				chromedp.WaitVisible("#rules-text", chromedp.ByID),
 				chromedp.Value("#rules-text", &original, chromedp.ByID),
 			)
-			require.Contains(t, original, "checkout.new_flow.enabled\tuserslice:0,10\t20\ton\n")
-			require.Contains(t, original, "ui.icing\tdefault\t0\tvanilla\n")
+			require.Contains(t, original, "checkout.new_flow.enabled    userslice:0,10         20  on\n", "the editor holds the rules aligned")
+			require.Contains(t, original, "ui.icing                     default                 0  vanilla\n")
 			before := revision()
 
 			// Drop both rules of checkout.new_flow.enabled, change one of
 			// ui.icing, add an undeclared flag set to "off" (a warning).
 			var kept []string
 			for _, l := range strings.SplitAfter(original, "\n") {
-				if !strings.HasPrefix(l, "checkout.new_flow.enabled\t") {
+				if !strings.HasPrefix(l, "checkout.new_flow.enabled ") {
 					kept = append(kept, l)
 				}
 			}

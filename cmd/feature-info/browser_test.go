@@ -120,7 +120,9 @@ func TestBrowserEditing(t *testing.T) {
 		chromedp.Value("#rules-text", &text, chromedp.ByID),
 	)
 	assert.Equal(t, base+"/+feature-rules", loc, "login returns to the page asked for")
-	require.Contains(t, text, "ui.icing\tdefault\t0\tvanilla\n", "the editor holds the normalised rules")
+	cfg, err := m.Store.Load(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, rules.FormatAligned(cfg.Rules), text, "the editor holds the normalised rules, aligned")
 	original := text
 
 	bad := original + "ui.banner default 5 hello\nui.banner default nine bye\n"
@@ -179,7 +181,7 @@ func TestBrowserEditing(t *testing.T) {
 	assert.Contains(t, body, "+ui.banner\tdefault\t5\thello")
 	assert.Contains(t, reverted, "-ui.banner\tdefault\t5\thello", "the revert is a new change removing the banner")
 	assert.Contains(t, reverted, "Revert to the rules after change #1")
-	cfg, err := m.Store.Load(context.Background())
+	cfg, err = m.Store.Load(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, int64(3), cfg.Revision)
 

@@ -276,7 +276,7 @@ func TestServe(t *testing.T) {
 	}
 	code, body = get("/+feature-rules")
 	assert.Equal(t, 200, code)
-	assert.Contains(t, body, "jobs.reindex.batch_size\tscript:reindex\t10\t2000", "example rules loaded on first start")
+	assert.Contains(t, body, "jobs.reindex.batch_size      script:reindex         10  2000\n", "example rules loaded on first start, aligned in the editor")
 	assert.Contains(t, body, "    when percent(10)\n")
 	ev := runCLI(t, dir, "eval", "-db", DefaultDSN, "-key", "user-1", "-attr", "plan=enterprise", "-attr", "country=US", "checkout.express.enabled")
 	assert.Equal(t, "checkout.express.enabled\ttrue\t(scope default, priority 300, TARGETING_MATCH)\n", ev.stdout, ev.stderr)
