@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
 	"net/url"
@@ -134,7 +133,7 @@ func (s *Server) changelogPage(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		s.renderChangelog(w, r, http.StatusBadRequest, d)
+		s.renderData(w, r, http.StatusBadRequest, "changelog.html", d)
 		return
 	case err != nil:
 		s.fail(w, r, err)
@@ -145,7 +144,7 @@ func (s *Server) changelogPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.renderChangelog(w, r, http.StatusOK, d)
+	s.renderData(w, r, http.StatusOK, "changelog.html", d)
 }
 
 // loadChangelog fills the changelog page with the page of entries q asks
@@ -173,20 +172,6 @@ func (s *Server) loadChangelog(r *http.Request, d *changelogData, q sqlstore.Cha
 		d.OlderURL = changelogPath + "?" + next.Encode()
 	}
 	return nil
-}
-
-// renderChangelog renders the changelog page, into a buffer first (as
-// renderStatus does).
-func (s *Server) renderChangelog(w http.ResponseWriter, r *http.Request, status int, d changelogData) {
-	var buf bytes.Buffer
-	if err := templates.ExecuteTemplate(&buf, "changelog.html", d); err != nil {
-		s.log.Error("render page", "page", "changelog.html", "err", err)
-		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
 }
 
 // oldChangelog: GET /+feature-changelog (the changelog's old address)
@@ -241,7 +226,7 @@ func (s *Server) revertPage(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, lerr)
 			return
 		}
-		s.renderChangelog(w, r, ae.Status, d)
+		s.renderData(w, r, ae.Status, "changelog.html", d)
 		return
 	case err != nil:
 		s.fail(w, r, err)

@@ -332,7 +332,7 @@ func (s *Server) renderData(w http.ResponseWriter, r *http.Request, status int, 
 
 // changeURL is where changelog entry id is shown on the changelog page.
 func changeURL(id int64) string {
-	return "/+feature-changelog?before=" + strconv.FormatInt(id+1, 10) + "#entry-" + strconv.FormatInt(id, 10)
+	return "/+changelog?before=" + strconv.FormatInt(id+1, 10) + "#entry-" + strconv.FormatInt(id, 10)
 }
 
 // ChangeURL links to the flag's last change.

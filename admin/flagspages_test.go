@@ -82,7 +82,7 @@ func testFlagsPage(t *testing.T, e *env) {
 		assert.Contains(t, a, `<code>true</code> <small class="reason">STATIC</small>`)
 		assert.Contains(t, a, `badge-external`)
 		assert.NotContains(t, a, `badge-undeclared`)
-		assert.Contains(t, a, `<a href="/&#43;feature-changelog?before=3#entry-2"><time>`, "a's last change is the seed's rules, not ann's change of other flags")
+		assert.Contains(t, a, `<a href="/&#43;changelog?before=3#entry-2"><time>`, "a's last change is the seed's rules, not ann's change of other flags")
 		assert.Contains(t, a, `</time></a> by test`)
 
 		limits := row(t, all.body, "limits.max")
@@ -96,7 +96,7 @@ func testFlagsPage(t *testing.T, e *env) {
 		assert.Contains(t, icing, `<code>vanilla</code> <small class="reason">STATIC</small>`)
 		assert.Contains(t, icing, "<td>2</td>")
 		assert.Contains(t, icing, `badge-undeclared`)
-		assert.Contains(t, icing, `<a href="/&#43;feature-changelog?before=4#entry-3"><time>`)
+		assert.Contains(t, icing, `<a href="/&#43;changelog?before=4#entry-3"><time>`)
 		assert.Contains(t, icing, `</time></a> by ann`)
 
 		looked := row(t, all.body, "looked.up")

@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"errors"
 	"net/http"
 	"slices"
@@ -63,7 +62,7 @@ func (s *Server) keysPage(w http.ResponseWriter, r *http.Request) {
 			d.Revoked = nil
 		}
 	}
-	s.renderKeys(w, r, http.StatusOK, "keys.html", d)
+	s.renderData(w, r, http.StatusOK, "keys.html", d)
 }
 
 // loadKeys fills the keys page: the keys, and the page of the audit log
@@ -134,7 +133,7 @@ func (s *Server) createKeyPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.renderKeys(w, r, status, "keys.html", d)
+	s.renderData(w, r, status, "keys.html", d)
 }
 
 // revokeKeyConfirm: GET /+keys/{id}/revoke (admin) asks "Revoke key N
@@ -157,7 +156,7 @@ func (s *Server) revokeKeyConfirm(w http.ResponseWriter, r *http.Request) {
 	}
 	d := keysData{pageData: s.page(r, "Revoke key "+strconv.FormatInt(id, 10)), Confirm: &ks[i]}
 	d.Self = info(r).p != nil && info(r).p.key.ID == id
-	s.renderKeys(w, r, http.StatusOK, "keyrevoke.html", d)
+	s.renderData(w, r, http.StatusOK, "keyrevoke.html", d)
 }
 
 // revokeKeyPage: POST /+keys/{id}/revoke (admin) revokes the key (its
@@ -177,18 +176,4 @@ func (s *Server) revokeKeyPage(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("api key revoked", "id", k.ID, "name", k.Name, "by", info(r).actor)
 	s.refreshKeys(r)
 	http.Redirect(w, r, keysPath+"?revoked="+strconv.FormatInt(k.ID, 10), http.StatusSeeOther)
-}
-
-// renderKeys renders a keys template, into a buffer first (as
-// renderStatus does).
-func (s *Server) renderKeys(w http.ResponseWriter, r *http.Request, status int, name string, d keysData) {
-	var buf bytes.Buffer
-	if err := templates.ExecuteTemplate(&buf, name, d); err != nil {
-		s.log.Error("render page", "page", name, "err", err)
-		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
 }
