@@ -22,12 +22,6 @@ import (
 const (
 	// flagsPerPage is how many flags one page of /+flags lists.
 	flagsPerPage = 100
-	// changeWindow is how many of the newest changelog entries the flags
-	// pages read to find the changes that touched a flag: a flag whose
-	// last change is older shows none on /+flags, and a flag page lists
-	// only the changes among them. (The changelog does not record the
-	// flags an entry touched; they are read from its diff.)
-	changeWindow = 300
 	// flagChangesPerPage is how many changes a flag page shows at once.
 	flagChangesPerPage = 20
 	// maxListValue bounds a value shown in the flags list, in bytes; the
@@ -52,8 +46,6 @@ type flagsData struct {
 	All, Matching int
 	Page, Pages   int
 	Prev, Next    string // links to the neighbouring pages; "" at the ends
-	// Window is how many of the newest changes "last change" looks at.
-	Window int
 }
 
 // flagRow is one flag in the list.
@@ -69,8 +61,8 @@ type flagRow struct {
 	Rules, Problems int
 	// Answer is what the default scope (an empty request) gives.
 	Answer *explainFlag
-	// Changed is the newest change among the Window newest that touched
-	// the flag; nil when none did.
+	// Changed is the newest change that touched the flag; nil when none
+	// did.
 	Changed *sqlstore.Entry
 }
 
@@ -106,7 +98,7 @@ var flagTypes = func() []string {
 func (s *Server) flagsPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	d := flagsData{pageData: s.page(r, "Flags"), Q: strings.TrimSpace(q.Get("q")), Type: q.Get("type"),
-		External: q.Get("external") != "", Problems: q.Get("problems") != "", Types: flagTypes, Page: 1, Window: changeWindow}
+		External: q.Get("external") != "", Problems: q.Get("problems") != "", Types: flagTypes, Page: 1}
 	switch {
 	case len(d.Q) > maxSearch || !utf8.ValidString(d.Q):
 		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "q: at most %d bytes of UTF-8 text", maxSearch))
@@ -154,15 +146,18 @@ func (s *Server) flagsPage(w http.ResponseWriter, r *http.Request) {
 	for i := range d.Rows {
 		d.Rows[i].Answer = explainOf(c.Evaluate(d.Rows[i].Name))
 	}
-	changes, err := s.recentChanges(r)
+	names := make([]string, len(d.Rows))
+	for i := range d.Rows {
+		names[i] = d.Rows[i].Name
+	}
+	last, err := s.store.LastChanges(r.Context(), names)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	if len(changes) > 0 {
-		last := lastChanges(changes)
-		for i := range d.Rows {
-			d.Rows[i].Changed = last[d.Rows[i].Name]
+	for i := range d.Rows {
+		if e, ok := last[d.Rows[i].Name]; ok {
+			d.Rows[i].Changed = &e
 		}
 	}
 	link := func(page int) string {
@@ -239,83 +234,6 @@ func (s *Server) flagRows(snap *controller.Snapshot) []flagRow {
 	return rows
 }
 
-// recentChanges reads the changeWindow newest changelog entries.
-func (s *Server) recentChanges(r *http.Request) ([]sqlstore.Entry, error) {
-	return s.store.Changelog(r.Context(), sqlstore.ChangelogQuery{Limit: changeWindow})
-}
-
-// lastChanges maps each flag touched by one of es (newest first) to the
-// newest entry that touched it.
-func lastChanges(es []sqlstore.Entry) map[string]*sqlstore.Entry {
-	out := map[string]*sqlstore.Entry{}
-	for i := range es {
-		for _, f := range flagsInDiff(es[i].Diff) {
-			if out[f] == nil {
-				out[f] = &es[i]
-			}
-		}
-	}
-	return out
-}
-
-// flagsInDiff returns the flags whose rules or declarations a changelog
-// entry's diff changes, in the order met, each once. Rule lines start
-// with the flag's name (the fields apart by tabs or spaces); a changed
-// condition line belongs to the rule line above it; declaration lines
-// are JSON objects naming the flag. A diff cut short for a list
-// (sqlstore.MaxListDiff) names only the flags of what is left.
-func flagsInDiff(diff string) []string {
-	var out []string
-	seen := map[string]bool{}
-	note := func(f string) {
-		if f != "" && !seen[f] {
-			seen[f] = true
-			out = append(out, f)
-		}
-	}
-	decls, last := false, ""
-	for line := range strings.Lines(diff) {
-		line = strings.TrimSuffix(line, "\n")
-		switch line {
-		case "--- rules", "+++ rules":
-			decls, last = false, ""
-			continue
-		case "--- declarations", "+++ declarations":
-			decls, last = true, ""
-			continue
-		}
-		if line == "" || line[0] == '@' || line[0] == '\\' {
-			continue
-		}
-		changed, rest := line[0] != ' ', line[1:]
-		if decls {
-			if changed {
-				var d struct{ Name string }
-				if json.Unmarshal([]byte(rest), &d) == nil {
-					note(d.Name)
-				}
-			}
-			continue
-		}
-		if strings.HasPrefix(rest, " ") || strings.HasPrefix(rest, "\t") {
-			if changed { // a condition line: its rule's flag
-				note(last)
-			}
-			continue
-		}
-		name, _, _ := strings.Cut(strings.ReplaceAll(rest, "\t", " "), " ")
-		if rules.ValidFlag(name) != nil {
-			last = ""
-			continue
-		}
-		last = name
-		if changed {
-			note(name)
-		}
-	}
-	return out
-}
-
 // renderData renders a page template with any page data type that
 // embeds pageData, as renderStatus does for pageData.
 func (s *Server) renderData(w http.ResponseWriter, r *http.Request, status int, name string, d any) {
@@ -363,12 +281,10 @@ type flagData struct {
 	// Rules are the flag's rules in the order they are tried: by
 	// descending priority.
 	Rules []flagRule
-	// Changes are the changes that touched the flag among the
-	// changeWindow newest (before the entry ?before= names), newest
-	// first; Older links to the next ones.
+	// Changes are the changes that touched the flag (before the entry
+	// ?before= names), newest first; Older links to the next ones.
 	Changes []sqlstore.Entry
 	Older   string
-	Window  int
 	// Ask is the who-sees-what form as asked; Answer what the flag gives
 	// for it (nil until asked), or AskError why it could not be asked.
 	Ask      whoForm
@@ -545,7 +461,7 @@ func (s *Server) askWho(r *http.Request, d *flagData) int {
 // rules in the editor (else it keeps the text the person sent).
 func (s *Server) fillFlag(r *http.Request, d *flagData, withText bool) error {
 	snap := s.live().Current()
-	d.Revision, d.Window, d.EditURL = snap.Revision(), changeWindow, flagURL(d.Name)+"/rules"
+	d.Revision, d.EditURL = snap.Revision(), flagURL(d.Name)+"/rules"
 	if withText { // else the form came back, based on the revision it was loaded at (or, after a conflict, the current one)
 		d.Base = snap.Revision()
 	}
@@ -594,21 +510,16 @@ func (s *Server) fillFlag(r *http.Request, d *flagData, withText bool) error {
 	}
 	d.Known = d.Def != nil || d.Doc != nil || len(d.Rules) > 0 || slices.Contains(reg.Undocumented(), d.Name)
 
-	es, err := s.recentChanges(r)
+	before, _ := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64)
+	es, err := s.store.Changelog(r.Context(), sqlstore.ChangelogQuery{Flag: d.Name, Before: max(before, 0), Limit: flagChangesPerPage + 1})
 	if err != nil {
 		return err
 	}
-	before, _ := strconv.ParseInt(r.URL.Query().Get("before"), 10, 64)
-	for _, e := range es {
-		if (before > 0 && e.ID >= before) || !slices.Contains(flagsInDiff(e.Diff), d.Name) {
-			continue
-		}
-		if len(d.Changes) == flagChangesPerPage {
-			d.Older = flagURL(d.Name) + "?before=" + strconv.FormatInt(d.Changes[len(d.Changes)-1].ID, 10) + "#changes"
-			break
-		}
-		d.Changes = append(d.Changes, e)
+	if len(es) > flagChangesPerPage {
+		es = es[:flagChangesPerPage]
+		d.Older = flagURL(d.Name) + "?before=" + strconv.FormatInt(es[len(es)-1].ID, 10) + "#changes"
 	}
+	d.Changes = es
 	return nil
 }
 

@@ -102,7 +102,7 @@ func testFlagsPage(t *testing.T, e *env) {
 		looked := row(t, all.body, "looked.up")
 		assert.Contains(t, looked, `<span class="empty">unset</span> <small class="reason">DEFAULT</small>`)
 		assert.Contains(t, looked, "<td>0</td>")
-		assert.Contains(t, looked, "not in the last 300 changes")
+		assert.Contains(t, looked, "never changed")
 
 		for _, c := range []struct {
 			query string

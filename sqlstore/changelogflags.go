@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 
@@ -165,4 +166,50 @@ func (s *Store) touchedFlags(ctx context.Context, q sqlx.QueryerContext, ids []i
 		out[id] = append(out[id], flag)
 	}
 	return out, rows.Err()
+}
+
+// MaxLastChanges bounds the flags one LastChanges call asks about.
+const MaxLastChanges = 1000
+
+// LastChanges returns, for each of flags that a changelog entry touched,
+// the newest such entry (as Changelog lists it: diff cut to MaxListDiff
+// and without its texts). Flags no entry touched are absent. At most
+// MaxLastChanges flags are asked about at once (ErrInvalid).
+func (s *Store) LastChanges(ctx context.Context, flags []string) (map[string]Entry, error) {
+	out := make(map[string]Entry, len(flags))
+	if len(flags) == 0 {
+		return out, nil
+	}
+	if len(flags) > MaxLastChanges {
+		return nil, fmt.Errorf("%w: last changes of %d flags; at most %d at once", ErrInvalid, len(flags), MaxLastChanges)
+	}
+	query, args, err := s.sb.Select("flag", "MAX(entry_id) AS id").From("feature_changelog_flags").
+		Where(sq.Eq{"flag": flags}).GroupBy("flag").ToSql()
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: last changes: %w", err)
+	}
+	var newest []struct {
+		Flag string `db:"flag"`
+		ID   int64  `db:"id"`
+	}
+	if err := s.db.SelectContext(ctx, &newest, query, args...); err != nil {
+		return nil, fmt.Errorf("sqlstore: last changes: %w", translate(err))
+	}
+	if len(newest) == 0 {
+		return out, nil
+	}
+	ids := make([]int64, 0, len(newest))
+	for _, n := range newest {
+		ids = append(ids, n.ID)
+	}
+	es, err := s.entriesByID(ctx, ids)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: last changes: %w", err)
+	}
+	for _, n := range newest {
+		if e, ok := es[n.ID]; ok {
+			out[n.Flag] = e
+		}
+	}
+	return out, nil
 }

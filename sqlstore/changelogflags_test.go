@@ -289,3 +289,28 @@ func TestRestoreVersion1Dump(t *testing.T) {
 		})
 	}
 }
+
+// TestLastChanges: each flag's newest entry, however many entries came
+// after it (the flag pages used to look only at the 300 newest), none for
+// flags never touched; a bounded question.
+func TestLastChanges(t *testing.T) {
+	ctx := context.Background()
+	eachStore(t, func(t *testing.T, st *sqlstore.Store) {
+		first, _, err := st.ReplaceText(ctx, "old.flag default 0 x\nbusy.flag default 0 0\n", nil, change("first", 0))
+		require.NoError(t, err)
+		var last sqlstore.Entry
+		for i := 1; i <= 320; i++ {
+			last, _, err = st.ReplaceFlagText(ctx, []string{"busy.flag"}, fmt.Sprintf("busy.flag default 0 %d\n", i), nil, change(fmt.Sprintf("busy %d", i), sqlstore.AnyRevision))
+			require.NoError(t, err)
+		}
+		got, err := st.LastChanges(ctx, []string{"old.flag", "busy.flag", "never.flag"})
+		require.NoError(t, err)
+		require.Len(t, got, 2)
+		assert.Equal(t, first.ID, got["old.flag"].ID, "older than 300 entries, still found")
+		assert.Equal(t, last.ID, got["busy.flag"].ID)
+		assert.Equal(t, "busy 320", got["busy.flag"].Comment)
+		assert.Equal(t, []string{"busy.flag"}, got["busy.flag"].Touched)
+		_, err = st.LastChanges(ctx, make([]string, sqlstore.MaxLastChanges+1))
+		assert.ErrorIs(t, err, sqlstore.ErrInvalid)
+	})
+}

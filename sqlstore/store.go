@@ -696,13 +696,7 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	case q.Limit > 1000:
 		q.Limit = 1000
 	}
-	sel := s.sb.Select("id", "changed_at",
-		fmt.Sprintf("substr(actor, 1, %d) AS actor", MaxActor),
-		fmt.Sprintf("substr(comment, 1, %d) AS comment", maxListComment),
-		fmt.Sprintf("substr(diff, 1, %d) AS diff", MaxListDiff+1),
-		"revision", "rules_text IS NOT NULL AS revertible",
-		fmt.Sprintf("(length(actor) > %d OR length(comment) > %d OR length(diff) > %d) AS truncated", MaxActor, maxListComment, MaxListDiff)).
-		From("feature_changelog").OrderBy("id DESC").Limit(uint64(q.Limit))
+	sel := s.listSelect().OrderBy("id DESC").Limit(uint64(q.Limit))
 	if q.Before > 0 {
 		sel = sel.Where(sq.Lt{"id": q.Before})
 	}
@@ -721,13 +715,35 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	if !q.Until.IsZero() {
 		sel = sel.Where(sq.Lt{"changed_at": q.Until.UTC()})
 	}
-	query, args, err := sel.ToSql()
+	es, err := s.listEntries(ctx, sel)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: changelog: %w", err)
 	}
+	return es, nil
+}
+
+// listSelect selects changelog entries as lists show them: actor,
+// comment and diff cut short (Truncated), no texts.
+func (s *Store) listSelect() sq.SelectBuilder {
+	return s.sb.Select("id", "changed_at",
+		fmt.Sprintf("substr(actor, 1, %d) AS actor", MaxActor),
+		fmt.Sprintf("substr(comment, 1, %d) AS comment", maxListComment),
+		fmt.Sprintf("substr(diff, 1, %d) AS diff", MaxListDiff+1),
+		"revision", "rules_text IS NOT NULL AS revertible",
+		fmt.Sprintf("(length(actor) > %d OR length(comment) > %d OR length(diff) > %d) AS truncated", MaxActor, maxListComment, MaxListDiff)).
+		From("feature_changelog")
+}
+
+// listEntries runs sel (a listSelect) and completes its entries: UTC
+// times, diffs cut at a line end, the flags each touched.
+func (s *Store) listEntries(ctx context.Context, sel sq.SelectBuilder) ([]Entry, error) {
+	query, args, err := sel.ToSql()
+	if err != nil {
+		return nil, err
+	}
 	var es []Entry
 	if err := s.db.SelectContext(ctx, &es, query, args...); err != nil {
-		return nil, fmt.Errorf("sqlstore: changelog: %w", translate(err))
+		return nil, translate(err)
 	}
 	ids := make([]int64, len(es))
 	for i := range es {
@@ -737,12 +753,25 @@ func (s *Store) Changelog(ctx context.Context, q ChangelogQuery) ([]Entry, error
 	}
 	touched, err := s.touchedFlags(ctx, s.db, ids)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: changelog: %w", translate(err))
+		return nil, translate(err)
 	}
 	for i := range es {
 		es[i].Touched = touched[es[i].ID]
 	}
 	return es, nil
+}
+
+// entriesByID lists the entries of ids (as Changelog does), by ID.
+func (s *Store) entriesByID(ctx context.Context, ids []int64) (map[int64]Entry, error) {
+	es, err := s.listEntries(ctx, s.listSelect().Where(sq.Eq{"id": ids}))
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[int64]Entry, len(es))
+	for _, e := range es {
+		out[e.ID] = e
+	}
+	return out, nil
 }
 
 // cutLines returns text if it has at most max characters, else its

@@ -1,22 +1,24 @@
-package admin
+package sqlstore_test
 
 import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
-// TestFlagsInDiff: the flags a changelog diff changes, from its rule
-// lines (tabs or spaces apart), its condition lines (the rule above) and
-// its declaration lines, each once, not those only in context.
-func TestFlagsInDiff(t *testing.T) {
+// TestDiffFlagsCases: the flags a changelog diff changes, from its rule
+// lines, its condition lines (the rule above) and its declaration lines,
+// each once, not those only in context, also in a diff cut short for a
+// list (the cases the flag pages relied on when they read diffs).
+func TestDiffFlagsCases(t *testing.T) {
 	for _, c := range []struct {
 		name, diff string
 		want       []string
 	}{
 		{"empty", "", nil},
 		{"rules", "@@ -1,2 +1,2 @@\n a\tdefault\t1\ttrue\n-b\tdefault\t1\tx\n+b\tdefault\t1\ty\n", []string{"b"}},
-		{"aligned with spaces", "@@ -1 +1,2 @@\n+ui.icing   default  0  vanilla\n-ops.x     team:qa  1  on\n", []string{"ui.icing", "ops.x"}},
 		{"condition of a context rule", "@@ -3,2 +3,2 @@\n b\tteam:qa\t5\ty\n-    when plan == \"pro\"\n+    when plan == \"team\"\n", []string{"b"}},
 		{"condition after a changed rule", "@@ -1 +1,3 @@\n c\tdefault\t1\tz\n+d\tdefault\t2\tw\n+    when x == 1\n", []string{"d"}},
 		{"no newline marker", "@@ -1 +1 @@\n-e\tdefault\t1\ta\n\\ No newline at end of file\n+e\tdefault\t1\tb\n", []string{"e"}},
@@ -25,7 +27,7 @@ func TestFlagsInDiff(t *testing.T) {
 		{"cut short", "@@ -1,2 +1,2 @@\n-f\tdefault\t1\ta\n+f\tdef", []string{"f"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			assert.Equal(t, c.want, flagsInDiff(c.diff))
+			assert.Equal(t, c.want, sqlstore.DiffFlags(c.diff))
 		})
 	}
 }
