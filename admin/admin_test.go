@@ -205,6 +205,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"GET", "/readyz", "", 200, none},
 			{"GET", "/metrics", "read", 200, none},
 			{"GET", "/{$}", "read", 302, none},
+			{"GET", "/+static/{file}", "", 200, none},
 			{"GET", "/+feature-info", "read", 200, none},
 			{"GET", "/+flags", "read", 200, none},
 			{"GET", "/+flags/{name}", "read", 200, none},
@@ -261,7 +262,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		rank := map[string]int{"": 0, "read_external": 1, "read": 2, "write": 3, "admin": 4}
 		for _, r := range routes {
 			for _, who := range []string{"", "revoked", "read_external", "read", "write", "admin"} {
-				path := strings.NewReplacer("{$}", "", "{id}", "1", "{name}", "a").Replace(r.path)
+				path := strings.NewReplacer("{$}", "", "{id}", "1", "{name}", "a", "{file}", "style.css").Replace(r.path)
 				if r.path == "/api/v1/keys/{id}" {
 					k, err := e.st.CreateKey(context.Background(), sqlstore.NewKey(), "doomed", "read")
 					require.NoError(t, err)
