@@ -504,3 +504,74 @@ func TestUnknownPage(t *testing.T) {
 		})
 	}
 }
+
+var regexpNav = regexp.MustCompile(`(?s)<nav aria-label="Pages">(.*?)</nav>`)
+var regexpNavLink = regexp.MustCompile(`<a href="([^"]*)"( aria-current="page")?>([^<]*)</a>`)
+
+// TestNav: every page a signed-in person sees, error pages and
+// /+feature-info (the features package's) included, has the one
+// navigation bar: Flags, Rules, Changelog, Keys (admins only),
+// Documentation, the page shown marked current, the key's name and scope
+// and, for a browser session, Log out (a POST with the session's CSRF
+// token). Anonymous pages have none.
+func TestNav(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	sessions := map[string]string{"read": e.login("read"), "admin": e.login("admin")}
+	const all, noKeys = "/+flags Flags|/+feature-rules Rules|/+changelog Changelog|/+keys Keys|/+feature-info Documentation", "/+flags Flags|/+feature-rules Rules|/+changelog Changelog|/+feature-info Documentation"
+	for _, c := range []struct {
+		name, who, session string // who: a key sent in a header; session: a browser session's key
+		method, path       string
+		code               int
+		links, current     string // "" links: no navigation bar
+		logout             bool
+	}{
+		{"info, admin session", "", "admin", "GET", "/+feature-info", 200, all, "Documentation", true},
+		{"rules, read session", "", "read", "GET", "/+feature-rules", 200, noKeys, "Rules", true},
+		{"changelog, admin session", "", "admin", "GET", "/+feature-changelog", 200, all, "Changelog", true},
+		{"forbidden, read session", "", "read", "POST", "/+feature-changelog/1/revert", 403, noKeys, "Changelog", true},
+		{"rules, read key", "read", "", "GET", "/+feature-rules", 200, noKeys, "Rules", false},
+		{"info, admin key", "admin", "", "GET", "/+feature-info", 200, all, "Documentation", false},
+		{"login, anonymous", "", "", "GET", "/login", 200, "", "", false},
+		{"not found, anonymous", "", "", "GET", "/+nothing", 404, "", "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var hdr []string
+			csrf := ""
+			if c.session != "" {
+				hdr = []string{"Cookie", sessions[c.session]}
+				page := e.do("", "GET", "/+feature-rules", "", nil, hdr...)
+				csrf = regexpCSRF.FindStringSubmatch(page.body)[1]
+			}
+			var body []byte
+			if c.method == "POST" {
+				body = form("csrf", csrf, "comment", "nav", "base", "1")
+			}
+			r := e.do(c.who, c.method, c.path, formType, body, hdr...)
+			require.Equal(t, c.code, r.code, r.body)
+			page := html.UnescapeString(r.body)
+			nav := regexpNav.FindAllStringSubmatch(page, -1)
+			if c.links == "" {
+				assert.Empty(t, nav)
+				return
+			}
+			require.Len(t, nav, 1, "one navigation bar")
+			var links, current []string
+			for _, m := range regexpNavLink.FindAllStringSubmatch(nav[0][1], -1) {
+				links = append(links, m[1]+" "+m[3])
+				if m[2] != "" {
+					current = append(current, m[3])
+				}
+			}
+			assert.Equal(t, c.links, strings.Join(links, "|"))
+			assert.Equal(t, c.current, strings.Join(current, " "))
+			name := "key-" + c.who + c.session
+			assert.Contains(t, nav[0][1], `<span id="who">`+name+" ("+c.who+c.session+")</span>")
+			if c.logout {
+				assert.Contains(t, nav[0][1], `<form method="post" action="/logout" class="who">`)
+				assert.Contains(t, nav[0][1], `<input type="hidden" name="csrf" value="`+csrf+`"><button type="submit" id="logout"`)
+			} else {
+				assert.NotContains(t, nav[0][1], `id="logout"`, "a key in a header has no session to end")
+			}
+		})
+	}
+}
