@@ -529,6 +529,7 @@ func TestNav(t *testing.T) {
 		{"rules, read session", "", "read", "GET", "/+feature-rules", 200, noKeys, "Rules", true},
 		{"changelog, admin session", "", "admin", "GET", "/+feature-changelog", 200, all, "Changelog", true},
 		{"forbidden, read session", "", "read", "POST", "/+feature-changelog/1/revert", 403, noKeys, "Changelog", true},
+		{"not found, read session", "", "read", "GET", "/+nothing", 404, noKeys, "", true},
 		{"rules, read key", "read", "", "GET", "/+feature-rules", 200, noKeys, "Rules", false},
 		{"info, admin key", "admin", "", "GET", "/+feature-info", 200, all, "Documentation", false},
 		{"login, anonymous", "", "", "GET", "/login", 200, "", "", false},

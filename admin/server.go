@@ -309,7 +309,16 @@ func (s *Server) apiFallback(mux *http.ServeMux) http.Handler {
 			if !isAPI(r.URL.Path) {
 				what = "page"
 			}
-			s.fail(w, r, errf(http.StatusNotFound, "not_found", "no such %s: %s", what, echo(r.URL.Path)))
+			notFound := func(w http.ResponseWriter, r *http.Request) {
+				s.fail(w, r, errf(http.StatusNotFound, "not_found", "no such %s: %s", what, echo(r.URL.Path)))
+			}
+			if what == "page" && safeMethod(r.Method) {
+				// Through guard, as anyone may: a signed-in person's
+				// page has the navigation bar.
+				s.guard(anonymous, notFound).ServeHTTP(w, r)
+				return
+			}
+			notFound(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)

@@ -22,9 +22,14 @@ import (
 // 2.1, levels A and AA, and axe's best practices.
 var axeTags = []string{"wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"}
 
-// axeWidths are the viewport widths every page is checked at: a phone,
-// then a desktop window (the width the browser is left at).
-var axeWidths = []int64{390, 1280}
+// axeViews are how every page is checked: at the widths of a phone and
+// of a desktop window, and in dark mode (prefers-color-scheme: dark) at
+// the desktop width; the last (desktop, light) is how the browser is
+// left.
+var axeViews = []struct {
+	width int64
+	dark  bool
+}{{390, false}, {1280, true}, {1280, false}}
 
 var axeOnce struct {
 	sync.Once
@@ -104,11 +109,14 @@ const axeRun = `(async () => {
 	return JSON.stringify(r.violations);
 })()`
 
-// checkPage checks the page open in ctx as a person sees it at each of
-// axeWidths: axe-core finds no violation of axeTags, and the page does not
-// scroll sideways (a wide table or diff scrolls in its own box, which a
-// keyboard can reach). It fails the test listing every violation found,
-// with the elements at fault. The viewport is left at 1280 px.
+// checkPage checks the page open in ctx as a person sees it in each of
+// axeViews: axe-core finds no violation of axeTags (contrast included, in
+// light and dark mode), and the page does not scroll sideways (a wide
+// table or diff scrolls in its own box, which a keyboard can reach). It
+// fails the test listing every violation found, with the elements at
+// fault. Each view's screenshot is written to screenshotDir(), named
+// after the test and the view (TestAxe_rules-390.png,
+// TestAxe_rules-1280-dark.png). The viewport is left at 1280 px, light.
 func checkPage(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	src := axeScript(t)
@@ -120,16 +128,27 @@ func checkPage(t *testing.T, ctx context.Context, name string) {
 		step(t, ctx, name+": inject axe-core", chromedp.Evaluate(src+"\n;true", &loaded))
 	}
 	awaitPromise := func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }
-	for _, w := range axeWidths {
+	dir := screenshotDir()
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	for _, v := range axeViews {
+		view, scheme := fmt.Sprint(v.width), lightScheme
+		if v.dark {
+			view, scheme = view+"-dark", darkScheme
+		}
 		var out string
 		var scrollWidth int64
 		var url string
-		step(t, ctx, fmt.Sprintf("%s: axe at %d px", name, w),
-			chromedp.EmulateViewport(w, 900),
+		var png []byte
+		step(t, ctx, fmt.Sprintf("%s: axe at %s px", name, view),
+			chromedp.EmulateViewport(v.width, 900),
+			scheme,
 			chromedp.Location(&url),
 			chromedp.Evaluate(fmt.Sprintf(axeRun, tags), &out, awaitPromise),
 			chromedp.Evaluate(`document.documentElement.scrollWidth`, &scrollWidth),
+			chromedp.FullScreenshot(&png, 100),
 		)
+		shot := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+view+".png")
+		require.NoError(t, os.WriteFile(shot, png, 0o644))
 		var vs []axeViolation
 		require.NoError(t, json.Unmarshal([]byte(out), &vs), out)
 		if len(vs) > 0 {
@@ -137,10 +156,10 @@ func checkPage(t *testing.T, ctx context.Context, name string) {
 			for _, v := range vs {
 				b.WriteString("\n  " + v.String())
 			}
-			t.Errorf("%s (%s) at %d px: %d accessibility violations:%s", name, url, w, len(vs), b.String())
+			t.Errorf("%s (%s) at %s px: %d accessibility violations:%s (screenshot: %s)", name, url, view, len(vs), b.String(), shot)
 		}
-		if scrollWidth > w {
-			t.Errorf("%s (%s) at %d px scrolls sideways: the page is %d px wide", name, url, w, scrollWidth)
+		if scrollWidth > v.width {
+			t.Errorf("%s (%s) at %s px scrolls sideways: the page is %d px wide (screenshot: %s)", name, url, view, scrollWidth, shot)
 		}
 	}
 }
