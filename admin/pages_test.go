@@ -499,7 +499,7 @@ func TestUnknownPage(t *testing.T) {
 			assert.True(t, strings.HasPrefix(r.header.Get("Content-Type"), c.ctype), r.header.Get("Content-Type"))
 			assert.Contains(t, r.body, c.want)
 			if c.ctype == "text/html" {
-				assert.Contains(t, r.body, `<a href="/+feature-info">Back to the feature pages</a>`)
+				assert.Contains(t, html.UnescapeString(r.body), `<a href="/+feature-info">Back to the feature pages</a>`)
 			}
 		})
 	}
