@@ -3,15 +3,20 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
+	browserpkg "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/pages"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
@@ -92,4 +97,55 @@ func TestBrowserPageStyle(t *testing.T) {
 	step(t, ctx, "phone", chromedp.EmulateViewport(390, 900))
 	measure("/+feature-rules at 390 px", base+"/+feature-rules", look{Main: "1216px", Bg: light.Bg, Fg: light.Fg, Sheets: light.Sheets, Nav: &yes})
 	step(t, ctx, "desktop", chromedp.EmulateViewport(1280, 900))
+}
+
+// TestBrowserCopyButton: /+static/copy.js, loaded as a file under the
+// pages' policy (scripts from this site only), shows the copy button and
+// copies the secret it names into the clipboard; with JavaScript off the
+// button stays hidden, so no page shows a button that does nothing.
+func TestBrowserCopyButton(t *testing.T) {
+	ctx := browser(t)
+	script, err := pages.StaticHref("copy.js")
+	require.NoError(t, err)
+	style, err := pages.StaticHref("style.css")
+	require.NoError(t, err)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /+static/{file}", func(w http.ResponseWriter, r *http.Request) {
+		pages.SetHeaders(w.Header())
+		if !pages.ServeStatic(w, r, r.PathValue("file")) {
+			http.NotFound(w, r)
+		}
+	})
+	mux.HandleFunc("GET /secret", func(w http.ResponseWriter, r *http.Request) {
+		pages.SetHeaders(w.Header())
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, `<!DOCTYPE html><html lang="en"><head><title>Key</title><link rel="stylesheet" href="%s"><script src="%s" defer></script></head>
+<body><main><h1>Key</h1><p>The key, shown once: <code id="secret">sf_shown-once</code> <button type="button" class="secondary" id="copy" data-copy="secret" hidden>Copy</button></p></main></body></html>`, style, script)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+
+	var visible bool
+	var copied, status string
+	step(t, ctx, "copy",
+		browserpkg.GrantPermissions([]browserpkg.PermissionType{browserpkg.PermissionTypeClipboardReadWrite, browserpkg.PermissionTypeClipboardSanitizedWrite}).WithOrigin(srv.URL),
+		chromedp.Navigate(srv.URL+"/secret"),
+		chromedp.WaitVisible("#copy", chromedp.ByID),
+		chromedp.Click("#copy", chromedp.ByID),
+		chromedp.WaitVisible(`[role=status]`, chromedp.ByQuery),
+		chromedp.Poll(`document.querySelector("[role=status]").textContent.trim() !== ""`, nil),
+		chromedp.Text(`[role=status]`, &status, chromedp.ByQuery),
+		chromedp.Evaluate(`navigator.clipboard.readText()`, &copied, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }),
+	)
+	assert.Equal(t, "Copied.", status)
+	assert.Equal(t, "sf_shown-once", copied)
+
+	step(t, ctx, "without JavaScript",
+		emulation.SetScriptExecutionDisabled(true),
+		chromedp.Navigate(srv.URL+"/secret"),
+		chromedp.WaitVisible("#secret", chromedp.ByID),
+		chromedp.Evaluate(`document.querySelector("#copy").checkVisibility()`, &visible), // the test's evaluation is not the page's script
+		emulation.SetScriptExecutionDisabled(false),
+	)
+	assert.False(t, visible, "no script: no button")
 }

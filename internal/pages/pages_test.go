@@ -60,6 +60,14 @@ func TestServeStatic(t *testing.T) {
 			}
 		})
 	}
+	for name, ctype := range map[string]string{"style.css": "text/css; charset=utf-8", "copy.js": "text/javascript; charset=utf-8"} {
+		href, err := pages.StaticHref(name)
+		require.NoError(t, err)
+		w, ok := serve(href)
+		require.True(t, ok, name)
+		assert.Equal(t, ctype, w.Header().Get("Content-Type"), name)
+		assert.Equal(t, "public, max-age=31536000, immutable", w.Header().Get("Cache-Control"), name)
+	}
 	for _, name := range []string{"nope.css", "", "../pages.go", "static/style.css"} {
 		w, ok := serve("/+static/" + name)
 		assert.False(t, ok, name)
