@@ -4,16 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/pages"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
@@ -286,4 +290,65 @@ func TestAxe(t *testing.T) {
 			checkPage(t, ctx, page.name)
 		})
 	}
+}
+
+// componentsPage shows every part of the style sheet the pages may use,
+// some not used by a page yet: the navigation bar, badges, buttons, form
+// controls, filters, messages, a wide zebra table, a diff.
+const componentsPage = `{{template "top" .}}
+<form class="filters" method="get" action="/components" role="search" aria-label="Filter flags">
+<label>Search <input type="search" name="q" value="icing"></label>
+<label>Type <select name="type"><option>any</option><option>boolean</option></select></label>
+<label>Since <input type="date" name="since"></label>
+<label><span><input type="checkbox" name="external" value="1"> external only</span></label>
+<button type="submit">Filter</button> <a class="button secondary" href="/components">Clear</a>
+</form>
+<p>Badges: <span class="badge">json</span> <span class="badge badge-ok">ok</span> <span class="badge badge-warn">undeclared</span> <span class="badge badge-error">ERROR</span> <span class="badge badge-info">external</span></p>
+<p class="actions"><button type="button">Save</button><button type="button" class="secondary">Cancel</button><button type="button" class="danger">Revoke</button><a href="/components">a link</a> <span class="muted">muted text</span> <span class="empty">empty</span></p>
+<div class="notice"><p>Saved as revision 3.</p></div>
+<div class="problem"><p>Not saved: line 2: <a href="/components">unknown scope</a>.</p></div>
+<div class="warning"><p>Scopes no handler claims: <code>job:x</code>.</p></div>
+<div class="info"><p>The key is shown once.</p></div>
+<h2 id="t">Flags</h2>
+<div class="wide" tabindex="0" role="region" aria-labelledby="t"><table>
+<tr><th>Name</th><th>Type</th><th class="num">Rules</th><th>Last change</th><th>Description</th></tr>
+{{range .Rows}}<tr><td><a href="/components"><code>{{.}}</code></a> <span class="badge badge-warn">undeclared</span></td><td>boolean</td><td class="num">12</td><td>2026-12-02 by <strong>ann</strong></td><td>A description long enough to wrap on a phone and make the table scroll in its box.</td></tr>
+{{end}}</table></div>
+<pre class="diff" tabindex="0"><span class="hunk">@@ -1,2 +1,2 @@</span><span class="ctx"> ui.icing default 0 vanilla</span><span class="del">-ui.icing team:qa 5 mint</span><span class="add">+ui.icing team:qa 5 lemon</span></pre>
+<p><label for="text">Rules</label><textarea id="text" rows="3">ui.icing default 0 vanilla</textarea></p>
+{{template "bottom" .}}`
+
+// TestAxeComponents runs checkPage on componentsPage in the pages' layout
+// as an admin sees it: every part of the style sheet, in light and dark
+// mode, at both widths, passes axe (contrast included) before a page
+// uses it.
+func TestAxeComponents(t *testing.T) {
+	axeScript(t)
+	ctx := browser(t)
+	tmpl := pages.Parse(nil, fstest.MapFS{"components.html": {Data: []byte(componentsPage)}}, "components.html")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /+static/{file}", func(w http.ResponseWriter, r *http.Request) {
+		pages.SetHeaders(w.Header())
+		if !pages.ServeStatic(w, r, r.PathValue("file")) {
+			http.NotFound(w, r)
+		}
+	})
+	mux.HandleFunc("GET /components", func(w http.ResponseWriter, r *http.Request) {
+		pages.SetHeaders(w.Header())
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		d := struct {
+			Title    string
+			Revision int64
+			Chrome   pages.Chrome
+			Rows     []string
+		}{"Components", 3, pages.Chrome{Path: "/+flags", Who: "ann", Scope: "admin", CSRF: "t", Admin: true},
+			[]string{"checkout.express.enabled", "notification.global.message.with.a.long.name", "ui.icing"}}
+		if err := tmpl.ExecuteTemplate(w, "components.html", d); err != nil {
+			t.Error(err)
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	step(t, ctx, "components", chromedp.Navigate(srv.URL+"/components"), chromedp.WaitVisible("#t", chromedp.ByID))
+	checkPage(t, ctx, "components")
 }
