@@ -119,8 +119,9 @@ const axeRun = `(async () => {
 // table or diff scrolls in its own box, which a keyboard can reach). It
 // fails the test listing every violation found, with the elements at
 // fault. Each view's screenshot is written to screenshotDir(), named
-// after the test and the view (TestAxe_rules-390.png,
-// TestAxe_rules-1280-dark.png). The viewport is left at 1280 px, light.
+// after the test, the page and the view (TestAxe_preview-preview-390.png,
+// TestBrowserFlags-flags_searched-1280-dark.png). The viewport is left at
+// 1280 px, light.
 func checkPage(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	src := axeScript(t)
@@ -151,7 +152,7 @@ func checkPage(t *testing.T, ctx context.Context, name string) {
 			chromedp.Evaluate(`document.documentElement.scrollWidth`, &scrollWidth),
 			chromedp.FullScreenshot(&png, 100),
 		)
-		shot := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+"-"+view+".png")
+		shot := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_", ",", "").Replace(t.Name()+"-"+name)+"-"+view+".png")
 		require.NoError(t, os.WriteFile(shot, png, 0o644))
 		var vs []axeViolation
 		require.NoError(t, json.Unmarshal([]byte(out), &vs), out)
