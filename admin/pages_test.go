@@ -103,9 +103,14 @@ func TestHeaders(t *testing.T) {
 		require.Equal(t, 200, r.code, page)
 		assert.Contains(t, r.body, styleLink, page)
 	}
-	css := e.do("", "GET", "/+static/style.css", "", nil)
+	href, err := pages.StaticHref("style.css")
+	require.NoError(t, err)
+	css := e.do("", "GET", href, "", nil)
 	require.Equal(t, 200, css.code)
 	assert.Equal(t, pages.CSS, css.body)
+	assert.Equal(t, "text/css; charset=utf-8", css.header.Get("Content-Type"))
+	assert.Equal(t, "public, max-age=31536000, immutable", css.header.Get("Cache-Control"), "the linked version is cached for good, past protect's no-store")
+	assert.NotEmpty(t, css.header.Get("ETag"))
 }
 
 // styleLink is how every page links the style sheet, as html/template
