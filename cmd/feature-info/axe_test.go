@@ -35,6 +35,9 @@ var axeViews = []struct {
 	dark  bool
 }{{390, false}, {1280, true}, {1280, false}}
 
+// axeWidths are the widths of axeViews: a phone, then a desktop window.
+var axeWidths = []int64{390, 1280}
+
 var axeOnce struct {
 	sync.Once
 	src     string
