@@ -205,6 +205,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"GET", "/readyz", "", 200, none},
 			{"GET", "/metrics", "read", 200, none},
 			{"GET", "/{$}", "read", 302, none},
+			{"GET", "/+static/{file}", "", 200, none},
 			{"GET", "/+feature-info", "read", 200, none},
 			{"GET", "/+flags", "read", 200, none},
 			{"GET", "/+flags/{name}", "read", 200, none},
@@ -271,7 +272,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		rank := map[string]int{"": 0, "read_external": 1, "read": 2, "write": 3, "admin": 4}
 		for _, r := range routes {
 			for _, who := range []string{"", "revoked", "read_external", "read", "write", "admin"} {
-				path := strings.NewReplacer("{$}", "", "{id}", "1", "{name}", "a").Replace(r.path)
+				path := strings.NewReplacer("{$}", "", "{id}", "1", "{name}", "a", "{file}", "style.css").Replace(r.path)
 				if r.path == "/api/v1/keys/{id}" || strings.HasPrefix(r.path, "/+keys/{id}") {
 					k, err := e.st.CreateKey(context.Background(), sqlstore.NewKey(), "doomed", "read")
 					require.NoError(t, err)
@@ -369,7 +370,7 @@ func TestSessions(t *testing.T) {
 	assert.Contains(t, resp.Header.Get("Set-Cookie"), "; Secure")
 	// Only local paths are followed after login.
 	login = e.do("", "POST", "/login", formType, form("key", e.keys["read"], "next", "//evil.example/x"))
-	assert.Equal(t, "/+feature-info", login.header.Get("Location"))
+	assert.Equal(t, "/+flags", login.header.Get("Location"))
 }
 
 // TestRulesPageSave: a confirmed page save redirects to the page showing

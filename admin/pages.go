@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/pages"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
@@ -20,7 +20,13 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
-var templates = template.Must(template.New("").Funcs(template.FuncMap{"diffLines": diffLines, "pageCSS": features.PageStyle, "maxComment": func() int { return sqlstore.MaxComment }}).ParseFS(templateFS, "templates/*.html"))
+// templates are the pages: the shared layout (pages.Parse: "top",
+// "bottom") and this package's templates.
+var templates = pages.Parse(template.FuncMap{"diffLines": diffLines, "landing": func() string { return landing }, "maxComment": func() int { return sqlstore.MaxComment }}, templateFS, "templates/*.html")
+
+// landing is where logging in lands (unless the login form says where
+// to go back to) and where / sends people.
+const landing = "/+flags"
 
 // diffLine is one line of a unified diff, with a class for its colour.
 type diffLine struct{ Class, Text string }
@@ -47,6 +53,8 @@ func diffLines(d string) []diffLine {
 
 // pageData is what every admin page template gets.
 type pageData struct {
+	// path is the request's path, for the navigation bar (Chrome).
+	path     string
 	Title    string
 	Revision int64
 	Who      string // key name; "" when anonymous
@@ -97,6 +105,12 @@ type pageData struct {
 	RevertID int64
 }
 
+// Chrome is what the layout shows around the page: the navigation bar
+// for whoever is signed in, the current page marked.
+func (d pageData) Chrome() pages.Chrome {
+	return pages.Chrome{Path: d.path, Who: d.Who, Scope: string(d.Scope), CSRF: d.CSRF, Admin: d.Scope.Allows(ScopeAdmin)}
+}
+
 // preview is what a save of the rules page would do, shown by Save and
 // written by Confirm save.
 type preview struct {
@@ -134,7 +148,7 @@ func newPreview(e sqlstore.Entry, warnings []*rules.Error) *preview {
 
 // page fills what every page shows about who is looking.
 func (s *Server) page(r *http.Request, title string) pageData {
-	d := pageData{Title: title}
+	d := pageData{Title: title, path: r.URL.Path}
 	if p := info(r).p; p != nil {
 		d.Who, d.Scope, d.CanWrite = p.key.Name, p.scope, p.scope.Allows(ScopeWrite)
 		if p.session != nil {
@@ -169,7 +183,7 @@ func (s *Server) loginPage(w http.ResponseWriter, r *http.Request) {
 const maxNext = 2048
 
 // safeNext returns where to go after logging in: next when it is a path
-// on this site, else the info page, so the login form cannot send people
+// on this site, else the landing page, so the login form cannot send people
 // to another site however the address is spelled. next is read as a
 // browser reads a Location (the WHATWG URL parser): tabs and line breaks
 // dropped, leading and trailing spaces and control characters trimmed,
@@ -179,7 +193,7 @@ const maxNext = 2048
 // maxNext bytes, and not the login page itself. The answer is the
 // normalised text, so what the browser follows is what was checked.
 func safeNext(next string) string {
-	const home = "/+feature-info"
+	const home = landing
 	if len(next) > maxNext || !utf8.ValidString(next) {
 		return home
 	}
@@ -418,6 +432,20 @@ func (s *Server) explainRefusal(r *http.Request, d *pageData, err error, base in
 		return e.Status
 	}
 	return 0
+}
+
+// infoPage: GET /+feature-info, the engine's InfoHandler with this
+// server's navigation bar and linked style sheet.
+func (s *Server) infoPage(w http.ResponseWriter, r *http.Request) {
+	s.cfg.Engine.InfoHandler().ServeHTTP(w, r.WithContext(pages.WithChrome(r.Context(), s.page(r, "").Chrome())))
+}
+
+// staticFile: GET /+static/{file}, the pages' style sheet and scripts
+// (pages.ServeStatic), to anyone: the login page needs them too.
+func (s *Server) staticFile(w http.ResponseWriter, r *http.Request) {
+	if !pages.ServeStatic(w, r, r.PathValue("file")) {
+		s.fail(w, r, errf(http.StatusNotFound, "not_found", "no such file: %s", echo(r.URL.Path)))
+	}
 }
 
 // loginURL is where pages send anonymous visitors.

@@ -3,8 +3,6 @@ package admin_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -18,7 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/pages"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
@@ -38,9 +36,9 @@ func (e *env) login(who string) string {
 // assertPageHeaders checks the protective headers of an HTML answer.
 func assertPageHeaders(t *testing.T, name string, h http.Header) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(features.PageCSS))
 	csp := h.Get("Content-Security-Policy")
-	for _, want := range []string{"default-src 'none'", "style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"} {
+	assert.Equal(t, pages.Policy, csp, name)
+	for _, want := range []string{"default-src 'none'", "style-src 'self'", "script-src 'self'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"} {
 		assert.Contains(t, csp, want, name)
 	}
 	assert.NotContains(t, csp, "unsafe", name)
@@ -54,7 +52,8 @@ func assertPageHeaders(t *testing.T, name string, h http.Header) {
 // with an API key and with a browser session: every answer carries
 // nosniff, and every HTML answer (pages, error pages, redirects, and
 // /+feature-info from the features package) the same protective headers.
-// Each page's style sheet is the one the policy allows.
+// Pages link the one style sheet, which the policy allows, and have no
+// inline style or script.
 func TestHeaders(t *testing.T) {
 	e := newEnv(t, sqlstoretest.SQLite(t))
 	session := e.login("write")
@@ -66,7 +65,7 @@ func TestHeaders(t *testing.T) {
 	asks := []who{{"anonymous", "", nil}, {"read key", "read", nil}, {"write key", "write", nil}, {"session", "", []string{"Cookie", session}}}
 	paths := map[string]bool{}
 	for _, rt := range e.srv.Routes() {
-		paths[rt.Method+" "+strings.NewReplacer("{$}", "", "{id}", "1", "{name}", "a").Replace(rt.Path)] = true
+		paths[rt.Method+" "+strings.NewReplacer("{$}", "", "{id}", "1", "{name}", "a", "{file}", "style.css").Replace(rt.Path)] = true
 	}
 	// Answers no route gives: unknown pages and API paths, wrong methods.
 	for _, extra := range []string{"GET /+nope", "GET /nope", "GET /api/v1/nope", "PATCH /api/v1/rules", "PUT /+feature-rules"} {
@@ -86,12 +85,15 @@ func TestHeaders(t *testing.T) {
 			if strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
 				html++
 				assertPageHeaders(t, name, r.header)
-				if strings.Contains(r.body, "<style>") {
-					assert.Contains(t, r.body, "<style>"+features.PageCSS+"</style>", name)
-					assert.Equal(t, 1, strings.Count(r.body, "<style"), name)
+				if strings.HasPrefix(r.body, "<!DOCTYPE html>") { // not a redirect's note
+					assert.Contains(t, r.body, styleLink, name)
 				}
+				assert.NotContains(t, r.body, "<style", name)
 				assert.NotContains(t, r.body, "style=", "%s: no inline style attributes", name)
-				assert.NotContains(t, r.body, "<script", name)
+				for _, m := range regexpScript.FindAllStringSubmatch(r.body, -1) {
+					assert.True(t, strings.HasPrefix(m[1], pages.StaticPrefix) && m[2] == "", "%s: %s: scripts are files under /+static/", name, m[0])
+				}
+				assert.Equal(t, len(regexpScript.FindAllString(r.body, -1)), strings.Count(r.body, "<script"), name)
 			}
 		}
 	}
@@ -99,9 +101,30 @@ func TestHeaders(t *testing.T) {
 	for _, page := range []string{"/login", "/+feature-info", "/+feature-rules", "/+changelog"} {
 		r := e.do("", "GET", page, "", nil, "Cookie", session)
 		require.Equal(t, 200, r.code, page)
-		assert.Contains(t, r.body, "<style>"+features.PageCSS+"</style>", page)
+		assert.Contains(t, r.body, styleLink, page)
 	}
+	href, err := pages.StaticHref("style.css")
+	require.NoError(t, err)
+	css := e.do("", "GET", href, "", nil)
+	require.Equal(t, 200, css.code)
+	assert.Equal(t, pages.CSS, css.body)
+	assert.Equal(t, "text/css; charset=utf-8", css.header.Get("Content-Type"))
+	assert.Equal(t, "public, max-age=31536000, immutable", css.header.Get("Cache-Control"), "the linked version is cached for good, past protect's no-store")
+	assert.NotEmpty(t, css.header.Get("ETag"))
 }
+
+// styleLink is how every page links the style sheet, as html/template
+// writes it.
+var styleLink = func() string {
+	href, err := pages.StaticHref("style.css")
+	if err != nil {
+		panic(err)
+	}
+	return `<link rel="stylesheet" href="` + strings.ReplaceAll(href, "+", "&#43;") + `">`
+}()
+
+// regexpScript finds script elements: their src and their content.
+var regexpScript = regexp.MustCompile(`(?s)<script[^>]*?(?:src="([^"]*)")?[^>]*>(.*?)</script>`)
 
 var regexpNext = regexp.MustCompile(`name="next" value="([^"]*)"`)
 
@@ -111,7 +134,7 @@ var regexpNext = regexp.MustCompile(`name="next" value="([^"]*)"`)
 // backslashes as slashes: "/\t/evil.com" is http://evil.com/ to them.
 func TestLoginNext(t *testing.T) {
 	e := newEnv(t, sqlstoretest.SQLite(t))
-	const home = "/+feature-info"
+	const home = "/+flags" // landing
 	cases := []struct{ next, want string }{
 		// Evil spellings.
 		{"/\t/evil.com", home},
@@ -481,7 +504,79 @@ func TestUnknownPage(t *testing.T) {
 			assert.True(t, strings.HasPrefix(r.header.Get("Content-Type"), c.ctype), r.header.Get("Content-Type"))
 			assert.Contains(t, r.body, c.want)
 			if c.ctype == "text/html" {
-				assert.Contains(t, r.body, `<a href="/+feature-info">Back to the feature pages</a>`)
+				assert.Contains(t, html.UnescapeString(r.body), `<a href="/+flags">Back to the feature pages</a>`)
+			}
+		})
+	}
+}
+
+var regexpNav = regexp.MustCompile(`(?s)<nav aria-label="Pages">(.*?)</nav>`)
+var regexpNavLink = regexp.MustCompile(`<a href="([^"]*)"( aria-current="page")?>([^<]*)</a>`)
+
+// TestNav: every page a signed-in person sees, error pages and
+// /+feature-info (the features package's) included, has the one
+// navigation bar: Flags, Rules, Changelog, Keys (admins only),
+// Documentation, the page shown marked current, the key's name and scope
+// and, for a browser session, Log out (a POST with the session's CSRF
+// token). Anonymous pages have none.
+func TestNav(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	sessions := map[string]string{"read": e.login("read"), "admin": e.login("admin")}
+	const all, noKeys = "/+flags Flags|/+feature-rules Rules|/+changelog Changelog|/+keys Keys|/+feature-info Documentation", "/+flags Flags|/+feature-rules Rules|/+changelog Changelog|/+feature-info Documentation"
+	for _, c := range []struct {
+		name, who, session string // who: a key sent in a header; session: a browser session's key
+		method, path       string
+		code               int
+		links, current     string // "" links: no navigation bar
+		logout             bool
+	}{
+		{"info, admin session", "", "admin", "GET", "/+feature-info", 200, all, "Documentation", true},
+		{"rules, read session", "", "read", "GET", "/+feature-rules", 200, noKeys, "Rules", true},
+		{"changelog, admin session", "", "admin", "GET", "/+changelog", 200, all, "Changelog", true},
+		{"forbidden, read session", "", "read", "POST", "/+feature-changelog/1/revert", 403, noKeys, "Changelog", true},
+		{"not found, read session", "", "read", "GET", "/+nothing", 404, noKeys, "", true},
+		{"rules, read key", "read", "", "GET", "/+feature-rules", 200, noKeys, "Rules", false},
+		{"info, admin key", "admin", "", "GET", "/+feature-info", 200, all, "Documentation", false},
+		{"login, anonymous", "", "", "GET", "/login", 200, "", "", false},
+		{"not found, anonymous", "", "", "GET", "/+nothing", 404, "", "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var hdr []string
+			csrf := ""
+			if c.session != "" {
+				hdr = []string{"Cookie", sessions[c.session]}
+				page := e.do("", "GET", "/+feature-rules", "", nil, hdr...)
+				csrf = regexpCSRF.FindStringSubmatch(page.body)[1]
+			}
+			var body []byte
+			if c.method == "POST" {
+				body = form("csrf", csrf, "comment", "nav", "base", "1")
+			}
+			r := e.do(c.who, c.method, c.path, formType, body, hdr...)
+			require.Equal(t, c.code, r.code, r.body)
+			page := html.UnescapeString(r.body)
+			nav := regexpNav.FindAllStringSubmatch(page, -1)
+			if c.links == "" {
+				assert.Empty(t, nav)
+				return
+			}
+			require.Len(t, nav, 1, "one navigation bar")
+			var links, current []string
+			for _, m := range regexpNavLink.FindAllStringSubmatch(nav[0][1], -1) {
+				links = append(links, m[1]+" "+m[3])
+				if m[2] != "" {
+					current = append(current, m[3])
+				}
+			}
+			assert.Equal(t, c.links, strings.Join(links, "|"))
+			assert.Equal(t, c.current, strings.Join(current, " "))
+			name := "key-" + c.who + c.session
+			assert.Contains(t, nav[0][1], `<span id="who">`+name+" ("+c.who+c.session+")</span>")
+			if c.logout {
+				assert.Contains(t, nav[0][1], `<form method="post" action="/logout" class="who">`)
+				assert.Contains(t, nav[0][1], `<input type="hidden" name="csrf" value="`+csrf+`"><button type="submit" id="logout"`)
+			} else {
+				assert.NotContains(t, nav[0][1], `id="logout"`, "a key in a header has no session to end")
 			}
 		})
 	}

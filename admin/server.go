@@ -18,6 +18,7 @@ import (
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/internal/clientaddr"
+	"github.com/scopeflags/scopeflags/internal/pages"
 	"github.com/scopeflags/scopeflags/internal/throttle"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
@@ -240,9 +241,10 @@ func (s *Server) build() http.Handler {
 	h("GET", "/metrics", ScopeRead, s.metricsPage)
 	// Pages.
 	h("GET", "/{$}", ScopeRead, func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/+feature-info", http.StatusFound)
+		http.Redirect(w, r, landing, http.StatusFound)
 	})
-	h("GET", "/+feature-info", ScopeRead, s.cfg.Engine.InfoHandler().ServeHTTP)
+	h("GET", "/+static/{file}", anonymous, s.staticFile)
+	h("GET", "/+feature-info", ScopeRead, s.infoPage)
 	h("GET", "/+flags", ScopeRead, s.flagsPage)
 	h("GET", "/+flags/{name}", ScopeRead, s.flagPage)
 	h("POST", "/+flags/{name}/rules", ScopeWrite, s.saveFlagRules)
@@ -283,12 +285,12 @@ func (s *Server) build() http.Handler {
 }
 
 // protect gives every answer the pages' protective headers
-// (features.SetPageHeaders: a strict Content-Security-Policy, no framing,
+// (pages.SetHeaders: a strict Content-Security-Policy, no framing,
 // nosniff, no-store, same-origin referrers): pages, redirects, error
 // pages, JSON and text alike, whichever handler writes it.
 func protect(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		features.SetPageHeaders(w.Header())
+		pages.SetHeaders(w.Header())
 		next.ServeHTTP(w, r)
 	})
 }
@@ -313,7 +315,16 @@ func (s *Server) apiFallback(mux *http.ServeMux) http.Handler {
 			if !isAPI(r.URL.Path) {
 				what = "page"
 			}
-			s.fail(w, r, errf(http.StatusNotFound, "not_found", "no such %s: %s", what, echo(r.URL.Path)))
+			notFound := func(w http.ResponseWriter, r *http.Request) {
+				s.fail(w, r, errf(http.StatusNotFound, "not_found", "no such %s: %s", what, echo(r.URL.Path)))
+			}
+			if what == "page" && safeMethod(r.Method) {
+				// Through guard, as anyone may: a signed-in person's
+				// page has the navigation bar.
+				s.guard(anonymous, notFound).ServeHTTP(w, r)
+				return
+			}
+			notFound(w, r)
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -499,7 +510,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeJSON(w, e.Status, map[string]*Error{"error": e})
 		return
 	}
-	s.renderStatus(w, r, e.Status, "error.html", pageData{Title: http.StatusText(e.Status), Message: e.Message, Code: e.Code})
+	d := s.page(r, http.StatusText(e.Status))
+	d.Message, d.Code = e.Message, e.Code
+	s.renderStatus(w, r, e.Status, "error.html", d)
 }
 
 // codeBusy is the error code of a write that could not get the

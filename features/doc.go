@@ -1,7 +1,7 @@
 // Package features is the application API: features.GetFlag(ctx, name) in
 // handlers and jobs, the HTTP middleware and job helper that put a
 // controller in the context, the registry of documented flags (Launchpad's
-// flag_info), and the /+feature-info and /+feature-rules pages.
+// flag_info), and the /+feature-info page (InfoHandler).
 //
 // An Engine ties the parts together: the Live snapshot (or another
 // controller.Source), the scope registry, the flag documentation and the

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"flag"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/features/featuretest"
+	"github.com/scopeflags/scopeflags/internal/pages"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 )
@@ -245,10 +247,13 @@ func TestPages(t *testing.T) {
 	resp, info := get(t, srv.URL+"/+feature-info")
 	assert.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, "text/html; charset=utf-8", resp.Header.Get("Content-Type"))
-	golden(t, "feature-info.golden.html", info)
+	assert.Contains(t, info, "<style>"+pages.CSS+"</style>", "mounted on its own: the one style sheet the policy allows, inline, byte for byte")
+	assert.Equal(t, 1, strings.Count(info, "<style"))
+	assert.NotContains(t, info, "<link", "nothing to load: an application serves no /+static/")
+	assert.NotContains(t, info, "<nav", "no navigation bar on its own")
+	golden(t, "feature-info.golden.html", strings.Replace(info, pages.CSS, "/* pages.CSS */", 1))
 	assert.NotContains(t, info, "<script>alert(1)</script>")
-	assertPageHeaders(t, resp.Header)
-	assert.Contains(t, info, "<style>"+features.PageCSS+"</style>", "the one style sheet the policy allows, byte for byte")
+	assertPageHeaders(t, resp.Header, pages.InlinePolicy)
 	for _, want := range []string{"ui.icing", "mail.disabled", "looked.up.undocumented", "checkout.new_flow", "<td>boolean</td>", "<code>on</code> = <code>true</code>", `Schema: <code>{&#34;type&#34;: &#34;object&#34;}</code>`, "ops.mode", "job:nightly", "userslice:1,0", "divisor 0 must be positive", "team:NAME", "server.ROLE", "space-delimited"} {
 		assert.Contains(t, info, want)
 	}
@@ -258,17 +263,43 @@ func TestPages(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 	assert.Equal(t, "GET, HEAD", resp.Header.Get("Allow"))
-	assertPageHeaders(t, resp.Header)
+	assertPageHeaders(t, resp.Header, pages.InlinePolicy)
+
+	// Served by the admin server, which puts its Chrome in the context:
+	// its navigation bar, and its /+static/ style sheet linked.
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := pages.Chrome{Path: r.URL.Path, Who: "ann", Scope: "read", CSRF: "tok"}
+		e.InfoHandler().ServeHTTP(w, r.WithContext(pages.WithChrome(r.Context(), c)))
+	}))
+	defer admin.Close()
+	resp, info = get(t, admin.URL+"/+feature-info")
+	info = html.UnescapeString(info) // html/template writes + in attributes as &#43;
+	assert.Equal(t, 200, resp.StatusCode)
+	assertPageHeaders(t, resp.Header, pages.Policy)
+	href, err := pages.StaticHref("style.css")
+	require.NoError(t, err)
+	assert.Contains(t, info, `<link rel="stylesheet" href="`+href+`">`)
+	assert.NotContains(t, info, "<style")
+	assert.Contains(t, info, `<a href="/+feature-info" aria-current="page">Documentation</a>`)
+	assert.Contains(t, info, `<span id="who">ann (read)</span>`)
+	assert.Contains(t, info, `<input type="hidden" name="csrf" value="tok"><button type="submit" id="logout"`)
 }
 
 // assertPageHeaders checks the protective headers of an HTML page: a
-// policy that allows nothing but the pages' one style sheet, no framing,
-// no sniffing, no caching, no referrer to other sites.
-func assertPageHeaders(t *testing.T, h http.Header) {
+// policy (pages.Policy or pages.InlinePolicy, checked here for what
+// they must say) that allows nothing but the pages' style sheet, no
+// framing, no sniffing, no caching, no referrer to other sites.
+func assertPageHeaders(t *testing.T, h http.Header, policy string) {
 	t.Helper()
-	sum := sha256.Sum256([]byte(features.PageCSS))
 	csp := h.Get("Content-Security-Policy")
-	for _, want := range []string{"default-src 'none'", "style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"} {
+	assert.Equal(t, policy, csp)
+	style := "style-src 'self'"
+	if policy == pages.InlinePolicy {
+		sum := sha256.Sum256([]byte(pages.CSS))
+		style = "style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+		assert.NotContains(t, csp, "script-src")
+	}
+	for _, want := range []string{"default-src 'none'", style, "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"} {
 		assert.Contains(t, csp, want)
 	}
 	assert.NotContains(t, csp, "unsafe")

@@ -2,15 +2,13 @@ package features
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"embed"
-	"encoding/base64"
-	"html/template"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
 
+	"github.com/scopeflags/scopeflags/internal/pages"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 )
@@ -18,58 +16,7 @@ import (
 //go:embed templates/*.html
 var templateFS embed.FS
 
-var templates = template.Must(template.New("").Funcs(template.FuncMap{"pageCSS": PageStyle}).ParseFS(templateFS, "templates/*.html"))
-
-// PageCSS is the one style sheet of the HTML pages: the feature pages'
-// and the admin server's. Pages inline it as the whole content of their
-// only <style> element (PageStyle), and the Content-Security-Policy of
-// SetPageHeaders allows exactly this text by its hash: no other style,
-// script, image, frame or connection.
-const PageCSS = `
-body{font-family:system-ui,sans-serif;margin:2rem;max-width:72rem;color:#222}
-table{border-collapse:collapse;margin:0 0 1.5rem}
-.wide{overflow-x:auto;margin:0 0 1.5rem}.wide table{margin:0}
-th,td{border:1px solid #ccc;padding:.3rem .6rem;text-align:left;vertical-align:top}
-th{background:#f3f3f3}
-code,pre,textarea{font-family:ui-monospace,monospace}
-pre{background:#f7f7f7;padding:.8rem;overflow:auto}
-textarea{width:100%;box-sizing:border-box}
-input[type=text],input[type=password]{width:40rem;max-width:100%;box-sizing:border-box}
-nav{display:flex;flex-wrap:wrap;gap:1rem;align-items:center}
-nav form{margin-left:auto}
-.empty{color:#666;font-style:italic}
-.notice{border-left:4px solid #2a7;padding:.3rem 1rem;background:#f2fbf6}
-.problem{border-left:4px solid #c33;padding:.3rem 1rem;background:#fdf3f3}
-.diff .add{color:#075;background:#e9f9ef}.diff .del{color:#a11;background:#fdeeee}.diff .hunk{color:#66a}
-.diff{display:grid;grid-template-columns:minmax(100%,max-content)}.diff span{display:block;white-space:pre}
-.entry{border-top:1px solid #ddd;padding:.5rem 0}
-.lines code,textarea#rules-text{white-space:pre;overflow-wrap:normal}
-@media (max-width:40rem){body{margin:1rem}}
-`
-
-// PageStyle is PageCSS for html/template: {{pageCSS}} inside <style>.
-func PageStyle() template.CSS { return template.CSS(PageCSS) }
-
-// pagePolicy is the Content-Security-Policy of every HTML page.
-var pagePolicy = func() string {
-	sum := sha256.Sum256([]byte(PageCSS))
-	return "default-src 'none'; style-src 'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) +
-		"'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-}()
-
-// SetPageHeaders sets the protective headers every HTML page sends (and
-// that are harmless on any other answer): a Content-Security-Policy that
-// allows only PageCSS, forms posted to this site and no framing;
-// X-Frame-Options DENY for browsers without frame-ancestors; nosniff;
-// Cache-Control no-store (pages show rules and sessions' tokens); and a
-// Referrer-Policy that keeps paths from other sites.
-func SetPageHeaders(h http.Header) {
-	h.Set("Content-Security-Policy", pagePolicy)
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Cache-Control", "no-store")
-	h.Set("Referrer-Policy", "same-origin")
-}
+var templates = pages.Parse(nil, templateFS, "templates/*.html")
 
 type docRow struct {
 	FlagDoc
@@ -93,7 +40,10 @@ type declRow struct {
 }
 
 type infoData struct {
-	Title        string
+	Title string
+	// Chrome is the layout's: the admin server's navigation bar and
+	// linked style sheet, or (mounted on its own) the style sheet inline.
+	Chrome       pages.Chrome
 	Revision     int64
 	Declared     []declRow
 	Documented   []docRow
@@ -112,6 +62,12 @@ type infoData struct {
 // flags; undocumented flags looked up or present in rules; value domains;
 // scope handlers with their syntax; and scopes in rules that no handler
 // claims.
+//
+// The page needs nothing else served: mounted by an application, its
+// style sheet is inline, allowed by its hash in the page's
+// Content-Security-Policy, which allows nothing else (no script, no other
+// style). Served by the admin server (feature-info serve) it links the
+// server's /+static/style.css and has the server's navigation bar.
 func (e *Engine) InfoHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		snap := e.live.Current()
@@ -119,7 +75,7 @@ func (e *Engine) InfoHandler() http.Handler {
 		for _, rl := range snap.Rules() {
 			ruleCount[rl.Flag]++
 		}
-		d := infoData{Title: "Feature flag information", Revision: snap.Revision(), Domains: ValueDomains, Handlers: e.scopes.Handlers(),
+		d := infoData{Title: "Feature flag information", Chrome: pages.ChromeFrom(r.Context()), Revision: snap.Revision(), Domains: ValueDomains, Handlers: e.scopes.Handlers(),
 			UndocumentedDropped: e.docs.UndocumentedDropped(), MaxUndocumented: MaxUndocumented}
 		documented := map[string]bool{}
 		for _, def := range snap.Definitions() {
@@ -158,14 +114,19 @@ func (e *Engine) InfoHandler() http.Handler {
 				d.Rejected = append(d.Rejected, rejectedScope{sc.Name, sc.Err})
 			}
 		}
-		render(w, r, "info.html", d)
+		render(w, r, d.Chrome, "info.html", d)
 	})
 }
 
 // render executes a template into a buffer so a template error becomes a
-// clean 500 rather than half a page.
-func render(w http.ResponseWriter, r *http.Request, name string, data any) {
-	SetPageHeaders(w.Header())
+// clean 500 rather than half a page. The protective headers' policy is
+// that of the page's style sheet, inline or linked.
+func render(w http.ResponseWriter, r *http.Request, c pages.Chrome, name string, data any) {
+	if c.Inline {
+		pages.SetInlineHeaders(w.Header())
+	} else {
+		pages.SetHeaders(w.Header())
+	}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)

@@ -4,16 +4,20 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/pages"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
@@ -22,8 +26,16 @@ import (
 // 2.1, levels A and AA, and axe's best practices.
 var axeTags = []string{"wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "best-practice"}
 
-// axeWidths are the viewport widths every page is checked at: a phone,
-// then a desktop window (the width the browser is left at).
+// axeViews are how every page is checked: at the widths of a phone and
+// of a desktop window, and in dark mode (prefers-color-scheme: dark) at
+// the desktop width; the last (desktop, light) is how the browser is
+// left.
+var axeViews = []struct {
+	width int64
+	dark  bool
+}{{390, false}, {1280, true}, {1280, false}}
+
+// axeWidths are the widths of axeViews: a phone, then a desktop window.
 var axeWidths = []int64{390, 1280}
 
 var axeOnce struct {
@@ -104,11 +116,15 @@ const axeRun = `(async () => {
 	return JSON.stringify(r.violations);
 })()`
 
-// checkPage checks the page open in ctx as a person sees it at each of
-// axeWidths: axe-core finds no violation of axeTags, and the page does not
-// scroll sideways (a wide table or diff scrolls in its own box, which a
-// keyboard can reach). It fails the test listing every violation found,
-// with the elements at fault. The viewport is left at 1280 px.
+// checkPage checks the page open in ctx as a person sees it in each of
+// axeViews: axe-core finds no violation of axeTags (contrast included, in
+// light and dark mode), and the page does not scroll sideways (a wide
+// table or diff scrolls in its own box, which a keyboard can reach). It
+// fails the test listing every violation found, with the elements at
+// fault. Each view's screenshot is written to screenshotDir(), named
+// after the test, the page and the view (TestAxe_preview-preview-390.png,
+// TestBrowserFlags-flags_searched-1280-dark.png). The viewport is left at
+// 1280 px, light.
 func checkPage(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
 	src := axeScript(t)
@@ -120,16 +136,27 @@ func checkPage(t *testing.T, ctx context.Context, name string) {
 		step(t, ctx, name+": inject axe-core", chromedp.Evaluate(src+"\n;true", &loaded))
 	}
 	awaitPromise := func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }
-	for _, w := range axeWidths {
+	dir := screenshotDir()
+	require.NoError(t, os.MkdirAll(dir, 0o755))
+	for _, v := range axeViews {
+		view, scheme := fmt.Sprint(v.width), lightScheme
+		if v.dark {
+			view, scheme = view+"-dark", darkScheme
+		}
 		var out string
 		var scrollWidth int64
 		var url string
-		step(t, ctx, fmt.Sprintf("%s: axe at %d px", name, w),
-			chromedp.EmulateViewport(w, 900),
+		var png []byte
+		step(t, ctx, fmt.Sprintf("%s: axe at %s px", name, view),
+			chromedp.EmulateViewport(v.width, 900),
+			scheme,
 			chromedp.Location(&url),
 			chromedp.Evaluate(fmt.Sprintf(axeRun, tags), &out, awaitPromise),
 			chromedp.Evaluate(`document.documentElement.scrollWidth`, &scrollWidth),
+			chromedp.FullScreenshot(&png, 100),
 		)
+		shot := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_", ",", "").Replace(t.Name()+"-"+name)+"-"+view+".png")
+		require.NoError(t, os.WriteFile(shot, png, 0o644))
 		var vs []axeViolation
 		require.NoError(t, json.Unmarshal([]byte(out), &vs), out)
 		if len(vs) > 0 {
@@ -137,10 +164,10 @@ func checkPage(t *testing.T, ctx context.Context, name string) {
 			for _, v := range vs {
 				b.WriteString("\n  " + v.String())
 			}
-			t.Errorf("%s (%s) at %d px: %d accessibility violations:%s", name, url, w, len(vs), b.String())
+			t.Errorf("%s (%s) at %s px: %d accessibility violations:%s (screenshot: %s)", name, url, view, len(vs), b.String(), shot)
 		}
-		if scrollWidth > w {
-			t.Errorf("%s (%s) at %d px scrolls sideways: the page is %d px wide", name, url, w, scrollWidth)
+		if scrollWidth > v.width {
+			t.Errorf("%s (%s) at %s px scrolls sideways: the page is %d px wide (screenshot: %s)", name, url, view, scrollWidth, shot)
 		}
 	}
 }
@@ -216,11 +243,12 @@ func TestAxe(t *testing.T) {
 			chromedp.WaitVisible("#login-error", chromedp.ByID),
 		}},
 		{"not found, anonymous", []chromedp.Action{chromedp.Navigate(base + "/+feature-nothing"), chromedp.WaitVisible("#message", chromedp.ByID)}},
-		{"info, read key", login(readKey, "declared-flags")},
+		{"flags, read key", login(readKey, "flags")}, // login lands on the flags
+		{"info, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-info"), chromedp.WaitVisible("#declared-flags", chromedp.ByID)}},
 		{"rules, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-rules"), chromedp.WaitVisible("#rules", chromedp.ByID)}},
 		{"changelog, read key", []chromedp.Action{chromedp.Navigate(base + "/+changelog"), chromedp.WaitVisible("#entry-1", chromedp.ByID)}},
 		{"not found, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-nothing"), chromedp.WaitVisible("#message", chromedp.ByID)}},
-		{"rules, write key", append(login(writeKey, "declared-flags"), chromedp.Navigate(base+"/+feature-rules"), chromedp.WaitVisible("#rules-text", chromedp.ByID))},
+		{"rules, write key", append(login(writeKey, "flags"), chromedp.Navigate(base+"/+feature-rules"), chromedp.WaitVisible("#rules-text", chromedp.ByID))},
 		{"rules with errors", save(original+"ui.banner default nine bye\nui.banner\n", "QA-1 banner", "numbered")},
 		{"rules with errors, at a line", []chromedp.Action{chromedp.Click(`#errors a[href^="#line-"]`, chromedp.ByQuery), chromedp.WaitVisible(`tr:target`, chromedp.ByQuery)}},
 		{"rules with a negation refused", save(original+"checkout.new_flow.enabled default 100 off\n", "QA-2 off", "allow-negations")},
@@ -267,4 +295,65 @@ func TestAxe(t *testing.T) {
 			checkPage(t, ctx, page.name)
 		})
 	}
+}
+
+// componentsPage shows every part of the style sheet the pages may use,
+// some not used by a page yet: the navigation bar, badges, buttons, form
+// controls, filters, messages, a wide zebra table, a diff.
+const componentsPage = `{{template "top" .}}
+<form class="filters" method="get" action="/components" role="search" aria-label="Filter flags">
+<label>Search <input type="search" name="q" value="icing"></label>
+<label>Type <select name="type"><option>any</option><option>boolean</option></select></label>
+<label>Since <input type="date" name="since"></label>
+<label><span><input type="checkbox" name="external" value="1"> external only</span></label>
+<button type="submit">Filter</button> <a class="button secondary" href="/components">Clear</a>
+</form>
+<p>Badges: <span class="badge">json</span> <span class="badge badge-ok">ok</span> <span class="badge badge-warn">undeclared</span> <span class="badge badge-error">ERROR</span> <span class="badge badge-info">external</span></p>
+<p class="actions"><button type="button">Save</button><button type="button" class="secondary">Cancel</button><button type="button" class="danger">Revoke</button><a href="/components">a link</a> <span class="muted">muted text</span> <span class="empty">empty</span></p>
+<div class="notice"><p>Saved as revision 3.</p></div>
+<div class="problem"><p>Not saved: line 2: <a href="/components">unknown scope</a>.</p></div>
+<div class="warning"><p>Scopes no handler claims: <code>job:x</code>.</p></div>
+<div class="info"><p>The key is shown once.</p></div>
+<h2 id="t">Flags</h2>
+<div class="wide" tabindex="0" role="region" aria-labelledby="t"><table>
+<tr><th>Name</th><th>Type</th><th class="num">Rules</th><th>Last change</th><th>Description</th></tr>
+{{range .Rows}}<tr><td><a href="/components"><code>{{.}}</code></a> <span class="badge badge-warn">undeclared</span></td><td>boolean</td><td class="num">12</td><td>2026-12-02 by <strong>ann</strong></td><td>A description long enough to wrap on a phone and make the table scroll in its box.</td></tr>
+{{end}}</table></div>
+<pre class="diff" tabindex="0"><span class="hunk">@@ -1,2 +1,2 @@</span><span class="ctx"> ui.icing default 0 vanilla</span><span class="del">-ui.icing team:qa 5 mint</span><span class="add">+ui.icing team:qa 5 lemon</span></pre>
+<p><label for="text">Rules</label><textarea id="text" rows="3">ui.icing default 0 vanilla</textarea></p>
+{{template "bottom" .}}`
+
+// TestAxeComponents runs checkPage on componentsPage in the pages' layout
+// as an admin sees it: every part of the style sheet, in light and dark
+// mode, at both widths, passes axe (contrast included) before a page
+// uses it.
+func TestAxeComponents(t *testing.T) {
+	axeScript(t)
+	ctx := browser(t)
+	tmpl := pages.Parse(nil, fstest.MapFS{"components.html": {Data: []byte(componentsPage)}}, "components.html")
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /+static/{file}", func(w http.ResponseWriter, r *http.Request) {
+		pages.SetHeaders(w.Header())
+		if !pages.ServeStatic(w, r, r.PathValue("file")) {
+			http.NotFound(w, r)
+		}
+	})
+	mux.HandleFunc("GET /components", func(w http.ResponseWriter, r *http.Request) {
+		pages.SetHeaders(w.Header())
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		d := struct {
+			Title    string
+			Revision int64
+			Chrome   pages.Chrome
+			Rows     []string
+		}{"Components", 3, pages.Chrome{Path: "/+flags", Who: "ann", Scope: "admin", CSRF: "t", Admin: true},
+			[]string{"checkout.express.enabled", "notification.global.message.with.a.long.name", "ui.icing"}}
+		if err := tmpl.ExecuteTemplate(w, "components.html", d); err != nil {
+			t.Error(err)
+		}
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	step(t, ctx, "components", chromedp.Navigate(srv.URL+"/components"), chromedp.WaitVisible("#t", chromedp.ByID))
+	checkPage(t, ctx, "components")
 }

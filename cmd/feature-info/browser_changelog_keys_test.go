@@ -154,6 +154,7 @@ func TestBrowserChangelogAndKeys(t *testing.T) {
 		chromedp.Click("#create-button", chromedp.ByID),
 		chromedp.WaitVisible("#created", chromedp.ByID),
 		chromedp.Value("#new-key", &secret, chromedp.ByID),
+		chromedp.WaitVisible("#copy-key", chromedp.ByID), // copy.js shows its button
 		chromedp.Text("#created", &body, chromedp.ByID),
 	)
 	k, err := m.Store.Authenticate(bg, secret)
