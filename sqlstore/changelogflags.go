@@ -140,6 +140,34 @@ func fillChangelogFlags(ctx context.Context, s *Store, tx *sqlx.Tx) error {
 	}
 }
 
+// maxUnfiled bounds the entries one write files for older binaries.
+const maxUnfiled = 1000
+
+// fileUnfiled records the flags of the entries written after the newest
+// entry whose flags are recorded, but for entry (the one being written):
+// entries that a binary of schema version 5, which knows nothing of
+// feature_changelog_flags, wrote during a rolling upgrade (migration 6
+// stays compatible with it). Each write files at most maxUnfiled of
+// them, oldest first; an entry whose diff names no flag is passed over
+// once a later entry is filed.
+func (s *Store) fileUnfiled(ctx context.Context, tx *sqlx.Tx, entry int64) error {
+	var rows []struct {
+		ID   int64  `db:"id"`
+		Diff string `db:"diff"`
+	}
+	err := tx.SelectContext(ctx, &rows, s.rebind(`SELECT id, diff FROM feature_changelog
+		WHERE id > (SELECT COALESCE(MAX(entry_id), 0) FROM feature_changelog_flags) AND id <> ?
+		ORDER BY id LIMIT ?`), entry, maxUnfiled)
+	if err != nil || len(rows) == 0 {
+		return err
+	}
+	es := make([]entryFlags, len(rows))
+	for i, r := range rows {
+		es[i] = entryFlags{r.ID, DiffFlags(r.Diff)}
+	}
+	return s.insertEntryFlags(ctx, tx, es)
+}
+
 // touchedFlags returns the flags each of the entries ids touched, in
 // byte order, by entry.
 func (s *Store) touchedFlags(ctx context.Context, q sqlx.QueryerContext, ids []int64) (map[int64][]string, error) {

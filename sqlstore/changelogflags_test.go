@@ -218,7 +218,7 @@ UPDATE feature_revision SET revision = 4;`)
 			up, err := sqlstore.Migrate(ctx, dsn, sqlstore.MigrateOptions{})
 			require.NoError(t, err)
 			assert.Equal(t, sqlstore.SchemaVersion(), up.To)
-			assert.Contains(t, up.Pending, sqlstore.Migration{Version: 6, Name: "changelog_flags_and_audit", CompatibleFrom: 6})
+			assert.Contains(t, up.Pending, sqlstore.Migration{Version: 6, Name: "changelog_flags_and_audit", CompatibleFrom: 5}, "only tables added: version 5 keeps running")
 
 			st, err := sqlstore.Open(ctx, dsn)
 			require.NoError(t, err)
@@ -254,6 +254,28 @@ UPDATE feature_revision SET revision = 4;`)
 			require.NoError(t, err)
 			require.Len(t, evs, 1)
 			assert.Equal(t, "deploy", evs[0].KeyName)
+
+			// A version-5 server still running (a rolling upgrade) writes
+			// an entry as it always did, without filing its flags; the
+			// next write of this binary files it.
+			_, err = sqlstoretest.RawDB(t, dsn).Exec(`INSERT INTO feature_changelog (changed_at, actor, comment, diff, revision, rules_text, declarations_text) VALUES
+  ('2026-01-05 00:00:00', 'old', 'by version 5', '@@ -1 +1 @@
+-ui.theme	default	1	light
++ui.theme	default	1	blue
+', 6, 'ui.theme	default	1	blue
+', '')`)
+			require.NoError(t, err)
+			_, err = sqlstoretest.RawDB(t, dsn).Exec(`UPDATE feature_revision SET revision = 6`)
+			require.NoError(t, err)
+			_, _, err = st.ReplaceText(ctx, "ui.theme default 1 light\nui.icing default 0 plain\n", nil, change("new again", 6))
+			require.NoError(t, err)
+			theme, err = st.Changelog(ctx, sqlstore.ChangelogQuery{Flag: "ui.theme"})
+			require.NoError(t, err)
+			var comments []string
+			for _, e := range theme {
+				comments = append(comments, e.Comment)
+			}
+			assert.Equal(t, []string{"by version 5", "after", "fourth"}, comments, "filed at the next write")
 		})
 	}
 }

@@ -237,6 +237,9 @@ func (s *Store) commit(ctx context.Context, op string, c Change, p *pending, tx 
 	if err := tx.GetContext(ctx, &e.ID, query, args...); err != nil {
 		return fail(err)
 	}
+	if err := s.fileUnfiled(ctx, tx, e.ID); err != nil {
+		return fail(err)
+	}
 	if err := s.insertEntryFlags(ctx, tx, []entryFlags{{e.ID, e.Touched}}); err != nil {
 		return fail(err)
 	}

@@ -2,8 +2,11 @@
 -- be read a flag at a time; the entries written before get theirs from
 -- their diffs (a step in Go, after this file). Key creations and
 -- revocations are recorded in an audit log, apart from the rules'
--- revisions. Binaries of version 5 would write entries and key events
--- without recording them here, so they do not run on this schema.
+-- revisions. Only tables are added, so binaries of version 5 keep running
+-- on this schema during a rolling upgrade: the entries they write are
+-- filed by flag at the next write of a newer binary (fileUnfiled), and
+-- the keys they create or revoke meanwhile are not in the audit log.
+-- compatible-from: 5
 CREATE TABLE feature_changelog_flags (
     entry_id BIGINT NOT NULL REFERENCES feature_changelog (id),
     flag     TEXT   NOT NULL,
