@@ -1160,19 +1160,29 @@ func countRevoked(ks []sqlstore.APIKey) int {
 }
 
 func (s *Server) apiRevokeKey(w http.ResponseWriter, r *http.Request) {
+	if k, ok := s.revokeKey(w, r); ok {
+		writeJSON(w, http.StatusOK, keyOf(k))
+	}
+}
+
+// revokeKey revokes the key of the request's path {id} (its sessions
+// end; the revocation is audited with the request's actor), logs it and
+// refreshes this server's key table; on failure it answers the request
+// and returns false.
+func (s *Server) revokeKey(w http.ResponseWriter, r *http.Request) (sqlstore.APIKey, bool) {
 	id, err := pathID(r)
 	if err != nil {
 		s.fail(w, r, err)
-		return
+		return sqlstore.APIKey{}, false
 	}
 	k, err := s.store.RevokeKeyBy(r.Context(), info(r).actor, id)
 	if err != nil {
 		s.fail(w, r, err)
-		return
+		return sqlstore.APIKey{}, false
 	}
 	s.log.Info("api key revoked", "id", k.ID, "name", k.Name, "by", info(r).actor)
 	s.refreshKeys(r)
-	writeJSON(w, http.StatusOK, keyOf(k))
+	return k, true
 }
 
 // refreshKeys makes this server's key table see a key change at once

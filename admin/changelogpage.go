@@ -133,7 +133,7 @@ func (s *Server) changelogPage(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		s.renderData(w, r, http.StatusBadRequest, "changelog.html", d)
+		s.renderStatus(w, r, http.StatusBadRequest, "changelog.html", d)
 		return
 	case err != nil:
 		s.fail(w, r, err)
@@ -144,7 +144,7 @@ func (s *Server) changelogPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.renderData(w, r, http.StatusOK, "changelog.html", d)
+	s.renderStatus(w, r, http.StatusOK, "changelog.html", d)
 }
 
 // loadChangelog fills the changelog page with the page of entries q asks
@@ -226,7 +226,7 @@ func (s *Server) revertPage(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, lerr)
 			return
 		}
-		s.renderData(w, r, ae.Status, "changelog.html", d)
+		s.renderStatus(w, r, ae.Status, "changelog.html", d)
 		return
 	case err != nil:
 		s.fail(w, r, err)

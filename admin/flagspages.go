@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -182,7 +181,7 @@ func (s *Server) flagsPage(w http.ResponseWriter, r *http.Request) {
 	if d.Page < d.Pages {
 		d.Next = link(d.Page + 1)
 	}
-	s.renderData(w, r, http.StatusOK, "flags.html", d)
+	s.renderStatus(w, r, http.StatusOK, "flags.html", d)
 }
 
 // flagRows lists every flag of the list, by name, without values or
@@ -234,20 +233,6 @@ func (s *Server) flagRows(snap *controller.Snapshot) []flagRow {
 	return rows
 }
 
-// renderData renders a page template with any page data type that
-// embeds pageData, as renderStatus does for pageData.
-func (s *Server) renderData(w http.ResponseWriter, r *http.Request, status int, name string, d any) {
-	var buf bytes.Buffer
-	if err := templates.ExecuteTemplate(&buf, name, d); err != nil {
-		s.log.Error("render page", "page", name, "err", err)
-		http.Error(w, "internal error rendering page", http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8") // the protective headers are set for every answer (protect)
-	w.WriteHeader(status)
-	w.Write(buf.Bytes())
-}
-
 // changeURL is where changelog entry id is shown on the changelog page.
 func changeURL(id int64) string {
 	return "/+changelog?before=" + strconv.FormatInt(id+1, 10) + "#entry-" + strconv.FormatInt(id, 10)
@@ -297,6 +282,10 @@ type flagData struct {
 	// comes back) and where it posts.
 	EditURL string
 }
+
+// ConfirmURL is where the preview's "Confirm save" posts: the flag's
+// own editor.
+func (d flagData) ConfirmURL() string { return d.EditURL }
 
 // URL is the page's address.
 func (d flagData) URL() string { return flagURL(d.Name) }
@@ -426,7 +415,7 @@ func (s *Server) flagPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.renderData(w, r, status, "flag.html", d)
+	s.renderStatus(w, r, status, "flag.html", d)
 }
 
 // askWho answers the who-sees-what form on d, as /api/v1/explain answers
@@ -587,5 +576,5 @@ func (s *Server) saveFlagRules(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.renderData(w, r, status, "flag.html", d)
+	s.renderStatus(w, r, status, "flag.html", d)
 }

@@ -62,7 +62,7 @@ func (s *Server) keysPage(w http.ResponseWriter, r *http.Request) {
 			d.Revoked = nil
 		}
 	}
-	s.renderData(w, r, http.StatusOK, "keys.html", d)
+	s.renderStatus(w, r, http.StatusOK, "keys.html", d)
 }
 
 // loadKeys fills the keys page: the keys, and the page of the audit log
@@ -133,7 +133,7 @@ func (s *Server) createKeyPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.renderData(w, r, status, "keys.html", d)
+	s.renderStatus(w, r, status, "keys.html", d)
 }
 
 // revokeKeyConfirm: GET /+keys/{id}/revoke (admin) asks "Revoke key N
@@ -156,24 +156,16 @@ func (s *Server) revokeKeyConfirm(w http.ResponseWriter, r *http.Request) {
 	}
 	d := keysData{pageData: s.page(r, "Revoke key "+strconv.FormatInt(id, 10)), Confirm: &ks[i]}
 	d.Self = info(r).p != nil && info(r).p.key.ID == id
-	s.renderData(w, r, http.StatusOK, "keyrevoke.html", d)
+	s.renderStatus(w, r, http.StatusOK, "keyrevoke.html", d)
 }
 
 // revokeKeyPage: POST /+keys/{id}/revoke (admin) revokes the key (its
 // sessions end; the revocation is recorded in the audit log) and goes
 // back to the keys page.
 func (s *Server) revokeKeyPage(w http.ResponseWriter, r *http.Request) {
-	id, err := pathID(r)
-	if err != nil {
-		s.fail(w, r, err)
+	k, ok := s.revokeKey(w, r)
+	if !ok {
 		return
 	}
-	k, err := s.store.RevokeKeyBy(r.Context(), info(r).actor, id)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.log.Info("api key revoked", "id", k.ID, "name", k.Name, "by", info(r).actor)
-	s.refreshKeys(r)
 	http.Redirect(w, r, keysPath+"?revoked="+strconv.FormatInt(k.ID, 10), http.StatusSeeOther)
 }

@@ -107,6 +107,10 @@ type pageData struct {
 
 // Chrome is what the layout shows around the page: the navigation bar
 // for whoever is signed in, the current page marked.
+// ConfirmURL is where a preview's "Confirm save" posts: the rules page
+// (a flag's page has its own).
+func (d pageData) ConfirmURL() string { return "/+feature-rules" }
+
 func (d pageData) Chrome() pages.Chrome {
 	return pages.Chrome{Path: d.path, Who: d.Who, Scope: string(d.Scope), CSRF: d.CSRF, Admin: d.Scope.Allows(ScopeAdmin)}
 }

@@ -290,7 +290,7 @@ func TestChangelogCut(t *testing.T) {
 }
 
 var (
-	regexpConfirmForm = regexp.MustCompile(`(?s)<form method="post" action="/\+feature-rules" id="confirm-form">(.*?)</form>`)
+	regexpConfirmForm = regexp.MustCompile(`(?s)<form method="post" action="/(?:\+|&#43;)feature-rules" id="confirm-form">(.*?)</form>`)
 	regexpHidden      = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
 	regexpTextarea    = regexp.MustCompile(`(?s)<textarea name="text"[^>]*>(.*?)</textarea>`)
 	regexpListItems   = regexp.MustCompile(`(?s)<li[ >].*?</li>`)
