@@ -27,7 +27,24 @@ type KeyCache struct {
 	interval time.Duration
 	cur      atomic.Pointer[keyTable]
 	err      atomic.Pointer[error]
+
+	// A lookup that misses while Run runs asks for a refresh (missed)
+	// and waits, at most MissWait, for the end of a refresh that began
+	// after it asked (next is closed when the refresh begun next ends),
+	// so a key made a moment ago works at its first use.
+	running atomic.Bool
+	missed  chan struct{}
+	next    atomic.Pointer[chan struct{}]
 }
+
+// MissWait bounds how long a lookup of a key the table does not hold
+// waits for a refresh (while Run runs): a key created a moment ago, on
+// this server or another, is found at its first use. Refreshes a miss
+// asks for are at most one per missGap, whatever the number of misses.
+const MissWait = 300 * time.Millisecond
+
+// missGap is the least time between two refreshes asked for by misses.
+const missGap = 50 * time.Millisecond
 
 type keyTable struct {
 	fingerprint string
@@ -61,8 +78,10 @@ func NewKeyCache(st *Store, opts KeyCacheOptions) *KeyCache {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	c := &KeyCache{st: st, log: opts.Log, interval: opts.Refresh}
+	c := &KeyCache{st: st, log: opts.Log, interval: opts.Refresh, missed: make(chan struct{}, 1)}
 	c.cur.Store(&keyTable{})
+	next := make(chan struct{})
+	c.next.Store(&next)
 	return c
 }
 
@@ -73,6 +92,9 @@ func (c *KeyCache) Lookup(key string) (APIKey, bool) {
 	// on every request.
 	h := sha256.Sum256(unsafe.Slice(unsafe.StringData(key), len(key)))
 	k := c.cur.Load().byHash[h]
+	if k == nil && c.running.Load() {
+		k = c.waitFor(h)
+	}
 	if k == nil {
 		return APIKey{}, false
 	}
@@ -80,6 +102,32 @@ func (c *KeyCache) Lookup(key string) (APIKey, bool) {
 		k.used.Store(now)
 	}
 	return k.key, true
+}
+
+// waitFor asks Run for a refresh and waits, at most MissWait, for one
+// that began after the asking to end, then looks h up again.
+func (c *KeyCache) waitFor(h [sha256.Size]byte) *cachedKey {
+	next := *c.next.Load()
+	select {
+	case c.missed <- struct{}{}:
+	default: // already asked
+	}
+	t := time.NewTimer(MissWait)
+	defer t.Stop()
+	select {
+	case <-next:
+	case <-t.C:
+	}
+	return c.cur.Load().byHash[h]
+}
+
+// refresh is reload for Run: waiters for the next refresh (waitFor) are
+// woken when it ends.
+func (c *KeyCache) refresh(ctx context.Context, always bool) {
+	next := make(chan struct{})
+	done := c.next.Swap(&next)
+	_ = c.reload(ctx, always)
+	close(*done)
 }
 
 // Ready reports whether the keys have been read at least once.
@@ -202,18 +250,31 @@ func (c *KeyCache) Run(ctx context.Context) error {
 	notified, wait := c.st.listen(ctx, KeyNotifyChannel, "key notifications")
 	defer wait()
 	defer cancel()
-	_ = c.reload(ctx, true)
+	c.refresh(ctx, true)
+	c.running.Store(true)
+	defer c.running.Store(false)
 	t := time.NewTicker(c.interval)
 	defer t.Stop()
 	lastFlush := time.Now()
+	var lastMiss time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-notified:
-			_ = c.reload(ctx, true)
+			c.refresh(ctx, true)
+		case <-c.missed:
+			if wait := missGap - time.Since(lastMiss); wait > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(wait):
+				}
+			}
+			lastMiss = time.Now()
+			c.refresh(ctx, false)
 		case <-t.C:
-			_ = c.reload(ctx, false)
+			c.refresh(ctx, false)
 			if time.Since(lastFlush) >= lastUsedEvery/4 {
 				lastFlush = time.Now()
 				if err := c.flushUsed(ctx); err != nil && ctx.Err() == nil {

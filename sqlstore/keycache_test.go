@@ -2,6 +2,7 @@ package sqlstore_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -77,5 +78,34 @@ func TestKeyCacheRunSeesRevocationAndOutlivesTheStore(t *testing.T) {
 		require.Eventually(t, func() bool { return c.Err() != nil }, 2*time.Second, 5*time.Millisecond)
 		_, _, ok := c.Scope(other)
 		assert.True(t, ok)
+	})
+}
+
+// TestKeyCacheFindsNewKeyAtFirstUse: a key created a moment ago (by
+// another process, with no notification and the poll an hour away) works
+// at its first use: the miss asks for a refresh and waits for it. A key
+// that does not exist is refused within MissWait.
+func TestKeyCacheFindsNewKeyAtFirstUse(t *testing.T) {
+	eachStore(t, func(t *testing.T, st *sqlstore.Store) {
+		ctx, cancel := context.WithCancel(context.Background())
+		c := sqlstore.NewKeyCache(st, sqlstore.KeyCacheOptions{Refresh: time.Hour})
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		defer func() { cancel(); <-done }()
+		require.Eventually(t, c.Ready, 2*time.Second, time.Millisecond)
+		time.Sleep(50 * time.Millisecond) // Run is in its loop
+
+		for i := range 3 {
+			key := sqlstore.NewKey()
+			_, err := st.CreateKey(context.Background(), key, fmt.Sprintf("new %d", i), "read")
+			require.NoError(t, err)
+			k, ok := c.Lookup(key) // at once: no notification on SQLite, none awaited on PostgreSQL
+			require.True(t, ok, "key %d found at its first use", i)
+			assert.Equal(t, fmt.Sprintf("new %d", i), k.Name)
+		}
+		start := time.Now()
+		_, ok := c.Lookup(sqlstore.NewKey())
+		assert.False(t, ok)
+		assert.Less(t, time.Since(start), sqlstore.MissWait+200*time.Millisecond)
 	})
 }

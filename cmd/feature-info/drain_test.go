@@ -40,9 +40,9 @@ func startServe(t *testing.T, dir string, env []string, args ...string) *servePr
 	t.Helper()
 	p := &serveProc{cmd: exec.Command(binary, append([]string{"serve"}, args...)...), exited: make(chan struct{})}
 	p.cmd.Dir = dir
-	// GORACE: the race detector's binary sleeps a second at exit, which
-	// would blur the exit times the tests measure.
-	p.cmd.Env = append(append(os.Environ(), "GORACE=atexit_sleep_ms=0"), env...)
+	// The environment carries TestMain's GORACE (no second's sleep at
+	// exit, which would blur the exit times the tests measure).
+	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout = &p.stdout
 	stderr, err := p.cmd.StderrPipe()
 	require.NoError(t, err)

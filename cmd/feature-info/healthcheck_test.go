@@ -92,7 +92,6 @@ func TestHealthcheck(t *testing.T) {
 					cmd.Env = append(cmd.Env, kv)
 				}
 			}
-			cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0") // the race runtime's 1 s pause at exit
 			cmd.Env = append(cmd.Env, tc.env...)
 			var stdout, stderr strings.Builder
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr

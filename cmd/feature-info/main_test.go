@@ -30,6 +30,16 @@ var binary string
 
 func TestMain(m *testing.M) {
 	flag.Parse()
+	// The race detector's runtime sleeps a second before a process exits
+	// (GORACE atexit_sleep_ms, default 1000) so that reports of late
+	// goroutines are printed: for the hundreds of commands these tests
+	// run that was most of their time. Reports still fail the command
+	// (exit 66), which every test checks.
+	gorace := "atexit_sleep_ms=0"
+	if v := os.Getenv("GORACE"); v != "" {
+		gorace = v + " " + gorace
+	}
+	os.Setenv("GORACE", gorace)
 	dir, err := os.MkdirTemp("", "feature-info-e2e")
 	if err != nil {
 		panic(err)
