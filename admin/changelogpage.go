@@ -90,22 +90,11 @@ func changelogFilters(r *http.Request, q sqlstore.ChangelogQuery) (sqlstore.Chan
 // next day's start, so the day is included), a date and time without a
 // zone (UTC, as a datetime-local field sends it) or an RFC 3339 time.
 func timeParam(name, v string, end bool) (time.Time, error) {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return time.Time{}, nil
+	t, err := sqlstore.ParseChangelogTime(v, end)
+	if err != nil {
+		return t, errf(http.StatusBadRequest, "invalid_request", "%s=%s: want a date (2026-12-31, UTC) or a time (2026-12-31T15:04:05Z)", name, echo(strings.TrimSpace(v)))
 	}
-	if d, err := time.Parse(time.DateOnly, v); err == nil {
-		if end {
-			d = d.AddDate(0, 0, 1)
-		}
-		return d, nil
-	}
-	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02 15:04"} {
-		if t, err := time.Parse(layout, v); err == nil {
-			return t.UTC(), nil
-		}
-	}
-	return time.Time{}, errf(http.StatusBadRequest, "invalid_request", "%s=%s: want a date (2026-12-31, UTC) or a time (2026-12-31T15:04:05Z)", name, echo(v))
+	return t, nil
 }
 
 // changelogPage: GET /+changelog, newest first, changelogPageSize a page

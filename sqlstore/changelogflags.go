@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	sq "github.com/Masterminds/squirrel"
 	"github.com/jmoiron/sqlx"
@@ -240,4 +241,28 @@ func (s *Store) LastChanges(ctx context.Context, flags []string) (map[string]Ent
 		}
 	}
 	return out, nil
+}
+
+// ParseChangelogTime reads a time filter of the changelog (ChangelogQuery
+// Since and Until) as people write one: "" (none), a date (UTC; as an
+// end, the next day's start, so that the day is included), a date and
+// time without a zone (UTC) or an RFC 3339 time. Anything else is
+// ErrInvalid, saying what is wanted.
+func ParseChangelogTime(v string, end bool) (time.Time, error) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.Parse(time.DateOnly, v); err == nil {
+		if end {
+			d = d.AddDate(0, 0, 1)
+		}
+		return d, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02T15:04", "2006-01-02 15:04:05", "2006-01-02 15:04"} {
+		if t, err := time.Parse(layout, v); err == nil {
+			return t.UTC(), nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("%w: want a date (2026-12-31, UTC) or a time (2026-12-31T15:04:05Z)", ErrInvalid)
 }

@@ -9,7 +9,7 @@
 //	feature-info check [-defs FILE | -db DSN] FILE
 //	feature-info import [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-prune] FILE
 //	feature-info export [-db DSN]
-//	feature-info changelog [-db DSN] [-limit N | -id N]
+//	feature-info changelog [-db DSN] [-limit N] [-flag NAME] [-actor NAME] [-since T] [-until T] | -id N
 //	feature-info revert [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-base REV] ID
 //	feature-info rules delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) FLAG...
 //	feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID] [-team NAME]... [-script NAME] [-server ROLE] [-key KEY] [-attr NAME=VALUE]... [-json] FLAG...
@@ -77,7 +77,7 @@ const usage = `usage:
   feature-info check [-defs FILE | -db DSN] FILE
   feature-info import [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-prune] FILE
   feature-info export [-db DSN]
-  feature-info changelog [-db DSN] [-limit N | -id N]
+  feature-info changelog [-db DSN] [-limit N] [-flag NAME] [-actor NAME] [-since T] [-until T] | -id N
   feature-info revert [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) [-base REV] ID
   feature-info rules delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) FLAG...
   feature-info eval (-rules FILE [-defs FILE] | -db DSN) [-scope S]... [-pageid ID] [-user ID]

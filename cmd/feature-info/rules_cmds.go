@@ -363,11 +363,28 @@ func cmdChangelog(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	dsn := fs.String("db", DefaultDSN, "database DSN")
 	limit := fs.Int("limit", 10, "entries to show, newest first")
 	id := fs.Int64("id", 0, "show this entry whole: its diff uncut, and the rules and declarations after it")
+	flagName := fs.String("flag", "", "only the entries that touched this flag (its rules or declaration)")
+	actor := fs.String("actor", "", "only the entries made by exactly this actor")
+	since := fs.String("since", "", "only the entries made at or after this date (2026-12-31, UTC) or time (RFC 3339)")
+	until := fs.String("until", "", "only the entries made before this time, or through this date")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	q := sqlstore.ChangelogQuery{Limit: *limit, Flag: *flagName, Actor: *actor}
+	if q.Flag != "" {
+		if err := rules.ValidFlag(q.Flag); err != nil {
+			return fmt.Errorf("%w: -flag %q: %v", errUsage, q.Flag, err)
+		}
+	}
+	var err error
+	if q.Since, err = sqlstore.ParseChangelogTime(*since, false); err != nil {
+		return fmt.Errorf("%w: -since %q: %v", errUsage, *since, err)
+	}
+	if q.Until, err = sqlstore.ParseChangelogTime(*until, true); err != nil {
+		return fmt.Errorf("%w: -until %q: %v", errUsage, *until, err)
 	}
 	st, err := openExistingStore(ctx, *dsn)
 	if err != nil {
@@ -391,7 +408,7 @@ func cmdChangelog(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		section("declarations", e.Declarations)
 		return nil
 	}
-	entries, err := st.Changelog(ctx, sqlstore.ChangelogQuery{Limit: *limit})
+	entries, err := st.Changelog(ctx, q)
 	if err != nil {
 		return err
 	}
