@@ -530,47 +530,11 @@ func (s *Server) saveFlagRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := flagData{pageData: s.page(r, flagTitle(name)), Name: name}
-	d.Text = strings.ReplaceAll(r.PostForm.Get("text"), "\r\n", "\n")
-	d.Comment = r.PostForm.Get("comment")
-	base, err := strconv.ParseInt(r.PostForm.Get("base"), 10, 64)
-	if err != nil || base < 0 {
-		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "the form lacks the revision it was loaded from; reload the page"))
+	status, done := s.saveEdit(w, r, &d.pageData, flagURL(name), func(c sqlstore.Change) (sqlstore.Entry, []*rules.Error, error) {
+		return s.store.ReplaceFlagText(r.Context(), []string{name}, d.Text, s.live().Registry(), c)
+	})
+	if done {
 		return
-	}
-	confirm := r.PostForm.Get("confirm") == "1"
-	d.Base, d.AllowNegations = base, r.PostForm.Get("allow_negations") != ""
-	d.Negations = d.AllowNegations
-	status := http.StatusOK
-	var bad *Error
-	switch {
-	case !utf8.ValidString(d.Text):
-		status, d.Errors = http.StatusBadRequest, []Detail{{Line: 1 + strings.Count(d.Text[:badUTF8([]byte(d.Text))], "\n"), Message: "the rules text is not valid UTF-8"}}
-	case errors.As(checkSaveRules(ruleLines(d.Text)), &bad):
-		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
-	case errors.As(checkComment("the comment", d.Comment, false), &bad):
-		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
-		if bad.Code == "invalid_text" {
-			d.Comment = ""
-		}
-	default:
-		e, warnings, err := s.store.ReplaceFlagText(r.Context(), []string{name}, d.Text, s.live().Registry(),
-			s.ruleChecks(sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base, DryRun: !confirm}, d.AllowNegations))
-		switch {
-		case err == nil && !confirm:
-			d.Preview = newPreview(e, warnings)
-		case err == nil && e.Unchanged:
-			http.Redirect(w, r, flagURL(name)+"?unchanged=1", http.StatusSeeOther)
-			return
-		case err == nil:
-			s.reload(r, "save")
-			http.Redirect(w, r, flagURL(name)+"?saved="+strconv.FormatInt(e.ID, 10), http.StatusSeeOther)
-			return
-		default:
-			if status = s.explainRefusal(r, &d.pageData, err, base); status == 0 {
-				s.fail(w, r, err)
-				return
-			}
-		}
 	}
 	if err := s.fillFlag(r, &d, false); err != nil {
 		s.fail(w, r, err)

@@ -347,47 +347,11 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := rulesData{pageData: s.page(r, "Feature rules")}
-	d.Text = strings.ReplaceAll(r.PostForm.Get("text"), "\r\n", "\n")
-	d.Comment = r.PostForm.Get("comment")
-	base, err := strconv.ParseInt(r.PostForm.Get("base"), 10, 64)
-	if err != nil || base < 0 {
-		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "the form lacks the revision it was loaded from; reload the page"))
+	status, done := s.saveEdit(w, r, &d.pageData, "/+feature-rules", func(c sqlstore.Change) (sqlstore.Entry, []*rules.Error, error) {
+		return s.store.ReplaceText(r.Context(), d.Text, s.live().Registry(), c)
+	})
+	if done {
 		return
-	}
-	confirm := r.PostForm.Get("confirm") == "1"
-	d.Base, d.AllowNegations = base, r.PostForm.Get("allow_negations") != ""
-	d.Negations = d.AllowNegations // keep the box shown while it is ticked
-	status := http.StatusOK
-	var bad *Error
-	switch {
-	case !utf8.ValidString(d.Text):
-		status, d.Errors = http.StatusBadRequest, []Detail{{Line: 1 + strings.Count(d.Text[:badUTF8([]byte(d.Text))], "\n"), Message: "the rules text is not valid UTF-8"}}
-	case errors.As(checkSaveRules(ruleLines(d.Text)), &bad):
-		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
-	case errors.As(checkComment("the comment", d.Comment, false), &bad):
-		status, d.Errors = bad.Status, []Detail{{Message: bad.Message}}
-		if bad.Code == "invalid_text" {
-			d.Comment = "" // not shown back: it would not survive the form again
-		}
-	default:
-		e, warnings, err := s.store.ReplaceText(r.Context(), d.Text, s.live().Registry(),
-			s.ruleChecks(sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base, DryRun: !confirm}, d.AllowNegations))
-		switch {
-		case err == nil && !confirm:
-			d.Preview = newPreview(e, warnings)
-		case err == nil && e.Unchanged:
-			http.Redirect(w, r, "/+feature-rules?unchanged=1", http.StatusSeeOther)
-			return
-		case err == nil:
-			s.reload(r, "save")
-			http.Redirect(w, r, "/+feature-rules?saved="+strconv.FormatInt(e.ID, 10), http.StatusSeeOther)
-			return
-		default:
-			if status = s.explainRefusal(r, &d.pageData, err, base); status == 0 {
-				s.fail(w, r, err)
-				return
-			}
-		}
 	}
 	if cfg, err := s.store.Load(r.Context()); err == nil {
 		d.Revision, d.Rules = cfg.Revision, cfg.Rules
@@ -402,6 +366,61 @@ func (s *Server) saveRules(w http.ResponseWriter, r *http.Request) {
 	}
 	d.LinesOf = "Your text"
 	s.renderStatus(w, r, status, "rules.html", d)
+}
+
+// saveEdit handles the POST of a rules editor (the rules page's, a
+// flag's) whose form ParseForm has read: it reads the text, comment,
+// base revision and allow_negations into d, checks them, and writes with
+// write: Save (no confirm field) as a dry run, whose preview it puts in
+// d; Confirm save (confirm=1) for real, answering with a redirect to
+// back ("?saved=ID", or "?unchanged=1" when nothing changed). done is
+// true when it answered the request; else status is the page's, with
+// d's problems filled in.
+func (s *Server) saveEdit(w http.ResponseWriter, r *http.Request, d *pageData, back string,
+	write func(sqlstore.Change) (sqlstore.Entry, []*rules.Error, error)) (status int, done bool) {
+	d.Text = strings.ReplaceAll(r.PostForm.Get("text"), "\r\n", "\n")
+	d.Comment = r.PostForm.Get("comment")
+	base, err := strconv.ParseInt(r.PostForm.Get("base"), 10, 64)
+	if err != nil || base < 0 {
+		s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "the form lacks the revision it was loaded from; reload the page"))
+		return 0, true
+	}
+	confirm := r.PostForm.Get("confirm") == "1"
+	d.Base, d.AllowNegations = base, r.PostForm.Get("allow_negations") != ""
+	d.Negations = d.AllowNegations // keep the box shown while it is ticked
+	var bad *Error
+	switch {
+	case !utf8.ValidString(d.Text):
+		d.Errors = []Detail{{Line: 1 + strings.Count(d.Text[:badUTF8([]byte(d.Text))], "\n"), Message: "the rules text is not valid UTF-8"}}
+		return http.StatusBadRequest, false
+	case errors.As(checkSaveRules(ruleLines(d.Text)), &bad):
+		d.Errors = []Detail{{Message: bad.Message}}
+		return bad.Status, false
+	case errors.As(checkComment("the comment", d.Comment, false), &bad):
+		d.Errors = []Detail{{Message: bad.Message}}
+		if bad.Code == "invalid_text" {
+			d.Comment = "" // not shown back: it would not survive the form again
+		}
+		return bad.Status, false
+	}
+	e, warnings, err := write(s.ruleChecks(sqlstore.Change{Comment: d.Comment, Actor: info(r).actor, BaseRevision: base, DryRun: !confirm}, d.AllowNegations))
+	switch {
+	case err == nil && !confirm:
+		d.Preview = newPreview(e, warnings)
+		return http.StatusOK, false
+	case err == nil && e.Unchanged:
+		http.Redirect(w, r, back+"?unchanged=1", http.StatusSeeOther)
+		return 0, true
+	case err == nil:
+		s.reload(r, "save")
+		http.Redirect(w, r, back+"?saved="+strconv.FormatInt(e.ID, 10), http.StatusSeeOther)
+		return 0, true
+	}
+	if status = s.explainRefusal(r, d, err, base); status == 0 {
+		s.fail(w, r, err)
+		return 0, true
+	}
+	return status, false
 }
 
 // explainRefusal fills the page for a refused save, classified as the
