@@ -206,31 +206,25 @@ type flagChange struct {
 	Summary string `json:"summary"`
 }
 
-// dryRun reads ?dry_run= (1, true, 0, false...).
-func dryRun(r *http.Request) (bool, error) {
-	v := r.URL.Query().Get("dry_run")
+// boolParam reads the query parameter name as a boolean (1, true, 0,
+// false...); absent is def.
+func boolParam(r *http.Request, name string, def bool) (bool, error) {
+	v := r.URL.Query().Get(name)
 	if v == "" {
-		return false, nil
+		return def, nil
 	}
 	b, err := strconv.ParseBool(v)
 	if err != nil {
-		return false, errf(http.StatusBadRequest, "invalid_request", "dry_run=%s: want 1 or 0", echo(v))
+		return false, errf(http.StatusBadRequest, "invalid_request", "%s=%s: want 1 or 0", name, echo(v))
 	}
 	return b, nil
 }
 
+// dryRun reads ?dry_run= of a write.
+func dryRun(r *http.Request) (bool, error) { return boolParam(r, "dry_run", false) }
+
 // allowNegations reads ?allow_negations of a write of the rules.
-func allowNegations(r *http.Request) (bool, error) {
-	v := r.URL.Query().Get("allow_negations")
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, errf(http.StatusBadRequest, "invalid_request", "allow_negations=%s: want 1 or 0", echo(v))
-	}
-	return b, nil
-}
+func allowNegations(r *http.Request) (bool, error) { return boolParam(r, "allow_negations", false) }
 
 // ruleChecks completes c, a write of the rules, with what this server
 // knows for the store's checks: the flags its application declares in
@@ -506,13 +500,10 @@ func (s *Server) apiPushFlags(w http.ResponseWriter, r *http.Request) {
 	var opts sqlstore.PushOptions
 	strict, dry := true, false
 	for name, dst := range map[string]*bool{"dry_run": &dry, "force": &opts.Force, "strict": &strict} {
-		if v := r.URL.Query().Get(name); v != "" {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				s.fail(w, r, errf(http.StatusBadRequest, "invalid_request", "%s=%s: want true or false", name, echo(v)))
-				return
-			}
-			*dst = b
+		var err error
+		if *dst, err = boolParam(r, name, *dst); err != nil {
+			s.fail(w, r, err)
+			return
 		}
 	}
 	opts.Force = opts.Force || !strict // strict=false: the old spelling of force
