@@ -897,7 +897,7 @@ func (s *Server) explainer(ctx context.Context, req *explainRequest) (*controlle
 	if v, ok := ec["targetingKey"]; ok && key == "" && v != nil {
 		return nil, errf(http.StatusBadRequest, "invalid_request", "context.targetingKey must be a string")
 	}
-	return controller.New(ctx, s.live(), env, controller.Options{Target: rules.NewTarget(key, ec)}), nil
+	return controller.New(ctx, s.live(), env, controller.Options{Target: rules.NewTarget(key, ec), Probe: true}), nil
 }
 
 // apiExplain: POST /api/v1/explain evaluates flags for the given scopes

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 )
@@ -97,6 +99,12 @@ type Controller struct {
 	// flag is looked up.
 	onFirstUse func(flag string)
 	log        *slog.Logger
+	probe      bool
+
+	// span is ctx's recording span (nil: none), looked up at the first
+	// evaluation (spanState goes lazyNew -> lazyDone).
+	span      trace.Span
+	spanState atomic.Int32
 
 	snap   atomic.Pointer[Snapshot]
 	chunks []atomic.Pointer[memoChunk] // written before snap is stored
@@ -175,6 +183,11 @@ type Options struct {
 	// Log receives, once per site, panics recovered from application
 	// callbacks; slog.Default() when nil.
 	Log *slog.Logger
+	// Probe marks a controller that looks at flags on a person's behalf
+	// (the admin explain, the flag pages) rather than serving them: its
+	// evaluations are traced but neither counted nor exposed, so looking
+	// at a flag does not make it look used.
+	Probe bool
 }
 
 // New returns a controller that evaluates env's scopes against src's rules.
@@ -187,7 +200,7 @@ func New(ctx context.Context, src Source, env scopes.Env, opts Options) *Control
 	if env.Context == nil {
 		env.Context = ctx
 	}
-	c := &Controller{ctx: ctx, src: src, onFirstUse: opts.OnFirstUse, log: opts.Log,
+	c := &Controller{ctx: ctx, src: src, onFirstUse: opts.OnFirstUse, log: opts.Log, probe: opts.Probe,
 		target: opts.Target, targetFunc: opts.TargetFunc}
 	c.sh = &c.own
 	c.sh.set.Reset(env)
@@ -199,7 +212,7 @@ func New(ctx context.Context, src Source, env scopes.Env, opts Options) *Control
 // and record of flags used; flag answers are memoised afresh.
 func (c *Controller) WithTarget(t *rules.Target) *Controller {
 	s := c.Snapshot()
-	n := &Controller{ctx: c.ctx, src: c.src, onFirstUse: c.onFirstUse, log: c.log, sh: c.sh, target: t}
+	n := &Controller{ctx: c.ctx, src: c.src, onFirstUse: c.onFirstUse, log: c.log, probe: c.probe, sh: c.sh, target: t}
 	n.chunks = make([]atomic.Pointer[memoChunk], (s.numFlags()+63)/64)
 	n.snap.Store(s)
 	return n
@@ -433,7 +446,7 @@ func (c *Controller) slow(name string) (*flagEntry, outcome) {
 		return nil, outcome{idx: -1}
 	}
 	if !pinned {
-		o := f.resolve(&c.sh.set, c)
+		o := s.eval(f, &c.sh.set, c, c.observer())
 		c.report(o.err)
 		return f, o
 	}
@@ -449,7 +462,7 @@ func (c *Controller) slow(name string) (*flagEntry, outcome) {
 	if c.onFirstUse != nil {
 		c.onFirstUse(name)
 	}
-	o := f.resolve(&c.sh.set, c)
+	o := s.eval(f, &c.sh.set, c, c.observer())
 	c.report(o.err)
 	if o.transient {
 		return f, o
@@ -466,6 +479,21 @@ func (c *Controller) slow(name string) (*flagEntry, outcome) {
 		return f, c.outcomeOf(f, ch.v[f.idx&63].Load())
 	}
 	return f, o
+}
+
+// observer is how the controller's evaluations are observed: counted
+// unless it is a probe, traced when its context's span is recording (looked
+// up once).
+func (c *Controller) observer() observer {
+	if c.spanState.Load() != lazyDone {
+		sp := recordingSpan(c.ctx)
+		if c.spanState.CompareAndSwap(lazyNew, lazyRunning) {
+			c.span = sp
+			c.spanState.Store(lazyDone)
+		}
+		return observer{count: !c.probe, span: sp}
+	}
+	return observer{count: !c.probe, span: c.span}
 }
 
 // noteUnknown records a looked-up flag the snapshot does not know: valid

@@ -24,6 +24,7 @@ type Snapshot struct {
 	scopes   []*scopes.Scope
 	problems []*Problem
 	stored   []rules.Definition // the source's declarations (Live sets it); read-only
+	exp      Exposer            // BuildOptions.Exposures
 }
 
 type flagEntry struct {
@@ -39,12 +40,15 @@ type flagEntry struct {
 	conditional bool              // some rule has a condition
 	bad         bool              // some rule's value or condition is a problem
 	cost        int64             // worst-case cost of an evaluation (rules.FlagCost)
+	useDefault  *usageCounter     // counts DEFAULT answers; nil: counting off
+	useError    *usageCounter     // counts ERROR answers
 }
 
 type rule struct {
 	x *ruleExt // nil for an unconditional rule of an undeclared flag
 	rules.Rule
 	scope *scopes.Scope
+	use   *usageCounter // counts the rule's wins; nil: counting off
 }
 
 // ruleExt holds what only conditional rules and declared flags need, so
@@ -94,6 +98,11 @@ type BuildOptions struct {
 	// across its snapshots; a Build without one checks each distinct
 	// value once within the build.
 	Codec rules.CodecOptions
+	// Usage, if set, counts the snapshot's evaluations (see Usage).
+	Usage *Usage
+	// Exposures, if set, is told of every counted evaluation a rollout
+	// rule (percent or bucket) decided.
+	Exposures Exposer
 }
 
 // Build compiles rs into a Snapshot for revision. Scope strings are compiled
@@ -116,7 +125,7 @@ func Build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 // rules slice, flag entries and their idx) is new, so a reused part is
 // never reached through a memo of prev's.
 func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOptions, prev *Snapshot) *Snapshot {
-	s := &Snapshot{revision: revision, built: time.Now(), all: make([]rule, len(rs))}
+	s := &Snapshot{revision: revision, built: time.Now(), all: make([]rule, len(rs)), exp: opts.Exposures}
 
 	defs := make(map[string]*flagDef, len(opts.Defs))
 	for _, d := range opts.Defs {
@@ -261,6 +270,17 @@ func build(rs []rules.Rule, reg *scopes.Registry, revision int64, opts BuildOpti
 				c = x.cond
 			}
 			e.cost += rules.RuleCost(c)
+		}
+		if u := opts.Usage; u != nil {
+			d := e.result(nil, nil)
+			e.useDefault = u.counter(e.name, d.Reason, d.Variant, d.Value)
+			d = e.resultOf(outcome{idx: -1, fail: true})
+			e.useError = u.counter(e.name, d.Reason, d.Variant, d.Value)
+			for k := range e.rules {
+				r := &e.rules[k]
+				w := e.result(r, nil)
+				r.use = u.counter(e.name, w.Reason, w.Variant, w.Value)
+			}
 		}
 	}
 	slices.Sort(s.names)
@@ -558,7 +578,7 @@ func (s *Snapshot) Evaluate(name string, set *scopes.Set, t *rules.Target) Resul
 	if f == nil {
 		return unknownResult(name)
 	}
-	return f.resultOf(f.resolve(set, fixedTarget{t}))
+	return f.resultOf(s.eval(f, set, fixedTarget{t}, observer{count: true}))
 }
 
 // targeter gives resolve the evaluation context when a condition first

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/rules"
@@ -92,6 +93,11 @@ type Engine struct {
 	docs   *Registry
 	role   string
 	log    *slog.Logger
+
+	source   controller.RuleSource
+	usage    *controller.Usage // nil: counting off
+	usageCfg UsageConfig
+	flushMu  sync.Mutex // serialises FlushUsage
 }
 
 // Config is what an Engine is made from.
@@ -116,6 +122,9 @@ type Config struct {
 	// rules.DefaultMaxValue (256 KiB) when 0. Give the store the same
 	// (sqlstore.Options.MaxValue).
 	MaxValue int
+	// Usage configures the counting of evaluations and where counts are
+	// flushed (by Run, or RunUsage).
+	Usage UsageConfig
 }
 
 // NewEngine returns a complete Engine. Every snapshot it serves is built
@@ -135,14 +144,23 @@ func NewEngine(cfg Config) *Engine {
 	}
 	build := cfg.Flags.freeze()
 	build.Codec.MaxValue = cfg.MaxValue
+	var usage *controller.Usage
+	if !cfg.Usage.Off {
+		usage = controller.NewUsage()
+		build.Usage = usage
+	}
 	live := controller.NewLive(cfg.Source, controller.LiveOptions{Scopes: cfg.Scopes, Log: cfg.Log, Build: build})
-	return &Engine{live: live, scopes: cfg.Scopes, docs: cfg.Flags, role: cfg.ServerRole, log: cfg.Log}
+	return &Engine{live: live, scopes: cfg.Scopes, docs: cfg.Flags, role: cfg.ServerRole, log: cfg.Log,
+		source: cfg.Source, usage: usage, usageCfg: cfg.Usage}
 }
 
 // Run loads the rules at once and keeps them fresh (polling the source's
 // revision) until ctx is done. While the source fails, the last rules
-// loaded keep being served.
-func (e *Engine) Run(ctx context.Context) error { return e.live.Run(ctx, 0) }
+// loaded keep being served. It also flushes the evaluation counts
+// (RunUsage), and returns once both are done.
+func (e *Engine) Run(ctx context.Context) error {
+	return runBoth(func() error { return e.live.Run(ctx, 0) }, func() { e.RunUsage(ctx) })
+}
 
 // Live returns the engine's live snapshot.
 func (e *Engine) Live() *controller.Live { return e.live }

@@ -356,10 +356,6 @@ func (k kind) accepts(t rules.Type) bool {
 	return false
 }
 
-// setPool recycles scope sets: one evaluation uses a set only while
-// Snapshot.Evaluate runs, on one goroutine.
-var setPool = sync.Pool{New: func() any { return new(scopes.Set) }}
-
 // maxNameInMessage bounds how much of a flag name error messages quote.
 const maxNameInMessage = 200
 
@@ -403,14 +399,10 @@ func evaluate[T any](p *Provider, ctx context.Context, flag string, def T, flat 
 	if env.ServerRole == "" {
 		env.ServerRole = p.role
 	}
-	if env.Context == nil {
-		env.Context = ctx
-	}
-	set := setPool.Get().(*scopes.Set)
-	set.Reset(env)
-	res := snap.Evaluate(flag, set, remote.Target)
-	set.Reset(scopes.Env{}) // drop the references before pooling
-	setPool.Put(set)
+	// The SDK's OpenTelemetry hook records provider evaluations: no event of ours.
+	ev := snap.BeginWith(ctx, env, remote.Target, controller.EvalOptions{Untraced: true})
+	res := ev.Evaluate(flag)
+	ev.End()
 
 	out.FlagMetadata = metadata(snap, res)
 	switch {

@@ -124,7 +124,6 @@ type Handler struct {
 
 	metrics metrics
 	views   atomic.Pointer[view]
-	sets    sync.Pool
 	bufs    sync.Pool
 }
 
@@ -175,7 +174,6 @@ func New(cfg Config) *Handler {
 	h.clients = clientaddr.New(cfg.Abuse.TrustedProxies)
 	h.fails = cfg.Abuse.failures()
 	h.streams = newStreams(h.live, cfg.MaxStreams, cfg.Abuse.maxStreamsPerAddr(), cfg.Heartbeat, h.clients)
-	h.sets.New = func() any { return new(scopes.Set) }
 	h.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	return h
 }
@@ -393,9 +391,8 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 	if rc.Env.ServerRole == "" {
 		rc.Env.ServerRole = h.role
 	}
-	set := h.sets.Get().(*scopes.Set)
-	set.Reset(rc.Env)
-	defer func() { set.Reset(scopes.Env{}); h.sets.Put(set) }()
+	ev := snap.Begin(r.Context(), rc.Env, rc.Target)
+	defer ev.End()
 
 	// The answer is written after the body in the same buffer; if it
 	// outgrows it, the larger buffer it moved to is kept instead.
@@ -412,7 +409,7 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 			writeJSON(w, http.StatusNotFound, out)
 			return 404
 		}
-		res := snap.Evaluate(key, set, rc.Target)
+		res := ev.Evaluate(key)
 		out = appendResult(out, f, &res, access == accessAll, snap.Revision())
 		writeJSON(w, http.StatusOK, out)
 		return 200
@@ -452,7 +449,7 @@ func (h *Handler) evaluate(w http.ResponseWriter, r *http.Request, key string, b
 		}
 		budget -= f.cost
 		evaluated++
-		res := snap.Evaluate(f.name, set, rc.Target)
+		res := ev.Evaluate(f.name)
 		out = appendResult(out, f, &res, access == accessAll, snap.Revision())
 	}
 	h.metrics.bulkEvaluated.Add(int64(evaluated))
