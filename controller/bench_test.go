@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"runtime"
 	"strings"
@@ -27,6 +28,21 @@ func benchRules(nFlags, perFlag int) ([]rules.Rule, []string) {
 		rs = append(rs, rules.Rule{Flag: names[f], Scope: "default", Priority: 0, Value: "on"})
 	}
 	return rs, names
+}
+
+// benchUsage turns evaluation counting on in the benchmarks, as it is in
+// an engine: compare with counting off by running them with -usage=false
+// (benchstat over -count 10; see docs/architecture.md).
+var benchUsage = flag.Bool("usage", true, "count evaluations in benchmarks (false: counting off)")
+
+// benchLive returns a Live whose snapshots count evaluations when
+// -usage is on.
+func benchLive() *controller.Live {
+	var opts controller.LiveOptions
+	if *benchUsage {
+		opts.Build.Usage = controller.NewUsage()
+	}
+	return controller.NewLive(nil, opts)
 }
 
 type baselineFlag struct{ value string }
@@ -56,7 +72,7 @@ func BenchmarkBaselineAtomicMap(b *testing.B) {
 // BenchmarkGetFlagWarm looks up a memoised flag on an existing controller.
 func BenchmarkGetFlagWarm(b *testing.B) {
 	rs, names := benchRules(1000, 5)
-	live := controller.NewLive(nil, controller.LiveOptions{})
+	live := benchLive()
 	live.Publish(live.Build(rs, 1))
 	c := controller.New(context.Background(), live, scopes.Env{User: scopes.StaticUser{ID: 1}}, controller.Options{})
 	name := names[500]
@@ -75,7 +91,7 @@ func BenchmarkGetFlagWarm(b *testing.B) {
 // one shared controller.
 func BenchmarkGetFlagWarmParallel(b *testing.B) {
 	rs, names := benchRules(1000, 5)
-	live := controller.NewLive(nil, controller.LiveOptions{})
+	live := benchLive()
 	live.Publish(live.Build(rs, 1))
 	c := controller.New(context.Background(), live, scopes.Env{}, controller.Options{})
 	name := names[500]
@@ -98,7 +114,7 @@ func BenchmarkRequestFirstFlag(b *testing.B) {
 		rs = append(rs, rules.Rule{Flag: n, Scope: fmt.Sprintf("server.s%d", f%5), Priority: -1, Value: "x"},
 			rules.Rule{Flag: n, Scope: "script:never", Priority: -2, Value: "y"})
 	}
-	live := controller.NewLive(nil, controller.LiveOptions{})
+	live := benchLive()
 	live.Publish(live.Build(rs, 1))
 	env := scopes.Env{User: scopes.StaticUser{ID: 42, Teams: []string{"other"}}, PageID: "Person:+index"}
 	name := names[500]

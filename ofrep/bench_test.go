@@ -2,6 +2,7 @@ package ofrep_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -43,6 +44,10 @@ func LoadRules() (string, string) {
 	return r.String(), d.String()
 }
 
+// benchUsage turns evaluation counting on in the benchmarks, as it is in
+// serve: compare with -usage=false (benchstat over -count 10).
+var benchUsage = flag.Bool("usage", true, "count evaluations in benchmarks (false: counting off)")
+
 func benchHandler(b *testing.B) (*ofrep.Handler, string) {
 	ctx := context.Background()
 	st := sqlstoretest.SQLite(b)
@@ -53,7 +58,7 @@ func benchHandler(b *testing.B) (*ofrep.Handler, string) {
 	require.NoError(b, err)
 	_, err = st.ReplaceAll(ctx, rs, defs, sqlstore.Change{Comment: "bench", Actor: "bench", BaseRevision: sqlstore.AnyRevision})
 	require.NoError(b, err)
-	eng := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry()})
+	eng := features.NewEngine(features.Config{Source: st, Flags: features.NewRegistry(), Usage: features.UsageConfig{Off: !*benchUsage}})
 	require.NoError(b, eng.Live().Reload(ctx, true))
 	key := sqlstore.NewKey()
 	_, err = st.CreateKey(ctx, key, "bench", "read")

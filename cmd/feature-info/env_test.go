@@ -85,6 +85,7 @@ func TestEnvServeHelp(t *testing.T) {
 		{"SCOPEFLAGS_BODY_TIMEOUT", "30", "-body-timeout", "30s", `SCOPEFLAGS_BODY_TIMEOUT: invalid value "30" for flag -body-timeout: parse error`},
 		{"SCOPEFLAGS_DRAIN_TIMEOUT", "0s", "-drain-timeout", "1s", "SCOPEFLAGS_DRAIN_TIMEOUT must be positive"},
 		{"SCOPEFLAGS_DRAIN_DELAY", "-1s", "-drain-delay", "1s", "SCOPEFLAGS_DRAIN_DELAY must not be negative"},
+		{"SCOPEFLAGS_USAGE_FLUSH", "10ms", "-usage-flush", "30s", "SCOPEFLAGS_USAGE_FLUSH must be at least 1s, such as 30s"},
 	}
 	// Started by TestEnvServe: their values are not refused.
 	covered := []string{"SCOPEFLAGS_DB", "SCOPEFLAGS_ROLE"}

@@ -93,6 +93,10 @@ type Main struct {
 	// balancers notice first (none when 0).
 	DrainTimeout time.Duration
 	DrainDelay   time.Duration
+	// UsageFlush is how often the server's evaluation counts are written
+	// to the flag_usage table (features.DefaultUsageFlush when 0); the
+	// last are written as it closes.
+	UsageFlush time.Duration
 	// Examples loads the example rules and declarations into a database
 	// that has never been saved, and documents the example flags on
 	// /+feature-info. Off, the server seeds nothing and documents only
@@ -137,7 +141,8 @@ func (m *Main) Run(ctx context.Context) error {
 	if m.Examples {
 		docs.MustDocument(exampleDocs...)
 	}
-	m.Engine = features.NewEngine(features.Config{Source: st, Flags: docs, ServerRole: m.ServerRole, Log: m.Log, MaxValue: m.MaxValue})
+	m.Engine = features.NewEngine(features.Config{Source: st, Flags: docs, ServerRole: m.ServerRole, Log: m.Log, MaxValue: m.MaxValue,
+		Usage: features.UsageConfig{Flush: m.UsageFlush}})
 	m.Live = m.Engine.Live()
 	if err := m.Live.Reload(ctx, true); err != nil {
 		return err
@@ -197,7 +202,7 @@ func (m *Main) Run(ctx context.Context) error {
 	m.cancel = cancel
 	m.done = make(chan struct{})
 	m.loops.Add(2)
-	go func() { defer m.loops.Done(); _ = m.Live.Run(runCtx, 0) }()
+	go func() { defer m.loops.Done(); _ = m.Engine.Run(runCtx) }() // reloads, and flushes usage counts
 	go func() { defer m.loops.Done(); _ = m.Keys.Run(runCtx) }()
 	serve := func(srv *http.Server, ln net.Listener) error {
 		if m.TLSCert != "" {
@@ -364,8 +369,8 @@ func (m *Main) Close() error {
 		m.cancel()
 		m.loops.Wait()
 	}
-	// Pending usage counts, once the server keeps any, are to be flushed
-	// here: after the last request, before the store closes.
+	// The engine's loop has flushed the last usage counts as it ended:
+	// after the last request, before the store closes.
 	if m.Store != nil {
 		errs = append(errs, m.Store.Close())
 	}
@@ -432,6 +437,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&m.BodyTimeout, "body-timeout", DefaultBodyTimeout, "how long a request's headers and body may take to arrive; a slower body is answered 408")
 	fs.DurationVar(&m.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "on SIGTERM or SIGINT, how long requests in flight may take to finish before they are cut")
 	fs.DurationVar(&m.DrainDelay, "drain-delay", 0, "on SIGTERM or SIGINT, how long to go on serving, /readyz answering 503, before no longer accepting, so load balancers notice first")
+	fs.DurationVar(&m.UsageFlush, "usage-flush", features.DefaultUsageFlush, "how often the flag evaluation counts are written to the database (the last are written at shutdown)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: feature-info serve [flags]\n\nEvery flag may instead be set by the environment variable named with it; a flag given wins.\nSCOPEFLAGS_ADMIN_KEY is the admin key made on the first start with no keys (default: one is\ngenerated and printed once).\n\n")
 		fs.PrintDefaults()
@@ -489,6 +495,8 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return bad("drain-timeout", " must be positive, such as 25s")
 	case m.DrainDelay < 0:
 		return bad("drain-delay", " must not be negative")
+	case m.UsageFlush < time.Second:
+		return bad("usage-flush", " must be at least 1s, such as 30s")
 	}
 	if os.Getenv("GOGC") == "" {
 		// The server's live heap is small (a few MB), so at the default
