@@ -1,0 +1,208 @@
+package sqlstore_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/sqlstore"
+	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
+)
+
+// A store is where an engine on it flushes its counts.
+var _ features.UsageSink = (*sqlstore.Store)(nil)
+
+// eachUsageStore runs f on a fresh store of each dialect with the DSN it
+// is at (for reading the rows raw).
+func eachUsageStore(t *testing.T, opts sqlstore.Options, f func(t *testing.T, st *sqlstore.Store, dsn string)) {
+	for dialect, dsn := range sqlstoretest.DSNs(t) {
+		t.Run(dialect, func(t *testing.T) {
+			st, err := sqlstore.OpenWith(context.Background(), dsn, opts)
+			require.NoError(t, err)
+			t.Cleanup(func() { st.Close() })
+			f(t, st, dsn)
+		})
+	}
+}
+
+// usageRows reads flag_usage as "flag day role host reason variant value
+// other count", sorted, with the last evaluated times in the same order.
+func usageRows(t *testing.T, dsn string) ([]string, []time.Time) {
+	t.Helper()
+	rows, err := sqlstoretest.RawDB(t, dsn).Query(`SELECT flag, CAST(day AS TEXT), server_role, server_host, reason, variant, value, other, count, last_evaluated_at
+		FROM flag_usage ORDER BY flag, day, server_role, server_host, reason, variant, value, other`)
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []string
+	var last []time.Time
+	for rows.Next() {
+		var flag, day, role, host, reason, variant, value string
+		var other bool
+		var count int64
+		var at time.Time
+		require.NoError(t, rows.Scan(&flag, &day, &role, &host, &reason, &variant, &value, &other, &count, &at))
+		out = append(out, fmt.Sprintf("%s %s %s %s %s %q %q %v %d", flag, day, role, host, reason, variant, value, other, count))
+		last = append(last, at.UTC())
+	}
+	require.NoError(t, rows.Err())
+	return out, last
+}
+
+// TestAddUsage: a report adds its counts to one row per flag, day,
+// server, reason and answer; the same answer twice in a report, or
+// reported again, adds to the row, never making another; the last
+// evaluated time is the latest reported.
+func TestAddUsage(t *testing.T) {
+	ctx := context.Background()
+	eachUsageStore(t, sqlstore.Options{}, func(t *testing.T, st *sqlstore.Store, dsn string) {
+		noon := time.Now().UTC().Truncate(24 * time.Hour).Add(-36 * time.Hour) // yesterday's noon
+		day := noon.Format(time.DateOnly)
+		r := controller.UsageReport{Role: "web", Host: "h1", At: noon, Counts: []controller.UsageCount{
+			{Flag: "ui.theme", Reason: controller.ReasonStatic, Variant: "dark", Count: 3},
+			{Flag: "ui.theme", Reason: controller.ReasonTargetingMatch, Value: "light", Count: 2},
+			{Flag: "ui.theme", Reason: controller.ReasonStatic, Variant: "dark", Count: 4}, // the same answer again
+			{Flag: "ui.theme", Reason: controller.ReasonStatic, Other: true, Count: 1},
+			{Flag: "checkout", Reason: controller.ReasonDefault, Count: 5},
+		}}
+		require.NoError(t, st.AddUsage(ctx, r))
+		got, _ := usageRows(t, dsn)
+		assert.Equal(t, []string{
+			`checkout ` + day + ` web h1 DEFAULT "" "" false 5`,
+			`ui.theme ` + day + ` web h1 STATIC "" "" true 1`,
+			`ui.theme ` + day + ` web h1 STATIC "dark" "" false 7`,
+			`ui.theme ` + day + ` web h1 TARGETING_MATCH "" "light" false 2`,
+		}, got)
+
+		// Again, earlier the same day, and from another server: the rows
+		// add up, the last evaluated time stays the latest.
+		earlier := r
+		earlier.At = noon.Add(-time.Hour)
+		require.NoError(t, st.AddUsage(ctx, earlier))
+		other := controller.UsageReport{Role: "worker", Host: "h2", At: noon.Add(time.Minute + 500*time.Millisecond),
+			Counts: []controller.UsageCount{{Flag: "checkout", Reason: controller.ReasonDefault, Count: 1}}}
+		require.NoError(t, st.AddUsage(ctx, other))
+		require.NoError(t, st.AddUsage(ctx, controller.UsageReport{Role: "web", Host: "h1", At: noon.Add(time.Second),
+			Counts: []controller.UsageCount{{Flag: "checkout", Reason: controller.ReasonDefault, Count: 1}}}))
+		got, last := usageRows(t, dsn)
+		assert.Equal(t, []string{
+			`checkout ` + day + ` web h1 DEFAULT "" "" false 11`,
+			`checkout ` + day + ` worker h2 DEFAULT "" "" false 1`,
+			`ui.theme ` + day + ` web h1 STATIC "" "" true 2`,
+			`ui.theme ` + day + ` web h1 STATIC "dark" "" false 14`,
+			`ui.theme ` + day + ` web h1 TARGETING_MATCH "" "light" false 4`,
+		}, got)
+		assert.Equal(t, []time.Time{noon.Add(time.Second), noon.Add(time.Minute + 500*time.Millisecond), noon, noon, noon}, last)
+
+		// Another day, another row; an empty report writes nothing.
+		require.NoError(t, st.AddUsage(ctx, controller.UsageReport{Role: "web", Host: "h1", At: noon.Add(24 * time.Hour),
+			Counts: []controller.UsageCount{{Flag: "checkout", Reason: controller.ReasonDefault, Count: 1}}}))
+		require.NoError(t, st.AddUsage(ctx, controller.UsageReport{At: noon}))
+		got, _ = usageRows(t, dsn)
+		assert.Len(t, got, 6)
+		assert.Equal(t, `checkout `+noon.Add(24*time.Hour).Format(time.DateOnly)+` web h1 DEFAULT "" "" false 1`, got[2])
+	})
+}
+
+// TestAddUsageRefuses: a report out of bounds is refused whole with
+// ErrInvalid naming what and where; nothing is written.
+func TestAddUsageRefuses(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	ok := controller.UsageCount{Flag: "ui.theme", Reason: controller.ReasonStatic, Variant: "dark", Count: 1}
+	report := func(counts ...controller.UsageCount) controller.UsageReport {
+		return controller.UsageReport{Role: "web", Host: "h1", At: now, Counts: append([]controller.UsageCount{ok}, counts...)}
+	}
+	many := make([]controller.UsageCount, sqlstore.MaxUsageCounts)
+	for i := range many {
+		many[i] = controller.UsageCount{Flag: fmt.Sprintf("f%d", i), Reason: controller.ReasonStatic, Count: 1}
+	}
+	long := strings.Repeat("x", sqlstore.MaxUsageText+1)
+	tests := []struct {
+		name string
+		r    controller.UsageReport
+		err  string
+	}{
+		{"too many counts", report(many...), fmt.Sprintf("sqlstore: invalid input: usage report: %d counts, over the limit of %d a report", sqlstore.MaxUsageCounts+1, sqlstore.MaxUsageCounts)},
+		{"bad flag", report(controller.UsageCount{Flag: "a b", Reason: controller.ReasonStatic, Count: 1}),
+			`sqlstore: invalid input: usage report: counts[1] ("a b"): `},
+		{"bad reason", report(controller.UsageCount{Flag: "a", Reason: "static", Count: 1}),
+			`sqlstore: invalid input: usage report: counts[1] ("a"): reason "static": want 1 to 32 capital letters and underscores`},
+		{"no reason", report(controller.UsageCount{Flag: "a", Count: 1}),
+			`sqlstore: invalid input: usage report: counts[1] ("a"): reason "": want 1 to 32 capital letters and underscores`},
+		{"zero count", report(controller.UsageCount{Flag: "a", Reason: controller.ReasonStatic}),
+			`sqlstore: invalid input: usage report: counts[1] ("a"): count 0: want 1 or more`},
+		{"negative count", report(controller.UsageCount{Flag: "a", Reason: controller.ReasonStatic, Count: -3}),
+			`sqlstore: invalid input: usage report: counts[1] ("a"): count -3: want 1 or more`},
+		{"long value", report(controller.UsageCount{Flag: "a", Reason: controller.ReasonStatic, Value: long, Count: 1}),
+			fmt.Sprintf(`sqlstore: invalid input: usage report: counts[1] ("a"): value of %d bytes, over the limit of %d`, len(long), sqlstore.MaxUsageText)},
+		{"long variant", report(controller.UsageCount{Flag: "a", Reason: controller.ReasonStatic, Variant: long, Count: 1}),
+			fmt.Sprintf(`sqlstore: invalid input: usage report: counts[1] ("a"): variant of %d bytes, over the limit of %d`, len(long), sqlstore.MaxUsageText)},
+		{"value not UTF-8", report(controller.UsageCount{Flag: "a", Reason: controller.ReasonStatic, Value: "\xff", Count: 1}),
+			`sqlstore: invalid input: usage report: counts[1] ("a"): value "\xff" is not UTF-8 text`},
+		{"value with NUL", report(controller.UsageCount{Flag: "a", Reason: controller.ReasonStatic, Value: "a\x00", Count: 1}),
+			`sqlstore: invalid input: usage report: counts[1] ("a"): value "a\x00" is not UTF-8 text`},
+		{"other with a variant", report(controller.UsageCount{Flag: "a", Reason: controller.ReasonStatic, Other: true, Variant: "v", Count: 1}),
+			`sqlstore: invalid input: usage report: counts[1] ("a"): a count of other answers has no variant or value`},
+		{"long host", controller.UsageReport{Role: "web", Host: long, At: now, Counts: []controller.UsageCount{ok}},
+			fmt.Sprintf(`sqlstore: invalid input: usage report: host: %d bytes, over the limit of %d`, len(long), sqlstore.MaxUsageText)},
+		{"role with a newline", controller.UsageReport{Role: "web\n", Host: "h", At: now, Counts: []controller.UsageCount{ok}},
+			`sqlstore: invalid input: usage report: role: "web\n": want UTF-8 text with no control characters`},
+		{"no time", controller.UsageReport{Role: "web", Host: "h", Counts: []controller.UsageCount{ok}},
+			`sqlstore: invalid input: usage report: no time (At)`},
+		{"in the future", controller.UsageReport{Role: "web", Host: "h", At: now.Add(2 * time.Hour), Counts: []controller.UsageCount{ok}},
+			`sqlstore: invalid input: usage report: time ` + now.Add(2*time.Hour).UTC().Format(time.RFC3339) + ` is more than 1h0m0s ahead of this server's clock`},
+	}
+	eachUsageStore(t, sqlstore.Options{}, func(t *testing.T, st *sqlstore.Store, dsn string) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				err := st.AddUsage(ctx, tt.r)
+				require.ErrorIs(t, err, sqlstore.ErrInvalid)
+				assert.True(t, strings.HasPrefix(err.Error(), tt.err), "got %q\nwant %q…", err, tt.err)
+				got, _ := usageRows(t, dsn)
+				assert.Empty(t, got, "nothing written")
+			})
+		}
+		// The limit itself is taken.
+		require.NoError(t, st.AddUsage(ctx, controller.UsageReport{Role: "web", Host: "h1", At: now, Counts: many}))
+		got, _ := usageRows(t, dsn)
+		assert.Len(t, got, sqlstore.MaxUsageCounts)
+	})
+}
+
+// TestUsageRetention: a report deletes the days older than the retention
+// (once an hour at most: a second report does not delete again).
+func TestUsageRetention(t *testing.T) {
+	ctx := context.Background()
+	eachUsageStore(t, sqlstore.Options{UsageRetention: 7}, func(t *testing.T, st *sqlstore.Store, dsn string) {
+		now := time.Now().UTC()
+		count := func(at time.Time, flag string) controller.UsageReport {
+			return controller.UsageReport{Role: "web", Host: "h1", At: at,
+				Counts: []controller.UsageCount{{Flag: flag, Reason: controller.ReasonStatic, Count: 1}}}
+		}
+		raw := sqlstoretest.RawDB(t, dsn)
+		for _, days := range []int{30, 8, 7, 6} { // written before the store's first report
+			_, err := raw.Exec(fmt.Sprintf(`INSERT INTO flag_usage VALUES ('d%d', '%s', 'web', 'h1', 'STATIC', '', '', FALSE, 1, '%s')`,
+				days, now.AddDate(0, 0, -days).Format(time.DateOnly), now.AddDate(0, 0, -days).Format("2006-01-02 15:04:05")))
+			require.NoError(t, err)
+		}
+		require.NoError(t, st.AddUsage(ctx, count(now, "today")))
+		got, _ := usageRows(t, dsn)
+		require.Len(t, got, 3)
+		assert.True(t, strings.HasPrefix(got[0], "d6 "), got[0])
+		assert.True(t, strings.HasPrefix(got[1], "d7 "), got[1])
+		assert.True(t, strings.HasPrefix(got[2], "today "), got[2])
+
+		// A late report of an old day is stored, and kept until the next
+		// hour's delete.
+		require.NoError(t, st.AddUsage(ctx, count(now.AddDate(0, 0, -20), "late")))
+		got, _ = usageRows(t, dsn)
+		assert.Len(t, got, 4)
+	})
+}
