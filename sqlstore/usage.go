@@ -1,10 +1,13 @@
 package sqlstore
 
 import (
+	"cmp"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -345,4 +348,227 @@ type StaleFlag struct {
 	Rules int
 	// Declared says the flag has a stored declaration.
 	Declared bool
+}
+
+// usageWindow returns the first and last days (midnight UTC) of the
+// window of days ending at now (time.Now() when zero), checking days
+// (DefaultUsageDays when 0).
+func usageWindow(days int, now time.Time) (first, last time.Time, n int, err error) {
+	switch {
+	case days == 0:
+		days = DefaultUsageDays
+	case days < 0 || days > MaxUsageDays:
+		return first, last, 0, fmt.Errorf("%w: days %d: want 1 to %d", ErrInvalid, days, MaxUsageDays)
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	y, m, d := now.UTC().Date()
+	last = time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
+	return last.AddDate(0, 0, -(days - 1)), last, days, nil
+}
+
+// dayText is the SQL of flag_usage's day as 'YYYY-MM-DD' text.
+func (s *Store) dayText() string {
+	if s.dialect == PostgreSQL {
+		return `to_char(day, 'YYYY-MM-DD')`
+	}
+	return `CAST(day AS TEXT)`
+}
+
+// usageTime scans a time PostgreSQL returns as a time and SQLite, from an
+// aggregate, as text (written by _time_format=sqlite); NULL is zero.
+type usageTime struct{ time.Time }
+
+// usageTimeLayouts are the layouts SQLite's times are read in.
+var usageTimeLayouts = []string{"2006-01-02 15:04:05.999999999-07:00", "2006-01-02 15:04:05.999999999Z07:00",
+	time.RFC3339Nano, "2006-01-02 15:04:05.999999999", "2006-01-02T15:04:05.999999999"}
+
+// Scan implements sql.Scanner.
+func (u *usageTime) Scan(src any) error {
+	switch v := src.(type) {
+	case nil:
+		u.Time = time.Time{}
+		return nil
+	case time.Time:
+		u.Time = v.UTC()
+		return nil
+	case []byte:
+		return u.Scan(string(v))
+	case string:
+		for _, l := range usageTimeLayouts {
+			if t, err := time.Parse(l, v); err == nil {
+				u.Time = t.UTC()
+				return nil
+			}
+		}
+		return fmt.Errorf("sqlstore: a stored time %q in no known layout", v)
+	}
+	return fmt.Errorf("sqlstore: a stored time of type %T", src)
+}
+
+// Usage answers what the counts say of one flag (q.Flag) or of every
+// flag counted in the days kept, sorted by flag, over a window of q.Days
+// days (UTC, ending with q.Now's day): each day's evaluations (zeros
+// included), the split by reason and answer and by server, and the last
+// time the flag was evaluated in all the days kept. A flag given with no
+// counts gets one FlagUsage with zero counts. Four grouped reads in one
+// read transaction, whatever the number of flags. A bad q.Days or q.Flag
+// is refused with ErrInvalid.
+func (s *Store) Usage(ctx context.Context, q UsageQuery) ([]FlagUsage, error) {
+	first, last, days, err := usageWindow(q.Days, q.Now)
+	if err != nil {
+		return nil, err
+	}
+	if q.Flag != "" {
+		if err := rules.ValidFlag(q.Flag); err != nil {
+			return nil, fmt.Errorf("%w: flag: %v", ErrInvalid, err)
+		}
+	}
+	fail := func(err error) ([]FlagUsage, error) {
+		return nil, fmt.Errorf("sqlstore: usage: %w", translate(err))
+	}
+	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.readIsolation()})
+	if err != nil {
+		return fail(err)
+	}
+	defer tx.Rollback()
+	flagOnly, window := "", ` WHERE day >= ? AND day <= ?`
+	var args []any
+	if q.Flag != "" {
+		flagOnly, window, args = ` WHERE flag = ?`, window+` AND flag = ?`, []any{q.Flag}
+	}
+	windowArgs := append([]any{first.Format(time.DateOnly), last.Format(time.DateOnly)}, args...)
+
+	var out []FlagUsage
+	index := map[string]int{}
+	get := func(flag string) *FlagUsage {
+		i, ok := index[flag]
+		if !ok {
+			i = len(out)
+			index[flag] = i
+			fu := FlagUsage{Flag: flag, Days: make([]UsageDay, days)}
+			for d := range fu.Days {
+				fu.Days[d].Day = first.AddDate(0, 0, d)
+			}
+			out = append(out, fu)
+		}
+		return &out[i]
+	}
+	if q.Flag != "" {
+		get(q.Flag)
+	}
+	rows, err := tx.QueryContext(ctx, s.rebind(`SELECT flag, max(last_evaluated_at) FROM flag_usage`+flagOnly+` GROUP BY flag`), args...)
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var flag string
+		var at usageTime
+		if err := rows.Scan(&flag, &at); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		get(flag).LastEvaluated = at.Time
+	}
+	if err := closeRows(rows); err != nil {
+		return fail(err)
+	}
+	// Rows of the window are of flags found above (same transaction).
+	rows, err = tx.QueryContext(ctx, s.rebind(`SELECT flag, `+s.dayText()+`, sum(count) FROM flag_usage`+window+` GROUP BY flag, day`), windowArgs...)
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var flag, day string
+		var n int64
+		if err := rows.Scan(&flag, &day, &n); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		d, err := time.Parse(time.DateOnly, day)
+		if err != nil {
+			rows.Close()
+			return fail(fmt.Errorf("a stored day %q: %v", day, err))
+		}
+		fu := get(flag)
+		if i := int(d.Sub(first) / (24 * time.Hour)); i >= 0 && i < days {
+			fu.Days[i].Count += n
+		}
+		fu.Total += n
+	}
+	if err := closeRows(rows); err != nil {
+		return fail(err)
+	}
+	rows, err = tx.QueryContext(ctx, s.rebind(`SELECT flag, reason, variant, value, other, sum(count) FROM flag_usage`+window+
+		` GROUP BY flag, reason, variant, value, other`), windowArgs...)
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var flag string
+		var a UsageAnswer
+		if err := rows.Scan(&flag, &a.Reason, &a.Variant, &a.Value, &a.Other, &a.Count); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		fu := get(flag)
+		fu.Answers = append(fu.Answers, a)
+	}
+	if err := closeRows(rows); err != nil {
+		return fail(err)
+	}
+	rows, err = tx.QueryContext(ctx, s.rebind(`SELECT flag, server_role, server_host, sum(count), max(last_evaluated_at) FROM flag_usage`+window+
+		` GROUP BY flag, server_role, server_host`), windowArgs...)
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var flag string
+		var sv UsageServer
+		var at usageTime
+		if err := rows.Scan(&flag, &sv.Role, &sv.Host, &sv.Count, &at); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		sv.LastEvaluated = at.Time
+		fu := get(flag)
+		fu.Servers = append(fu.Servers, sv)
+	}
+	if err := closeRows(rows); err != nil {
+		return fail(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(err)
+	}
+	for i := range out {
+		slices.SortFunc(out[i].Answers, func(a, b UsageAnswer) int {
+			return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Reason, b.Reason), cmp.Compare(a.Variant, b.Variant),
+				cmp.Compare(a.Value, b.Value), boolCompare(a.Other, b.Other))
+		})
+		slices.SortFunc(out[i].Servers, func(a, b UsageServer) int {
+			return cmp.Or(cmp.Compare(b.Count, a.Count), cmp.Compare(a.Role, b.Role), cmp.Compare(a.Host, b.Host))
+		})
+	}
+	slices.SortFunc(out, func(a, b FlagUsage) int { return strings.Compare(a.Flag, b.Flag) })
+	return out, nil
+}
+
+func boolCompare(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// closeRows closes rows, returning the error that ended them.
+func closeRows(rows *sql.Rows) error {
+	err := rows.Err()
+	if cerr := rows.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

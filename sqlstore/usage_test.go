@@ -206,3 +206,67 @@ func TestUsageRetention(t *testing.T) {
 		assert.Len(t, got, 4)
 	})
 }
+
+// TestUsage: the counts of a window of days, zeros included, split by
+// answer and server; the last evaluated time over every day kept.
+func TestUsage(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now().UTC()
+	today := now.Truncate(24 * time.Hour)
+	at := func(days int) time.Time { return today.AddDate(0, 0, -days).Add(time.Hour) }
+	eachUsageStore(t, sqlstore.Options{}, func(t *testing.T, st *sqlstore.Store, dsn string) {
+		for _, r := range []controller.UsageReport{
+			{Role: "web", Host: "h1", At: at(2), Counts: []controller.UsageCount{{Flag: "a", Reason: controller.ReasonStatic, Variant: "dark", Count: 3}}},
+			{Role: "web", Host: "h1", At: at(0), Counts: []controller.UsageCount{
+				{Flag: "a", Reason: controller.ReasonStatic, Variant: "dark", Count: 2},
+				{Flag: "a", Reason: controller.ReasonTargetingMatch, Value: "light", Count: 6}}},
+			{Role: "worker", Host: "h2", At: at(0).Add(time.Minute), Counts: []controller.UsageCount{{Flag: "a", Reason: controller.ReasonDefault, Other: true, Count: 1}}},
+			{Role: "web", Host: "h1", At: at(10), Counts: []controller.UsageCount{{Flag: "b", Reason: controller.ReasonStatic, Value: "x", Count: 4}}},
+		} {
+			require.NoError(t, st.AddUsage(ctx, r))
+		}
+		days := func(counts ...int64) []sqlstore.UsageDay {
+			out := make([]sqlstore.UsageDay, len(counts))
+			for i, c := range counts {
+				out[i] = sqlstore.UsageDay{Day: today.AddDate(0, 0, i-len(counts)+1), Count: c}
+			}
+			return out
+		}
+		a := sqlstore.FlagUsage{Flag: "a", LastEvaluated: at(0).Add(time.Minute), Total: 12, Days: days(3, 0, 9),
+			Answers: []sqlstore.UsageAnswer{
+				{Reason: "TARGETING_MATCH", Value: "light", Count: 6},
+				{Reason: "STATIC", Variant: "dark", Count: 5},
+				{Reason: "DEFAULT", Other: true, Count: 1}},
+			Servers: []sqlstore.UsageServer{
+				{Role: "web", Host: "h1", Count: 11, LastEvaluated: at(0)},
+				{Role: "worker", Host: "h2", Count: 1, LastEvaluated: at(0).Add(time.Minute)}}}
+		b := sqlstore.FlagUsage{Flag: "b", LastEvaluated: at(10), Days: days(0, 0, 0)}
+
+		got, err := st.Usage(ctx, sqlstore.UsageQuery{Days: 3, Now: now})
+		require.NoError(t, err)
+		assert.Equal(t, []sqlstore.FlagUsage{a, b}, got)
+
+		got, err = st.Usage(ctx, sqlstore.UsageQuery{Flag: "a", Days: 1})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		assert.Equal(t, days(9), got[0].Days)
+		assert.Equal(t, int64(9), got[0].Total)
+		assert.Len(t, got[0].Answers, 3)
+
+		got, err = st.Usage(ctx, sqlstore.UsageQuery{Flag: "b", Days: 11, Now: now})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		assert.Equal(t, days(4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), got[0].Days)
+
+		// The default window is 30 days; a flag with no counts has zeros.
+		got, err = st.Usage(ctx, sqlstore.UsageQuery{Flag: "never"})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		assert.Equal(t, sqlstore.FlagUsage{Flag: "never", Days: days(make([]int64, 30)...)}, got[0])
+
+		for _, q := range []sqlstore.UsageQuery{{Days: -1}, {Days: sqlstore.MaxUsageDays + 1}, {Flag: "a b"}} {
+			_, err := st.Usage(ctx, q)
+			assert.ErrorIs(t, err, sqlstore.ErrInvalid, "%+v", q)
+		}
+	})
+}
