@@ -12,6 +12,7 @@ import (
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
@@ -269,4 +270,50 @@ func TestUsage(t *testing.T) {
 			assert.ErrorIs(t, err, sqlstore.ErrInvalid, "%+v", q)
 		}
 	})
+}
+
+// TestPushOwnerAndPermanent: a declaration's owner and permanent mark are
+// stored, loaded, diffed and recorded in the changelog's declarations
+// text, which reads back.
+func TestPushOwnerAndPermanent(t *testing.T) {
+	ctx := context.Background()
+	eachStore(t, func(t *testing.T, st *sqlstore.Store) {
+		d := rules.Definition{Name: "ops.kill", Type: rules.Boolean, Default: "false", Owner: "team-ops", Permanent: true}
+		rep, err := st.PushDefinitions(ctx, []rules.Definition{d}, change("declare", sqlstore.AnyRevision), sqlstore.PushOptions{})
+		require.NoError(t, err)
+		defs, err := st.Definitions(ctx)
+		require.NoError(t, err)
+		sameDefs(t, []rules.Definition{d}, defs)
+		e, err := st.ChangelogEntry(ctx, rep.ChangelogID)
+		require.NoError(t, err)
+		assert.Equal(t, `{"name":"ops.kill","type":"boolean","default":false,"owner":"team-ops","permanent":true}`+"\n", e.Declarations.String)
+		back, err := sqlstore.ParseDeclarationsText(e.Declarations.String)
+		require.NoError(t, err)
+		sameDefs(t, []rules.Definition{d}, back)
+
+		d2 := d
+		d2.Owner, d2.Permanent = "", false
+		rep, err = st.PushDefinitions(ctx, []rules.Definition{d2}, change("disown", sqlstore.AnyRevision), sqlstore.PushOptions{})
+		require.NoError(t, err)
+		assert.Equal(t, []sqlstore.FlagUpdate{{Name: "ops.kill", Changes: []string{`owner: "team-ops" -> ""`, "permanent: true -> false"}}}, rep.Updated)
+		assert.Equal(t, []string{"ops.kill: owner removed", "ops.kill: permanent removed"}, rep.Removed)
+		defs, err = st.Definitions(ctx)
+		require.NoError(t, err)
+		sameDefs(t, []rules.Definition{d2}, defs)
+
+		_, err = st.PushDefinitions(ctx, []rules.Definition{{Name: "x", Type: rules.Int, Default: "1", Owner: strings.Repeat("o", rules.MaxOwnerLen+1)}},
+			change("bad", sqlstore.AnyRevision), sqlstore.PushOptions{})
+		require.ErrorIs(t, err, sqlstore.ErrInvalid)
+		assert.ErrorContains(t, err, "owner of 201 bytes, over the limit of 200")
+	})
+}
+
+// sameDefs checks that got declares what want does (rules.Definition.Equal:
+// no variants and an empty list of them are the same).
+func sameDefs(t *testing.T, want, got []rules.Definition) {
+	t.Helper()
+	require.Len(t, got, len(want))
+	for i := range want {
+		assert.True(t, want[i].Equal(got[i]), "declaration %d: want %+v, got %+v", i, want[i], got[i])
+	}
 }
