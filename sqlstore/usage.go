@@ -572,3 +572,167 @@ func closeRows(rows *sql.Rows) error {
 	}
 	return err
 }
+
+// StaleFlags lists the flags that look dead, by what the evaluation
+// counts say over a window of o.Days days (UTC, ending with o.Now's
+// day), sorted by owner (flags with none last), then by flag:
+//
+//   - The candidates are the flags with rules or a stored declaration;
+//     flags declared permanent (rules.Definition.Permanent: kill
+//     switches, operational toggles) are never listed.
+//   - StaleNeverEvaluated: the flag has no counts at all in the days kept
+//     (Options.UsageRetention).
+//   - StaleNotEvaluated: it was evaluated before, but not in the window.
+//   - StaleRolledOut: it was evaluated in the window, and every
+//     evaluation of the window gave one answer (the same variant, else
+//     the same value; none counted among the other answers, none with
+//     reason ERROR): the flag can be replaced by that answer.
+//
+// A flag whose rules or declaration changed in the window (its changelog
+// entries, feature_changelog_flags) is too young to judge: it is not
+// listed as never evaluated or rolled out, only as not evaluated. Counts
+// come from the servers' flushes (every 30 s by default), so a flag's
+// last evaluation may be that late. Five grouped reads in one read
+// transaction, whatever the number of flags. A bad o.Days is refused with
+// ErrInvalid.
+func (s *Store) StaleFlags(ctx context.Context, o StaleOptions) ([]StaleFlag, error) {
+	first, last, _, err := usageWindow(o.Days, o.Now)
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) ([]StaleFlag, error) {
+		return nil, fmt.Errorf("sqlstore: stale flags: %w", translate(err))
+	}
+	tx, err := s.db.BeginTxx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: s.readIsolation()})
+	if err != nil {
+		return fail(err)
+	}
+	defer tx.Rollback()
+
+	type candidate struct {
+		StaleFlag
+		permanent, young bool
+		last             time.Time
+		answers          int // distinct answers in the window; -1: more than one, or an error
+		answer           *usageKey
+	}
+	cands := map[string]*candidate{}
+	get := func(flag string) *candidate {
+		c := cands[flag]
+		if c == nil {
+			c = &candidate{StaleFlag: StaleFlag{Flag: flag}}
+			cands[flag] = c
+		}
+		return c
+	}
+	var ruleCounts []struct {
+		Flag string `db:"flag"`
+		N    int    `db:"n"`
+	}
+	if err := tx.SelectContext(ctx, &ruleCounts, `SELECT flag, count(*) AS n FROM feature_rules GROUP BY flag`); err != nil {
+		return fail(err)
+	}
+	for _, r := range ruleCounts {
+		get(r.Flag).Rules = r.N
+	}
+	var decls []struct {
+		Name      string `db:"name"`
+		Owner     string `db:"owner"`
+		Permanent bool   `db:"permanent"`
+	}
+	if err := tx.SelectContext(ctx, &decls, `SELECT name, owner, permanent FROM feature_flags`); err != nil {
+		return fail(err)
+	}
+	for _, d := range decls {
+		c := get(d.Name)
+		c.Declared, c.Owner, c.permanent = true, d.Owner, d.Permanent
+	}
+	// The reads below return rows of any flag counted; only candidates
+	// are kept.
+	rows, err := tx.QueryContext(ctx, `SELECT flag, max(last_evaluated_at) FROM flag_usage GROUP BY flag`)
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var flag string
+		var at usageTime
+		if err := rows.Scan(&flag, &at); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		if c := cands[flag]; c != nil {
+			c.LastEvaluated = at.Time
+		}
+	}
+	if err := closeRows(rows); err != nil {
+		return fail(err)
+	}
+	rows, err = tx.QueryContext(ctx, s.rebind(`SELECT flag, reason, variant, value, other FROM flag_usage WHERE day >= ? AND day <= ?
+		GROUP BY flag, reason, variant, value, other`), first.Format(time.DateOnly), last.Format(time.DateOnly))
+	if err != nil {
+		return fail(err)
+	}
+	for rows.Next() {
+		var k usageKey
+		if err := rows.Scan(&k.Flag, &k.Reason, &k.Variant, &k.Value, &k.Other); err != nil {
+			rows.Close()
+			return fail(err)
+		}
+		c := cands[k.Flag]
+		switch {
+		case c == nil || c.answers < 0:
+		case k.Other || k.Reason == string(controller.ReasonError):
+			c.answers = -1
+		case c.answer == nil:
+			c.answer, c.answers = &k, 1
+		case c.answer.Variant != k.Variant || c.answer.Value != k.Value:
+			c.answers = -1
+		}
+	}
+	if err := closeRows(rows); err != nil {
+		return fail(err)
+	}
+	var young []string
+	if err := tx.SelectContext(ctx, &young, s.rebind(`SELECT DISTINCT f.flag FROM feature_changelog_flags f
+		JOIN feature_changelog c ON c.id = f.entry_id WHERE c.changed_at >= ?`), first); err != nil {
+		return fail(err)
+	}
+	for _, flag := range young {
+		if c := cands[flag]; c != nil {
+			c.young = true
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(err)
+	}
+
+	var out []StaleFlag
+	for _, c := range cands {
+		switch {
+		case c.permanent:
+			continue
+		case c.LastEvaluated.IsZero():
+			if c.young {
+				continue
+			}
+			c.Reason = StaleNeverEvaluated
+		case c.answers == 0: // no counts in the window
+			c.Reason = StaleNotEvaluated
+		case c.answers == 1 && !c.young:
+			c.Reason, c.Answer = StaleRolledOut, c.answer.Variant
+			if c.Answer == "" {
+				c.Answer = c.answer.Value
+			}
+		default:
+			continue
+		}
+		out = append(out, c.StaleFlag)
+	}
+	slices.SortFunc(out, func(a, b StaleFlag) int {
+		if (a.Owner == "") != (b.Owner == "") {
+			return boolCompare(a.Owner == "", b.Owner == "")
+		}
+		return cmp.Or(strings.Compare(a.Owner, b.Owner), strings.Compare(a.Flag, b.Flag))
+	})
+	return out, nil
+}

@@ -317,3 +317,98 @@ func sameDefs(t *testing.T, want, got []rules.Definition) {
 		assert.True(t, want[i].Equal(got[i]), "declaration %d: want %+v, got %+v", i, want[i], got[i])
 	}
 }
+
+// TestStaleFlags: each reason, permanent flags never listed, flags
+// changed in the window not judged never evaluated or rolled out, sorted
+// by owner (none last), then flag.
+func TestStaleFlags(t *testing.T) {
+	ctx := context.Background()
+	eachUsageStore(t, sqlstore.Options{}, func(t *testing.T, st *sqlstore.Store, dsn string) {
+		_, _, err := st.ReplaceText(ctx, `never.a default 1 x
+never.a team:qa 2 y
+old.b default 1 x
+rolled.c default 1 on
+mixed.d default 1 x
+err.e default 1 x
+value.i default 1 42
+other.j default 1 x
+`, nil, change("rules", sqlstore.AnyRevision))
+		require.NoError(t, err)
+		_, err = st.PushDefinitions(ctx, []rules.Definition{
+			{Name: "never.a", Type: rules.String, Default: "x", Owner: "team-b"},
+			{Name: "rolled.c", Type: rules.String, Default: "off", Owner: "team-a", Variants: []rules.Variant{{Name: "on", Value: "yes"}}},
+			{Name: "perm.f", Type: rules.Boolean, Default: "false", Owner: "team-a", Permanent: true},
+		}, change("declare", sqlstore.AnyRevision), sqlstore.PushOptions{})
+		require.NoError(t, err)
+		old := "2020-01-01 00:00:00+00:00"
+		if strings.HasPrefix(dsn, "postgres") {
+			old = "2020-01-01 00:00:00+00"
+		}
+		_, err = sqlstoretest.RawDB(t, dsn).Exec(`UPDATE feature_changelog SET changed_at = '` + old + `'`)
+		require.NoError(t, err)
+		// Changed in the window: too young to judge, unless it is not
+		// evaluated any more.
+		_, _, err = st.ReplaceFlagText(ctx, []string{"young.g"}, "young.g default 1 x\n", nil, change("young", sqlstore.AnyRevision))
+		require.NoError(t, err)
+		_, _, err = st.ReplaceFlagText(ctx, []string{"young.h"}, "young.h default 1 x\n", nil, change("young", sqlstore.AnyRevision))
+		require.NoError(t, err)
+
+		now := time.Now().UTC()
+		tenDaysAgo := now.AddDate(0, 0, -10)
+		count := func(flag string, reason controller.Reason, variant, value string, other bool) controller.UsageCount {
+			return controller.UsageCount{Flag: flag, Reason: reason, Variant: variant, Value: value, Other: other, Count: 3}
+		}
+		for _, r := range []controller.UsageReport{
+			{Role: "web", Host: "h1", At: tenDaysAgo, Counts: []controller.UsageCount{
+				count("old.b", controller.ReasonStatic, "", "x", false),
+				count("young.h", controller.ReasonStatic, "", "x", false),
+				count("rolled.c", controller.ReasonStatic, "", "off", false), // before the window: does not count
+			}},
+			{Role: "web", Host: "h1", At: now, Counts: []controller.UsageCount{
+				count("rolled.c", controller.ReasonStatic, "on", "", false),
+				count("rolled.c", controller.ReasonTargetingMatch, "on", "", false),
+				count("mixed.d", controller.ReasonStatic, "", "x", false),
+				count("mixed.d", controller.ReasonStatic, "", "y", false),
+				count("err.e", controller.ReasonStatic, "", "x", false),
+				count("err.e", controller.ReasonError, "", "", false),
+				count("value.i", controller.ReasonStatic, "", "42", false),
+				count("other.j", controller.ReasonStatic, "", "x", false),
+				count("other.j", controller.ReasonStatic, "", "", true),
+				count("young.g", controller.ReasonStatic, "", "x", false), // young: not rolled out
+				count("ghost", controller.ReasonDefault, "", "", false),   // no rules, no declaration
+			}},
+			{Role: "worker", Host: "h2", At: now, Counts: []controller.UsageCount{count("value.i", controller.ReasonDefault, "", "42", false)}},
+		} {
+			require.NoError(t, st.AddUsage(ctx, r))
+		}
+		// young.g was never evaluated before the report above: take it
+		// back out so that it is never evaluated and young.
+		_, err = sqlstoretest.RawDB(t, dsn).Exec(`DELETE FROM flag_usage WHERE flag = 'young.g'`)
+		require.NoError(t, err)
+
+		got, err := st.StaleFlags(ctx, sqlstore.StaleOptions{Days: 7, Now: now})
+		require.NoError(t, err)
+		ten := tenDaysAgo.Truncate(time.Microsecond)
+		at := now.Truncate(time.Microsecond)
+		assert.Equal(t, []sqlstore.StaleFlag{
+			{Flag: "rolled.c", Owner: "team-a", Reason: sqlstore.StaleRolledOut, LastEvaluated: at, Answer: "on", Rules: 1, Declared: true},
+			{Flag: "never.a", Owner: "team-b", Reason: sqlstore.StaleNeverEvaluated, Rules: 2, Declared: true},
+			{Flag: "old.b", Reason: sqlstore.StaleNotEvaluated, LastEvaluated: ten, Rules: 1},
+			{Flag: "value.i", Reason: sqlstore.StaleRolledOut, LastEvaluated: at, Answer: "42", Rules: 1},
+			{Flag: "young.h", Reason: sqlstore.StaleNotEvaluated, LastEvaluated: ten, Rules: 1},
+		}, got)
+
+		// Over 11 days rolled.c gave two answers; old.b and young.h are
+		// evaluated in the window, with one answer (young.h is too young).
+		got, err = st.StaleFlags(ctx, sqlstore.StaleOptions{Days: 11, Now: now})
+		require.NoError(t, err)
+		var names []string
+		for _, f := range got {
+			names = append(names, f.Flag+" "+string(f.Reason))
+		}
+		assert.Equal(t, []string{"never.a never-evaluated", "old.b rolled-out", "value.i rolled-out"}, names)
+
+		_, err = st.StaleFlags(ctx, sqlstore.StaleOptions{Days: sqlstore.MaxUsageDays + 1})
+		assert.ErrorIs(t, err, sqlstore.ErrInvalid)
+	})
+}
