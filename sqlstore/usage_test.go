@@ -412,3 +412,46 @@ other.j default 1 x
 		assert.ErrorIs(t, err, sqlstore.ErrInvalid)
 	})
 }
+
+// TestUpgradeTo7: a database of version 6 with data upgrades to 7: its
+// declarations get no owner and are not permanent, counts can be added,
+// and its tables are a new database's.
+func TestUpgradeTo7(t *testing.T) {
+	ctx := context.Background()
+	for dialect, dsn := range sqlstoretest.DSNs(t) {
+		t.Run(dialect, func(t *testing.T) {
+			_, err := sqlstore.Migrate(ctx, dsn, sqlstore.MigrateOptions{To: 6})
+			require.NoError(t, err)
+			_, err = sqlstoretest.RawDB(t, dsn).Exec(`
+INSERT INTO feature_rules (flag, scope, priority, value, condition) VALUES ('a', 'default', 1, 'x', '');
+INSERT INTO feature_flags VALUES ('a', 'string', 'none', '', FALSE, '[]', '', '', '2026-01-01 00:00:00');
+INSERT INTO feature_changelog (changed_at, actor, comment, diff, revision, rules_text, declarations_text) VALUES ('2026-01-01 00:00:00', 'a', 'first', '+x', 1, 'a	default	1	x
+', '{"name":"a","type":"string","default":"none"}
+');
+INSERT INTO feature_changelog_flags VALUES (1, 'a');
+UPDATE feature_revision SET revision = 1;`)
+			require.NoError(t, err)
+			_, err = sqlstore.Open(ctx, dsn)
+			require.ErrorIs(t, err, sqlstore.ErrSchemaOld)
+			up, err := sqlstore.Migrate(ctx, dsn, sqlstore.MigrateOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, sqlstore.Upgrade{From: 6, To: 7, Pending: sqlstore.Migrations()[6:]}, up)
+			assert.Equal(t, 6, sqlstore.Migrations()[6].CompatibleFrom, "binaries of version 6 keep running")
+			st, err := sqlstore.Open(ctx, dsn)
+			require.NoError(t, err)
+			defer st.Close()
+			defs, err := st.Definitions(ctx)
+			require.NoError(t, err)
+			sameDefs(t, []rules.Definition{{Name: "a", Type: rules.String, Default: "none"}}, defs)
+			require.NoError(t, st.AddUsage(ctx, controller.UsageReport{Role: "web", Host: "h", At: time.Now(),
+				Counts: []controller.UsageCount{{Flag: "a", Reason: controller.ReasonStatic, Value: "x", Count: 2}}}))
+			us, err := st.Usage(ctx, sqlstore.UsageQuery{Flag: "a", Days: 1})
+			require.NoError(t, err)
+			assert.Equal(t, int64(2), us[0].Total)
+			stale, err := st.StaleFlags(ctx, sqlstore.StaleOptions{})
+			require.NoError(t, err)
+			assert.Equal(t, []sqlstore.StaleFlag{{Flag: "a", Reason: sqlstore.StaleRolledOut, LastEvaluated: us[0].LastEvaluated, Answer: "x", Rules: 1, Declared: true}}, stale)
+			assert.Equal(t, shape(t, dialect, sqlstoretest.RawDB(t, freshDSN(t, dialect))), shape(t, dialect, sqlstoretest.RawDB(t, dsn)))
+		})
+	}
+}
