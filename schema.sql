@@ -28,8 +28,10 @@ CREATE INDEX IF NOT EXISTS feature_rules_scope_idx
 
 -- One row a declared flag: its type, code default (in the text form rules
 -- use), description, external mark, variants (a JSON array of
--- {"name", "value"}), JSON Schema (json flags) and rollout salt ('' for the
--- flag name). Written by "flags push".
+-- {"name", "value"}), JSON Schema (json flags), rollout salt ('' for the
+-- flag name), owner (who answers for it, '' for nobody) and permanent mark
+-- (a flag meant to live forever, never reported stale; both from migration
+-- 7). Written by "flags push".
 CREATE TABLE IF NOT EXISTS feature_flags (
     name          TEXT    PRIMARY KEY,
     type          TEXT    NOT NULL,
@@ -39,7 +41,9 @@ CREATE TABLE IF NOT EXISTS feature_flags (
     variants      TEXT    NOT NULL,
     json_schema   TEXT    NOT NULL,
     salt          TEXT    NOT NULL,
-    updated_at    TIMESTAMPTZ NOT NULL
+    updated_at    TIMESTAMPTZ NOT NULL,
+    owner         TEXT    NOT NULL DEFAULT '',
+    permanent     BOOLEAN NOT NULL DEFAULT FALSE
 );
 
 -- One row a change: a save of the rules, a push of declarations or a
@@ -113,6 +117,31 @@ CREATE TABLE IF NOT EXISTS feature_audit (
     key_name TEXT   NOT NULL,
     scope    TEXT   NOT NULL
 );
+
+-- Evaluation counts: one row a flag, day (UTC), server (role and host),
+-- reason and answer (variant, else the value's text cut to 200 bytes;
+-- other marks the answers beyond a flag's first 16, counted together),
+-- with how many evaluations gave it and the last time one did. Servers
+-- add their counts every flush (one upsert); days older than the
+-- retention (90 by default) are deleted by the writers.
+CREATE TABLE IF NOT EXISTS flag_usage (
+    flag              TEXT    NOT NULL,
+    day               DATE    NOT NULL,
+    server_role       TEXT    NOT NULL,
+    server_host       TEXT    NOT NULL,
+    reason            TEXT    NOT NULL,
+    variant           TEXT    NOT NULL,
+    value             TEXT    NOT NULL,
+    other             BOOLEAN NOT NULL,
+    count             BIGINT  NOT NULL,
+    last_evaluated_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (flag, day, server_role, server_host, reason, variant, value, other)
+);
+
+-- Serves the windows of days (all flags) and the retention's deletes;
+-- the primary key serves a flag's days.
+CREATE INDEX IF NOT EXISTS flag_usage_day_idx
+    ON flag_usage (day, flag);
 
 -- A single row counting saves. Servers poll it to notice new rules; writers
 -- bump it first in their transaction, which serialises concurrent saves.

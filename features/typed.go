@@ -91,6 +91,19 @@ func Salt(salt string) DefineOption {
 	return func(d *declaration) error { d.def.Salt = salt; return nil }
 }
 
+// Owner names who answers for the flag (a team, a person): the stale
+// report (feature-info flags stale) groups flags by it. At most
+// rules.MaxOwnerLen bytes, no control characters.
+func Owner(owner string) DefineOption {
+	return func(d *declaration) error { d.def.Owner = owner; return nil }
+}
+
+// Permanent marks a flag meant to live forever (a kill switch, an
+// operational toggle): the stale report never lists it.
+func Permanent() DefineOption {
+	return func(d *declaration) error { d.def.Permanent = true; return nil }
+}
+
 // Title and Link document the flag on /+feature-info.
 func Title(title string) DefineOption {
 	return func(d *declaration) error { d.doc.Title = title; return nil }

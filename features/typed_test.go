@@ -89,9 +89,15 @@ func TestDefine(t *testing.T) {
 		features.Define("features.test.twice", 2, "")
 	})
 
+	_, err = features.DefineIn(reg, "ops.kill", false, "kill switch", features.Owner("team-ops"), features.Permanent())
+	require.NoError(t, err)
+	_, err = features.DefineIn(reg, "o", 1, "x", features.Owner("a\nb"))
+	assert.ErrorContains(t, err, `flag "o": owner "a\nb": want UTF-8 text with no control characters`)
+
 	got := reg.Definitions()
-	require.Len(t, got, 1)
+	require.Len(t, got, 2)
 	assert.Equal(t, rules.Definition{Name: "a.b", Type: rules.Boolean, Default: "true", Description: "x"}, got[0])
+	assert.Equal(t, rules.Definition{Name: "ops.kill", Type: rules.Boolean, Default: "false", Description: "kill switch", Owner: "team-ops", Permanent: true}, got[1])
 }
 
 func TestTypedGet(t *testing.T) {

@@ -26,10 +26,12 @@ type declEntry struct {
 	Variants    map[string]json.RawMessage `json:"variants"`
 	Schema      json.RawMessage            `json:"schema"`
 	Salt        string                     `json:"salt"`
+	Owner       string                     `json:"owner"`
+	Permanent   bool                       `json:"permanent"`
 }
 
 // declFields are the fields an entry may have.
-var declFields = []string{"name", "type", "default", "description", "external", "variants", "schema", "salt"}
+var declFields = []string{"name", "type", "default", "description", "external", "variants", "schema", "salt", "owner", "permanent"}
 
 // maxDeclProblems bounds the problems one answer lists.
 const maxDeclProblems = 100
@@ -181,7 +183,8 @@ func typeProblem(err error) string {
 }
 
 func (e declEntry) definition() (Definition, error) {
-	d := Definition{Name: e.Name, Type: e.Type, Description: e.Description, External: e.External, Salt: e.Salt}
+	d := Definition{Name: e.Name, Type: e.Type, Description: e.Description, External: e.External, Salt: e.Salt,
+		Owner: e.Owner, Permanent: e.Permanent}
 	bad := func(field, format string, args ...any) error {
 		return &defError{flag: e.Name, field: field, msg: fmt.Sprintf(format, args...)}
 	}

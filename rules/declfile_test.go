@@ -15,7 +15,7 @@ const declText = `{
   "flags": [
     {"name": "checkout.new_flow", "type": "boolean", "default": false, "description": "New checkout.", "external": true},
     {"name": "ui.color", "type": "string", "default": "#000", "variants": {"red": "#f00", "blue": "#00f"}},
-    {"name": "jobs.retries", "type": "int", "default": 3, "salt": "jobs"},
+    {"name": "jobs.retries", "type": "int", "default": 3, "salt": "jobs", "owner": "team-jobs", "permanent": true},
     {"name": "sampling.ratio", "type": "float", "default": 0.5},
     {"name": "api.limits", "type": "json", "default": {"max": 10},
      "schema": {"type": "object", "required": ["max"]}}
@@ -28,7 +28,7 @@ func TestParseDeclarations(t *testing.T) {
 	assert.Equal(t, []rules.Definition{
 		{Name: "checkout.new_flow", Type: rules.Boolean, Default: "false", Description: "New checkout.", External: true},
 		{Name: "ui.color", Type: rules.String, Default: "#000", Variants: []rules.Variant{{Name: "blue", Value: "#00f"}, {Name: "red", Value: "#f00"}}},
-		{Name: "jobs.retries", Type: rules.Int, Default: "3", Salt: "jobs"},
+		{Name: "jobs.retries", Type: rules.Int, Default: "3", Salt: "jobs", Owner: "team-jobs", Permanent: true},
 		{Name: "sampling.ratio", Type: rules.Float, Default: "0.5"},
 		{Name: "api.limits", Type: rules.JSON, Default: `{"max":10}`, Schema: `{"type":"object","required":["max"]}`},
 	}, defs)
@@ -46,6 +46,14 @@ func TestParseDeclarationsErrors(t *testing.T) {
 		{"not an object", `{"flags": ["ui.theme", null]}`, "flags[0]: want an object\nflags[1]: want an object"},
 		{"field type", `{"flags": [{"name": "a", "type": "int", "default": 1, "description": 7}]}`, "flags[0] (a): description: want a string, got number"},
 		{"external type", `{"flags": [{"name": "a", "type": "int", "default": 1, "external": "yes"}]}`, "flags[0] (a): external: want true or false, got string"},
+		{"permanent type", `{"flags": [{"name": "a", "type": "int", "default": 1, "permanent": "yes"}]}`, "flags[0] (a): permanent: want true or false, got string"},
+		{"owner type", `{"flags": [{"name": "a", "type": "int", "default": 1, "owner": ["x"]}]}`, "flags[0] (a): owner: want a string, got array"},
+		{"owner too long", `{"flags": [{"name": "a", "type": "int", "default": 1, "owner": "` + strings.Repeat("x", rules.MaxOwnerLen+1) + `"}]}`,
+			"flags[0] (a): owner: owner of 201 bytes, over the limit of 200"},
+		{"owner control", `{"flags": [{"name": "a", "type": "int", "default": 1, "owner": "team\tops"}]}`,
+			`flags[0] (a): owner: owner "team\tops": want UTF-8 text with no control characters`},
+		{"owner spaces", `{"flags": [{"name": "a", "type": "int", "default": 1, "owner": " ops"}]}`,
+			`flags[0] (a): owner: owner " ops": want no leading or trailing spaces`},
 		{"name type", `{"flags": [{"name": 1, "type": "int", "default": 1}]}`, "flags[0]: name: want a string, got number"},
 		{"bad name", `{"flags": [{"name": "a b\n", "type": "int", "default": 1}]}`, `flags[0] (a b\n): name: bad flag name "a b\n": ' ' is not allowed (letters, digits, _ and - in dot-separated segments)`},
 		{"type", `{"flags": [{"name": "a", "type": "number", "default": 1}]}`, `flags[0] (a): type: unknown type "number" (want one of boolean, string, int, float, json)`},

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -52,7 +53,17 @@ type Definition struct {
 	Variants    []Variant `json:"variants,omitempty"`
 	Schema      string    `json:"schema,omitempty"` // JSON Schema, for Type JSON
 	Salt        string    `json:"salt,omitempty"`   // rollout salt; the flag name when empty
+	// Owner names who answers for the flag (a team, a person): the stale
+	// report groups flags by it. At most MaxOwnerLen bytes of text, no
+	// control characters; "" for nobody.
+	Owner string `json:"owner,omitempty"`
+	// Permanent marks a flag meant to live forever (a kill switch, an
+	// operational toggle): the stale report never lists it.
+	Permanent bool `json:"permanent,omitempty"`
 }
+
+// MaxOwnerLen bounds a declaration's owner, in bytes.
+const MaxOwnerLen = 200
 
 // RolloutSalt returns the salt rollouts of this flag hash with.
 func (d Definition) RolloutSalt() string {
@@ -65,7 +76,8 @@ func (d Definition) RolloutSalt() string {
 // Equal reports whether two definitions declare the same thing.
 func (d Definition) Equal(o Definition) bool {
 	return d.Name == o.Name && d.Type == o.Type && d.Default == o.Default && d.Description == o.Description &&
-		d.External == o.External && slices.Equal(d.Variants, o.Variants) && d.Schema == o.Schema && d.Salt == o.Salt
+		d.External == o.External && slices.Equal(d.Variants, o.Variants) && d.Schema == o.Schema && d.Salt == o.Salt &&
+		d.Owner == o.Owner && d.Permanent == o.Permanent
 }
 
 // Value is a typed rule value, parsed once.
@@ -128,6 +140,14 @@ func (d Definition) CodecWith(opts CodecOptions) (*Codec, error) {
 	}
 	if !slices.Contains(Types, d.Type) {
 		return nil, bad("type", "unknown type %q (want one of boolean, string, int, float, json)", d.Type)
+	}
+	switch {
+	case len(d.Owner) > MaxOwnerLen:
+		return nil, bad("owner", "owner of %d bytes, over the limit of %d", len(d.Owner), MaxOwnerLen)
+	case !utf8.ValidString(d.Owner) || strings.ContainsFunc(d.Owner, unicode.IsControl):
+		return nil, bad("owner", "owner %q: want UTF-8 text with no control characters", d.Owner)
+	case d.Owner != strings.TrimSpace(d.Owner):
+		return nil, bad("owner", "owner %q: want no leading or trailing spaces", d.Owner)
 	}
 	c := &Codec{def: d, opts: opts, variants: make(map[string]string, len(d.Variants))}
 	if d.Schema != "" {

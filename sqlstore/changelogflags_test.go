@@ -290,7 +290,7 @@ func TestRestoreVersion1Dump(t *testing.T) {
 	v2 := dump(t, src)
 	i := strings.Index(v2, ",\n\"audit\": [")
 	require.Positive(t, i)
-	v1 := strings.Replace(v2[:i], `"version": 2,`, `"version": 1,`, 1) + "\n}\n"
+	v1 := strings.Replace(v2[:i], `"version": 3,`, `"version": 1,`, 1) + "\n}\n"
 	for _, st := range sqlstoretest.Stores(t) {
 		t.Run(st.Dialect().String(), func(t *testing.T) {
 			res, err := st.Restore(ctx, strings.NewReader(v1), sqlstore.RestoreOptions{})

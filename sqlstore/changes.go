@@ -549,13 +549,14 @@ func (s *Store) writeDefinitions(ctx context.Context, tx *sqlx.Tx, before, after
 	}
 	for start := 0; start < len(put); start += defBatch {
 		up := s.sb.Insert("feature_flags").
-			Columns("name", "type", "default_value", "description", "external", "variants", "json_schema", "salt", "updated_at")
+			Columns("name", "type", "default_value", "description", "external", "variants", "json_schema", "salt", "updated_at", "owner", "permanent")
 		for _, r := range put[start:min(start+defBatch, len(put))] {
-			up = up.Values(r.Name, r.Type, r.Default, r.Description, r.External, r.Variants, r.Schema, r.Salt, r.UpdatedAt)
+			up = up.Values(r.Name, r.Type, r.Default, r.Description, r.External, r.Variants, r.Schema, r.Salt, r.UpdatedAt, r.Owner, r.Permanent)
 		}
 		up = up.Suffix(`ON CONFLICT (name) DO UPDATE SET type = excluded.type, default_value = excluded.default_value,
 				description = excluded.description, external = excluded.external, variants = excluded.variants,
-				json_schema = excluded.json_schema, salt = excluded.salt, updated_at = excluded.updated_at`)
+				json_schema = excluded.json_schema, salt = excluded.salt, updated_at = excluded.updated_at,
+				owner = excluded.owner, permanent = excluded.permanent`)
 		if _, err := up.RunWith(tx).ExecContext(ctx); err != nil {
 			return err
 		}
@@ -573,7 +574,7 @@ func (s *Store) writeDefinitions(ctx context.Context, tx *sqlx.Tx, before, after
 	return nil
 }
 
-// defBatch declarations per statement: 9 parameters each stays far below
+// defBatch declarations per statement: 11 parameters each stays far below
 // SQLite's and PostgreSQL's parameter limits.
 const defBatch = 500
 

@@ -32,7 +32,15 @@
 // refuses comments, actors and key names that are not human text
 // (FieldError), the same on both dialects.
 //
-// Dump writes everything the database holds (but browser sessions) in a
+// Servers' evaluation counts go to the flag_usage table: AddUsage adds a
+// report in one upsert (bounded and checked; days past
+// Options.UsageRetention deleted at most hourly), Usage answers a window
+// of days per flag, and StaleFlags lists the flags with rules or
+// declarations never evaluated, no longer evaluated or rolled out to one
+// answer, grouped by their declarations' owner (docs/usage.md).
+//
+// Dump writes everything the database holds (but browser sessions and
+// evaluation counts) in a
 // versioned JSON format, from one consistent read; Restore loads such a
 // dump into an empty database of either dialect in one transaction,
 // keeping ids and the revision, after checking every entry (DumpProblems

@@ -20,7 +20,7 @@ import (
 // The format and version a dump file starts with (docs/backup.md).
 const (
 	DumpFormat  = "scopeflags-dump"
-	DumpVersion = 2
+	DumpVersion = 3
 )
 
 // minDumpVersion is the oldest dump version Restore reads: version 1
@@ -100,6 +100,8 @@ type (
 		Variants    []rules.Variant `json:"variants"`
 		Schema      string          `json:"schema"`
 		Salt        string          `json:"salt"`
+		Owner       string          `json:"owner"`     // from version 3
+		Permanent   bool            `json:"permanent"` // from version 3
 		UpdatedAt   time.Time       `json:"updated_at"`
 	}
 	dumpEntry struct {
@@ -202,7 +204,8 @@ func (s *Store) Dump(ctx context.Context, w io.Writer) (Counts, error) {
 				d.Variants = []rules.Variant{}
 			}
 			return dumpDeclaration{Name: d.Name, Type: string(d.Type), Default: d.Default, Description: d.Description,
-				External: d.External, Variants: d.Variants, Schema: d.Schema, Salt: d.Salt, UpdatedAt: dumpTime(r.UpdatedAt)}, nil
+				External: d.External, Variants: d.Variants, Schema: d.Schema, Salt: d.Salt,
+				Owner: d.Owner, Permanent: d.Permanent, UpdatedAt: dumpTime(r.UpdatedAt)}, nil
 		}); err != nil {
 		return fail(err)
 	}

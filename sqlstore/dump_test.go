@@ -42,7 +42,7 @@ func fillForDump(t *testing.T, st *sqlstore.Store) filled {
 	_, err = st.PushDefinitions(ctx, []rules.Definition{
 		{Name: "ui.theme", Type: rules.String, Default: "light", Description: "Colours.",
 			Variants: []rules.Variant{{Name: "dark", Value: "#111"}, {Name: "light", Value: "#fff"}}},
-		{Name: "jobs.retries", Type: rules.Int, Default: "3", External: true, Salt: "s1"},
+		{Name: "jobs.retries", Type: rules.Int, Default: "3", External: true, Salt: "s1", Owner: "team-jobs", Permanent: true},
 	}, c("declare"), sqlstore.PushOptions{})
 	require.NoError(t, err)
 	_, _, err = st.ReplaceText(ctx, "ui.theme default 0 light\njobs.retries default 1 5\n    when user.id == \"7\"\n", nil, c("fewer rules\nsecond line"))
@@ -99,10 +99,10 @@ func TestDumpRestoreRoundTrip(t *testing.T) {
 			defer src.Close()
 			f := fillForDump(t, src)
 			first := dump(t, src)
-			for _, want := range []string{`"format": "scopeflags-dump",`, `"version": 2,`, `"revision": 4,`,
+			for _, want := range []string{`"format": "scopeflags-dump",`, `"version": 3,`, `"revision": 4,`,
 				`"condition":"percent(50)"`, `"variants":[{"name":"dark","value":"#111"}`, `"rules_text":"ops.mode`,
 				`"value":"\"edge <&> mode\""`, `"scope":"read_external"`, `"revoked_at":"20`,
-				`"audit": [`, `"action":"revoke","key_id":3,"key_name":"for write","scope":"write"}`} {
+				`"salt":"s1","owner":"team-jobs","permanent":true,`, `"audit": [`, `"action":"revoke","key_id":3,"key_name":"for write","scope":"write"}`} {
 				assert.Contains(t, first, want)
 			}
 			assert.NotContains(t, first, "session", "sessions are not dumped")
@@ -240,9 +240,9 @@ func TestRestoreRefusesBadDumps(t *testing.T) {
 		{"not json", "hello\n", sqlstore.RestoreOptions{}, []string{"line 1: not valid JSON: invalid character 'h' looking for beginning of value"}},
 		{"not a dump", `{"rules": []}`, sqlstore.RestoreOptions{}, []string{`line 1: not a scopeflags dump: it must start with {"format": "scopeflags-dump", "version": N`}},
 		{"other format", `{"format": "pg_dump", "version": 1}`, sqlstore.RestoreOptions{}, []string{"line 1: not a scopeflags dump"}},
-		{"unknown version", strings.Replace(good, `"version": 2,`, `"version": 3,`, 1), sqlstore.RestoreOptions{},
-			[]string{"line 3: dump format version 3: this binary restores versions 1 to 2 only"}},
-		{"audit in a version 1 dump", strings.Replace(good, `"version": 2,`, `"version": 1,`, 1), sqlstore.RestoreOptions{},
+		{"unknown version", strings.Replace(good, `"version": 3,`, `"version": 4,`, 1), sqlstore.RestoreOptions{},
+			[]string{"line 3: dump format version 4: this binary restores versions 1 to 3 only"}},
+		{"audit in a version 1 dump", strings.Replace(good, `"version": 3,`, `"version": 1,`, 1), sqlstore.RestoreOptions{},
 			[]string{fmt.Sprintf(`line %d: unknown member "audit" (version 1 dumps have revision, rules, declarations, changelog and keys)`, lineOf(`"audit": [`))}},
 		{"no audit in a version 2 dump", good[:strings.Index(good, ",\n\"audit\"")] + "\n}\n", sqlstore.RestoreOptions{},
 			[]string{`no "audit": a dump has every member`}},

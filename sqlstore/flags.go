@@ -29,13 +29,15 @@ type flagRow struct {
 	Schema      string    `db:"json_schema"`
 	Salt        string    `db:"salt"`
 	UpdatedAt   time.Time `db:"updated_at"`
+	Owner       string    `db:"owner"`
+	Permanent   bool      `db:"permanent"`
 }
 
-const flagColumns = "name, type, default_value, description, external, variants, json_schema, salt, updated_at"
+const flagColumns = "name, type, default_value, description, external, variants, json_schema, salt, updated_at, owner, permanent"
 
 func (r flagRow) definition() (rules.Definition, error) {
 	d := rules.Definition{Name: r.Name, Type: rules.Type(r.Type), Default: r.Default, Description: r.Description,
-		External: r.External, Schema: r.Schema, Salt: r.Salt}
+		External: r.External, Schema: r.Schema, Salt: r.Salt, Owner: r.Owner, Permanent: r.Permanent}
 	if r.Variants != "" {
 		if err := json.Unmarshal([]byte(r.Variants), &d.Variants); err != nil {
 			return d, fmt.Errorf("flag %q: stored variants: %w", r.Name, err)
@@ -51,7 +53,7 @@ func rowOf(d rules.Definition, now time.Time) flagRow {
 		vs = string(b)
 	}
 	return flagRow{Name: d.Name, Type: string(d.Type), Default: d.Default, Description: d.Description,
-		External: d.External, Variants: vs, Schema: d.Schema, Salt: d.Salt, UpdatedAt: now}
+		External: d.External, Variants: vs, Schema: d.Schema, Salt: d.Salt, UpdatedAt: now, Owner: d.Owner, Permanent: d.Permanent}
 }
 
 func definitions(ctx context.Context, q sqlx.QueryerContext) ([]rules.Definition, error) {
@@ -334,6 +336,8 @@ type declLine struct {
 	Variants    map[string]json.RawMessage `json:"variants,omitempty"`
 	Schema      json.RawMessage            `json:"schema,omitempty"`
 	Salt        string                     `json:"salt,omitempty"`
+	Owner       string                     `json:"owner,omitempty"`
+	Permanent   bool                       `json:"permanent,omitempty"`
 	Description string                     `json:"description,omitempty"`
 }
 
@@ -364,7 +368,7 @@ func DeclarationsText(defs []rules.Definition) string {
 	enc.SetEscapeHTML(false)
 	for _, d := range sorted {
 		l := declLine{Name: d.Name, Type: d.Type, Default: jsonValue(d.Type, d.Default), External: d.External,
-			Salt: d.Salt, Description: d.Description}
+			Salt: d.Salt, Owner: d.Owner, Permanent: d.Permanent, Description: d.Description}
 		if d.Schema != "" {
 			l.Schema = jsonValue(rules.JSON, d.Schema)
 		}
@@ -432,6 +436,12 @@ func removed(o, d rules.Definition) []string {
 	if o.External && !d.External {
 		out = append(out, o.Name+": external removed")
 	}
+	if o.Owner != "" && d.Owner == "" {
+		out = append(out, o.Name+": owner removed")
+	}
+	if o.Permanent && !d.Permanent {
+		out = append(out, o.Name+": permanent removed")
+	}
 	for _, v := range o.Variants {
 		if !slices.ContainsFunc(d.Variants, func(w rules.Variant) bool { return w.Name == v.Name }) {
 			out = append(out, fmt.Sprintf("%s: variant %q removed", o.Name, v.Name))
@@ -465,6 +475,12 @@ func changes(o, d rules.Definition) []string {
 	}
 	if o.Salt != d.Salt {
 		add("salt", fmt.Sprintf("%q", o.Salt), fmt.Sprintf("%q", d.Salt))
+	}
+	if o.Owner != d.Owner {
+		add("owner", fmt.Sprintf("%q", o.Owner), fmt.Sprintf("%q", d.Owner))
+	}
+	if o.Permanent != d.Permanent {
+		add("permanent", o.Permanent, d.Permanent)
 	}
 	return out
 }

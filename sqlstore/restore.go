@@ -478,7 +478,7 @@ func (rs *restorer) declaration(line int, d *dumpDeclaration, n int) bool {
 	}
 	rs.counts.Declarations++
 	def := rules.Definition{Name: d.Name, Type: rules.Type(d.Type), Default: d.Default, Description: d.Description,
-		External: d.External, Variants: d.Variants, Schema: d.Schema, Salt: d.Salt}
+		External: d.External, Variants: d.Variants, Schema: d.Schema, Salt: d.Salt, Owner: d.Owner, Permanent: d.Permanent}
 	if _, err := def.CodecWith(rs.s.codec); err != nil {
 		return bad("%v", err)
 	}
@@ -605,11 +605,11 @@ func (s *Store) writeRestoredRules(ctx context.Context, tx *sqlx.Tx, rs []dumpRu
 
 func (s *Store) writeRestoredDeclarations(ctx context.Context, tx *sqlx.Tx, ds []dumpDeclaration) error {
 	ins := s.sb.Insert("feature_flags").
-		Columns("name", "type", "default_value", "description", "external", "variants", "json_schema", "salt", "updated_at")
+		Columns("name", "type", "default_value", "description", "external", "variants", "json_schema", "salt", "updated_at", "owner", "permanent")
 	for _, d := range ds {
 		r := rowOf(rules.Definition{Name: d.Name, Type: rules.Type(d.Type), Default: d.Default, Description: d.Description,
-			External: d.External, Variants: d.Variants, Schema: d.Schema, Salt: d.Salt}, d.UpdatedAt)
-		ins = ins.Values(r.Name, r.Type, r.Default, r.Description, r.External, r.Variants, r.Schema, r.Salt, r.UpdatedAt)
+			External: d.External, Variants: d.Variants, Schema: d.Schema, Salt: d.Salt, Owner: d.Owner, Permanent: d.Permanent}, d.UpdatedAt)
+		ins = ins.Values(r.Name, r.Type, r.Default, r.Description, r.External, r.Variants, r.Schema, r.Salt, r.UpdatedAt, r.Owner, r.Permanent)
 	}
 	_, err := ins.RunWith(tx).ExecContext(ctx)
 	return err

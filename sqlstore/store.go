@@ -81,6 +81,12 @@ type Store struct {
 	// every save.
 	codec rules.CodecOptions
 
+	// retention is Options.UsageRetention (see usageRetention);
+	// usagePruned is when AddUsage last deleted the days older (Unix
+	// nanoseconds; 0: never).
+	retention   int
+	usagePruned atomic.Int64
+
 	listeners                        atomic.Int64 // running Watch listeners
 	listenReconnects, listenFailures atomic.Int64
 
@@ -112,6 +118,10 @@ type Options struct {
 	// that only read, or that must not leave a database behind when they
 	// fail. (PostgreSQL databases are never created.)
 	Existing bool
+	// UsageRetention is how many days of evaluation counts are kept
+	// (AddUsage deletes older days, at most once an hour);
+	// DefaultUsageRetention (90) when 0 or less.
+	UsageRetention int
 }
 
 // maxValue is the longest rule value a save takes, in bytes.
@@ -151,7 +161,8 @@ func OpenWith(ctx context.Context, dsn string, opts Options) (*Store, error) {
 
 // open connects to dsn, leaving the schema as it is.
 func open(ctx context.Context, dsn string, opts Options) (*Store, error) {
-	s := &Store{dialect: SQLite, codec: rules.CodecOptions{MaxValue: opts.MaxValue, Cache: rules.NewValidationCache(0, 0)}}
+	s := &Store{dialect: SQLite, codec: rules.CodecOptions{MaxValue: opts.MaxValue, Cache: rules.NewValidationCache(0, 0)},
+		retention: opts.UsageRetention}
 	s.closing, s.endListeners = context.WithCancel(context.Background())
 	driver, source := "sqlite", sqliteDSN(dsn)
 	if isPostgresDSN(dsn) {

@@ -132,7 +132,7 @@ func TestMoveBetweenDialects(t *testing.T) {
 			// Bad files: refused with every problem, and -force's deletes are
 			// rolled back.
 			good := dump.stdout
-			bad := strings.Replace(good, `"version": 2,`, `"version": 3,`, 1)
+			bad := strings.Replace(good, `"version": 3,`, `"version": 4,`, 1)
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "newer.json"), []byte(bad), 0o644))
 			res := cli(1, "restore", "-db", dst, "-force", "newer.json")
 			golden(t, "restore-version.golden", res.stderr)
