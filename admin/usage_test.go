@@ -13,7 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/admin"
+	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/sqlstore"
+	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
 // usageAnswer is GET /api/v1/usage's answer, as a client reads it.
@@ -202,4 +204,97 @@ func TestUsageHostBounded(t *testing.T) {
 		require.Len(t, rows[0].Servers, 1)
 		assert.Equal(t, stored.Host, rows[0].Servers[0].Host)
 	})
+}
+
+// backdate makes every change of the database at dsn older than any
+// window, so that no flag is too young for the stale report to judge.
+func backdate(t *testing.T, dsn string) {
+	t.Helper()
+	old := "2020-01-01 00:00:00+00:00"
+	if strings.HasPrefix(dsn, "postgres") {
+		old = "2020-01-01 00:00:00+00"
+	}
+	_, err := sqlstoretest.RawDB(t, dsn).Exec(`UPDATE feature_changelog SET changed_at = '` + old + `'`)
+	require.NoError(t, err)
+}
+
+// usagePagesEnv is flagsEnv with counts: b evaluated today to two
+// answers by two servers (alive), a today to one answer (rolled out),
+// ui.icing 40 days ago only (not evaluated), limits.max never.
+func usagePagesEnv(t *testing.T, dsn string) *env {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlstore.Open(ctx, dsn)
+	require.NoError(t, err)
+	t.Cleanup(func() { st.Close() })
+	e := flagsEnv(t, st)
+	backdate(t, dsn)
+	now := time.Now()
+	for _, r := range []controller.UsageReport{
+		{Role: "web", Host: "web-1", At: now, Counts: []controller.UsageCount{
+			{Flag: "b", Reason: controller.ReasonStatic, Value: "x", Count: 1200},
+			{Flag: "a", Reason: controller.ReasonStatic, Value: "true", Count: 5},
+		}},
+		{Role: "worker", Host: "jobs-1", At: now, Counts: []controller.UsageCount{
+			{Flag: "b", Reason: controller.ReasonTargetingMatch, Value: "y", Count: 300},
+		}},
+		{Role: "web", Host: "web-1", At: now.AddDate(0, 0, -40), Counts: []controller.UsageCount{
+			{Flag: "ui.icing", Reason: controller.ReasonStatic, Value: "vanilla", Count: 9},
+		}},
+	} {
+		require.NoError(t, st.AddUsage(ctx, r))
+	}
+	return e
+}
+
+// TestFlagPagesUsage: a flag's page shows its last evaluation (or
+// "never"), the evaluations of 30 days as an SVG chart with a text
+// alternative and a table, the split by answer and reason and by server,
+// and a stale badge with its reason; the flags list marks stale flags.
+// No inline styles. On SQLite and PostgreSQL.
+func TestFlagPagesUsage(t *testing.T) {
+	for name, dsn := range sqlstoretest.DSNs(t) {
+		t.Run(name, func(t *testing.T) {
+			e := usagePagesEnv(t, dsn)
+			today := time.Now().UTC().Format(time.DateOnly)
+
+			b := e.do("read", "GET", "/+flags/b", "", nil)
+			require.Equal(t, 200, b.code, b.body)
+			assert.Regexp(t, `<p id="usage-last">Last evaluated: <time>`+today+` \d\d:\d\d UTC</time>.</p>`, b.body)
+			chart := section(t, b.body, "svg", "usage-chart")
+			assert.Contains(t, chart, `role="img" aria-labelledby="usage-chart-title"`)
+			assert.Contains(t, chart, `<title id="usage-chart-title">Evaluations per day. 1,500 evaluations in the 30 days from `)
+			assert.Equal(t, 30, strings.Count(chart, "<rect "))
+			assert.Contains(t, chart, `<rect class="usage-bar" x="291" y="4" width="8" height="60"><title>`+today+`: 1,500</title></rect>`, "today's bar, the tallest")
+			days := section(t, b.body, "details", "usage-days")
+			assert.Contains(t, days, `<tr><td><time>`+today+`</time></td><td class="num">1,500</td></tr>`)
+			assert.Equal(t, 30, strings.Count(days, "<tr><td>"))
+			answers := section(t, b.body, "table", "usage-answers")
+			assert.Regexp(t, `(?s)<code>x</code></td><td>STATIC</td><td class="num">1,200</td><td class="num">80.0%</td>.*<code>y</code></td><td>TARGETING_MATCH</td><td class="num">300</td><td class="num">20.0%</td>`, answers)
+			servers := section(t, b.body, "table", "usage-servers")
+			assert.Regexp(t, `(?s)<code>web</code></td><td><code>web-1</code></td><td class="num">1,200</td>.*<code>worker</code></td><td><code>jobs-1</code></td><td class="num">300</td>`, servers)
+			assert.NotContains(t, b.body, `id="stale"`, "b gave two answers: alive")
+			assert.NotContains(t, b.body, "style=")
+
+			a := e.do("read", "GET", "/+flags/a", "", nil)
+			assert.Contains(t, section(t, a.body, "p", "stale"), `<span class="badge badge-stale">stale: always &#34;true&#34;</span> Every evaluation of the last 30 days gave the same answer`)
+			icing := e.do("read", "GET", "/+flags/ui.icing", "", nil)
+			assert.Contains(t, section(t, icing.body, "p", "stale"), "stale: not evaluated in 30 days")
+			assert.Contains(t, icing.body, "No evaluations in the 30 days from ")
+			assert.NotContains(t, icing.body, `id="usage-answers"`, "no answers in the window")
+			limits := e.do("read", "GET", "/+flags/limits.max", "", nil)
+			assert.Contains(t, limits.body, `<p id="usage-last">Last evaluated: <strong>never</strong>`)
+			assert.Contains(t, section(t, limits.body, "p", "stale"), "stale: never evaluated")
+
+			list := e.do("read", "GET", "/+flags", "", nil)
+			require.Equal(t, 200, list.code, list.body)
+			assert.Contains(t, row(t, list.body, "a"), `<span class="badge badge-stale">stale: always &#34;true&#34;</span>`)
+			assert.Contains(t, row(t, list.body, "ui.icing"), `stale: not evaluated in 30 days`)
+			assert.Contains(t, row(t, list.body, "limits.max"), `stale: never evaluated`)
+			for _, alive := range []string{"b", "looked.up"} {
+				assert.NotContains(t, row(t, list.body, alive), "badge-stale", alive)
+			}
+			assert.NotContains(t, list.body, "style=")
+		})
+	}
 }
