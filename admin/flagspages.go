@@ -397,7 +397,8 @@ func flagName(r *http.Request) (string, error) {
 }
 
 // flagPage: GET /+flags/{name} shows one flag: its declaration and
-// documentation, its problems, its rules in evaluation order, the changes
+// documentation, its problems, its rules in evaluation order, its
+// evaluations over 30 days and a stale badge (usagepages.go), the changes
 // that touched it, the who-sees-what form (?ask=1 and its fields) with
 // its answer, and for writers an editor of its rules. ?saved=ID shows the
 // change a save made, ?unchanged=1 that a save changed nothing.
