@@ -250,6 +250,10 @@ func TestAuthorizationMatrix(t *testing.T) {
 			{"POST", "/api/v1/explain", "read", 200, func() (string, []byte, []string) { return "application/json", []byte(`{}`), nil }},
 			{"GET", "/api/v1/config", "read", 200, none},
 			{"GET", "/api/v1/events", "read", 200, none},
+			{"GET", "/api/v1/usage", "read", 200, none},
+			{"POST", "/api/v1/usage", "read", 200, func() (string, []byte, []string) {
+				return "application/json", []byte(`{"role":"web","host":"h","counts":[{"flag":"a","reason":"STATIC","value":"x","count":1}]}`), nil
+			}},
 			{"GET", "/api/v1/keys", "admin", 200, none},
 			{"POST", "/api/v1/keys", "admin", 201, func() (string, []byte, []string) {
 				return "application/json", []byte(`{"name":"made in matrix","scope":"read"}`), nil

@@ -63,6 +63,8 @@ type flagRow struct {
 	// Changed is the newest change that touched the flag; nil when none
 	// did.
 	Changed *sqlstore.Entry
+	// Stale is why the stale report lists the flag; nil when it does not.
+	Stale *staleBadge
 }
 
 // Error reports whether the flag's rules answer ERROR somewhere: a
@@ -92,8 +94,9 @@ var flagTypes = func() []string {
 // flagsPage: GET /+flags?q=&type=&external=1&problems=1&page=N lists
 // every flag that is declared (stored or in code), documented, has rules
 // or was looked up by this process, 100 a page, by name; the rows are
-// made from the served snapshot and the engine's registry, with one
-// query (the newest changes, for "last change").
+// made from the served snapshot and the engine's registry, with two
+// reads (the newest changes, for "last change", and the stale report,
+// for its badges).
 func (s *Server) flagsPage(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	d := flagsData{pageData: s.page(r, "Flags"), Q: strings.TrimSpace(q.Get("q")), Type: q.Get("type"),
@@ -154,10 +157,12 @@ func (s *Server) flagsPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	stale := s.staleFlags(r.Context()) // one report for the page
 	for i := range d.Rows {
 		if e, ok := last[d.Rows[i].Name]; ok {
 			d.Rows[i].Changed = &e
 		}
+		d.Rows[i].Stale = stale[d.Rows[i].Name]
 	}
 	link := func(page int) string {
 		v := url.Values{}
@@ -281,6 +286,10 @@ type flagData struct {
 	// Editor: the flag's rules as text (pageData.Text when the form
 	// comes back) and where it posts.
 	EditURL string
+	// Usage is the flag's evaluations over the last 30 days; Stale why
+	// the stale report lists it (nil when it does not).
+	Usage *usageView
+	Stale *staleBadge
 }
 
 // ConfirmURL is where the preview's "Confirm save" posts: the flag's
@@ -388,7 +397,8 @@ func flagName(r *http.Request) (string, error) {
 }
 
 // flagPage: GET /+flags/{name} shows one flag: its declaration and
-// documentation, its problems, its rules in evaluation order, the changes
+// documentation, its problems, its rules in evaluation order, its
+// evaluations over 30 days and a stale badge (usagepages.go), the changes
 // that touched it, the who-sees-what form (?ask=1 and its fields) with
 // its answer, and for writers an editor of its rules. ?saved=ID shows the
 // change a save made, ?unchanged=1 that a save changed nothing.
@@ -446,7 +456,8 @@ func (s *Server) askWho(r *http.Request, d *flagData) int {
 }
 
 // fillFlag fills d with what the served rules and the registry say of
-// its flag and the changes that touched it; withText puts the flag's
+// its flag, the changes that touched it, its evaluations and whether
+// the stale report lists it; withText puts the flag's
 // rules in the editor (else it keeps the text the person sent).
 func (s *Server) fillFlag(r *http.Request, d *flagData, withText bool) error {
 	snap := s.live().Current()
@@ -509,6 +520,8 @@ func (s *Server) fillFlag(r *http.Request, d *flagData, withText bool) error {
 		d.Older = flagURL(d.Name) + "?before=" + strconv.FormatInt(es[len(es)-1].ID, 10) + "#changes"
 	}
 	d.Changes = es
+	d.Usage = s.flagUsage(r.Context(), d.Name)
+	d.Stale = s.staleFlags(r.Context())[d.Name]
 	return nil
 }
 

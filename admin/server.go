@@ -271,6 +271,8 @@ func (s *Server) build() http.Handler {
 	h("POST", "/api/v1/explain", ScopeRead, s.apiExplain)
 	h("GET", "/api/v1/config", ScopeRead, s.apiConfig)
 	h("GET", "/api/v1/events", ScopeRead, s.apiEvents)
+	h("GET", "/api/v1/usage", ScopeRead, s.apiGetUsage)
+	h("POST", "/api/v1/usage", ScopeRead, s.apiPostUsage)
 	h("GET", "/api/v1/keys", ScopeAdmin, s.apiListKeys)
 	h("POST", "/api/v1/keys", ScopeAdmin, s.apiCreateKey)
 	h("DELETE", "/api/v1/keys/{id}", ScopeAdmin, s.apiRevokeKey)

@@ -13,6 +13,12 @@
 // starting while the server is down. A body is committed (and its ETag
 // used) only after it has been read whole and validated.
 //
+// A Source is also a features.UsageSink: an engine over it sends its
+// evaluation counts to the server (POST /api/v1/usage, with the same key)
+// at each flush, so the server's stale report sees flags evaluated only
+// in pulling processes. A report the server does not store is an error,
+// and the engine keeps its counts for the next flush.
+//
 // Its background work runs while the engine runs: features.Engine.Run
 // (controller.Live.Run) calls Watch with its context, and the stream and
 // polling stop when that context is done. Without Run, each Load and

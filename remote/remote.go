@@ -123,6 +123,7 @@ type Source struct {
 	cfg       Config
 	configURL string
 	eventsURL string
+	usageURL  string
 	client    *http.Client
 	stream    *http.Client
 	transport *http.Transport // the Source's own, when Config.HTTPClient is nil
@@ -202,6 +203,7 @@ func New(cfg Config) (*Source, error) {
 		cfg:       cfg,
 		configURL: u.JoinPath("api/v1/config").String(),
 		eventsURL: u.JoinPath("api/v1/events").String(),
+		usageURL:  u.JoinPath("api/v1/usage").String(),
 		client:    cfg.HTTPClient,
 		transport: own,
 		stream:    &stream,

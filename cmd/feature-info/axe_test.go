@@ -174,7 +174,9 @@ func checkPage(t *testing.T, ctx context.Context, name string) {
 
 // TestAxe checks every page in the states a person sees, at 1280 and 390
 // px (checkPage): the login page, with a login error; the error page;
-// logged in with a read key, the info, rules and changelog pages; with a
+// logged in with a read key, the info page, a flag's page with its
+// evaluations (the table of days open) and a stale flag's, the rules and
+// changelog pages; with a
 // write key, the rules editor, its errors (at their numbered lines, and
 // with a problem's line followed to; with the checkbox allowing values
 // that read as off), the save preview (a flag losing all its rules,
@@ -193,6 +195,7 @@ func TestAxe(t *testing.T) {
 	require.NoError(t, err)
 	_, err = m.Store.CreateKey(context.Background(), writeKey, "writer", "write")
 	require.NoError(t, err)
+	seedUsage(t, m.Store) // a flag with evaluations, a stale one
 	login := func(key, wait string) []chromedp.Action {
 		return []chromedp.Action{
 			chromedp.Navigate(base + "/login?next=/%2Bfeature-info"),
@@ -245,6 +248,9 @@ func TestAxe(t *testing.T) {
 		{"not found, anonymous", []chromedp.Action{chromedp.Navigate(base + "/+feature-nothing"), chromedp.WaitVisible("#message", chromedp.ByID)}},
 		{"flags, read key", login(readKey, "flags")}, // login lands on the flags
 		{"info, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-info"), chromedp.WaitVisible("#declared-flags", chromedp.ByID)}},
+		{"flag with evaluations, read key", []chromedp.Action{chromedp.Navigate(base + "/+flags/checkout.express.enabled"), chromedp.WaitVisible("#usage-chart", chromedp.ByID),
+			chromedp.Click("#usage-days summary", chromedp.ByQuery), chromedp.WaitVisible("#usage-days table", chromedp.ByQuery)}},
+		{"stale flag, read key", []chromedp.Action{chromedp.Navigate(base + "/+flags/ui.icing"), chromedp.WaitVisible("#stale", chromedp.ByID)}},
 		{"rules, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-rules"), chromedp.WaitVisible("#rules", chromedp.ByID)}},
 		{"changelog, read key", []chromedp.Action{chromedp.Navigate(base + "/+changelog"), chromedp.WaitVisible("#entry-1", chromedp.ByID)}},
 		{"not found, read key", []chromedp.Action{chromedp.Navigate(base + "/+feature-nothing"), chromedp.WaitVisible("#message", chromedp.ByID)}},

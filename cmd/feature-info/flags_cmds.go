@@ -84,7 +84,7 @@ func loadDefs(ctx context.Context, defsFile, dsn string) ([]rules.Definition, er
 
 func cmdFlags(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return fmt.Errorf("%w: flags push|validate|list|export|delete", errUsage)
+		return fmt.Errorf("%w: flags push|validate|list|export|delete|stale", errUsage)
 	}
 	switch args[0] {
 	case "push":
@@ -97,8 +97,10 @@ func cmdFlags(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return flagsExport(ctx, args[1:], stdout, stderr)
 	case "delete":
 		return flagsDelete(ctx, args[1:], stdout, stderr)
+	case "stale":
+		return flagsStale(ctx, args[1:], stdout, stderr)
 	}
-	return fmt.Errorf("%w: unknown flags command %q (push, validate, list, export, delete)", errUsage, args[0])
+	return fmt.Errorf("%w: unknown flags command %q (push, validate, list, export, delete, stale)", errUsage, args[0])
 }
 
 func flagsPush(ctx context.Context, args []string, stdout, stderr io.Writer, validate bool) error {

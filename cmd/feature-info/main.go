@@ -18,6 +18,7 @@
 //	feature-info flags list [-db DSN]
 //	feature-info flags export [-db DSN]
 //	feature-info flags delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) NAME...
+//	feature-info flags stale [-db DSN] [-days N] [-json]
 //	feature-info keys create [-db DSN] [-actor NAME] [-dry-run] -scope read_external|read|write|admin -name NAME
 //	feature-info keys list [-db DSN]
 //	feature-info keys revoke [-db DSN] [-actor NAME] [-dry-run] ID
@@ -46,6 +47,11 @@
 // migrate upgrade an older one (docs/migrations.md). The others stop at
 // an older schema: "schema version N, this binary needs M: run
 // feature-info migrate".
+//
+// flags stale lists the flags with rules or declarations that are never
+// evaluated, not evaluated for -days days (30), or rolled out to one
+// answer, grouped by owner (docs/usage.md); it exits 1 when it lists any,
+// so CI can fail on dead flags.
 //
 // healthcheck asks a running serve's /readyz and exits 0 only if it
 // answers 200: the container image's HEALTHCHECK, which has no shell or
@@ -88,6 +94,7 @@ const usage = `usage:
   feature-info flags list [-db DSN]
   feature-info flags export [-db DSN]
   feature-info flags delete [-db DSN] (-comment TEXT [-actor NAME] | -dry-run) NAME...
+  feature-info flags stale [-db DSN] [-days N] [-json]
   feature-info keys create [-db DSN] [-actor NAME] [-dry-run] -scope read_external|read|write|admin -name NAME
   feature-info keys list [-db DSN]
   feature-info keys revoke [-db DSN] [-actor NAME] [-dry-run] ID
