@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -254,4 +255,56 @@ func TestNewRefusesBadCollectors(t *testing.T) {
 			assert.Nil(t, srv)
 		})
 	}
+}
+
+// blockingCollector holds every Collect until release is closed.
+type blockingCollector struct {
+	in      chan struct{}
+	release chan struct{}
+}
+
+var blockingDesc = prometheus.NewDesc("test_blocking", "Blocks.", nil, nil)
+
+func (b *blockingCollector) Describe(ch chan<- *prometheus.Desc) { ch <- blockingDesc }
+
+func (b *blockingCollector) Collect(ch chan<- prometheus.Metric) {
+	b.in <- struct{}{}
+	<-b.release
+	ch <- prometheus.MustNewConstMetric(blockingDesc, prometheus.GaugeValue, 1)
+}
+
+// TestMetricsScrapesBounded: at most 4 scrapes are gathered at once; a
+// fifth meanwhile is answered 503 at once, and scrapes work again after.
+func TestMetricsScrapesBounded(t *testing.T) {
+	e := newEnv(t, sqlstoretest.SQLite(t))
+	b := &blockingCollector{in: make(chan struct{}, 10), release: make(chan struct{})}
+	srv := newServer(t, admin.Config{Store: e.st, Engine: e.engine, Log: quietLogger(), Collectors: []prometheus.Collector{b}})
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	// A fifth gather would block: fail, not hang. scrape runs in any
+	// goroutine: no require.
+	client := &http.Client{Timeout: 5 * time.Second}
+	scrape := func() int {
+		req, _ := http.NewRequest("GET", ts.URL+"/metrics", nil)
+		req.Header.Set("Authorization", "Bearer "+e.keys["read"])
+		resp, err := client.Do(req)
+		if err != nil {
+			return -1
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	codes := make(chan int, 4)
+	for range 4 {
+		go func() { codes <- scrape() }()
+	}
+	for range 4 {
+		<-b.in // four gathers in progress
+	}
+	assert.Equal(t, http.StatusServiceUnavailable, scrape())
+	close(b.release)
+	for range 4 {
+		assert.Equal(t, 200, <-codes)
+	}
+	assert.Equal(t, 200, scrape())
 }
