@@ -9,6 +9,7 @@ import (
 // OtherFlag is the flag label under which scopeflags_flag_evaluations_total
 // sums the flags that are neither declared nor documented, so the label's
 // values are bounded by the flags the application and its database name.
+// (A flag actually named "_other" is counted with them.)
 const OtherFlag = "_other"
 
 var flagEvaluationsDesc = prometheus.NewDesc("scopeflags_flag_evaluations_total",
