@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/admin"
+	"github.com/scopeflags/scopeflags/internal/promtest"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
@@ -52,12 +52,14 @@ func send(t *testing.T, c *http.Client, method, url, ctype, body string, hdr ...
 	return resp.StatusCode, resp.Header.Get("Retry-After"), string(b)
 }
 
-func metricValue(t *testing.T, body, name string) float64 {
+// metricValue parses a /metrics body (client_golang's parser) and returns
+// the value of the series name{labels} (label names and values).
+func metricValue(t *testing.T, body, name string, labels ...string) float64 {
 	t.Helper()
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindStringSubmatch(body)
-	require.NotNil(t, m, "metric %s in\n%s", name, body)
-	v, err := strconv.ParseFloat(m[1], 64)
+	m, err := promtest.Parse(body)
 	require.NoError(t, err)
+	v, ok := m.Value(name, labels...)
+	require.True(t, ok, "metric %s%q in\n%s", name, labels, body)
 	return v
 }
 
@@ -209,8 +211,8 @@ func TestEventStreamCaps(t *testing.T) {
 	a3 := openStream(t, url, keys[0])
 	assert.Equal(t, 200, a3.resp.StatusCode, "a closed stream frees its slot")
 	_, _, body = send(t, local, "GET", url+"/metrics", "", "", "Authorization", "Bearer "+e.keys["read"])
-	assert.Contains(t, body, `scopeflags_event_streams_refused_total{limit="key"} 2`)
-	assert.Contains(t, body, `scopeflags_event_streams_refused_total{limit="address"} 1`)
+	assert.Equal(t, 2.0, metricValue(t, body, "scopeflags_event_streams_refused_total", "limit", "key"))
+	assert.Equal(t, 1.0, metricValue(t, body, "scopeflags_event_streams_refused_total", "limit", "address"))
 }
 
 // TestSlowBody: a body that arrives more slowly than the server's read

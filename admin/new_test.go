@@ -70,5 +70,5 @@ func TestNewIsComplete(t *testing.T) {
 	var body strings.Builder
 	_, err = io.Copy(&body, resp.Body)
 	require.NoError(t, err)
-	assert.Contains(t, body.String(), `scopeflags_http_requests_total{route="GET /healthz",method="GET",code="200"} 1`)
+	assert.Equal(t, 1.0, metricValue(t, body.String(), "scopeflags_http_requests_total", "route", "GET /healthz", "method", "GET", "code", "200"))
 }

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/internal/clientaddr"
@@ -47,9 +49,12 @@ type Config struct {
 	// key it does not know (yet) is looked up in the store. Sessions are
 	// always read from the store.
 	Keys *sqlstore.KeyCache
-	// MoreMetrics are written at the end of /metrics, such as the OFREP
-	// handler's counters.
-	MoreMetrics []MetricsWriter
+	// Collectors are more metrics /metrics serves, such as the OFREP
+	// handler's (an *ofrep.Handler is a prometheus.Collector). The server
+	// registers them, with its own, the engine's (Engine.Collector) and
+	// the Go and process collectors, on a registry of its own; New fails
+	// when one is nil or describes a metric another already does.
+	Collectors []prometheus.Collector
 
 	// SecureCookies marks the session cookie Secure even on plain HTTP
 	// requests (behind a proxy that terminates TLS). Requests that arrive
@@ -94,6 +99,7 @@ type Server struct {
 	log   *slog.Logger
 
 	metrics     *metrics
+	metricsHTTP http.Handler // serves /metrics from the server's registry
 	clients     *clientaddr.Resolver
 	failures    *throttle.Failures
 	keyStreams  *throttle.Slots[int64]
@@ -131,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 	case cfg.MaxStreams < 0:
 		return nil, fmt.Errorf("%w: MaxStreams %d is negative", ErrConfig, cfg.MaxStreams)
 	}
-	cfg.MoreMetrics = slices.Clone(cfg.MoreMetrics)
+	cfg.Collectors = slices.Clone(cfg.Collectors)
 	cfg.TrustedProxies = slices.Clone(cfg.TrustedProxies)
 	s := &Server{cfg: cfg, store: cfg.Store, log: cfg.Log}
 	s.stopped, s.stopStreams = context.WithCancel(context.Background())
@@ -139,6 +145,11 @@ func New(cfg Config) (*Server, error) {
 		s.log = slog.Default()
 	}
 	s.metrics = newMetrics()
+	reg, err := s.newRegistry()
+	if err != nil {
+		return nil, err
+	}
+	s.metricsHTTP = s.metricsHandler(reg)
 	s.clients = clientaddr.New(cfg.TrustedProxies)
 	s.failures = s.newFailures()
 	s.keyStreams = throttle.NewSlots[int64](s.maxStreamsPerKey())
@@ -174,11 +185,6 @@ func (s *Server) maxStreams() int {
 		return s.cfg.MaxStreams
 	}
 	return DefaultMaxStreams
-}
-
-// MetricsWriter writes metrics in the Prometheus text format.
-type MetricsWriter interface {
-	WriteMetrics(w io.Writer)
 }
 
 // live is the engine's live snapshot.

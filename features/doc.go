@@ -5,5 +5,6 @@
 //
 // An Engine ties the parts together: the Live snapshot (or another
 // controller.Source), the scope registry, the flag documentation and the
-// server's role.
+// server's role. It counts the evaluations (Usage) and offers them, and
+// the engine's other metrics, to a Prometheus registry (Collector).
 package features

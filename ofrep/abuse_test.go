@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/promtest"
 	"github.com/scopeflags/scopeflags/ofrep"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
@@ -43,11 +44,7 @@ func (f *fixture) postFrom(c *http.Client, path, key, body string, hdr ...string
 	return answer{resp.StatusCode, resp.Header, string(b)}
 }
 
-func (f *fixture) metrics() string {
-	var b strings.Builder
-	f.h.WriteMetrics(&b)
-	return b.String()
-}
+func (f *fixture) metrics() promtest.Metrics { return promtest.Collect(f.t, f.h) }
 
 // TestKeyThrottle: OFREP accepts every scope's key, the admin key too, so
 // a flood of guessed keys from one address is cut to a handful (429 with
@@ -81,9 +78,11 @@ func TestKeyThrottle(t *testing.T) {
 		require.Equal(t, 401, f.postFrom(other, single+"pub.bool", "sf_revoked_long_ago", `{"context":{}}`).status)
 	}
 	m := f.metrics()
-	assert.Contains(t, m, "scopeflags_ofrep_key_throttle_addresses 2\n")
-	assert.Contains(t, m, "scopeflags_ofrep_key_throttled_total ")
-	assert.NotContains(t, m, "scopeflags_ofrep_key_throttled_total 0\n")
+	v, _ := m.Value("scopeflags_ofrep_key_throttle_addresses")
+	assert.Equal(t, 2.0, v)
+	v, ok := m.Value("scopeflags_ofrep_key_throttled_total")
+	assert.True(t, ok)
+	assert.Positive(t, v)
 }
 
 // openEvents opens the anonymous change stream from c and returns its
@@ -137,7 +136,8 @@ func TestStreamCapPerAddress(t *testing.T) {
 	assert.Equal(t, http.StatusTooManyRequests, code, "client 1 behind the proxy holds two")
 	code, _, _ = f.openEvents(proxy, "X-Forwarded-For", "198.51.100.2")
 	assert.Equal(t, 200, code, "client 2 behind the same proxy")
-	assert.Contains(t, f.metrics(), `scopeflags_ofrep_streams_refused_total{limit="address"} 2`)
+	v, _ := f.metrics().Value("scopeflags_ofrep_streams_refused_total", "limit", "address")
+	assert.Equal(t, 2.0, v)
 }
 
 // TestSlowBody: an evaluation whose body arrives more slowly than the

@@ -1,7 +1,6 @@
 package ofrep_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -10,8 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/promtest"
 	"github.com/scopeflags/scopeflags/ofrep"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
@@ -108,15 +106,12 @@ func bulkFlags(t testing.TB, body string) []bulkFlag {
 	return got.Flags
 }
 
-// metric reads one of h's counters.
-func metric(t testing.TB, h *ofrep.Handler, series string) int64 {
-	var b bytes.Buffer
-	h.WriteMetrics(&b)
-	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` ([0-9]+)$`).FindStringSubmatch(b.String())
-	require.NotNil(t, m, "no %s in\n%s", series, b.String())
-	n, err := strconv.ParseInt(m[1], 10, 64)
-	require.NoError(t, err)
-	return n
+// metric reads one of h's counters: name, then its labels' names and
+// values.
+func metric(t testing.TB, h *ofrep.Handler, name string, labels ...string) int64 {
+	v, ok := promtest.Collect(t, h).Value(name, labels...)
+	require.True(t, ok, "no %s%q", name, labels)
+	return int64(v)
 }
 
 // The probe's bulk request cost 3.7-4.3 CPU-seconds: every flag's 124
@@ -153,9 +148,9 @@ func TestBulkProbeWithinBudget(t *testing.T) {
 		assert.Contains(t, f.ErrorDetails, "evaluation budget is exhausted", f.Key)
 		assert.Nil(t, f.Value, f.Key)
 	}
-	assert.Equal(t, int64(0), metric(t, h, `scopeflags_ofrep_bulk_flags_total{outcome="evaluated"}`), "no probe flag ran")
-	assert.Equal(t, int64(probeFlags), metric(t, h, `scopeflags_ofrep_bulk_flags_total{outcome="over_budget"}`))
-	assert.Equal(t, int64(1), metric(t, h, `scopeflags_ofrep_bulk_stopped_total{reason="budget"}`))
+	assert.Equal(t, int64(0), metric(t, h, "scopeflags_ofrep_bulk_flags_total", "outcome", "evaluated"), "no probe flag ran")
+	assert.Equal(t, int64(probeFlags), metric(t, h, "scopeflags_ofrep_bulk_flags_total", "outcome", "over_budget"))
+	assert.Equal(t, int64(1), metric(t, h, "scopeflags_ofrep_bulk_stopped_total", "reason", "budget"))
 	assert.Less(t, took, 300*time.Millisecond, "the probe's request cost seconds")
 }
 
@@ -261,10 +256,10 @@ func TestBulkStopsWhenClientLeaves(t *testing.T) {
 	case <-time.After(2 * time.Second):
 		t.Fatalf("the handler still runs 2 s after the client left")
 	}
-	evaluated := metric(t, h, `scopeflags_ofrep_bulk_flags_total{outcome="evaluated"}`)
+	evaluated := metric(t, h, "scopeflags_ofrep_bulk_flags_total", "outcome", "evaluated")
 	t.Logf("%d of %d flags evaluated", evaluated, probeFlags)
 	assert.Less(t, evaluated, int64(probeFlags))
-	assert.Equal(t, int64(1), metric(t, h, `scopeflags_ofrep_bulk_stopped_total{reason="client_gone"}`))
+	assert.Equal(t, int64(1), metric(t, h, "scopeflags_ofrep_bulk_stopped_total", "reason", "client_gone"))
 }
 
 // BenchmarkBulkWorstAccepted is the costliest bulk evaluation the budgets

@@ -8,5 +8,6 @@
 //
 // A Handler answers from memory: no request queries a database, so OFREP
 // keeps answering, with the rules and keys last read, while the database
-// is unreachable.
+// is unreachable. A Handler is a prometheus.Collector of its request
+// counters (Describe, Collect).
 package ofrep

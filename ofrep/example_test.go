@@ -11,6 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
 	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/ofrep"
 	"github.com/scopeflags/scopeflags/rules"
@@ -96,4 +100,44 @@ func waitReady(engine *features.Engine, keys *sqlstore.KeyCache) {
 	for !engine.Live().Ready() || !keys.Ready() {
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// An application mounting OFREP serves the handler's metrics and the
+// engine's (scopeflags_flag_evaluations_total) from its own registry.
+func Example_metrics() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	st, key, cleanup := exampleStore(ctx)
+	defer cleanup()
+	engine := features.NewEngine(features.Config{Source: st})
+	go engine.Run(ctx)
+	keys := sqlstore.NewKeyCache(st, sqlstore.KeyCacheOptions{})
+	go keys.Run(ctx)
+	handler := ofrep.New(ofrep.Config{Engine: engine, Keys: keys})
+	defer handler.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(handler, engine.Collector(), collectors.NewGoCollector())
+	mux := http.NewServeMux()
+	mux.Handle("/ofrep/", handler)
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	waitReady(engine, keys)
+	post(srv.URL+"/ofrep/v1/evaluate/flags/checkout.express.enabled", key, `{"context": {"targetingKey": "u-7"}}`)
+	resp, err := http.Get(srv.URL + "/metrics")
+	if err != nil {
+		panic(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "scopeflags_flag_evaluations_total{") || strings.HasPrefix(line, `scopeflags_ofrep_requests_total{code="200"`) {
+			fmt.Println(line)
+		}
+	}
+	// Output:
+	// scopeflags_flag_evaluations_total{flag="checkout.express.enabled",reason="STATIC"} 1
+	// scopeflags_ofrep_requests_total{code="200",endpoint="single"} 1
 }

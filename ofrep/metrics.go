@@ -1,10 +1,11 @@
 package ofrep
 
 import (
-	"fmt"
-	"io"
 	"net/http"
+	"strconv"
 	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Endpoints, for metrics.
@@ -45,32 +46,63 @@ func (m *metrics) count(ep, status int) {
 	m.counts[ep][i].Add(1)
 }
 
-// WriteMetrics writes the handler's counters in the Prometheus text
-// format: requests by endpoint and status, and the open change streams.
-// The admin server's /metrics includes them.
-func (h *Handler) WriteMetrics(w io.Writer) {
-	fmt.Fprint(w, "# HELP scopeflags_ofrep_requests_total OFREP requests by endpoint and status code.\n# TYPE scopeflags_ofrep_requests_total counter\n")
+var (
+	requestsDesc = prometheus.NewDesc("scopeflags_ofrep_requests_total",
+		"OFREP requests by endpoint and status code.", []string{"endpoint", "code"}, nil)
+	bulkFlagsDesc = prometheus.NewDesc("scopeflags_ofrep_bulk_flags_total",
+		"Flags of OFREP bulk requests: evaluated, or not for want of budget.", []string{"outcome"}, nil)
+	bulkStoppedDesc = prometheus.NewDesc("scopeflags_ofrep_bulk_stopped_total",
+		"OFREP bulk requests cut short: budget exhausted, or client gone.", []string{"reason"}, nil)
+	streamsDesc = prometheus.NewDesc("scopeflags_ofrep_streams",
+		"Open OFREP change streams.", nil, nil)
+	streamsRefusedDesc = prometheus.NewDesc("scopeflags_ofrep_streams_refused_total",
+		"OFREP change streams refused because their client address holds its limit.", []string{"limit"}, nil)
+	keyThrottledDesc = prometheus.NewDesc("scopeflags_ofrep_key_throttled_total",
+		"OFREP requests refused (429) because their client address sent too many failing keys.", nil, nil)
+	keyThrottleAddrsDesc = prometheus.NewDesc("scopeflags_ofrep_key_throttle_addresses",
+		"Client addresses with recent failing keys in OFREP's throttle table (bounded).", nil, nil)
+)
+
+// Describe sends the descriptions of the handler's metrics: a Handler is
+// a prometheus.Collector, so an application mounting it registers it
+// (registry.MustRegister(handler)); the admin server of feature-info
+// serve does (admin.Config.Collectors).
+func (h *Handler) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{requestsDesc, bulkFlagsDesc, bulkStoppedDesc, streamsDesc,
+		streamsRefusedDesc, keyThrottledDesc, keyThrottleAddrsDesc} {
+		ch <- d
+	}
+}
+
+// Collect sends the handler's counters as they are now: requests by
+// endpoint and status, bulk requests' flags and cut-short answers, the
+// open change streams and the abuse limits' counters.
+func (h *Handler) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, n int64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(n), labels...)
+	}
+	gauge := func(d *prometheus.Desc, n int64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, float64(n))
+	}
 	for ep := range numEndpoints {
 		for i, c := range codes {
 			n := h.metrics.counts[ep][i].Load()
 			if n == 0 && !(ep == epSingle && c == http.StatusOK) {
 				continue
 			}
-			code := fmt.Sprint(c)
+			code := strconv.Itoa(c)
 			if c == 0 {
 				code = "other"
 			}
-			fmt.Fprintf(w, "scopeflags_ofrep_requests_total{endpoint=%q,code=%q} %d\n", endpointNames[ep], code, n)
+			counter(requestsDesc, n, endpointNames[ep], code)
 		}
 	}
-	fmt.Fprintf(w, "# HELP scopeflags_ofrep_bulk_flags_total Flags of OFREP bulk requests: evaluated, or not for want of budget.\n# TYPE scopeflags_ofrep_bulk_flags_total counter\n"+
-		"scopeflags_ofrep_bulk_flags_total{outcome=\"evaluated\"} %d\nscopeflags_ofrep_bulk_flags_total{outcome=\"over_budget\"} %d\n",
-		h.metrics.bulkEvaluated.Load(), h.metrics.bulkSkipped.Load())
-	fmt.Fprintf(w, "# HELP scopeflags_ofrep_bulk_stopped_total OFREP bulk requests cut short: budget exhausted, or client gone.\n# TYPE scopeflags_ofrep_bulk_stopped_total counter\n"+
-		"scopeflags_ofrep_bulk_stopped_total{reason=\"budget\"} %d\nscopeflags_ofrep_bulk_stopped_total{reason=\"client_gone\"} %d\n",
-		h.metrics.bulkExhausted.Load(), h.metrics.bulkCanceled.Load())
-	fmt.Fprintf(w, "# HELP scopeflags_ofrep_streams Open OFREP change streams.\n# TYPE scopeflags_ofrep_streams gauge\nscopeflags_ofrep_streams %d\n", h.streams.open.Load())
-	fmt.Fprintf(w, "# HELP scopeflags_ofrep_streams_refused_total OFREP change streams refused because their client address holds its limit.\n# TYPE scopeflags_ofrep_streams_refused_total counter\nscopeflags_ofrep_streams_refused_total{limit=\"address\"} %d\n", h.streams.refusedAddr.Load())
-	fmt.Fprintf(w, "# HELP scopeflags_ofrep_key_throttled_total OFREP requests refused (429) because their client address sent too many failing keys.\n# TYPE scopeflags_ofrep_key_throttled_total counter\nscopeflags_ofrep_key_throttled_total %d\n", h.fails.Throttled())
-	fmt.Fprintf(w, "# HELP scopeflags_ofrep_key_throttle_addresses Client addresses with recent failing keys in OFREP's throttle table (bounded).\n# TYPE scopeflags_ofrep_key_throttle_addresses gauge\nscopeflags_ofrep_key_throttle_addresses %d\n", h.fails.Len())
+	counter(bulkFlagsDesc, h.metrics.bulkEvaluated.Load(), "evaluated")
+	counter(bulkFlagsDesc, h.metrics.bulkSkipped.Load(), "over_budget")
+	counter(bulkStoppedDesc, h.metrics.bulkExhausted.Load(), "budget")
+	counter(bulkStoppedDesc, h.metrics.bulkCanceled.Load(), "client_gone")
+	gauge(streamsDesc, h.streams.open.Load())
+	counter(streamsRefusedDesc, h.streams.refusedAddr.Load(), "address")
+	ch <- prometheus.MustNewConstMetric(keyThrottledDesc, prometheus.CounterValue, float64(h.fails.Throttled()))
+	gauge(keyThrottleAddrsDesc, int64(h.fails.Len()))
 }

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/scopeflags/scopeflags/admin"
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
@@ -157,7 +159,7 @@ func (m *Main) Run(ctx context.Context) error {
 		BulkUnitsPerFlag: m.OFREPBudgetPerFlag, BulkBaseUnits: m.OFREPBudgetBase,
 		Abuse: ofrep.Abuse{TrustedProxies: m.TrustedProxies, MaxStreamsPerAddr: m.MaxStreamsPerAddr}})
 	m.Admin, err = admin.New(admin.Config{Store: st, Engine: m.Engine, Keys: m.Keys, Log: m.Log, SecureCookies: m.SecureCookies,
-		MoreMetrics: []admin.MetricsWriter{m.OFREP}, TrustedProxies: m.TrustedProxies,
+		Collectors: []prometheus.Collector{m.OFREP}, TrustedProxies: m.TrustedProxies,
 		MaxStreamsPerKey: m.MaxStreamsPerKey, MaxStreamsPerAddr: m.MaxStreamsPerAddr})
 	if err != nil {
 		return err
