@@ -93,7 +93,9 @@ func TestSpanEvents(t *testing.T) {
 		before := len(rec.Ended())
 		a := f.post(ofrep.EvaluatePath, f.external, `{"context":{"targetingKey":"acct-2"}}`)
 		require.Equal(t, http.StatusOK, a.status, a.body)
-		var body struct{ Flags []struct{ Key, Reason, Variant string } }
+		var body struct {
+			Flags []struct{ Key, Reason, Variant string }
+		}
 		require.NoError(t, json.Unmarshal([]byte(a.body), &body))
 		spans := rec.Ended()[before:]
 		require.Len(t, spans, 1)
