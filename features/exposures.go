@@ -164,19 +164,21 @@ func (e *Engine) RunExposures(ctx context.Context) {
 		select {
 		case x := <-b.ch:
 			batch = append(batch, x)
-			if len(batch) >= size {
-				b.send(ctx, batch)
-				batch = make([]controller.Exposure, 0, size)
+			if len(batch) < size {
+				continue
 			}
 		case <-t.C:
-			if len(batch) > 0 {
-				b.send(ctx, batch)
-				batch = make([]controller.Exposure, 0, size)
+			if len(batch) == 0 {
+				continue
 			}
 		case <-ctx.Done():
+		}
+		if ctx.Err() != nil { // also when select chose another ready case
 			b.final(ctx, batch)
 			return
 		}
+		b.send(ctx, batch)
+		batch = make([]controller.Exposure, 0, size)
 	}
 }
 
