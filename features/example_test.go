@@ -6,7 +6,9 @@ package features_test
 // drift from the API.
 
 import (
+	"bufio"
 	"context"
+	"database/sql"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +19,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/baggage"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
+	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
@@ -274,4 +280,195 @@ ui.theme default 0 light
 	// true true
 	// TARGETING_MATCH
 	// OVERRIDE dark
+}
+
+// exampleStore opens a SQLite rules store in a temporary directory holding
+// text; cleanup closes and removes it.
+func exampleStore(ctx context.Context, text string) (store *sqlstore.Store, dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", "scopeflags-example")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	store, err = sqlstore.Open(ctx, filepath.Join(dir, "scopeflags.db"))
+	if err == nil {
+		_, _, err = store.ReplaceText(ctx, text, nil, sqlstore.Change{Comment: "example", Actor: "example", BaseRevision: sqlstore.AnyRevision})
+	}
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	return store, dir, func() { store.Close(); os.RemoveAll(dir) }, nil
+}
+
+// docs/exposures.md: a warehouse table.
+
+// warehouse inserts each batch of exposures into a SQL table in one
+// transaction.
+type warehouse struct{ db *sql.DB }
+
+func (w warehouse) ExportExposures(ctx context.Context, batch []controller.Exposure) error {
+	tx, err := w.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() // a no-op after Commit
+	stmt, err := tx.PrepareContext(ctx, `INSERT INTO exposures
+		(flag, variant, value, targeting_key, exposed_at, scope, priority, condition)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, x := range batch {
+		if _, err := stmt.ExecContext(ctx, x.Flag, x.Variant, x.Value, x.TargetingKey,
+			x.Time.UTC().Format(time.RFC3339Nano), x.Scope, x.Priority, x.Condition); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// docs/exposures.md: exposures of a rollout inserted into a warehouse
+// table (here SQLite) as the engine runs, and the rest when it stops.
+func Example_exposuresWarehouse() {
+	ctx := context.Background()
+	store, dir, cleanup, err := exampleStore(ctx, "checkout.new_flow default 10 true\n    when percent(50)\n")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cleanup()
+	db, err := sql.Open("sqlite", filepath.Join(dir, "warehouse.db"))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer db.Close()
+	if _, err := db.Exec(`CREATE TABLE exposures (flag TEXT, variant TEXT, value TEXT, targeting_key TEXT,
+		exposed_at TEXT, scope TEXT, priority INTEGER, condition TEXT)`); err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	engine := features.NewEngine(features.Config{Source: store, Flags: features.NewRegistry(),
+		Exposures:        warehouse{db},
+		ExposureBatching: features.ExposureConfig{Batch: 1000, Interval: 10 * time.Second},
+	})
+	if err := engine.Live().Reload(ctx, true); err != nil { // Run loads them too; this waits for them
+		fmt.Println(err)
+		return
+	}
+	runCtx, stop := context.WithCancel(ctx)
+	stopped := make(chan error)
+	go func() { stopped <- engine.Run(runCtx) }() // sends the exposures; as it returns, the rest
+
+	for _, account := range []string{"acct-1", "acct-2", "acct-3", "acct-4", "acct-5", "acct-6"} {
+		ctx := engine.ForJobTarget(ctx, features.Job{Script: "checkout", Key: account})
+		features.GetFlag(ctx, "checkout.new_flow") // a SPLIT answer is one exposure
+	}
+	stop()
+	<-stopped
+	fmt.Printf("%+v\n", engine.ExposureStats())
+
+	rows, err := db.Query(`SELECT flag, targeting_key, value, scope, priority, condition FROM exposures ORDER BY targeting_key`)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var flag, key, value, scope, cond string
+		var priority int
+		if err := rows.Scan(&flag, &key, &value, &scope, &priority, &cond); err != nil {
+			fmt.Println(err)
+			return
+		}
+		fmt.Println(flag, key, value, scope, priority, cond)
+	}
+	// Output:
+	// {Sent:3 Dropped:0 Failed:0 Panics:0 Buffered:0}
+	// checkout.new_flow acct-3 true default 10 percent(50)
+	// checkout.new_flow acct-4 true default 10 percent(50)
+	// checkout.new_flow acct-6 true default 10 percent(50)
+}
+
+// docs/exposures.md: a JSON lines file.
+func ExampleNewJSONLinesExporter() {
+	ctx := context.Background()
+	store, dir, cleanup, err := exampleStore(ctx, "ui.theme default 10 dark\n    when bucket() < 5000\n")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cleanup()
+	path := filepath.Join(dir, "exposures.jsonl")
+
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer f.Close()
+	engine := features.NewEngine(features.Config{Source: store, Exposures: features.NewJSONLinesExporter(f)})
+
+	if err := engine.Live().Reload(ctx, true); err != nil {
+		fmt.Println(err)
+		return
+	}
+	for _, key := range []string{"user-1", "user-2", "user-3"} {
+		features.GetFlag(engine.ForJobTarget(ctx, features.Job{Key: key}), "ui.theme")
+	}
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	engine.RunExposures(done) // as Run does when its context ends: send what is buffered
+
+	b, err := os.ReadFile(path)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(b)))
+	for sc.Scan() {
+		line := sc.Text()
+		i := strings.Index(line, `"time":"`) + len(`"time":"`)
+		j := i + strings.Index(line[i:], `"`)
+		fmt.Println(line[:i] + "…" + line[j:]) // the time varies
+	}
+	// Output:
+	// {"flag":"ui.theme","variant":"dark","value":"#111","targetingKey":"user-1","time":"…","scope":"default","priority":10,"condition":"bucket() < 5000"}
+	// {"flag":"ui.theme","variant":"dark","value":"#111","targetingKey":"user-2","time":"…","scope":"default","priority":10,"condition":"bucket() < 5000"}
+	// {"flag":"ui.theme","variant":"dark","value":"#111","targetingKey":"user-3","time":"…","scope":"default","priority":10,"condition":"bucket() < 5000"}
+}
+
+// docs/exposures.md: the targeting key and attributes from OpenTelemetry.
+func ExampleTraceConfig() {
+	ctx := context.Background()
+	store, _, cleanup, err := exampleStore(ctx, "reports.v2 default 10 on\n    when percent(100) && plan == \"pro\"\n")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cleanup()
+	tracer := sdktrace.NewTracerProvider().Tracer("reports")
+
+	engine := features.NewEngine(features.Config{Source: store, Flags: features.NewRegistry(), Trace: features.TraceConfig{
+		TraceIDAsTargetingKey: true,             // no targeting key: the span's trace id
+		Baggage:               []string{"plan"}, // baggage members conditions read as attributes
+	}})
+	if err := engine.Live().Reload(ctx, true); err != nil {
+		fmt.Println(err)
+		return
+	}
+	plan, _ := baggage.NewMemberRaw("plan", "pro")
+	bag, _ := baggage.New(plan)
+	ctx = baggage.ContextWithBaggage(ctx, bag) // as a propagator does from the Baggage header
+
+	ctx, span := tracer.Start(ctx, "nightly-report")
+	defer span.End()
+	ctx = engine.ForJob(ctx, "report") // sets no key
+	fmt.Println(features.GetFlag(ctx, "reports.v2"))
+	fmt.Println(features.FromContext(ctx).Target().Key() == span.SpanContext().TraceID().String())
+	// Output:
+	// on
+	// true
 }

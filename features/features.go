@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -98,6 +99,9 @@ type Engine struct {
 	usage    *controller.Usage // nil: counting off
 	usageCfg UsageConfig
 	flushMu  sync.Mutex // serialises FlushUsage
+
+	exposures *exposures // nil: no Config.Exposures
+	trace     TraceConfig
 }
 
 // Config is what an Engine is made from.
@@ -125,6 +129,16 @@ type Config struct {
 	// Usage configures the counting of evaluations and where counts are
 	// flushed (by Run, or RunUsage).
 	Usage UsageConfig
+	// Exposures, if set, receives an exposure for every evaluation a
+	// rollout rule (percent or bucket) decided, in batches sent by Run
+	// (or RunExposures) from a bounded buffer: evaluation never waits for
+	// it (see ExposureStats). docs/exposures.md.
+	Exposures ExposureExporter
+	// ExposureBatching bounds the buffer and the batches of Exposures.
+	ExposureBatching ExposureConfig
+	// Trace takes the evaluation context's targeting key and attributes
+	// from OpenTelemetry (opt-in). NewEngine panics if it is invalid.
+	Trace TraceConfig
 }
 
 // NewEngine returns a complete Engine. Every snapshot it serves is built
@@ -142,6 +156,10 @@ func NewEngine(cfg Config) *Engine {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
+	if err := cfg.Trace.check(); err != nil {
+		panic(err)
+	}
+	cfg.Trace.Baggage = slices.Clone(cfg.Trace.Baggage)
 	build := cfg.Flags.freeze()
 	build.Codec.MaxValue = cfg.MaxValue
 	var usage *controller.Usage
@@ -149,17 +167,23 @@ func NewEngine(cfg Config) *Engine {
 		usage = controller.NewUsage()
 		build.Usage = usage
 	}
+	var exp *exposures
+	if cfg.Exposures != nil {
+		exp = newExposures(cfg.Exposures, cfg.ExposureBatching, cfg.Log)
+		build.Exposures = exp
+	}
 	live := controller.NewLive(cfg.Source, controller.LiveOptions{Scopes: cfg.Scopes, Log: cfg.Log, Build: build})
 	return &Engine{live: live, scopes: cfg.Scopes, docs: cfg.Flags, role: cfg.ServerRole, log: cfg.Log,
-		source: cfg.Source, usage: usage, usageCfg: cfg.Usage}
+		source: cfg.Source, usage: usage, usageCfg: cfg.Usage, exposures: exp, trace: cfg.Trace}
 }
 
 // Run loads the rules at once and keeps them fresh (polling the source's
 // revision) until ctx is done. While the source fails, the last rules
 // loaded keep being served. It also flushes the evaluation counts
-// (RunUsage), and returns once both are done.
+// (RunUsage) and sends the exposures (RunExposures), and returns once all
+// three are done.
 func (e *Engine) Run(ctx context.Context) error {
-	return runBoth(func() error { return e.live.Run(ctx, 0) }, func() { e.RunUsage(ctx) })
+	return runAll(func() error { return e.live.Run(ctx, 0) }, func() { e.RunUsage(ctx) }, func() { e.RunExposures(ctx) })
 }
 
 // Live returns the engine's live snapshot.
@@ -187,6 +211,9 @@ func (e *Engine) controller(ctx context.Context, env scopes.Env, opts controller
 	}
 	opts.OnFirstUse = e.docs.noteUsed
 	opts.Log = e.log
+	if e.trace.on() && opts.Target == nil && opts.TargetFunc == nil {
+		opts.TargetFunc = func() *rules.Target { return e.trace.target(ctx, "", nil) }
+	}
 	return controller.New(ctx, e.live, env, opts)
 }
 
@@ -220,7 +247,11 @@ type Job struct {
 // ForJobTarget returns ctx carrying a controller for j.
 func (e *Engine) ForJobTarget(ctx context.Context, j Job) context.Context {
 	env := scopes.Env{Script: j.Script, Fixed: j.Fixed, User: j.User}
-	return NewContext(ctx, e.controller(ctx, env, controller.Options{Target: rules.NewTarget(j.Key, j.Attrs)}))
+	key, attrs := j.Key, j.Attrs
+	if e.trace.on() {
+		key, attrs = e.trace.fill(ctx, key, attrs)
+	}
+	return NewContext(ctx, e.controller(ctx, env, controller.Options{Target: rules.NewTarget(key, attrs)}))
 }
 
 // MiddlewareOptions tell the middleware about the application's users.
@@ -254,9 +285,15 @@ func (e *Engine) Middleware(opts MiddlewareOptions) func(http.Handler) http.Hand
 				env.UserFunc = func() scopes.User { return opts.User(req) }
 			}
 			var copts controller.Options
-			if opts.Target != nil {
+			switch {
+			case opts.Target != nil && e.trace.on():
+				copts.TargetFunc = func() *rules.Target {
+					key, attrs := opts.Target(req)
+					return rules.NewTarget(e.trace.fill(req.Context(), key, attrs))
+				}
+			case opts.Target != nil:
 				copts.TargetFunc = func() *rules.Target { return rules.NewTarget(opts.Target(req)) }
-			}
+			} // with no Target, e.controller applies e.trace
 			req = r.WithContext(NewContext(r.Context(), e.controller(r.Context(), env, copts)))
 			next.ServeHTTP(w, req)
 		})

@@ -124,11 +124,12 @@ func (e *Engine) RunUsage(ctx context.Context) {
 	}
 }
 
-// runBoth runs f and g, returning f's error once both returned.
-func runBoth(f func() error, g func()) error {
+// runAll runs f and each of gs, returning f's error once all returned.
+func runAll(f func() error, gs ...func()) error {
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); g() }()
+	for _, g := range gs {
+		wg.Go(g)
+	}
 	err := f()
 	wg.Wait()
 	return err
