@@ -18,6 +18,7 @@ import (
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
+	"github.com/scopeflags/scopeflags/internal/promtest"
 	"github.com/scopeflags/scopeflags/internal/leaktest"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
@@ -164,6 +165,16 @@ func TestExposuresFullBufferDropsAndCounts(t *testing.T) {
 	close(exp.release)
 	stop() // the final flush sends the 4 buffered
 	assert.Equal(t, features.ExposureStats{Sent: 5, Dropped: 195}, e.ExposureStats())
+	// And in /metrics.
+	m := promtest.Collect(t, e.Collector())
+	for result, want := range map[string]float64{"sent": 5, "dropped": 195, "failed": 0} {
+		v, ok := m.Value("scopeflags_exposures_total", "result", result)
+		assert.True(t, ok, result)
+		assert.Equal(t, want, v, result)
+	}
+	v, ok := m.Value("scopeflags_exposures_buffered")
+	assert.True(t, ok)
+	assert.Zero(t, v)
 	var keys []string
 	for _, x := range exp.got {
 		keys = append(keys, x.TargetingKey)
