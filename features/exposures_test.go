@@ -18,8 +18,8 @@ import (
 
 	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/features"
-	"github.com/scopeflags/scopeflags/internal/promtest"
 	"github.com/scopeflags/scopeflags/internal/leaktest"
+	"github.com/scopeflags/scopeflags/internal/promtest"
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
