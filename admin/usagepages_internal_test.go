@@ -2,32 +2,17 @@ package admin
 
 import (
 	"bytes"
-	"flag"
-	"os"
-	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
+
+	"github.com/scopeflags/scopeflags/internal/golden"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
-
-// golden compares got with testdata/name (rewritten with -update).
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err)
-	assert.Equal(t, string(want), got, "golden file %s (go test -update rewrites it)", path)
-}
 
 // fixedUsage is 30 days of a flag's counts ending 2026-03-30: nothing
 // for the first days, then a ramp, a quiet day and a peak, split by two
@@ -65,7 +50,7 @@ func TestUsageSection(t *testing.T) {
 	v := newUsageView(fixedUsage())
 	assert.Equal(t, "16,053 evaluations in the 30 days from 2026-03-01 to 2026-03-30; the most in one day: 4,100 on 2026-03-27.", v.Summary())
 	out := render(v)
-	golden(t, "usage-section.golden.html", out)
+	golden.Check(t, "usage-section.golden.html", out)
 	assert.NotContains(t, out, "style=")
 	assert.Len(t, regexp.MustCompile(`<rect `).FindAllString(out, -1), 30, "a bar a day")
 	assert.Contains(t, out, `<rect class="usage-bar" x="261" y="4" width="8" height="60"><title>2026-03-27: 4,100</title></rect>`, "the peak fills the plot")

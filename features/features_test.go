@@ -4,18 +4,17 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
-	"flag"
 	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/scopeflags/scopeflags/internal/golden"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,8 +25,6 @@ import (
 	"github.com/scopeflags/scopeflags/rules"
 	"github.com/scopeflags/scopeflags/scopes"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func newEngine(t testing.TB, text, role string, docs ...features.FlagDoc) *features.Engine {
 	reg := features.NewRegistry()
@@ -208,16 +205,6 @@ func get(t *testing.T, url string) (*http.Response, string) {
 	return resp, string(b)
 }
 
-func golden(t *testing.T, name, got string) {
-	path := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err)
-	assert.Equal(t, string(want), got, "%s differs (go test -update rewrites it)", path)
-}
-
 func TestPages(t *testing.T) {
 	reg := features.NewRegistry()
 	reg.MustDocument(
@@ -251,7 +238,7 @@ func TestPages(t *testing.T) {
 	assert.Equal(t, 1, strings.Count(info, "<style"))
 	assert.NotContains(t, info, "<link", "nothing to load: an application serves no /+static/")
 	assert.NotContains(t, info, "<nav", "no navigation bar on its own")
-	golden(t, "feature-info.golden.html", strings.Replace(info, pages.CSS, "/* pages.CSS */", 1))
+	golden.Check(t, "feature-info.golden.html", strings.Replace(info, pages.CSS, "/* pages.CSS */", 1))
 	assert.NotContains(t, info, "<script>alert(1)</script>")
 	assertPageHeaders(t, resp.Header, pages.InlinePolicy)
 	for _, want := range []string{"ui.icing", "mail.disabled", "looked.up.undocumented", "checkout.new_flow", "<td>boolean</td>", "<code>on</code> = <code>true</code>", `Schema: <code>{&#34;type&#34;: &#34;object&#34;}</code>`, "ops.mode", "job:nightly", "userslice:1,0", "divisor 0 must be positive", "team:NAME", "server.ROLE", "space-delimited"} {

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/scopeflags/scopeflags/internal/spantest"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/baggage"
@@ -75,23 +77,6 @@ func (tracedOnly) ShouldSample(p sdktrace.SamplingParameters) sdktrace.SamplingR
 }
 
 func (tracedOnly) Description() string { return "traced only" }
-
-// flagEvents returns the feature_flag.evaluation events of span as
-// attribute maps, in order.
-func flagEvents(span sdktrace.ReadOnlySpan) []map[string]string {
-	var out []map[string]string
-	for _, ev := range span.Events() {
-		if ev.Name != controller.EventName {
-			continue
-		}
-		m := map[string]string{}
-		for _, kv := range ev.Attributes {
-			m[string(kv.Key)] = kv.Value.Emit()
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 // ev is an expected event's attributes; context.id and error.type only
 // when given.
@@ -175,7 +160,7 @@ func TestSpanEventsInMiddlewareRequest(t *testing.T) {
 				return
 			}
 			require.Len(t, spans, 1)
-			assert.Equal(t, c.want, flagEvents(spans[0]))
+			assert.Equal(t, c.want, spantest.FlagEvents(spans[0]))
 		})
 	}
 }
@@ -201,7 +186,7 @@ func TestNoRecordingSpanNoEventCost(t *testing.T) {
 	traced, span2 := tracer.Start(context.Background(), "traced")
 	assert.Greater(t, allocs(traced), allocs(context.Background()), "a recording span's events do cost")
 	span2.End()
-	assert.NotEmpty(t, flagEvents(rec.Ended()[0])) // up to the SDK's limit of events per span
+	assert.NotEmpty(t, spantest.FlagEvents(rec.Ended()[0])) // up to the SDK's limit of events per span
 }
 
 func TestTraceIDAsTargetingKey(t *testing.T) {
@@ -301,7 +286,7 @@ func TestTraceIDAsTargetingKeyInMiddleware(t *testing.T) {
 				}
 				spans := rec.Ended()[before:]
 				require.NotEmpty(t, spans)
-				got := flagEvents(spans[0])[0]["feature_flag.context.id"]
+				got := spantest.FlagEvents(spans[0])[0]["feature_flag.context.id"]
 				if on {
 					assert.Equal(t, spans[0].SpanContext().TraceID().String(), got)
 				} else {

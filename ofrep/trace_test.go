@@ -8,31 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/scopeflags/scopeflags/internal/spantest"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
-	"github.com/scopeflags/scopeflags/controller"
 	"github.com/scopeflags/scopeflags/ofrep"
 )
-
-// flagEvents returns the feature_flag.evaluation events of span as
-// attribute maps, in order.
-func flagEvents(span sdktrace.ReadOnlySpan) []map[string]string {
-	var out []map[string]string
-	for _, ev := range span.Events() {
-		if ev.Name != controller.EventName {
-			continue
-		}
-		m := map[string]string{}
-		for _, kv := range ev.Attributes {
-			m[string(kv.Key)] = kv.Value.Emit()
-		}
-		out = append(out, m)
-	}
-	return out
-}
 
 // OFREP's evaluations add a feature_flag.evaluation event to the span of
 // the request's context: here started by a wrapping handler, as otelhttp
@@ -81,10 +65,10 @@ func TestSpanEvents(t *testing.T) {
 				spans := rec.Ended()[before:]
 				require.Len(t, spans, 1)
 				if c.want == nil {
-					assert.Empty(t, flagEvents(spans[0]))
+					assert.Empty(t, spantest.FlagEvents(spans[0]))
 					return
 				}
-				assert.Equal(t, []map[string]string{c.want}, flagEvents(spans[0]))
+				assert.Equal(t, []map[string]string{c.want}, spantest.FlagEvents(spans[0]))
 			})
 		}
 	})
@@ -99,7 +83,7 @@ func TestSpanEvents(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(a.body), &body))
 		spans := rec.Ended()[before:]
 		require.Len(t, spans, 1)
-		events := flagEvents(spans[0])
+		events := spantest.FlagEvents(spans[0])
 		var want, got []map[string]string
 		for _, fl := range body.Flags {
 			m := with("feature_flag.key", fl.Key, "feature_flag.result.reason", strings.ToLower(fl.Reason),

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
@@ -42,7 +43,7 @@ func TestFlagsDeclarations(t *testing.T) {
 
 			// Export, then push the export: no change.
 			exp := run(0, "flags", "export", "-db", dsn)
-			golden(t, "flags-export.golden", exp.stdout)
+			golden.Check(t, "flags-export.golden", exp.stdout)
 			file := filepath.Join(dir, "exported.json")
 			require.NoError(t, os.WriteFile(file, []byte(exp.stdout), 0o644))
 			again := run(0, "flags", "push", "-db", dsn, "-comment", "round trip", file)
@@ -50,9 +51,9 @@ func TestFlagsDeclarations(t *testing.T) {
 
 			// Strict by default: refused, nothing written, exit 1.
 			dry := run(1, "flags", "push", "-db", dsn, "-dry-run", testdata(t, "decls-v2.json"))
-			golden(t, "flags-push-dry-refused.golden", dry.stdout+"--- stderr\n"+dry.stderr)
+			golden.Check(t, "flags-push-dry-refused.golden", dry.stdout+"--- stderr\n"+dry.stderr)
 			strict := run(1, "flags", "push", "-db", dsn, "-comment", "v2", testdata(t, "decls-v2.json"))
-			golden(t, "flags-push-refused.golden", strict.stdout+"--- stderr\n"+strict.stderr)
+			golden.Check(t, "flags-push-refused.golden", strict.stdout+"--- stderr\n"+strict.stderr)
 			assert.Equal(t, exp.stdout, run(0, "flags", "export", "-db", dsn).stdout, "nothing was written")
 
 			// A push that would succeed: its dry run exits 0.
@@ -67,7 +68,7 @@ func TestFlagsDeclarations(t *testing.T) {
 			usage := run(2, "flags", "delete", "-db", dsn, "ui.theme")
 			assert.Equal(t, before, run(0, "flags", "export", "-db", dsn).stdout, "nothing deleted")
 			done := run(0, "flags", "delete", "-db", dsn, "-comment", "retire the theme", "-actor", "ann", "ui.theme", "jobs.retries")
-			golden(t, "flags-delete.golden", del.stdout+"--- unknown\n"+unknown.stderr+"--- usage\n"+usage.stderr+"--- delete\n"+done.stdout)
+			golden.Check(t, "flags-delete.golden", del.stdout+"--- unknown\n"+unknown.stderr+"--- usage\n"+usage.stderr+"--- delete\n"+done.stdout)
 			after := run(0, "flags", "export", "-db", dsn).stdout
 			assert.NotContains(t, after, "ui.theme")
 			assert.NotContains(t, after, "jobs.retries")
@@ -82,7 +83,7 @@ func TestFlagsDeclarations(t *testing.T) {
 
 			// -force writes anyway.
 			forced := run(0, "flags", "push", "-db", dsn, "-force", "-comment", "v2 anyway", testdata(t, "decls-v2.json"))
-			golden(t, "flags-push-forced.golden", forced.stdout)
+			golden.Check(t, "flags-push-forced.golden", forced.stdout)
 		})
 	}
 }

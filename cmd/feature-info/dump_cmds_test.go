@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
@@ -83,10 +84,10 @@ func TestMoveBetweenDialects(t *testing.T) {
 			before := views(src)
 
 			dump := cli(0, "dump", "-db", src)
-			golden(t, "dump.golden", dump.stderr)
+			golden.Check(t, "dump.golden", dump.stderr)
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "backup.json"), []byte(dump.stdout), 0o644))
 			restore := cli(0, "restore", "-db", dst, "backup.json")
-			golden(t, "restore.golden", restore.stdout)
+			golden.Check(t, "restore.golden", restore.stdout)
 			assert.Empty(t, restore.stderr)
 			if from == "sqlite" {
 				checkDocDump(t, string(doc), dump.stdout)
@@ -116,12 +117,12 @@ func TestMoveBetweenDialects(t *testing.T) {
 
 			// A non-empty database is refused; -dry-run and -force.
 			refused := cli(1, "restore", "-db", dst, "backup.json")
-			golden(t, "restore-not-empty.golden", refused.stderr)
+			golden.Check(t, "restore-not-empty.golden", refused.stderr)
 			dry := cli(0, "restore", "-db", dst, "-force", "-dry-run", "backup.json")
-			golden(t, "restore-force-dry.golden", dry.stdout)
+			golden.Check(t, "restore-force-dry.golden", dry.stdout)
 			cli(0, "revert", "-db", dst, "-comment", "after the move", "1")
 			forced := cli(0, "restore", "-db", dst, "-force", "backup.json")
-			golden(t, "restore-force.golden", forced.stdout)
+			golden.Check(t, "restore-force.golden", forced.stdout)
 			assert.Equal(t, dump.stdout, cli(0, "dump", "-db", dst).stdout, "-force replaces everything")
 			if from == "sqlite" {
 				assert.Contains(t, string(doc), "```\n"+
@@ -135,14 +136,14 @@ func TestMoveBetweenDialects(t *testing.T) {
 			bad := strings.Replace(good, `"version": 3,`, `"version": 4,`, 1)
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "newer.json"), []byte(bad), 0o644))
 			res := cli(1, "restore", "-db", dst, "-force", "newer.json")
-			golden(t, "restore-version.golden", res.stderr)
+			golden.Check(t, "restore-version.golden", res.stderr)
 			bad = strings.Replace(good, `"priority":10,"value":"true"`, `"priority":"ten","value":"true"`, 1)
 			bad = strings.Replace(bad, `"flag":"jobs.retries","scope":"server.edge"`, `"flag":"jobs.retries","scope":"Server Edge"`, 1)
 			bad = strings.Replace(bad, `"scope":"admin"`, `"scope":"root"`, 1)
 			bad = strings.Replace(bad, `"keys": [`, `"usage_counts": [],`+"\n"+`"keys": [`, 1)
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "bad.json"), []byte(bad), 0o644))
 			res = cli(1, "restore", "-db", dst, "-force", "bad.json")
-			golden(t, "restore-problems.golden", res.stderr)
+			golden.Check(t, "restore-problems.golden", res.stderr)
 			if from == "sqlite" {
 				assert.Contains(t, string(doc), "```\n"+
 					transcript("feature-info restore -db postgres://scopeflags@db.example.com/scopeflags -force bad.json", res.stderr)+"```\n")

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
@@ -54,7 +55,7 @@ func TestEnvServeHelp(t *testing.T) {
 	dir := t.TempDir()
 	help := runCLI(t, dir, "serve", "-h")
 	require.Equal(t, 0, help.code, help.stderr)
-	golden(t, "serve-help.golden", help.stderr)
+	golden.Check(t, "serve-help.golden", help.stderr)
 
 	var listed []string
 	for _, m := range helpFlag.FindAllStringSubmatch(help.stderr, -1) {

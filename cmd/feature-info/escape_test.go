@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
@@ -76,7 +77,7 @@ func TestStoredTextIsEscaped(t *testing.T) {
 		}
 		fmt.Fprintf(&all, "$ feature-info %s\n%s\n", oneLine(strings.Join(args, " ")), out)
 	}
-	golden(t, "escaped.golden", strings.ReplaceAll(all.String(), dsn, "DB"))
+	golden.Check(t, "escaped.golden", strings.ReplaceAll(all.String(), dsn, "DB"))
 }
 
 func TestEscapeText(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore"
 )
 
@@ -66,7 +67,7 @@ func TestKeysDryRun(t *testing.T) {
 	if before[1].Revoked.Valid {
 		got = strings.ReplaceAll(got, before[1].Revoked.Time.Format("2006-01-02T15:04:05Z07:00"), "REVOKED-AT")
 	}
-	golden(t, "keys-dry-run.golden", got)
+	golden.Check(t, "keys-dry-run.golden", got)
 
 	after := keys()
 	assert.Equal(t, before, after, "nothing written")

@@ -17,14 +17,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
+
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 var binary string
 
@@ -111,17 +111,6 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name)
-	if *update {
-		require.NoError(t, os.WriteFile(path, []byte(got), 0o644))
-	}
-	want, err := os.ReadFile(path)
-	require.NoError(t, err)
-	assert.Equal(t, string(want), got, "golden file %s (run with -update to rewrite)", path)
-}
-
 func testdata(t *testing.T, name string) string {
 	p, err := filepath.Abs(filepath.Join("testdata", name))
 	require.NoError(t, err)
@@ -137,7 +126,7 @@ func TestCheck(t *testing.T) {
 
 	bad := runCLI(t, "", "check", "testdata/invalid.rules")
 	assert.Equal(t, 1, bad.code)
-	golden(t, "check-invalid.golden", bad.stderr)
+	golden.Check(t, "check-invalid.golden", bad.stderr)
 
 	usage := runCLI(t, dir, "check")
 	assert.Equal(t, 2, usage.code)
@@ -174,13 +163,13 @@ func TestStoreCommands(t *testing.T) {
 
 			exp := runCLI(t, dir, "export", "-db", dsn)
 			require.Equal(t, 0, exp.code, exp.stderr)
-			golden(t, "export.golden", exp.stdout)
+			golden.Check(t, "export.golden", exp.stdout)
 
 			args := []string{"-user", "4", "-team", "qa", "-pageid", "Person:+index", "-scope", "job:nightly", "-server", "edge", "-json",
 				"ui.icing", "ops.mode", "slice.test", "no.such.flag"}
 			fromDB := runCLI(t, dir, append([]string{"eval", "-db", dsn}, args...)...)
 			require.Equal(t, 0, fromDB.code, fromDB.stderr)
-			golden(t, "eval.golden.json", fromDB.stdout)
+			golden.Check(t, "eval.golden.json", fromDB.stdout)
 			fromFile := runCLI(t, dir, append([]string{"eval", "-rules", testdata(t, "valid.rules")}, args...)...)
 			require.Equal(t, 0, fromFile.code, fromFile.stderr)
 			assert.JSONEq(t, fromDB.stdout, fromFile.stdout, "the database's query and the in-memory snapshot agree")
@@ -386,7 +375,7 @@ func TestTypedFlagsCommands(t *testing.T) {
 	dir := t.TempDir()
 	bad := runCLI(t, "", "check", "-defs", "testdata/flags.json", "testdata/typed-bad.rules")
 	assert.Equal(t, 1, bad.code)
-	golden(t, "check-typed.golden", bad.stderr)
+	golden.Check(t, "check-typed.golden", bad.stderr)
 	good := runCLI(t, dir, "check", "-defs", testdata(t, "flags.json"), testdata(t, "typed.rules"))
 	assert.Equal(t, 0, good.code, good.stderr)
 
@@ -419,7 +408,7 @@ func TestTypedFlagsCommands(t *testing.T) {
 				"checkout.new_flow", "ui.color", "jobs.retries"}
 			fromDB := runCLI(t, dir, append([]string{"eval", "-db", dsn}, args...)...)
 			require.Equal(t, 0, fromDB.code, fromDB.stderr)
-			golden(t, "eval-typed.golden.json", fromDB.stdout)
+			golden.Check(t, "eval-typed.golden.json", fromDB.stdout)
 			fromFile := runCLI(t, dir, append([]string{"eval", "-rules", testdata(t, "typed.rules"), "-defs", testdata(t, "flags.json")}, args...)...)
 			require.Equal(t, 0, fromFile.code, fromFile.stderr)
 			assert.JSONEq(t, fromDB.stdout, fromFile.stdout)
@@ -431,7 +420,7 @@ func TestTypedFlagsCommands(t *testing.T) {
 			// A type change that stored values would not survive.
 			dry := runCLI(t, dir, "flags", "push", "-db", dsn, "-dry-run", testdata(t, "flags-v2.json"))
 			require.Equal(t, 1, dry.code, "the push would be refused: %s", dry.stderr)
-			golden(t, "push-v2-dry.golden", dry.stdout)
+			golden.Check(t, "push-v2-dry.golden", dry.stdout)
 			strict := runCLI(t, dir, "flags", "push", "-db", dsn, "-strict", "-comment", "v2", testdata(t, "flags-v2.json"))
 			assert.Equal(t, 1, strict.code)
 			assert.Contains(t, strict.stderr, "nothing was written")

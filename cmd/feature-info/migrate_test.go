@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
@@ -40,7 +41,7 @@ func TestMigrateCommand(t *testing.T) {
 			run(0, "migrate", "-db", empty, "-dry-run")
 			run(0, "migrate", "-db", empty)
 			run(2, "migrate", "-db", dsn, "extra")
-			golden(t, "migrate.golden", strings.NewReplacer(empty, "EMPTY", dsn, "DSN").Replace(out.String()))
+			golden.Check(t, "migrate.golden", strings.NewReplacer(empty, "EMPTY", dsn, "DSN").Replace(out.String()))
 		})
 	}
 }

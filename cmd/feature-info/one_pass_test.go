@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
@@ -20,7 +21,7 @@ import (
 func TestCheckEveryProblemInOnePass(t *testing.T) {
 	res := runCLI(t, "", "check", "-defs", "testdata/flags.json", "testdata/one-pass.rules")
 	assert.Equal(t, 1, res.code)
-	golden(t, "check-one-pass.golden", res.stderr)
+	golden.Check(t, "check-one-pass.golden", res.stderr)
 
 	file := testdata(t, "one-pass.rules")
 	for name, dsn := range sqlstoretest.DSNs(t) {

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
@@ -32,7 +33,7 @@ func TestFlagsPushFileProblemsAndStoredValues(t *testing.T) {
 				res := runCLI(t, dir, append(append([]string{"flags"}, cmd...), "-db", dsn, file)...)
 				assert.Equal(t, 1, res.code)
 				out := res.stdout + "--- stderr\n" + strings.ReplaceAll(res.stderr, file, "decls-bad-v2.json")
-				golden(t, "flags-push-bad-incompatible.golden", out)
+				golden.Check(t, "flags-push-bad-incompatible.golden", out)
 			}
 			assert.Equal(t, before.stdout, runCLI(t, dir, "flags", "export", "-db", dsn).stdout, "nothing was written")
 		})

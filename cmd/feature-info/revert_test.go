@@ -6,6 +6,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
@@ -42,7 +43,7 @@ func TestRevertCommand(t *testing.T) {
 			ok("revert", "-db", dsn, "-comment", "back to the start", "-base", "5", "1")
 			assert.Equal(t, "[]\n", ok("flags", "list", "-db", dsn).stdout)
 			exp := ok("export", "-db", dsn)
-			golden(t, "export.golden", exp.stdout)
+			golden.Check(t, "export.golden", exp.stdout)
 
 			for _, tt := range []struct {
 				args []string

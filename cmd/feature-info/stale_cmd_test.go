@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/scopeflags/scopeflags/controller"
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
@@ -103,12 +104,12 @@ func TestFlagsStale(t *testing.T) {
 			text := run(1, "flags", "stale", "-db", dsn)
 			assert.Empty(t, text.stderr, "exit 1 says nothing more: the list is the report")
 			out := staleTextTime.ReplaceAllString(text.stdout, "YYYY-MM-DD hh:mm UTC")
-			golden(t, "flags-stale.golden", out)
+			golden.Check(t, "flags-stale.golden", out)
 			assert.Contains(t, staleTextTime.ReplaceAllString(string(doc), "YYYY-MM-DD hh:mm UTC"), "```\n$ feature-info flags stale -db scopeflags.db\n"+out+"```\n",
 				"docs/usage.md shows flags stale's output as the command prints it")
 
 			js := run(1, "flags", "stale", "-db", dsn, "-json")
-			golden(t, "flags-stale.golden.json", staleJSONTime.ReplaceAllString(js.stdout, `"YYYY-MM-DDThh:mm:ssZ"`))
+			golden.Check(t, "flags-stale.golden.json", staleJSONTime.ReplaceAllString(js.stdout, `"YYYY-MM-DDThh:mm:ssZ"`))
 			var parsed staleJSON
 			require.NoError(t, json.Unmarshal([]byte(js.stdout), &parsed))
 			require.Len(t, parsed.Flags, 4)

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/scopeflags/scopeflags/internal/golden"
 	"github.com/scopeflags/scopeflags/sqlstore/sqlstoretest"
 )
 
@@ -38,19 +39,19 @@ func TestImportChangesOnlyWhatItNames(t *testing.T) {
 				return res
 			}
 			seed := cli(0, "import", "-db", dsn, "-prune", "-comment", "the examples", examples)
-			golden(t, "tour-seed.golden", seed.stdout)
+			golden.Check(t, "tour-seed.golden", seed.stdout)
 			before := cli(0, "export", "-db", dsn).stdout
 
 			dry := cli(0, "import", "-db", dsn, "-dry-run", "-comment", "Bob asked for chocolate icing for beta testers", testdata(t, "readme-tour.rules"))
-			golden(t, "tour-import-dry.golden", dry.stdout)
+			golden.Check(t, "tour-import-dry.golden", dry.stdout)
 			assert.Equal(t, dry.stdout, cli(0, "import", "-db", dsn, "-dry-run", testdata(t, "readme-tour.rules")).stdout, "a dry run needs no comment")
 			cli(2, "import", "-db", dsn, testdata(t, "readme-tour.rules")) // a write does
 			assert.Equal(t, before, cli(0, "export", "-db", dsn).stdout, "a dry run writes nothing")
 
 			imp := cli(0, "import", "-db", dsn, "-comment", "Bob asked for chocolate icing for beta testers", testdata(t, "readme-tour.rules"))
-			golden(t, "tour-import.golden", imp.stdout)
+			golden.Check(t, "tour-import.golden", imp.stdout)
 			exp := cli(0, "export", "-db", dsn).stdout
-			golden(t, "tour-export.golden", exp)
+			golden.Check(t, "tour-export.golden", exp)
 			for _, flag := range []string{"mail.outgoing.disabled", "notification.global.message", "jobs.reindex.batch_size", "checkout.express.enabled", "ui.theme"} {
 				assert.Contains(t, exp, "\n"+flag+"\t", "the rules of %s stay", flag)
 			}
@@ -63,9 +64,9 @@ func TestImportChangesOnlyWhatItNames(t *testing.T) {
 			assert.Contains(t, ev.stdout, "mail.outgoing.disabled\ton\t")
 
 			del := cli(0, "rules", "delete", "-db", dsn, "-dry-run", "-comment", "no more reindex tuning", "jobs.reindex.batch_size", "mail.outgoing.disabled", "no.such.flag")
-			golden(t, "rules-delete-dry.golden", del.stdout)
+			golden.Check(t, "rules-delete-dry.golden", del.stdout)
 			del = cli(0, "rules", "delete", "-db", dsn, "-comment", "no more reindex tuning", "jobs.reindex.batch_size", "mail.outgoing.disabled", "no.such.flag")
-			golden(t, "rules-delete.golden", del.stdout)
+			golden.Check(t, "rules-delete.golden", del.stdout)
 			assert.NotContains(t, cli(0, "export", "-db", dsn).stdout, "jobs.reindex.batch_size")
 			cli(2, "rules", "delete", "-db", dsn, "jobs.reindex.batch_size")
 			cli(2, "rules", "delete", "-db", dsn, "-comment", "x")
@@ -74,12 +75,12 @@ func TestImportChangesOnlyWhatItNames(t *testing.T) {
 			rv := cli(0, "revert", "-db", dsn, "-comment", "to now", "3")
 			assert.Equal(t, "reverted to change #3: no change\n", rv.stdout)
 			rv = cli(0, "revert", "-db", dsn, "-dry-run", "-comment", "before the tour", "1")
-			golden(t, "revert-dry.golden", rv.stdout)
+			golden.Check(t, "revert-dry.golden", rv.stdout)
 			refused := cli(1, "revert", "-db", dsn, "-dry-run", "-base", "1", "-comment", "stale", "1")
 			assert.Contains(t, refused.stderr, "conflict")
 
 			prune := cli(0, "import", "-db", dsn, "-prune", "-dry-run", "-comment", "only the tour", testdata(t, "readme-tour.rules"))
-			golden(t, "tour-prune-dry.golden", prune.stdout)
+			golden.Check(t, "tour-prune-dry.golden", prune.stdout)
 			bad := cli(1, "import", "-db", dsn, "-dry-run", "-comment", "bad", testdata(t, "invalid.rules"))
 			assert.NotEmpty(t, bad.stderr)
 			cl := cli(0, "changelog", "-db", dsn, "-limit", "100").stdout
